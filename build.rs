@@ -83,6 +83,7 @@ const FUNCTIONS: &[&str] = &[
     "obs_get_module_name",
     "obs_get_module_description",
     "obs_get_version",
+    "vsnprintf",
 ];
 
 const TYPES: &[&str] = &[
@@ -100,6 +101,7 @@ const VARS: &[&str] = &[
     "OBS_SOURCE_(AUDIO|DO_NOT_DUPLICATE)",
     "MAX_AV_PLANES",
     "OBS_VIDEO_SUCCESS",
+    "MODULE_SUCCESS",
 ];
 
 fn main() {
@@ -130,6 +132,7 @@ fn main() {
         // libobs hands back enum values we might not know (newer OBS); keep
         // the ones we read from C as plain integers.
         .constified_enum_module("obs_property_type")
+        .constified_enum_module("obs_icon_type")
         .derive_default(true)
         .layout_tests(false)
         .generate_comments(false);

@@ -1,1 +1,9 @@
+//! Everything that touches libobs, and the only place with `unsafe`.
+
+mod guard;
+pub mod host;
+mod log;
+pub mod module;
+mod settings;
+pub mod source;
 pub mod sys;

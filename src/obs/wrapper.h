@@ -5,3 +5,4 @@
 #include <util/bmem.h>
 #include <util/platform.h>
 #include <util/text-lookup.h>
+#include <stdio.h>

@@ -1,0 +1,288 @@
+//! The plugin foundation, end to end in real libobs: the built module is
+//! loaded the way OBS loads it, both sources are created from settings, and
+//! what they hand OBS is captured and measured.
+//!
+//! Run with `cargo test --features test-producer --test libobs_foundation`
+//! (it re-runs itself under xvfb-run when there is no X display). One libobs
+//! per process, so the checks run in order inside one `main`.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use obs_psn_party::audio::analysis::{dominant_hz, sine_glitch, tone_dbfs};
+use obs_psn_party::obs::host::{Captured, LogLine, ObsHost};
+use support::{ensure, Runner};
+
+const RATE: u32 = 48_000;
+
+fn main() {
+    support::ensure_display();
+    let work = support::scratch_dir("foundation");
+    let plugin = support::stage_plugin(&work);
+    let host = ObsHost::start(&work.join("config")).expect("libobs starts");
+    let mut runner = Runner::new();
+
+    runner.run_always("module_loads_and_registers_both_sources", || {
+        let info = host.load_module(&plugin.binary, &plugin.data)?;
+        ensure(info.name == "PSN Party", || {
+            format!("module name {:?}", info.name)
+        })?;
+        ensure(info.description.contains(env!("CARGO_PKG_VERSION")), || {
+            format!("description lacks the version: {:?}", info.description)
+        })?;
+        let types = host.input_types();
+        for id in ["psn_party", "psn_party_member"] {
+            ensure(types.iter().any(|t| t == id), || {
+                format!("{id} not registered: {types:?}")
+            })?;
+        }
+        ensure(
+            host.display_name("psn_party").as_deref() == Some("PSN Party"),
+            || format!("display name {:?}", host.display_name("psn_party")),
+        )?;
+        ensure(
+            host.display_name("psn_party_member").as_deref() == Some("PSN Party Member"),
+            || format!("display name {:?}", host.display_name("psn_party_member")),
+        )?;
+        let loaded = host
+            .log_lines()
+            .iter()
+            .any(|l| l.text.starts_with("[obs-psn-party] version ") && l.text.contains("loaded"));
+        ensure(loaded, || {
+            "no '[obs-psn-party] version ... loaded' log line".into()
+        })
+    });
+
+    runner.run("properties_and_default_settings", || {
+        let source = host.create_source("psn_party_member", "member props", "{}")?;
+        let names = source.property_names();
+        ensure(names.iter().any(|n| n == "status"), || {
+            format!("properties {names:?}")
+        })?;
+        let json = source.settings_json();
+        ensure(json.contains("\"party\"") || json == "{}", || {
+            format!("settings {json}")
+        })
+    });
+
+    runner.run("tone_60s_continuous_on_both_sources", || {
+        let seconds: u64 = std::env::var("PSN_TEST_TONE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60);
+        let mut party = host.create_source("psn_party", "party", r#"{"test_tone_hz": 440.0}"#)?;
+        let mut member = host.create_source(
+            "psn_party_member",
+            "member",
+            r#"{"test_tone_hz": 660.0, "member": "slot:1"}"#,
+        )?;
+        let started = Instant::now();
+        party.set_output_channel(1);
+        member.set_output_channel(2);
+        let party_audio = party.start_capture();
+        let member_audio = member.start_capture();
+        std::thread::sleep(Duration::from_secs(seconds));
+        drop(party);
+        drop(member);
+        let log = host.log_lines();
+        check_tone("party", &party_audio, 440.0, seconds as f64)?;
+        check_tone("member", &member_audio, 660.0, seconds as f64)?;
+        check_obs_timing(&log, started)
+    });
+
+    runner.run("bursts_of_200ms_come_out_continuous", || {
+        let mut party = host.create_source(
+            "psn_party",
+            "bursty",
+            r#"{"test_tone_hz": 523.25, "test_burst_ms": 200}"#,
+        )?;
+        let started = Instant::now();
+        party.set_output_channel(3);
+        let audio = party.start_capture();
+        std::thread::sleep(Duration::from_secs(5));
+        drop(party);
+        check_tone("bursty", &audio, 523.25, 4.5)?;
+        check_obs_timing(&host.log_lines(), started)
+    });
+
+    runner.run("create_destroy_200_sources_leaks_nothing", || {
+        // Warm up once so lazily created OBS state is not counted as a leak.
+        drop(host.create_source("psn_party", "warmup", r#"{"test_tone_hz": 300.0}"#)?);
+        settle(&host);
+        let threads = support::thread_count();
+        let allocs = host.live_allocations();
+        let rss = support::rss_kib();
+        for i in 0..200 {
+            let id = if i % 2 == 0 { "psn_party" } else { "psn_party_member" };
+            let source = host.create_source(id, &format!("cycle {i}"), r#"{"test_tone_hz": 300.0}"#)?;
+            std::thread::sleep(Duration::from_millis(2));
+            drop(source);
+        }
+        settle(&host);
+        let threads_after = support::thread_count();
+        let allocs_after = host.live_allocations();
+        let rss_after = support::rss_kib();
+        println!(
+            "    threads {threads} -> {threads_after}, libobs allocations {allocs} -> {allocs_after}, RSS {rss} -> {rss_after} KiB"
+        );
+        ensure(threads_after <= threads, || format!("threads grew: {threads} -> {threads_after}"))?;
+        ensure(allocs_after <= allocs, || format!("libobs allocations grew: {allocs} -> {allocs_after}"))?;
+        ensure(rss_after < rss + 16 * 1024, || format!("RSS grew by {} KiB", rss_after.saturating_sub(rss)))
+    });
+
+    runner.run("destroy_while_producing_is_prompt", || {
+        let threads = support::thread_count();
+        let source = host.create_source(
+            "psn_party",
+            "busy",
+            r#"{"test_tone_hz": 880.0, "test_burst_ms": 5}"#,
+        )?;
+        std::thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        drop(source);
+        let took = support::wait_for(Duration::from_secs(3), || {
+            support::thread_count() <= threads
+        });
+        println!(
+            "    threads back to {threads} after {took:?} (destroy started {:?} ago)",
+            start.elapsed()
+        );
+        ensure(took.is_some_and(|t| t < Duration::from_secs(1)), || {
+            format!("destroy took {took:?}")
+        })
+    });
+
+    runner.run("no_errors_from_the_plugin_in_the_log", || {
+        let bad: Vec<String> = host
+            .log_lines()
+            .into_iter()
+            .filter(|l| l.text.starts_with("[obs-psn-party]") && l.level <= 200)
+            .map(|l| l.text)
+            .collect();
+        ensure(bad.is_empty(), || {
+            format!(
+                "{} warnings/errors, the first: {:?}",
+                bad.len(),
+                &bad[..bad.len().min(3)]
+            )
+        })
+    });
+
+    let report = host.shutdown();
+    println!(
+        "Number of memory leaks: {} (shutdown took {:?})",
+        report.leaks, report.took
+    );
+    runner.run("obs_shutdown_is_prompt_and_leak_free", || {
+        ensure(report.leaks == 0, || {
+            format!("{} libobs allocations leaked", report.leaks)
+        })?;
+        ensure(report.took < Duration::from_secs(1), || {
+            format!("shutdown took {:?}", report.took)
+        })
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    runner.finish();
+}
+
+/// Waits for OBS's destroy queue and our threads to go quiet.
+fn settle(_host: &ObsHost) {
+    let mut last = support::thread_count();
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = support::thread_count();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// The captured tone is long enough, at the right pitch, with no glitch and
+/// contiguous timestamps.
+fn check_tone(
+    name: &str,
+    captured: &Arc<Mutex<Captured>>,
+    hz: f64,
+    min_seconds: f64,
+) -> Result<(), String> {
+    let captured = captured.lock().unwrap();
+    let seconds = captured.samples.len() as f64 / f64::from(RATE);
+    let pitch = dominant_hz(&captured.samples, RATE, 100, 2000);
+    let level = tone_dbfs(&captured.samples, RATE, hz);
+    let (glitch, at) = sine_glitch(&captured.samples, RATE, hz);
+    let mut worst_step_ns: i64 = 0;
+    for pair in captured.blocks.windows(2) {
+        let expected = i64::from(pair[0].1) * 1_000_000_000 / i64::from(RATE);
+        let step = pair[1].0 as i64 - pair[0].0 as i64;
+        worst_step_ns = worst_step_ns.max((step - expected).abs());
+    }
+    println!(
+        "    {name}: {seconds:.2} s captured in {} callbacks, pitch {pitch} Hz, level {level:.1} dB, \
+         worst sine deviation {glitch:.2e} at sample {at}, worst timestamp step error {worst_step_ns} ns",
+        captured.blocks.len()
+    );
+    ensure(seconds >= min_seconds * 0.97, || {
+        format!("{name}: only {seconds:.2} s of audio")
+    })?;
+    ensure((pitch - hz).abs() <= 1.0, || {
+        format!("{name}: pitch {pitch} Hz, wanted {hz}")
+    })?;
+    ensure(glitch < 2e-3, || {
+        format!(
+            "{name}: discontinuity {glitch:.3e} at sample {at} ({:.3} s)",
+            at as f64 / 48_000.0
+        )
+    })?;
+    ensure(worst_step_ns < 25_000, || {
+        format!("{name}: timestamps not contiguous (step error {worst_step_ns} ns)")
+    })
+}
+
+/// OBS saw continuous timestamps (no smoothing, jumps or restarts) and did
+/// not grow its audio buffering after the first second.
+fn check_obs_timing(log: &[LogLine], started: Instant) -> Result<(), String> {
+    let after = |l: &&LogLine| l.at >= started;
+    let resets: Vec<&str> = log
+        .iter()
+        .filter(after)
+        .filter(|l| {
+            l.text.contains("TS_SMOOTHING")
+                || l.text.contains("Restarting source audio")
+                || l.text.contains("jumped by")
+        })
+        .map(|l| l.text.as_str())
+        .collect();
+    ensure(resets.is_empty(), || {
+        format!("OBS reset our timestamps: {resets:?}")
+    })?;
+    let growth: Vec<String> = log
+        .iter()
+        .filter(after)
+        .filter(|l| l.text.contains("audio buffering"))
+        .map(|l| {
+            format!(
+                "+{:.2} s: {}",
+                l.at.duration_since(started).as_secs_f64(),
+                l.text
+            )
+        })
+        .collect();
+    for line in &growth {
+        println!("    {line}");
+    }
+    let late = log
+        .iter()
+        .filter(after)
+        .filter(|l| {
+            l.text.contains("audio buffering")
+                && l.at.duration_since(started) > Duration::from_secs(1)
+        })
+        .count();
+    ensure(late == 0, || {
+        format!("OBS grew its audio buffering after the first second: {growth:?}")
+    })
+}
