@@ -128,6 +128,8 @@ impl Producer {
 /// One source instance: what `create` returns to OBS as its data pointer.
 struct PartySource {
     kind: SourceKind,
+    // Held so the runtime outlives the source; the party client runs on it.
+    #[cfg_attr(not(feature = "test-producer"), allow(dead_code))]
     runtime: RuntimeRef,
     pump: Pump,
     producer: Producer,
