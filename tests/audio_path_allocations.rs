@@ -78,7 +78,11 @@ fn the_pump_allocates_nothing_per_block() {
     let writes_after = ALLOCATIONS.with(Cell::get);
     pump.stop();
     let tallies = tallies.lock().unwrap();
-    assert!(tallies.len() >= 200, "only {} blocks came out", tallies.len());
+    assert!(
+        tallies.len() >= 200,
+        "only {} blocks came out",
+        tallies.len()
+    );
     // Skip the first blocks (thread start-up), then the tally must be flat.
     let steady = &tallies[10..];
     assert_eq!(

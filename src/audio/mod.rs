@@ -3,6 +3,8 @@
 
 pub mod analysis;
 pub mod clock;
+pub mod limiter;
+pub mod playout;
 pub mod pump;
 pub mod ring;
 #[cfg(feature = "test-producer")]

@@ -1,0 +1,509 @@
+//! The party's playout clock: every 10 ms it pulls 10 ms from every member,
+//! writes each member's block to the sources that show that member, and the
+//! sum of the members (through a limiter) to the mix sources.
+//!
+//! One thread of its own runs it. The control side (the party hub, the OBS
+//! sources) changes members and subscriptions through a command queue that
+//! the clock drains between ticks, so a tick never waits on a lock and
+//! allocates nothing (members and subscriptions are preallocated vectors that
+//! only change when a command arrives).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::limiter::Limiter;
+use super::ring::{RingWriter, BLOCK_FRAMES};
+
+/// The playout period.
+pub const TICK: Duration = Duration::from_millis(10);
+/// If the clock falls this far behind (the machine stalled), it skips ahead
+/// instead of producing a burst of catch-up blocks.
+const MAX_CATCH_UP: Duration = Duration::from_millis(100);
+
+/// One member's audio, pulled 10 ms at a time (jitter buffer + decoder in
+/// the plugin, a synthetic signal in tests).
+pub trait MemberAudio: Send + 'static {
+    /// Fills `out` with the member's next 10 ms, at playout time `now_ns`.
+    fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK_FRAMES]);
+}
+
+/// Which member a `psn_party_member` source shows (its `member` setting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberSelector {
+    /// A PSN online id (case-insensitive, as PSN treats them).
+    OnlineId(String),
+    /// `slot:N`: the member holding slot N. A member keeps their slot while
+    /// in the party; a newcomer takes the lowest free one. So a member
+    /// leaving silences only their own source, and the next to join takes
+    /// that source over.
+    Slot(usize),
+}
+
+impl MemberSelector {
+    /// Reads a `member` setting: `"slot:N"` (N from 1) or an online id.
+    pub fn parse(text: &str) -> Option<MemberSelector> {
+        let text = text.trim();
+        if let Some(n) = text.strip_prefix("slot:") {
+            return n.parse().ok().filter(|&n| n >= 1).map(MemberSelector::Slot);
+        }
+        (!text.is_empty()).then(|| MemberSelector::OnlineId(text.to_owned()))
+    }
+}
+
+/// Where a subscription's blocks go from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Mix,
+    Member(MemberSelector),
+}
+
+/// What the playout knows of a member.
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    pub account_id: String,
+    pub online_id: String,
+    /// Whether the member is heard in the mix (the user's own console is not, by default).
+    pub in_mix: bool,
+}
+
+pub type SubscriptionId = u64;
+
+enum Command {
+    AddMember(MemberInfo, Box<dyn MemberAudio>),
+    RemoveMember(String),
+    SetInMix(String, bool),
+    Subscribe(SubscriptionId, Target, RingWriter),
+    Unsubscribe(SubscriptionId),
+}
+
+struct MemberEntry {
+    info: MemberInfo,
+    slot: usize,
+    audio: Box<dyn MemberAudio>,
+    block: [f32; BLOCK_FRAMES],
+}
+
+struct Subscription {
+    id: SubscriptionId,
+    target: Target,
+    writer: RingWriter,
+    /// Index into `members` this member subscription resolves to, kept
+    /// current whenever the members change (never searched per tick).
+    resolved: Option<usize>,
+}
+
+/// The clock's state, stepped by `tick`: pure enough to test on virtual time.
+pub struct PlayoutEngine {
+    members: Vec<MemberEntry>,
+    subscriptions: Vec<Subscription>,
+    mix: [f32; BLOCK_FRAMES],
+    limiter: Limiter,
+}
+
+impl Default for PlayoutEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PlayoutEngine {
+    pub fn new() -> Self {
+        PlayoutEngine {
+            members: Vec::with_capacity(16),
+            subscriptions: Vec::with_capacity(32),
+            mix: [0.0; BLOCK_FRAMES],
+            limiter: Limiter::new(),
+        }
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::AddMember(info, audio) => {
+                self.members
+                    .retain(|m| m.info.account_id != info.account_id);
+                let slot = (1..)
+                    .find(|n| self.members.iter().all(|m| m.slot != *n))
+                    .unwrap_or(1);
+                self.members.push(MemberEntry {
+                    info,
+                    slot,
+                    audio,
+                    block: [0.0; BLOCK_FRAMES],
+                });
+            }
+            Command::RemoveMember(account_id) => {
+                self.members.retain(|m| m.info.account_id != account_id);
+            }
+            Command::SetInMix(account_id, in_mix) => {
+                if let Some(m) = self
+                    .members
+                    .iter_mut()
+                    .find(|m| m.info.account_id == account_id)
+                {
+                    m.info.in_mix = in_mix;
+                }
+            }
+            Command::Subscribe(id, target, writer) => self.subscriptions.push(Subscription {
+                id,
+                target,
+                writer,
+                resolved: None,
+            }),
+            Command::Unsubscribe(id) => self.subscriptions.retain(|s| s.id != id),
+        }
+        self.resolve();
+    }
+
+    /// Points every member subscription at the member it selects now.
+    fn resolve(&mut self) {
+        for sub in &mut self.subscriptions {
+            sub.resolved = match &sub.target {
+                Target::Mix => None,
+                Target::Member(MemberSelector::Slot(n)) => {
+                    self.members.iter().position(|m| m.slot == *n)
+                }
+                Target::Member(MemberSelector::OnlineId(id)) => self
+                    .members
+                    .iter()
+                    .position(|m| m.info.online_id.eq_ignore_ascii_case(id)),
+            };
+        }
+    }
+
+    /// Produces one 10 ms block for every subscription.
+    pub fn tick(&mut self, now_ns: u64) {
+        self.mix.fill(0.0);
+        for member in &mut self.members {
+            member.audio.pull_10ms(now_ns, &mut member.block);
+            if member.info.in_mix {
+                for (m, s) in self.mix.iter_mut().zip(member.block.iter()) {
+                    *m += *s;
+                }
+            }
+        }
+        self.limiter.process(&mut self.mix);
+        let mut closed = false;
+        for sub in &mut self.subscriptions {
+            match (&sub.target, sub.resolved) {
+                (Target::Mix, _) => {
+                    sub.writer.write(&self.mix);
+                }
+                (Target::Member(_), Some(index)) => {
+                    sub.writer.write(&self.members[index].block);
+                }
+                // The selected member is not in the party: the source is silent.
+                (Target::Member(_), None) => {}
+            }
+            closed |= sub.writer.is_closed();
+        }
+        if closed {
+            // A source went away without unsubscribing (destroyed): forget it.
+            self.subscriptions.retain(|s| !s.writer.is_closed());
+        }
+    }
+
+    /// The slot each member holds, by account id (for the properties view).
+    pub fn slots(&self) -> Vec<(String, usize)> {
+        self.members
+            .iter()
+            .map(|m| (m.info.account_id.clone(), m.slot))
+            .collect()
+    }
+}
+
+/// The running playout clock. Dropping it stops and joins the thread.
+pub struct Playout {
+    commands: SyncSender<Command>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    next_subscription: AtomicU64,
+    ticks: Arc<AtomicU64>,
+}
+
+impl Playout {
+    pub fn start() -> std::io::Result<Playout> {
+        let (commands, inbox) = sync_channel(256);
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticks = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let stop = stop.clone();
+            let ticks = ticks.clone();
+            std::thread::Builder::new()
+                .name("psn-playout".into())
+                .spawn(move || {
+                    let run = std::panic::AssertUnwindSafe(|| run_clock(inbox, &stop, &ticks));
+                    if std::panic::catch_unwind(run).is_err() {
+                        log::error!("party playout stopped after an internal error");
+                    }
+                })?
+        };
+        Ok(Playout {
+            commands,
+            stop,
+            thread: Some(thread),
+            next_subscription: AtomicU64::new(1),
+            ticks,
+        })
+    }
+
+    fn send(&self, command: Command) {
+        match self.commands.try_send(command) {
+            Ok(()) => {}
+            // 256 commands queued means the clock thread is gone or stuck;
+            // wait briefly rather than lose a membership change.
+            Err(TrySendError::Full(command)) => {
+                let _ = self.commands.send(command);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    pub fn add_member(&self, info: MemberInfo, audio: Box<dyn MemberAudio>) {
+        self.send(Command::AddMember(info, audio));
+    }
+
+    pub fn remove_member(&self, account_id: &str) {
+        self.send(Command::RemoveMember(account_id.to_owned()));
+    }
+
+    pub fn set_in_mix(&self, account_id: &str, in_mix: bool) {
+        self.send(Command::SetInMix(account_id.to_owned(), in_mix));
+    }
+
+    /// Starts feeding `writer` from `target`; the returned id unsubscribes.
+    pub fn subscribe(&self, target: Target, writer: RingWriter) -> SubscriptionId {
+        let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
+        self.send(Command::Subscribe(id, target, writer));
+        id
+    }
+
+    pub fn unsubscribe(&self, id: SubscriptionId) {
+        self.send(Command::Unsubscribe(id));
+    }
+
+    /// Ticks so far (for status and tests).
+    pub fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Playout {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run_clock(inbox: Receiver<Command>, stop: &AtomicBool, ticks: &AtomicU64) {
+    let mut engine = PlayoutEngine::new();
+    let epoch = Instant::now();
+    let mut next = epoch;
+    while !stop.load(Ordering::Acquire) {
+        while let Ok(command) = inbox.try_recv() {
+            engine.apply(command);
+        }
+        let now = Instant::now();
+        if now < next {
+            std::thread::park_timeout(next - now);
+            continue;
+        }
+        if now - next > MAX_CATCH_UP {
+            next = now;
+        }
+        engine.tick(next.duration_since(epoch).as_nanos() as u64);
+        ticks.fetch_add(1, Ordering::Relaxed);
+        next += TICK;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::ring::{audio_ring, RingReader};
+
+    /// A member whose every sample is one constant value.
+    struct Constant(f32);
+    impl MemberAudio for Constant {
+        fn pull_10ms(&mut self, _now: u64, out: &mut [f32; BLOCK_FRAMES]) {
+            out.fill(self.0);
+        }
+    }
+
+    fn member(account: &str, online: &str, in_mix: bool) -> MemberInfo {
+        MemberInfo {
+            account_id: account.into(),
+            online_id: online.into(),
+            in_mix,
+        }
+    }
+
+    fn next_block(reader: &mut RingReader) -> Option<f32> {
+        let mut block = [0.0; BLOCK_FRAMES];
+        reader.pop_block(&mut block).then_some(block[0])
+    }
+
+    #[test]
+    fn selectors_parse() {
+        assert_eq!(
+            MemberSelector::parse("slot:2"),
+            Some(MemberSelector::Slot(2))
+        );
+        assert_eq!(MemberSelector::parse("slot:0"), None);
+        assert_eq!(MemberSelector::parse("slot:x"), None);
+        assert_eq!(
+            MemberSelector::parse(" Kratos_77 "),
+            Some(MemberSelector::OnlineId("Kratos_77".into()))
+        );
+        assert_eq!(MemberSelector::parse(""), None);
+    }
+
+    #[test]
+    fn members_go_to_their_sources_and_the_mix_sums_them() {
+        let mut engine = PlayoutEngine::new();
+        let (w_mix, mut r_mix) = audio_ring(4800);
+        let (w_a, mut r_a) = audio_ring(4800);
+        let (w_b, mut r_b) = audio_ring(4800);
+        let (w_me, mut r_me) = audio_ring(4800);
+        engine.apply(Command::AddMember(
+            member("1", "alice", true),
+            Box::new(Constant(0.1)),
+        ));
+        engine.apply(Command::AddMember(
+            member("2", "bob", true),
+            Box::new(Constant(0.2)),
+        ));
+        engine.apply(Command::AddMember(
+            member("3", "me", false),
+            Box::new(Constant(0.4)),
+        ));
+        engine.apply(Command::Subscribe(1, Target::Mix, w_mix));
+        engine.apply(Command::Subscribe(
+            2,
+            Target::Member(MemberSelector::Slot(1)),
+            w_a,
+        ));
+        engine.apply(Command::Subscribe(
+            3,
+            Target::Member(MemberSelector::OnlineId("BOB".into())),
+            w_b,
+        ));
+        engine.apply(Command::Subscribe(
+            4,
+            Target::Member(MemberSelector::OnlineId("me".into())),
+            w_me,
+        ));
+        engine.tick(0);
+        assert_eq!(next_block(&mut r_a), Some(0.1));
+        assert_eq!(next_block(&mut r_b), Some(0.2));
+        assert_eq!(next_block(&mut r_me), Some(0.4));
+        let mixed = next_block(&mut r_mix).unwrap();
+        assert!((mixed - 0.3).abs() < 1e-6, "mix {mixed}");
+    }
+
+    #[test]
+    fn slots_are_sticky_and_a_newcomer_takes_the_free_one() {
+        let mut engine = PlayoutEngine::new();
+        let (w1, mut r1) = audio_ring(4800);
+        let (w2, mut r2) = audio_ring(4800);
+        engine.apply(Command::Subscribe(
+            1,
+            Target::Member(MemberSelector::Slot(1)),
+            w1,
+        ));
+        engine.apply(Command::Subscribe(
+            2,
+            Target::Member(MemberSelector::Slot(2)),
+            w2,
+        ));
+        engine.apply(Command::AddMember(
+            member("a", "a", true),
+            Box::new(Constant(0.1)),
+        ));
+        engine.apply(Command::AddMember(
+            member("b", "b", true),
+            Box::new(Constant(0.2)),
+        ));
+        engine.tick(0);
+        assert_eq!(
+            (next_block(&mut r1), next_block(&mut r2)),
+            (Some(0.1), Some(0.2))
+        );
+        // The first member leaves: only slot 1 goes silent.
+        engine.apply(Command::RemoveMember("a".into()));
+        engine.tick(10_000_000);
+        assert_eq!(
+            (next_block(&mut r1), next_block(&mut r2)),
+            (None, Some(0.2))
+        );
+        // A newcomer takes slot 1.
+        engine.apply(Command::AddMember(
+            member("c", "c", true),
+            Box::new(Constant(0.3)),
+        ));
+        engine.tick(20_000_000);
+        assert_eq!(
+            (next_block(&mut r1), next_block(&mut r2)),
+            (Some(0.3), Some(0.2))
+        );
+    }
+
+    #[test]
+    fn a_loud_party_never_clips() {
+        let mut engine = PlayoutEngine::new();
+        let (w, mut r) = audio_ring(48_000);
+        engine.apply(Command::Subscribe(1, Target::Mix, w));
+        for i in 0..8 {
+            engine.apply(Command::AddMember(
+                member(&i.to_string(), "x", true),
+                Box::new(Constant(0.9)),
+            ));
+        }
+        let mut block = [0.0; BLOCK_FRAMES];
+        for t in 0..50 {
+            engine.tick(t * 10_000_000);
+            assert!(r.pop_block(&mut block));
+            assert!(block.iter().all(|s| s.abs() <= 1.0), "clipped at tick {t}");
+        }
+    }
+
+    #[test]
+    fn a_destroyed_source_is_forgotten() {
+        let mut engine = PlayoutEngine::new();
+        let (w, r) = audio_ring(4800);
+        engine.apply(Command::Subscribe(1, Target::Mix, w));
+        drop(r);
+        engine.tick(0);
+        assert!(engine.subscriptions.is_empty());
+    }
+
+    #[test]
+    fn the_clock_thread_ticks_every_10ms_and_stops_promptly() {
+        let mut playout = Playout::start().unwrap();
+        let (w, mut r) = audio_ring(48_000);
+        playout.add_member(member("1", "a", true), Box::new(Constant(0.5)));
+        playout.subscribe(Target::Member(MemberSelector::Slot(1)), w);
+        std::thread::sleep(Duration::from_millis(500));
+        let ticks = playout.ticks();
+        let started = Instant::now();
+        playout.stop();
+        assert!(started.elapsed() < Duration::from_millis(200));
+        assert!((30..=70).contains(&ticks), "{ticks} ticks in 500 ms");
+        let mut blocks = 0;
+        let mut block = [0.0; BLOCK_FRAMES];
+        while r.pop_block(&mut block) {
+            assert_eq!(block[0], 0.5);
+            blocks += 1;
+        }
+        assert!(blocks >= 40);
+    }
+}
