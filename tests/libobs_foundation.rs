@@ -107,6 +107,37 @@ fn main() {
         check_obs_timing(&host.log_lines(), started)
     });
 
+    runner.run(
+        "without_a_party_the_mix_is_continuous_silence_and_a_member_is_quiet",
+        || {
+            let mut party = host.create_source("psn_party", "idle party", "{}")?;
+            let mut member =
+                host.create_source("psn_party_member", "idle member", r#"{"member": "slot:3"}"#)?;
+            party.set_output_channel(4);
+            let party_audio = party.start_capture();
+            let member_audio = member.start_capture();
+            std::thread::sleep(Duration::from_secs(2));
+            drop(party);
+            drop(member);
+            let party_audio = party_audio.lock().unwrap();
+            let seconds = party_audio.samples.len() as f64 / f64::from(RATE);
+            println!(
+                "    idle mix: {seconds:.2} s of audio, member: {} callbacks",
+                member_audio.lock().unwrap().blocks.len()
+            );
+            ensure(seconds > 1.7, || {
+                format!("idle mix delivered only {seconds:.2} s")
+            })?;
+            ensure(party_audio.samples.iter().all(|&s| s == 0.0), || {
+                "idle mix is not silent".into()
+            })?;
+            let member_blocks = member_audio.lock().unwrap().blocks.len();
+            ensure(member_blocks == 0, || {
+                format!("a member source without its member output {member_blocks} blocks")
+            })
+        },
+    );
+
     runner.run("create_destroy_200_sources_leaks_nothing", || {
         // Warm up once so lazily created OBS state is not counted as a leak.
         drop(host.create_source("psn_party", "warmup", r#"{"test_tone_hz": 300.0}"#)?);
@@ -115,8 +146,10 @@ fn main() {
         let allocs = host.live_allocations();
         let rss = support::rss_kib();
         for i in 0..200 {
+            // Alternate the kinds, and tone-fed with party-fed sources.
             let id = if i % 2 == 0 { "psn_party" } else { "psn_party_member" };
-            let source = host.create_source(id, &format!("cycle {i}"), r#"{"test_tone_hz": 300.0}"#)?;
+            let settings = if i % 4 < 2 { r#"{"test_tone_hz": 300.0}"# } else { "{}" };
+            let source = host.create_source(id, &format!("cycle {i}"), settings)?;
             std::thread::sleep(Duration::from_millis(2));
             drop(source);
         }

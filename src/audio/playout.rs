@@ -76,6 +76,7 @@ enum Command {
     RemoveMember(String),
     SetInMix(String, bool),
     Subscribe(SubscriptionId, Target, RingWriter),
+    Retarget(SubscriptionId, Target),
     Unsubscribe(SubscriptionId),
 }
 
@@ -152,6 +153,11 @@ impl PlayoutEngine {
                 writer,
                 resolved: None,
             }),
+            Command::Retarget(id, target) => {
+                if let Some(sub) = self.subscriptions.iter_mut().find(|s| s.id == id) {
+                    sub.target = target;
+                }
+            }
             Command::Unsubscribe(id) => self.subscriptions.retain(|s| s.id != id),
         }
         self.resolve();
@@ -278,6 +284,11 @@ impl Playout {
         let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
         self.send(Command::Subscribe(id, target, writer));
         id
+    }
+
+    /// Points subscription `id` at another target.
+    pub fn retarget(&self, id: SubscriptionId, target: Target) {
+        self.send(Command::Retarget(id, target));
     }
 
     pub fn unsubscribe(&self, id: SubscriptionId) {

@@ -23,6 +23,25 @@ impl Settings {
         CString::new(name).unwrap_or_default()
     }
 
+    pub fn string(&self, name: &str) -> String {
+        if self.data.is_null() {
+            return String::new();
+        }
+        let key = Self::key(name);
+        // SAFETY: `data` is valid (from_raw's contract); OBS returns a string
+        // it owns (or null) that we copy at once.
+        unsafe {
+            let value = sys::obs_data_get_string(self.data, key.as_ptr());
+            if value.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(value)
+                    .to_string_lossy()
+                    .into_owned()
+            }
+        }
+    }
+
     pub fn int(&self, name: &str) -> i64 {
         if self.data.is_null() {
             return 0;

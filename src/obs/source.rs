@@ -11,9 +11,12 @@ use super::guard::guarded;
 use super::module::text_ptr;
 use super::settings::Settings;
 use super::sys;
+use std::sync::Arc;
+
+use crate::audio::playout::{MemberSelector, Target};
 use crate::audio::pump::{BlockOutput, Pump};
-use crate::audio::ring::{audio_ring, RingWriter, BLOCK_FRAMES, DEFAULT_CAPACITY_FRAMES};
-use crate::runtime::RuntimeRef;
+use crate::audio::ring::{audio_ring, BLOCK_FRAMES, DEFAULT_CAPACITY_FRAMES};
+use crate::party::hub::{PartyHub, Subscription};
 
 /// Source ids, fixed for scripting (obs-websocket) and saved scenes.
 pub const PARTY_SOURCE_ID: &CStr = c"psn_party";
@@ -106,21 +109,58 @@ impl BlockOutput for ObsAudioOutput {
     }
 }
 
-/// Who fills the ring right now.
+/// Where a source's audio comes from, as its settings say.
+#[derive(Debug, Clone, PartialEq)]
+enum Feed {
+    /// The party: the mix, or one member.
+    Party(Target),
+    /// The test tone (`test_tone_hz` > 0; test builds only).
+    #[cfg(feature = "test-producer")]
+    Tone(crate::audio::test_tone::ToneSpec),
+}
+
+impl Feed {
+    fn from_settings(kind: SourceKind, settings: &Settings) -> Feed {
+        #[cfg(feature = "test-producer")]
+        {
+            let hz = settings.double(keys::TEST_TONE_HZ);
+            if hz > 0.0 {
+                return Feed::Tone(crate::audio::test_tone::ToneSpec {
+                    hz,
+                    amplitude: settings.double(keys::TEST_AMPLITUDE) as f32,
+                    burst_ms: settings.int(keys::TEST_BURST_MS).clamp(1, 1000) as u32,
+                });
+            }
+        }
+        match kind {
+            SourceKind::Party => Feed::Party(Target::Mix),
+            SourceKind::Member => {
+                let text = settings.string(keys::MEMBER);
+                let selector = MemberSelector::parse(&text).unwrap_or_else(|| {
+                    log::warn!("member setting {text:?} is neither an online id nor slot:N; the source stays silent");
+                    MemberSelector::OnlineId(text)
+                });
+                Feed::Party(Target::Member(selector))
+            }
+        }
+    }
+}
+
+/// What fills the ring right now.
 enum Producer {
-    /// Nobody yet: the ring waits for the party (voice arrives in issue 4).
-    Idle(Option<RingWriter>),
+    Nothing,
+    Party(Subscription),
     #[cfg(feature = "test-producer")]
     Tone(crate::audio::test_tone::ToneProducer),
 }
 
 impl Producer {
-    /// Stops whatever runs and gives the ring's writer back.
-    fn stop(self) -> Option<RingWriter> {
+    /// Stops whatever runs (for the tone: waits for its task).
+    fn stop(self) {
         match self {
-            Producer::Idle(writer) => writer,
+            Producer::Nothing | Producer::Party(_) => {}
             #[cfg(feature = "test-producer")]
-            Producer::Tone(tone) => tone.stop(),
+            Producer::Tone(tone) => drop(tone.stop()),
         }
     }
 }
@@ -128,39 +168,30 @@ impl Producer {
 /// One source instance: what `create` returns to OBS as its data pointer.
 struct PartySource {
     kind: SourceKind,
-    // Held so the runtime outlives the source; the party client runs on it.
-    #[cfg_attr(not(feature = "test-producer"), allow(dead_code))]
-    runtime: RuntimeRef,
-    pump: Pump,
+    source: *mut sys::obs_source_t,
+    hub: Arc<PartyHub>,
+    feed: Option<Feed>,
     producer: Producer,
+    pump: Option<Pump>,
     failed: bool,
 }
 
 impl PartySource {
     fn new(kind: SourceKind, source: *mut sys::obs_source_t, settings: &Settings) -> Option<Self> {
-        let runtime = RuntimeRef::acquire()
-            .map_err(|e| log::error!("cannot start the background runtime: {e}"))
-            .ok()?;
-        let (writer, reader) = audio_ring(DEFAULT_CAPACITY_FRAMES);
-        let thread_name = match kind {
-            SourceKind::Party => "psn-pump-party",
-            SourceKind::Member => "psn-pump-member",
-        };
-        let output = ObsAudioOutput {
-            source: SourcePtr(source),
-        };
-        let pump = Pump::start(thread_name, reader, output)
-            .map_err(|e| log::error!("cannot start the audio thread: {e}"))
+        let hub = PartyHub::shared()
+            .map_err(|e| log::error!("cannot start the party hub: {e}"))
             .ok()?;
         let mut this = PartySource {
             kind,
-            runtime,
-            pump,
-            producer: Producer::Idle(Some(writer)),
+            source,
+            hub,
+            feed: None,
+            producer: Producer::Nothing,
+            pump: None,
             failed: false,
         };
         this.update(settings);
-        log::debug!("{:?} source created", kind);
+        log::debug!("{kind:?} source created");
         Some(this)
     }
 
@@ -168,40 +199,59 @@ impl PartySource {
         if self.failed {
             return;
         }
-        #[cfg(feature = "test-producer")]
-        self.update_test_tone(settings);
-        #[cfg(not(feature = "test-producer"))]
-        let _ = settings;
-    }
-
-    #[cfg(feature = "test-producer")]
-    fn update_test_tone(&mut self, settings: &Settings) {
-        use crate::audio::test_tone::{ToneProducer, ToneSpec};
-        let hz = settings.double(keys::TEST_TONE_HZ);
-        let spec = ToneSpec {
-            hz,
-            amplitude: settings.double(keys::TEST_AMPLITUDE) as f32,
-            burst_ms: settings.int(keys::TEST_BURST_MS).clamp(1, 1000) as u32,
-        };
-        let unchanged = matches!(&self.producer, Producer::Tone(t) if t.spec() == spec);
-        if unchanged {
+        let feed = Feed::from_settings(self.kind, settings);
+        if self.feed.as_ref() == Some(&feed) {
             return;
         }
-        let old = std::mem::replace(&mut self.producer, Producer::Idle(None));
-        let writer = old.stop();
-        self.producer = match writer {
-            Some(writer) if hz > 0.0 => {
-                Producer::Tone(ToneProducer::start(&self.runtime, spec, writer))
-            }
-            writer => Producer::Idle(writer),
+        if let (Producer::Party(subscription), Feed::Party(target)) = (&self.producer, &feed) {
+            // Another member: same ring, same pump, same timestamps.
+            subscription.retarget(target.clone());
+        } else {
+            self.restart(&feed);
+        }
+        self.feed = Some(feed);
+    }
+
+    /// A fresh ring and pump, fed by `feed`.
+    fn restart(&mut self, feed: &Feed) {
+        self.stop_feed();
+        let (writer, reader) = audio_ring(DEFAULT_CAPACITY_FRAMES);
+        let thread_name = match self.kind {
+            SourceKind::Party => "psn-pump-party",
+            SourceKind::Member => "psn-pump-member",
         };
+        let output = ObsAudioOutput {
+            source: SourcePtr(self.source),
+        };
+        match Pump::start(thread_name, reader, output) {
+            Ok(pump) => self.pump = Some(pump),
+            Err(e) => {
+                log::error!("cannot start the audio thread: {e}");
+                return;
+            }
+        }
+        self.producer = match feed {
+            Feed::Party(target) => Producer::Party(self.hub.subscribe(target.clone(), writer)),
+            #[cfg(feature = "test-producer")]
+            Feed::Tone(spec) => Producer::Tone(crate::audio::test_tone::ToneProducer::start(
+                self.hub.runtime(),
+                *spec,
+                writer,
+            )),
+        };
+    }
+
+    fn stop_feed(&mut self) {
+        std::mem::replace(&mut self.producer, Producer::Nothing).stop();
+        if let Some(mut pump) = self.pump.take() {
+            pump.stop();
+        }
     }
 
     /// Stops everything this source started and waits for it.
     fn shutdown(&mut self) {
-        let producer = std::mem::replace(&mut self.producer, Producer::Idle(None));
-        drop(producer.stop());
-        self.pump.stop();
+        self.stop_feed();
+        self.feed = None;
     }
 
     /// After an internal error: stop, and stay silent until destroyed.
