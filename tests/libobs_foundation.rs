@@ -187,11 +187,47 @@ fn main() {
         })
     });
 
+    runner.run("a_panic_in_a_callback_silences_only_that_source", || {
+        let mut victim = host.create_source("psn_party", "victim", r#"{"test_tone_hz": 440.0}"#)?;
+        let mut bystander = host.create_source(
+            "psn_party_member",
+            "bystander",
+            r#"{"test_tone_hz": 660.0}"#,
+        )?;
+        let victim_audio = victim.start_capture();
+        let bystander_audio = bystander.start_capture();
+        std::thread::sleep(Duration::from_millis(500));
+        victim.update(r#"{"test_tone_hz": 440.0, "test_panic": "update"}"#)?;
+        let blocks_at_panic = victim_audio.lock().unwrap().blocks.len();
+        std::thread::sleep(Duration::from_millis(500));
+        let victim_blocks = victim_audio.lock().unwrap().blocks.len();
+        let bystander_seconds =
+            bystander_audio.lock().unwrap().samples.len() as f64 / f64::from(RATE);
+        drop(victim);
+        drop(bystander);
+        let logged = host.log_lines().iter().any(|l| {
+            l.text
+                .contains("internal error in update; this source stays silent")
+        });
+        ensure(logged, || "the panic was not logged".into())?;
+        ensure(victim_blocks <= blocks_at_panic + 30, || {
+            format!("the panicked source kept playing: {blocks_at_panic} -> {victim_blocks} blocks")
+        })?;
+        ensure(bystander_seconds > 0.9, || {
+            format!("the other source stopped too ({bystander_seconds:.2} s)")
+        })
+    });
+
     runner.run("no_errors_from_the_plugin_in_the_log", || {
         let bad: Vec<String> = host
             .log_lines()
             .into_iter()
             .filter(|l| l.text.starts_with("[obs-psn-party]") && l.level <= 200)
+            // The panic check above provokes exactly this error on purpose.
+            .filter(|l| {
+                !l.text.contains("test panic requested")
+                    && !l.text.contains("internal error in update")
+            })
             .map(|l| l.text)
             .collect();
         ensure(bad.is_empty(), || {

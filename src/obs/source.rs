@@ -34,6 +34,9 @@ pub mod keys {
     pub const TEST_BURST_MS: &str = "test_burst_ms";
     #[cfg(feature = "test-producer")]
     pub const TEST_AMPLITUDE: &str = "test_amplitude";
+    /// `"update"` makes the next update panic, to test that OBS survives it.
+    #[cfg(feature = "test-producer")]
+    pub const TEST_PANIC: &str = "test_panic";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +201,10 @@ impl PartySource {
     fn update(&mut self, settings: &Settings) {
         if self.failed {
             return;
+        }
+        #[cfg(feature = "test-producer")]
+        if settings.string(keys::TEST_PANIC) == "update" {
+            panic!("test panic requested by the test_panic setting");
         }
         let feed = Feed::from_settings(self.kind, settings);
         if self.feed.as_ref() == Some(&feed) {
