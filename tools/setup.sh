@@ -10,6 +10,7 @@ packages=(
   xvfb xauth xdotool x11-utils imagemagick  # a virtual X display (libobs needs one) and screenshots
   sox                                   # listening to the demo's WAVs
   python3 python3-websockets            # drives real OBS through obs-websocket in the checks
+  python3-aiortc python3-numpy          # a party member on another WebRTC stack (interop test)
 )
 
 missing=()
