@@ -7,4 +7,5 @@
 
 pub mod audio;
 pub mod obs;
+pub mod psn;
 pub mod runtime;
