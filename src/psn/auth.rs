@@ -104,7 +104,10 @@ pub async fn authorize(http: &Http, cfg: &PsnConfig, npsso: Secret) -> Result<(S
     drop(npsso);
     let resp = http.send(req).await?;
     if !(300..400).contains(&resp.status) {
-        return Err(if resp.status >= 500 {
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+        return Err(if v["error"] == "invalid_client" || v["error"] == "unauthorized_client" {
+            PsnError::CredentialsRejected
+        } else if resp.status >= 500 {
             resp.api_error()
         } else {
             PsnError::protocol("authorize", format!("HTTP {} instead of a redirect", resp.status))
