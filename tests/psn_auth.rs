@@ -22,10 +22,17 @@ async fn sign_in_reads_account_id_and_stores_tokens_0600() {
     assert_eq!(env.sim.count("token"), 1);
     assert_eq!(env.sim.total_requests(), 2);
     let store = TokenStore::in_dir(&env.dir);
-    let mode = std::fs::metadata(store.path()).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(store.path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     let text = std::fs::read_to_string(store.path()).unwrap();
-    assert!(!text.contains(&env.sim.config().npsso), "the NPSSO is never stored");
+    assert!(
+        !text.contains(&env.sim.config().npsso),
+        "the NPSSO is never stored"
+    );
     assert!(store.load().unwrap().is_some());
     env.finish();
 }
@@ -33,7 +40,11 @@ async fn sign_in_reads_account_id_and_stores_tokens_0600() {
 #[tokio::test]
 async fn wrong_npsso_is_the_4165_redirect() {
     let env = Env::new().await;
-    let err = env.client.sign_in_with_npsso(Secret::new("x".repeat(64))).await.unwrap_err();
+    let err = env
+        .client
+        .sign_in_with_npsso(Secret::new("x".repeat(64)))
+        .await
+        .unwrap_err();
     env.seen(&err);
     assert_eq!(err, PsnError::NpssoInvalid);
     assert!(err.to_string().contains("ssocookie"), "{err}");
@@ -49,7 +60,10 @@ async fn missing_credentials_send_nothing() {
     let mut cfg = env.config();
     cfg.client_secret = None;
     let c = PsnClient::new(cfg, Default::default()).unwrap();
-    let err = c.sign_in_with_npsso(Secret::new(env.sim.config().npsso)).await.unwrap_err();
+    let err = c
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .unwrap_err();
     env.seen(&err);
     assert_eq!(err, PsnError::CredentialsMissing);
     assert!(err.to_string().contains("PSN_CLIENT_ID"));
@@ -63,13 +77,19 @@ async fn rejected_credentials() {
     let mut cfg = env.config();
     cfg.client_secret = Some(Secret::new("not-the-secret"));
     let c = PsnClient::new(cfg.clone(), Default::default()).unwrap();
-    let err = c.sign_in_with_npsso(Secret::new(env.sim.config().npsso)).await.unwrap_err();
+    let err = c
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .unwrap_err();
     env.seen(&err);
     assert_eq!(err, PsnError::CredentialsRejected);
     assert_eq!((env.sim.count("authorize"), env.sim.count("token")), (1, 1));
     cfg.client_id = Some("00000000-0000-0000-0000-00000000dead".into());
     let c = PsnClient::new(cfg, Default::default()).unwrap();
-    let err = c.sign_in_with_npsso(Secret::new(env.sim.config().npsso)).await.unwrap_err();
+    let err = c
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .unwrap_err();
     assert_eq!(err, PsnError::CredentialsRejected);
     assert_eq!((env.sim.count("authorize"), env.sim.count("token")), (2, 1));
     env.finish();
@@ -82,7 +102,11 @@ async fn refreshes_ahead_of_expiry_using_the_answered_lifetime() {
     env.sign_in().await;
     let party = PartyApi::new(env.client.clone());
     party.list_parties().await.unwrap();
-    assert_eq!(env.sim.count("token"), 1, "no refresh while the token is fresh");
+    assert_eq!(
+        env.sim.count("token"),
+        1,
+        "no refresh while the token is fresh"
+    );
     // 2 s lifetime -> margin 0.2 s -> refreshed from 1.8 s on, before PSN would say 401.
     tokio::time::sleep(Duration::from_millis(1850)).await;
     party.list_parties().await.unwrap();
@@ -95,7 +119,11 @@ async fn refreshes_ahead_of_expiry_using_the_answered_lifetime() {
     for r in futures_util::future::join_all(calls).await {
         r.unwrap();
     }
-    assert_eq!(env.sim.count("token"), 3, "concurrent callers share one refresh");
+    assert_eq!(
+        env.sim.count("token"),
+        3,
+        "concurrent callers share one refresh"
+    );
     env.finish();
 }
 
@@ -115,7 +143,10 @@ async fn server_side_expiry_gives_one_401_one_refresh_one_retry() {
 async fn repeated_401_surfaces_after_one_retry() {
     let env = Env::new().await;
     env.sign_in().await;
-    env.sim.fault(Fault::Unauthorized { count: 5, endpoint: None });
+    env.sim.fault(Fault::Unauthorized {
+        count: 5,
+        endpoint: None,
+    });
     let party = PartyApi::new(env.client.clone());
     let err = party.list_parties().await.unwrap_err();
     env.seen(&err);
@@ -137,10 +168,20 @@ async fn revoked_refresh_token_means_sign_in_again() {
     assert_eq!(err, PsnError::SignInExpired);
     assert!(err.to_string().contains("sign in again"), "{err}");
     assert_eq!((env.sim.count("bulkGet"), env.sim.count("token")), (1, 2));
-    assert!(TokenStore::in_dir(&env.dir).load().unwrap().is_none(), "the dead tokens are removed");
+    assert!(
+        TokenStore::in_dir(&env.dir).load().unwrap().is_none(),
+        "the dead tokens are removed"
+    );
     let before = env.sim.total_requests();
-    assert_eq!(party.list_parties().await.unwrap_err(), PsnError::NotSignedIn);
-    assert_eq!(env.sim.total_requests(), before, "nothing is sent when signed out");
+    assert_eq!(
+        party.list_parties().await.unwrap_err(),
+        PsnError::NotSignedIn
+    );
+    assert_eq!(
+        env.sim.total_requests(),
+        before,
+        "nothing is sent when signed out"
+    );
     env.finish();
 }
 
@@ -152,7 +193,11 @@ async fn expired_refresh_token_is_known_without_asking() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let err = env.client.access_token().await.unwrap_err();
     assert_eq!(err, PsnError::SignInExpired);
-    assert_eq!(env.sim.count("token"), 1, "no refresh attempt with an expired refresh token");
+    assert_eq!(
+        env.sim.count("token"),
+        1,
+        "no refresh attempt with an expired refresh token"
+    );
     env.finish();
 }
 
@@ -164,7 +209,11 @@ async fn tokens_survive_a_restart() {
     let c2 = env.second_client(HttpOptions::default());
     assert_eq!(c2.account_id().await, Some(env.sim.config().account_id));
     PartyApi::new(c2).list_parties().await.unwrap();
-    assert_eq!(env.sim.total_requests(), before + 1, "no new sign-in, no refresh");
+    assert_eq!(
+        env.sim.total_requests(),
+        before + 1,
+        "no new sign-in, no refresh"
+    );
     env.client.sign_out().await.unwrap();
     assert!(TokenStore::in_dir(&env.dir).load().unwrap().is_none());
     env.finish();
@@ -178,9 +227,13 @@ async fn psn_unreachable_is_reported() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     drop(l);
-    cfg.endpoints = obs_psn_party::psn::Endpoints::all_at(&format!("http://127.0.0.1:{port}")).unwrap();
+    cfg.endpoints =
+        obs_psn_party::psn::Endpoints::all_at(&format!("http://127.0.0.1:{port}")).unwrap();
     let c = PsnClient::new(cfg, Default::default()).unwrap();
-    let err = c.sign_in_with_npsso(Secret::new(env.sim.config().npsso)).await.unwrap_err();
+    let err = c
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .unwrap_err();
     env.seen(&err);
     assert!(matches!(err, PsnError::Unreachable { .. }), "{err:?}");
     assert!(err.is_transient());
@@ -202,6 +255,9 @@ async fn short_lifetimes_from_the_sim_config() {
     let stored = TokenStore::in_dir(&env.dir).load().unwrap().unwrap();
     let now = obs_psn_party::psn::auth::unix_now();
     assert!((stored.access_expires_at_unix as i64 - now as i64 - 60).abs() <= 2);
-    assert!((stored.refresh_expires_at_unix as i64 - now as i64 - 863999).abs() <= 2, "the answered lifetime, not 5183999");
+    assert!(
+        (stored.refresh_expires_at_unix as i64 - now as i64 - 863999).abs() <= 2,
+        "the answered lifetime, not 5183999"
+    );
     env.finish();
 }

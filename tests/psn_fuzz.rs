@@ -8,7 +8,10 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
 fn user() -> impl Strategy<Value = UserRef> {
-    ("[0-9]{1,20}", any::<u64>()).prop_map(|(account_id, platform)| UserRef { account_id, platform })
+    ("[0-9]{1,20}", any::<u64>()).prop_map(|(account_id, platform)| UserRef {
+        account_id,
+        platform,
+    })
 }
 
 fn message() -> impl Strategy<Value = Message> {
@@ -25,28 +28,35 @@ fn message() -> impl Strategy<Value = Message> {
         "[0-9/]{1,8}",
         prop::collection::vec(("[a-z_]{0,10}", "[0-9]{1,2}"), 0..3),
     )
-        .prop_map(|(from, to, seq, sdp, kind, sdp_seq, users, acct, plat, version_line, records)| Message {
-            sender_account_id: acct,
-            sender_platform: plat,
-            version_line,
-            signal: Signal {
-                medias: vec![Media {
-                    media_records: records
-                        .into_iter()
-                        .map(|(media_identifier, mid)| MediaRecord { media_identifier, mid })
-                        .collect(),
-                    msids: vec!["0".into()],
-                    user: from.clone(),
-                }],
-                from,
-                global_seq_num: seq,
-                sdp,
-                sdp_sequence_number: sdp_seq,
-                to,
-                kind,
-                users,
+        .prop_map(
+            |(from, to, seq, sdp, kind, sdp_seq, users, acct, plat, version_line, records)| {
+                Message {
+                    sender_account_id: acct,
+                    sender_platform: plat,
+                    version_line,
+                    signal: Signal {
+                        medias: vec![Media {
+                            media_records: records
+                                .into_iter()
+                                .map(|(media_identifier, mid)| MediaRecord {
+                                    media_identifier,
+                                    mid,
+                                })
+                                .collect(),
+                            msids: vec!["0".into()],
+                            user: from.clone(),
+                        }],
+                        from,
+                        global_seq_num: seq,
+                        sdp,
+                        sdp_sequence_number: sdp_seq,
+                        to,
+                        kind,
+                        users,
+                    },
+                }
             },
-        })
+        )
 }
 
 proptest! {
@@ -112,11 +122,23 @@ fn arb_json() -> impl Strategy<Value = serde_json::Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
             prop::collection::btree_map(
-                prop::sample::select(vec!["sessionId", "members", "customMessage", "channel", "payload", "customProperties", "from", "accountId", "customData4"]),
+                prop::sample::select(vec![
+                    "sessionId",
+                    "members",
+                    "customMessage",
+                    "channel",
+                    "payload",
+                    "customProperties",
+                    "from",
+                    "accountId",
+                    "customData4"
+                ]),
                 inner,
                 0..5
             )
-            .prop_map(|m| serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            .prop_map(|m| serde_json::Value::Object(
+                m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+            )),
         ]
     })
 }
@@ -124,12 +146,21 @@ fn arb_json() -> impl Strategy<Value = serde_json::Value> {
 /// A seeded mutation loop over valid inputs: `PSN_FUZZ_ITERS` (default 20000) executions each.
 #[test]
 fn mutation_loop() {
-    let iters: u64 = std::env::var("PSN_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let iters: u64 = std::env::var("PSN_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5053_4e00);
     let seed_msg = custom_message::encode(&Message::from_signal(Signal::new(
         "offer",
-        UserRef { account_id: "1234567890".into(), platform: 100001 },
-        UserRef { account_id: "42".into(), platform: 5 },
+        UserRef {
+            account_id: "1234567890".into(),
+            platform: 100001,
+        },
+        UserRef {
+            account_id: "42".into(),
+            platform: 5,
+        },
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n".into(),
         1,
     )));

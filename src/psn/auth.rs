@@ -77,7 +77,10 @@ impl Tokens {
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The token endpoint's answer (PROTOCOL.md section 2 step 3).
@@ -90,9 +93,17 @@ struct TokenResponse {
 }
 
 /// NPSSO -> code. Returns the code and the `cid` that came with it.
-pub async fn authorize(http: &Http, cfg: &PsnConfig, npsso: Secret) -> Result<(Secret, Option<String>)> {
+pub async fn authorize(
+    http: &Http,
+    cfg: &PsnConfig,
+    npsso: Secret,
+) -> Result<(Secret, Option<String>)> {
     let (client_id, _) = cfg.credentials()?;
-    let mut url = cfg.endpoints.auth.join(AUTHORIZE_PATH).map_err(|e| PsnError::Config(e.to_string()))?;
+    let mut url = cfg
+        .endpoints
+        .auth
+        .join(AUTHORIZE_PATH)
+        .map_err(|e| PsnError::Config(e.to_string()))?;
     url.query_pairs_mut()
         .append_pair("access_type", "offline")
         .append_pair("client_id", client_id)
@@ -105,13 +116,18 @@ pub async fn authorize(http: &Http, cfg: &PsnConfig, npsso: Secret) -> Result<(S
     let resp = http.send(req).await?;
     if !(300..400).contains(&resp.status) {
         let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        return Err(if v["error"] == "invalid_client" || v["error"] == "unauthorized_client" {
-            PsnError::CredentialsRejected
-        } else if resp.status >= 500 {
-            resp.api_error()
-        } else {
-            PsnError::protocol("authorize", format!("HTTP {} instead of a redirect", resp.status))
-        });
+        return Err(
+            if v["error"] == "invalid_client" || v["error"] == "unauthorized_client" {
+                PsnError::CredentialsRejected
+            } else if resp.status >= 500 {
+                resp.api_error()
+            } else {
+                PsnError::protocol(
+                    "authorize",
+                    format!("HTTP {} instead of a redirect", resp.status),
+                )
+            },
+        );
     }
     let location = resp
         .header_str("location")
@@ -121,15 +137,25 @@ pub async fn authorize(http: &Http, cfg: &PsnConfig, npsso: Secret) -> Result<(S
 
 /// Reads the code (and `cid`) from the authorize redirect; the sign-in page redirect with
 /// `error_code=4165` (or any redirect without a code) means the NPSSO is wrong or expired.
-pub fn parse_authorize_location(location: &str, redirect_uri: &str) -> Result<(Secret, Option<String>)> {
-    let url = Url::parse(location).map_err(|_| PsnError::protocol("authorize", "Location is not a URL"))?;
-    let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+pub fn parse_authorize_location(
+    location: &str,
+    redirect_uri: &str,
+) -> Result<(Secret, Option<String>)> {
+    let url = Url::parse(location)
+        .map_err(|_| PsnError::protocol("authorize", "Location is not a URL"))?;
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
     if let Some(code) = param("code") {
         if location.starts_with(redirect_uri) {
             return Ok((Secret::new(code), param("cid")));
         }
     }
-    if param("error_code").as_deref() == Some("4165") || param("error").as_deref() == Some("login_required") {
+    if param("error_code").as_deref() == Some("4165")
+        || param("error").as_deref() == Some("login_required")
+    {
         return Err(PsnError::NpssoInvalid);
     }
     // Any other page (another error code, a consent page) also means the NPSSO did not sign in.
@@ -141,7 +167,12 @@ pub fn parse_authorize_location(location: &str, redirect_uri: &str) -> Result<(S
 }
 
 /// Code -> tokens.
-pub async fn exchange_code(http: &Http, cfg: &PsnConfig, code: Secret, cid: Option<&str>) -> Result<Tokens> {
+pub async fn exchange_code(
+    http: &Http,
+    cfg: &PsnConfig,
+    code: Secret,
+    cid: Option<&str>,
+) -> Result<Tokens> {
     let mut req = token_request(cfg)?.form(&[
         ("code", code.expose()),
         ("grant_type", "authorization_code"),
@@ -177,13 +208,23 @@ pub async fn refresh(http: &Http, cfg: &PsnConfig, old: &Tokens) -> Result<Token
 
 fn token_request(cfg: &PsnConfig) -> Result<Request> {
     let (id, secret) = cfg.credentials()?;
-    let url = cfg.endpoints.auth.join(TOKEN_PATH).map_err(|e| PsnError::Config(e.to_string()))?;
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{}", secret.expose()));
+    let url = cfg
+        .endpoints
+        .auth
+        .join(TOKEN_PATH)
+        .map_err(|e| PsnError::Config(e.to_string()))?;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{}", secret.expose()));
     Ok(Request::new("token", Method::POST, url, HeaderSet::Plain)
         .secret_header("Authorization", Secret::new(format!("Basic {basic}"))))
 }
 
-async fn token_call(http: &Http, req: Request, old: Option<&Tokens>, is_refresh: bool) -> Result<Tokens> {
+async fn token_call(
+    http: &Http,
+    req: Request,
+    old: Option<&Tokens>,
+    is_refresh: bool,
+) -> Result<Tokens> {
     let sent_at = Instant::now();
     let sent_unix = unix_now();
     let resp = http.send(req).await?;
@@ -192,7 +233,9 @@ async fn token_call(http: &Http, req: Request, old: Option<&Tokens>, is_refresh:
         let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
         let err = v["error"].as_str().unwrap_or("");
         return Err(match (resp.status, err) {
-            (401, _) | (_, "invalid_client") | (_, "unauthorized_client") => PsnError::CredentialsRejected,
+            (401, _) | (_, "invalid_client") | (_, "unauthorized_client") => {
+                PsnError::CredentialsRejected
+            }
             (400, _) if is_refresh => PsnError::SignInExpired,
             (400, _) => PsnError::NpssoInvalid,
             _ => resp.api_error(),
@@ -202,18 +245,42 @@ async fn token_call(http: &Http, req: Request, old: Option<&Tokens>, is_refresh:
     let account_id = account_id_from_jwt(&t.access_token)
         .ok_or_else(|| PsnError::protocol("token", "the access token carries no account_id"))?;
     let access_lifetime = Duration::from_secs(t.expires_in);
-    let (refresh_token, refresh_expires_at, refresh_expires_at_unix) = match (t.refresh_token, t.refresh_token_expires_in, old) {
-        (Some(rt), Some(life), _) => (Secret::new(rt), sent_at + Duration::from_secs(life), sent_unix + life),
-        // An answer without a new refresh token keeps the old one with its old expiry.
-        (_, _, Some(old)) => (old.refresh_token.clone(), old.refresh_expires_at, old.refresh_expires_at_unix),
-        (Some(rt), None, None) => (Secret::new(rt), sent_at + access_lifetime, sent_unix + t.expires_in),
-        (None, _, None) => return Err(PsnError::protocol("token", "no refresh token in the answer")),
-    };
+    let (refresh_token, refresh_expires_at, refresh_expires_at_unix) =
+        match (t.refresh_token, t.refresh_token_expires_in, old) {
+            (Some(rt), Some(life), _) => (
+                Secret::new(rt),
+                sent_at + Duration::from_secs(life),
+                sent_unix + life,
+            ),
+            // An answer without a new refresh token keeps the old one with its old expiry.
+            (_, _, Some(old)) => (
+                old.refresh_token.clone(),
+                old.refresh_expires_at,
+                old.refresh_expires_at_unix,
+            ),
+            (Some(rt), None, None) => (
+                Secret::new(rt),
+                sent_at + access_lifetime,
+                sent_unix + t.expires_in,
+            ),
+            (None, _, None) => {
+                return Err(PsnError::protocol(
+                    "token",
+                    "no refresh token in the answer",
+                ))
+            }
+        };
     log::info!(
         "PSN: {} ok; access token good for {} s, sign-in for {} s",
-        if is_refresh { "token refresh" } else { "sign-in" },
+        if is_refresh {
+            "token refresh"
+        } else {
+            "sign-in"
+        },
         t.expires_in,
-        refresh_expires_at.saturating_duration_since(sent_at).as_secs()
+        refresh_expires_at
+            .saturating_duration_since(sent_at)
+            .as_secs()
     );
     Ok(Tokens {
         account_id,
@@ -249,18 +316,26 @@ mod tests {
     #[test]
     fn location_parsing() {
         let r = crate::psn::config::DEFAULT_REDIRECT_URI;
-        let (code, cid) = parse_authorize_location(&format!("{r}/?code=v3.ABC&cid=c-1"), r).unwrap();
+        let (code, cid) =
+            parse_authorize_location(&format!("{r}/?code=v3.ABC&cid=c-1"), r).unwrap();
         assert_eq!(code.expose(), "v3.ABC");
         assert_eq!(cid.as_deref(), Some("c-1"));
         let bad = "https://my.account.sony.com/sonyacct/signin/?entry=x&error=login_required&error_code=4165&no_captcha=false";
-        assert!(matches!(parse_authorize_location(bad, r), Err(PsnError::NpssoInvalid)));
+        assert!(matches!(
+            parse_authorize_location(bad, r),
+            Err(PsnError::NpssoInvalid)
+        ));
         assert!(parse_authorize_location("not a url", r).is_err());
     }
 
     #[test]
     fn jwt_account_id() {
         let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        let jwt = format!("{}.{}.sig", enc(r#"{"alg":"RS256"}"#), enc(r#"{"account_id":"123","exp":1}"#));
+        let jwt = format!(
+            "{}.{}.sig",
+            enc(r#"{"alg":"RS256"}"#),
+            enc(r#"{"account_id":"123","exp":1}"#)
+        );
         assert_eq!(account_id_from_jwt(&jwt).as_deref(), Some("123"));
         let jwt = format!("h.{}.s", enc(r#"{"account_id":456}"#));
         assert_eq!(account_id_from_jwt(&jwt).as_deref(), Some("456"));
@@ -269,7 +344,13 @@ mod tests {
 
     #[test]
     fn margins() {
-        assert_eq!(refresh_margin(Duration::from_secs(3599)), Duration::from_secs(300));
-        assert_eq!(refresh_margin(Duration::from_secs(10)), Duration::from_secs(1));
+        assert_eq!(
+            refresh_margin(Duration::from_secs(3599)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(10)),
+            Duration::from_secs(1)
+        );
     }
 }

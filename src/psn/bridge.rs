@@ -68,10 +68,17 @@ impl BridgeApi {
     }
 
     fn req(&self, endpoint: &'static str, method: Method, url: Url) -> Request {
-        Request::new(endpoint, method, url, HeaderSet::Api).header("X-PSN-RTC-TITLE-ID", RTC_TITLE_ID)
+        Request::new(endpoint, method, url, HeaderSet::Api)
+            .header("X-PSN-RTC-TITLE-ID", RTC_TITLE_ID)
     }
 
-    fn peer_req(&self, endpoint: &'static str, method: Method, url: Url, bridge: &Bridge) -> Request {
+    fn peer_req(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        url: Url,
+        bridge: &Bridge,
+    ) -> Request {
         self.req(endpoint, method, url)
             .secret_header("X-PSN-BRIDGE-TOKEN", bridge.bridge_token.clone())
     }
@@ -80,7 +87,10 @@ impl BridgeApi {
     pub async fn create(&self) -> Result<Bridge> {
         let resp = self
             .client
-            .call(self.req("create bridge", Method::POST, self.url(&[])?).json(json!({})))
+            .call(
+                self.req("create bridge", Method::POST, self.url(&[])?)
+                    .json(json!({})),
+            )
             .await?;
         #[derive(Deserialize)]
         struct R {
@@ -111,7 +121,10 @@ impl BridgeApi {
             .append_pair("g", "2");
         let resp = self
             .client
-            .call(self.peer_req("add peer", Method::POST, url, bridge).json(media_types()))
+            .call(
+                self.peer_req("add peer", Method::POST, url, bridge)
+                    .json(media_types()),
+            )
             .await?;
         #[derive(Deserialize)]
         struct R {
@@ -134,7 +147,10 @@ impl BridgeApi {
     pub async fn answer(&self, bridge: &Bridge, peer_id: &str, sdp: &str) -> Result<()> {
         let url = self.url(&[&bridge.bridge_id, "peers", peer_id, "answer"])?;
         self.client
-            .call(self.peer_req("answer", Method::POST, url, bridge).json(json!({"answer": {"sdp": sdp}})))
+            .call(
+                self.peer_req("answer", Method::POST, url, bridge)
+                    .json(json!({"answer": {"sdp": sdp}})),
+            )
             .await?;
         Ok(())
     }
@@ -144,7 +160,10 @@ impl BridgeApi {
         let url = self.url(&[&bridge.bridge_id, "peers", peer_id, "offer"])?;
         let resp = self
             .client
-            .call(self.peer_req("re-offer", Method::POST, url, bridge).json(media_types()))
+            .call(
+                self.peer_req("re-offer", Method::POST, url, bridge)
+                    .json(media_types()),
+            )
             .await?;
         #[derive(Deserialize)]
         struct R {
@@ -157,20 +176,27 @@ impl BridgeApi {
     pub async fn get(&self, bridge: &Bridge) -> Result<Value> {
         let mut url = self.url(&[&bridge.bridge_id])?;
         url.query_pairs_mut().append_pair("fields", "peer.peerId");
-        self.client.call(self.peer_req("get bridge", Method::GET, url, bridge)).await?.json()
+        self.client
+            .call(self.peer_req("get bridge", Method::GET, url, bridge))
+            .await?
+            .json()
     }
 
     /// `DELETE .../peers/{peerId}` -> 202.
     pub async fn delete_peer(&self, bridge: &Bridge, peer_id: &str) -> Result<()> {
         let url = self.url(&[&bridge.bridge_id, "peers", peer_id])?;
-        self.client.call(self.peer_req("delete peer", Method::DELETE, url, bridge)).await?;
+        self.client
+            .call(self.peer_req("delete peer", Method::DELETE, url, bridge))
+            .await?;
         Ok(())
     }
 
     /// `DELETE .../bridges/{id}` -> 202.
     pub async fn delete(&self, bridge: &Bridge) -> Result<()> {
         let url = self.url(&[&bridge.bridge_id])?;
-        self.client.call(self.peer_req("delete bridge", Method::DELETE, url, bridge)).await?;
+        self.client
+            .call(self.peer_req("delete bridge", Method::DELETE, url, bridge))
+            .await?;
         Ok(())
     }
 }

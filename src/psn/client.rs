@@ -66,7 +66,11 @@ impl PsnClient {
 
     /// Our own account id (from the access JWT), when signed in.
     pub async fn account_id(&self) -> Option<String> {
-        self.tokens.lock().await.as_ref().map(|t| t.account_id.clone())
+        self.tokens
+            .lock()
+            .await
+            .as_ref()
+            .map(|t| t.account_id.clone())
     }
 
     pub async fn is_signed_in(&self) -> bool {
@@ -160,7 +164,10 @@ impl PsnClient {
         if resp.status != 401 {
             return resp.ok();
         }
-        log::info!("PSN: {} answered 401; refreshing the access token once", resp.endpoint);
+        log::info!(
+            "PSN: {} answered 401; refreshing the access token once",
+            resp.endpoint
+        );
         let fresh = self.refresh_after_401(&token).await?;
         let mut retry = retry;
         retry.bearer = Some(fresh);

@@ -181,13 +181,18 @@ pub fn check_scheme(url: &Url) -> Result<()> {
 }
 
 fn parse_base_url(key: &str, value: &str) -> Result<Url> {
-    let url = Url::parse(value).map_err(|e| PsnError::Config(format!("{key}: {value:?} is not a URL ({e})")))?;
+    let url = Url::parse(value)
+        .map_err(|e| PsnError::Config(format!("{key}: {value:?} is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(PsnError::Config(format!("{key}: {value:?} must start with https://")));
+        return Err(PsnError::Config(format!(
+            "{key}: {value:?} must start with https://"
+        )));
     }
     check_scheme(&url).map_err(|e| PsnError::Config(format!("{key}: {e}")))?;
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(PsnError::Config(format!("{key}: {value:?} must not carry a query or fragment")));
+        return Err(PsnError::Config(format!(
+            "{key}: {value:?} must not carry a query or fragment"
+        )));
     }
     Ok(url)
 }
@@ -213,10 +218,15 @@ pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
             continue;
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         let k = k.trim();
         let mut v = v.trim();
-        if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+        if v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
+        {
             v = &v[1..v.len() - 1];
         } else if let Some(i) = v.find(" #") {
             v = v[..i].trim_end();
@@ -265,13 +275,34 @@ mod tests {
 
     #[test]
     fn plain_http_only_on_loopback() {
-        for ok in ["http://127.0.0.1:8080", "http://127.9.9.9", "http://[::1]:1", "http://localhost:3", "https://example.test"] {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://[::1]:1",
+            "http://localhost:3",
+            "https://example.test",
+        ] {
             let env = |k: &str| (k == ENV_API_BASE_URL).then(|| ok.to_string());
-            assert!(PsnConfig::from_sources(&HashMap::new(), &env, None).is_ok(), "{ok}");
+            assert!(
+                PsnConfig::from_sources(&HashMap::new(), &env, None).is_ok(),
+                "{ok}"
+            );
         }
-        for bad in ["http://10.0.0.1", "http://192.168.1.2:80", "http://example.test", "ftp://127.0.0.1", "http://127.0.0.1/?x=1"] {
+        for bad in [
+            "http://10.0.0.1",
+            "http://192.168.1.2:80",
+            "http://example.test",
+            "ftp://127.0.0.1",
+            "http://127.0.0.1/?x=1",
+        ] {
             let env = |k: &str| (k == ENV_PUSH_BASE_URL).then(|| bad.to_string());
-            assert!(matches!(PsnConfig::from_sources(&HashMap::new(), &env, None), Err(PsnError::Config(_))), "{bad}");
+            assert!(
+                matches!(
+                    PsnConfig::from_sources(&HashMap::new(), &env, None),
+                    Err(PsnError::Config(_))
+                ),
+                "{bad}"
+            );
         }
     }
 

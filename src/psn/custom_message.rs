@@ -140,7 +140,8 @@ pub fn encode(msg: &Message) -> Vec<u8> {
 
 pub fn decode(bytes: &[u8]) -> std::result::Result<Message, DecodeError> {
     let header = bytes.get(..HEADER_LEN).ok_or(DecodeError::Short)?;
-    let u32_at = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let u32_at =
+        |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
     let u64_at = |i: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&header[i..i + 8]);
@@ -152,7 +153,10 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Message, DecodeError> {
     let tail = &bytes[HEADER_LEN..];
     let said = u32_at(40) as usize;
     if said != tail.len() {
-        return Err(DecodeError::Length { said, have: tail.len() });
+        return Err(DecodeError::Length {
+            said,
+            have: tail.len(),
+        });
     }
     let nl = tail
         .iter()
@@ -164,7 +168,8 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Message, DecodeError> {
         .filter(|s| s.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or(DecodeError::VersionLine)?
         .to_string();
-    let signal: Signal = serde_json::from_slice(&tail[nl + 1..]).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let signal: Signal =
+        serde_json::from_slice(&tail[nl + 1..]).map_err(|e| DecodeError::Json(e.to_string()))?;
     Ok(Message {
         sender_account_id: u64_at(16),
         sender_platform: u64_at(24),
@@ -174,11 +179,16 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Message, DecodeError> {
 }
 
 pub fn encode_payload(msg: &Message) -> String {
-    format!("{PAYLOAD_PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(encode(msg)))
+    format!(
+        "{PAYLOAD_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(encode(msg))
+    )
 }
 
 pub fn decode_payload(payload: &str) -> std::result::Result<Message, DecodeError> {
-    let b64 = payload.strip_prefix(PAYLOAD_PREFIX).ok_or(DecodeError::Prefix)?;
+    let b64 = payload
+        .strip_prefix(PAYLOAD_PREFIX)
+        .ok_or(DecodeError::Prefix)?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|_| DecodeError::Base64)?;
@@ -195,7 +205,13 @@ pub struct Recipient {
 impl PartyApi {
     /// `POST .../partySessions/{id}/customMessage` -> 204 (PROTOCOL.md section 5). A 400 comes back
     /// as the server's error, verbatim, for the caller to show.
-    pub async fn send_custom_message(&self, session_id: &str, channel: &str, payload: &str, to: &[Recipient]) -> Result<()> {
+    pub async fn send_custom_message(
+        &self,
+        session_id: &str,
+        channel: &str,
+        payload: &str,
+        to: &[Recipient],
+    ) -> Result<()> {
         let to: Vec<_> = to
             .iter()
             .map(|r| json!({"accountId": r.account_id, "platform": r.platform}))
@@ -236,16 +252,28 @@ mod tests {
         assert_eq!(&b[4..8], &[0; 4]);
         assert_eq!(&b[8..12], &[1, 0, 0, 0]);
         assert_eq!(&b[12..16], &[0; 4]);
-        assert_eq!(u64::from_le_bytes(b[16..24].try_into().unwrap()), 1234567890123456789);
+        assert_eq!(
+            u64::from_le_bytes(b[16..24].try_into().unwrap()),
+            1234567890123456789
+        );
         assert_eq!(u64::from_le_bytes(b[24..32].try_into().unwrap()), 100001);
         assert_eq!(&b[32..40], &[0; 8]);
-        assert_eq!(u32::from_le_bytes(b[40..44].try_into().unwrap()) as usize, b.len() - 44);
+        assert_eq!(
+            u32::from_le_bytes(b[40..44].try_into().unwrap()) as usize,
+            b.len() - 44
+        );
         let text = std::str::from_utf8(&b[44..]).unwrap();
         assert!(text.starts_with("1/1/1\n{\"from\":{\"account_id\":\"1234567890123456789\",\"platform\":100001},\"global_seq_num\":7,\"medias\":[{\"media_records\":[{\"media_identifier\":\"voice_chat\",\"mid\":\"0\"}],\"msids\":[\"0\"],\"user\":"), "{text}");
-        let keys: Vec<usize> = ["\"sdp\":", "\"sdp_sequence_number\":", "\"to\":", "\"type\":", "\"users\":"]
-            .iter()
-            .map(|k| text.rfind(k).unwrap())
-            .collect();
+        let keys: Vec<usize> = [
+            "\"sdp\":",
+            "\"sdp_sequence_number\":",
+            "\"to\":",
+            "\"type\":",
+            "\"users\":",
+        ]
+        .iter()
+        .map(|k| text.rfind(k).unwrap())
+        .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
         assert_eq!(decode_payload(&encode_payload(&m)).unwrap(), m);
     }
@@ -254,11 +282,17 @@ mod tests {
     fn rejects_bad_input() {
         let b = encode(&sample());
         assert_eq!(decode(&b[..10]), Err(DecodeError::Short));
-        assert!(matches!(decode(&b[..b.len() - 1]), Err(DecodeError::Length { .. })));
+        assert!(matches!(
+            decode(&b[..b.len() - 1]),
+            Err(DecodeError::Length { .. })
+        ));
         let mut bad = b.clone();
         bad[0] = 2;
         assert_eq!(decode(&bad), Err(DecodeError::Magic));
         assert_eq!(decode_payload("nope"), Err(DecodeError::Prefix));
-        assert_eq!(decode_payload("ver=1.0, type=binary, body=!!!"), Err(DecodeError::Base64));
+        assert_eq!(
+            decode_payload("ver=1.0, type=binary, body=!!!"),
+            Err(DecodeError::Base64)
+        );
     }
 }

@@ -34,7 +34,9 @@ pub enum PsnError {
     #[error("PSN refused the request even after a fresh sign-in (HTTP 401): sign in again")]
     Unauthorized,
 
-    #[error("PSN answered {status} to {endpoint}: {message} (code {code}, reference {reference_id})")]
+    #[error(
+        "PSN answered {status} to {endpoint}: {message} (code {code}, reference {reference_id})"
+    )]
     Api {
         endpoint: String,
         status: u16,
@@ -68,7 +70,9 @@ impl PsnError {
     /// Whether the same call may succeed later without the user doing anything.
     pub fn is_transient(&self) -> bool {
         match self {
-            PsnError::RateLimited { .. } | PsnError::Unreachable { .. } | PsnError::Timeout { .. } => true,
+            PsnError::RateLimited { .. }
+            | PsnError::Unreachable { .. }
+            | PsnError::Timeout { .. } => true,
             PsnError::Api { status, .. } => *status >= 500,
             _ => false,
         }

@@ -80,7 +80,11 @@ impl RateLimiter {
             }
             s.blocked_until = None;
         }
-        while s.sent.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+        while s
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
             s.sent.pop_front();
         }
         if s.sent.len() >= self.max {
@@ -103,7 +107,10 @@ impl RateLimiter {
     pub fn in_window(&self) -> usize {
         let now = Instant::now();
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.sent.iter().filter(|t| now.duration_since(**t) < self.window).count()
+        s.sent
+            .iter()
+            .filter(|t| now.duration_since(**t) < self.window)
+            .count()
     }
 }
 
@@ -215,8 +222,12 @@ impl Response {
     }
 
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| PsnError::protocol(self.endpoint, format!("the answer is not the expected JSON ({e})")))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            PsnError::protocol(
+                self.endpoint,
+                format!("the answer is not the expected JSON ({e})"),
+            )
+        })
     }
 
     pub fn header_str(&self, name: &str) -> Option<&str> {
@@ -286,7 +297,11 @@ impl Http {
     pub async fn send(&self, req: Request) -> Result<Response> {
         check_scheme(&req.url)?;
         if let Err(wait) = self.limiter.acquire() {
-            log::warn!("PSN: holding back {} for {} s (client-side rate limit)", req.endpoint, wait.as_secs());
+            log::warn!(
+                "PSN: holding back {} for {} s (client-side rate limit)",
+                req.endpoint,
+                wait.as_secs()
+            );
             return Err(PsnError::RateLimited { retry_after: wait });
         }
         let mut headers: Vec<(String, String)> = vec![("User-Agent".into(), USER_AGENT.into())];
@@ -300,7 +315,10 @@ impl Http {
         let (body_bytes, content_type): (Vec<u8>, Option<&str>) = match &req.body {
             Body::Empty => (Vec::new(), None),
             Body::Json(v, ct) => (v.to_string().into_bytes(), Some(ct)),
-            Body::Form(s) => (s.expose().as_bytes().to_vec(), Some("application/x-www-form-urlencoded")),
+            Body::Form(s) => (
+                s.expose().as_bytes().to_vec(),
+                Some("application/x-www-form-urlencoded"),
+            ),
         };
         if let Some(ct) = content_type {
             headers.push(("Content-Type".into(), ct.into()));
@@ -313,7 +331,12 @@ impl Http {
             for (k, _) in &req.secret_headers {
                 shown.push(((*k).into(), "x".into()));
             }
-            t.request(req.method.as_str(), req.url.as_str(), &shown, &String::from_utf8_lossy(&body_bytes));
+            t.request(
+                req.method.as_str(),
+                req.url.as_str(),
+                &shown,
+                &String::from_utf8_lossy(&body_bytes),
+            );
         }
         let mut map = HeaderMap::new();
         for (k, v) in &headers {
@@ -329,13 +352,19 @@ impl Http {
             v.set_sensitive(true);
             map.append(header_name(k)?, v);
         }
-        let mut builder = self.client.request(req.method.clone(), req.url.clone()).headers(map);
+        let mut builder = self
+            .client
+            .request(req.method.clone(), req.url.clone())
+            .headers(map);
         if content_type.is_some() {
             builder = builder.body(body_bytes);
         }
         self.sent.fetch_add(1, Ordering::Relaxed);
         log::debug!("PSN: {} {} ({})", req.method, req.url.path(), req.endpoint);
-        let resp = builder.send().await.map_err(|e| transport_error(req.endpoint, &e))?;
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| transport_error(req.endpoint, &e))?;
         let status = resp.status().as_u16();
         let resp_headers = resp.headers().clone();
         let body = resp
@@ -355,7 +384,11 @@ impl Http {
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_RETRY_AFTER);
             self.limiter.block_for(retry_after);
-            log::warn!("PSN: {} was rate limited (429); waiting {} s", req.endpoint, retry_after.as_secs());
+            log::warn!(
+                "PSN: {} was rate limited (429); waiting {} s",
+                req.endpoint,
+                retry_after.as_secs()
+            );
             return Err(PsnError::RateLimited { retry_after });
         }
         Ok(Response {
@@ -368,11 +401,13 @@ impl Http {
 }
 
 fn header_name(k: &str) -> Result<HeaderName> {
-    HeaderName::from_bytes(k.as_bytes()).map_err(|_| PsnError::Config(format!("bad header name {k}")))
+    HeaderName::from_bytes(k.as_bytes())
+        .map_err(|_| PsnError::Config(format!("bad header name {k}")))
 }
 
 fn header_value(v: &str) -> Result<HeaderValue> {
-    HeaderValue::from_str(v).map_err(|_| PsnError::Config("a header value has characters HTTP does not allow".into()))
+    HeaderValue::from_str(v)
+        .map_err(|_| PsnError::Config("a header value has characters HTTP does not allow".into()))
 }
 
 fn transport_error(endpoint: &str, e: &reqwest::Error) -> PsnError {

@@ -82,14 +82,36 @@ pub enum PushEvent {
     Disconnected { reason: String },
     /// Polling stands in for push (or stops doing so).
     PollingFallback { active: bool, interval: Duration },
-    MembersJoined { session_id: String, members: Vec<PushMember> },
-    MembersLeft { session_id: String, members: Vec<Member> },
-    CustomMessage { session_id: String, from: PushFrom, channel: String, payload: String },
+    MembersJoined {
+        session_id: String,
+        members: Vec<PushMember>,
+    },
+    MembersLeft {
+        session_id: String,
+        members: Vec<Member>,
+    },
+    CustomMessage {
+        session_id: String,
+        from: PushFrom,
+        channel: String,
+        payload: String,
+    },
     /// `customData3`/`customData4` of a member changed (`field` is 3 or 4; value when the frame has it).
-    CustomDataUpdated { session_id: String, from: PushFrom, field: u8, value: Option<String> },
+    CustomDataUpdated {
+        session_id: String,
+        from: PushFrom,
+        field: u8,
+        value: Option<String>,
+    },
     /// Name, owner or another party property changed.
-    PartyUpdated { session_id: String, data_type: String },
-    PartyDeleted { session_id: String, cause: Option<String> },
+    PartyUpdated {
+        session_id: String,
+        data_type: String,
+    },
+    PartyDeleted {
+        session_id: String,
+        cause: Option<String>,
+    },
     /// A frame of a type this client does not know.
     Unknown { data_type: String },
     /// Push stopped for good (signed out, credentials rejected): the user must act.
@@ -113,8 +135,13 @@ pub fn parse_frame(text: &str) -> std::result::Result<Option<PushEvent>, FrameEr
     if v.get("method").and_then(Value::as_i64) != Some(3001) {
         return Ok(None);
     }
-    let data_type = v.get("dataType").and_then(Value::as_str).ok_or(FrameError::NoDataType)?;
-    let short = data_type.strip_prefix(DATA_TYPE_PREFIX).unwrap_or(data_type);
+    let data_type = v
+        .get("dataType")
+        .and_then(Value::as_str)
+        .ok_or(FrameError::NoDataType)?;
+    let short = data_type
+        .strip_prefix(DATA_TYPE_PREFIX)
+        .unwrap_or(data_type);
     let data = v.pointer("/body/data").cloned().unwrap_or(Value::Null);
     let session_id = || -> std::result::Result<String, FrameError> {
         data.get("sessionId")
@@ -142,7 +169,10 @@ pub fn parse_frame(text: &str) -> std::result::Result<Option<PushEvent>, FrameEr
             if left.is_empty() {
                 let f = from();
                 if f.account_id.is_empty() {
-                    return Err(FrameError::Missing(short.to_string(), "members or customProperties.from"));
+                    return Err(FrameError::Missing(
+                        short.to_string(),
+                        "members or customProperties.from",
+                    ));
                 }
                 left.push(Member {
                     account_id: f.account_id,
@@ -190,13 +220,15 @@ pub fn parse_frame(text: &str) -> std::result::Result<Option<PushEvent>, FrameEr
                 value,
             }
         }
-        "outside:v2:partySession:deleted" | "v2:partySession:deleted" | "partySession:deleted" => PushEvent::PartyDeleted {
-            session_id: session_id()?,
-            cause: data
-                .pointer("/customProperties/deletedEvenCause")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        },
+        "outside:v2:partySession:deleted" | "v2:partySession:deleted" | "partySession:deleted" => {
+            PushEvent::PartyDeleted {
+                session_id: session_id()?,
+                cause: data
+                    .pointer("/customProperties/deletedEvenCause")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            }
+        }
         s if s.starts_with("v2:ps:") && s.ends_with(":updated") => PushEvent::PartyUpdated {
             session_id: session_id()?,
             data_type: data_type.to_string(),
@@ -248,7 +280,10 @@ impl Default for PushOptions {
 /// [d/2, d] where d = base * 2^(failures-1) capped at max. Never zero, so no storm.
 pub fn backoff_delay(opts: &PushOptions, failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(16);
-    let d = opts.backoff_base.saturating_mul(1u32 << exp).min(opts.backoff_max);
+    let d = opts
+        .backoff_base
+        .saturating_mul(1u32 << exp)
+        .min(opts.backoff_max);
     let half = d / 2;
     half + half.mul_f64(rand::random::<f64>())
 }
@@ -262,11 +297,21 @@ pub struct PushClient {
 
 impl PushClient {
     /// Starts push for the signed-in account. `session_id` is the party to poll when push is down.
-    pub fn start(party: PartyApi, session_id: Option<String>, opts: PushOptions) -> (PushClient, mpsc::Receiver<PushEvent>) {
+    pub fn start(
+        party: PartyApi,
+        session_id: Option<String>,
+        opts: PushOptions,
+    ) -> (PushClient, mpsc::Receiver<PushEvent>) {
         let (tx, rx) = mpsc::channel(256);
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(party, session_id, opts, tx, stop_rx));
-        (PushClient { stop, task: Some(task) }, rx)
+        (
+            PushClient {
+                stop,
+                task: Some(task),
+            },
+            rx,
+        )
     }
 
     /// Stops and waits for the task to end.
@@ -287,9 +332,16 @@ impl Drop for PushClient {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn run(party: PartyApi, session_id: Option<String>, opts: PushOptions, tx: mpsc::Sender<PushEvent>, mut stop: watch::Receiver<bool>) {
+async fn run(
+    party: PartyApi,
+    session_id: Option<String>,
+    opts: PushOptions,
+    tx: mpsc::Sender<PushEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
     let client = party.client().clone();
     let mut failures: u32 = 0;
     let mut poller = Poller::new(session_id);
@@ -326,7 +378,13 @@ async fn run(party: PartyApi, session_id: Option<String>, opts: PushOptions, tx:
                 }
                 failures += 1;
             }
-            Err(e @ (PsnError::NotSignedIn | PsnError::SignInExpired | PsnError::CredentialsRejected | PsnError::CredentialsMissing | PsnError::Config(_))) => {
+            Err(
+                e @ (PsnError::NotSignedIn
+                | PsnError::SignInExpired
+                | PsnError::CredentialsRejected
+                | PsnError::CredentialsMissing
+                | PsnError::Config(_)),
+            ) => {
                 log::warn!("PSN push: stopping: {e}");
                 let _ = tx.send(PushEvent::Failed { error: e }).await;
                 return;
@@ -395,7 +453,9 @@ impl Poller {
 
     /// One poll; false when the party is gone (the run ends).
     async fn poll(&mut self, party: &PartyApi, tx: &mpsc::Sender<PushEvent>) -> bool {
-        let Some(sid) = self.session_id.clone() else { return true };
+        let Some(sid) = self.session_id.clone() else {
+            return true;
+        };
         let roster = match party.roster(&sid).await {
             Ok(r) => r,
             Err(e) => {
@@ -427,7 +487,11 @@ impl Poller {
                     ..Default::default()
                 })
                 .collect();
-            let left: Vec<Member> = last.iter().filter(|(k, _)| !now.contains_key(*k)).map(|(_, m)| m.clone()).collect();
+            let left: Vec<Member> = last
+                .iter()
+                .filter(|(k, _)| !now.contains_key(*k))
+                .map(|(_, m)| m.clone())
+                .collect();
             if !joined.is_empty() {
                 let _ = tx
                     .send(PushEvent::MembersJoined {
@@ -462,7 +526,14 @@ pub async fn server_address(client: &PsnClient) -> Result<String> {
         .append_pair("version", "3.0")
         .append_pair("fields", "keepAliveStatus")
         .append_pair("keepAliveStatusType", "6");
-    let resp = client.call(Request::new("serveraddr", Method::GET, url, HeaderSet::Plain)).await?;
+    let resp = client
+        .call(Request::new(
+            "serveraddr",
+            Method::GET,
+            url,
+            HeaderSet::Plain,
+        ))
+        .await?;
     let v: Value = resp.json()?;
     let fqdn = v
         .get("fqdn")
@@ -474,7 +545,11 @@ pub async fn server_address(client: &PsnClient) -> Result<String> {
 
 /// The WebSocket address for `fqdn`: `ws://` when the push base URL is plain http (loopback only).
 pub fn websocket_url(push_base: &Url, fqdn: &str) -> Result<Url> {
-    let scheme = if push_base.scheme() == "http" { "ws" } else { "wss" };
+    let scheme = if push_base.scheme() == "http" {
+        "ws"
+    } else {
+        "wss"
+    };
     let url = Url::parse(&format!("{scheme}://{fqdn}{PUSH_PATH}"))
         .map_err(|_| PsnError::protocol("serveraddr", "the fqdn is not a host name"))?;
     check_scheme(&url)?;
@@ -521,17 +596,25 @@ async fn connect(client: &Arc<PsnClient>, opts: &PushOptions) -> Result<Ws> {
     if let Some(t) = trace {
         t.push(">", &frame);
     }
-    ws.send(WsMessage::text(frame)).await.map_err(|e| PsnError::Unreachable {
-        detail: format!("push WebSocket: {e}"),
-    })?;
+    ws.send(WsMessage::text(frame))
+        .await
+        .map_err(|e| PsnError::Unreachable {
+            detail: format!("push WebSocket: {e}"),
+        })?;
     log::info!("PSN push: connected");
     Ok(ws)
 }
 
 /// Reads frames until the socket drops or stops answering pings; returns why it ended.
-async fn serve(mut ws: Ws, client: &PsnClient, opts: &PushOptions, tx: &mpsc::Sender<PushEvent>) -> String {
+async fn serve(
+    mut ws: Ws,
+    client: &PsnClient,
+    opts: &PushOptions,
+    tx: &mpsc::Sender<PushEvent>,
+) -> String {
     let trace = client.http().trace();
-    let mut ping = tokio::time::interval_at(Instant::now() + opts.ping_interval, opts.ping_interval);
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + opts.ping_interval, opts.ping_interval);
     let mut awaiting_pong: Option<Instant> = None;
     loop {
         let pong_deadline = awaiting_pong.map(|t| t + opts.pong_timeout);
@@ -587,23 +670,62 @@ mod tests {
 
     #[test]
     fn parses_recorded_types() {
-        let f = |dt: &str, data: Value| json!({"version":"3.0","method":3001,"dataType":format!("{DATA_TYPE_PREFIX}{dt}"),"to":{},"body":{"data":data}}).to_string();
+        let f = |dt: &str, data: Value| {
+            json!({"version":"3.0","method":3001,"dataType":format!("{DATA_TYPE_PREFIX}{dt}"),"to":{},"body":{"data":data}}).to_string()
+        };
         let from = json!({"accountId":"1","onlineId":"a","platform":"PS5","deviceUniqueId":"d","joinOrder":1});
         let ev = parse_frame(&f("v2:ps:members:created", json!({"sessionId":"s","customProperties":{"from":from},"members":[{"accountId":"2","onlineId":"b","platform":"PS4"}]}))).unwrap().unwrap();
-        assert!(matches!(ev, PushEvent::MembersJoined { ref members, .. } if members[0].online_id == "b"));
-        let ev = parse_frame(&f("v2:ps:members:deleted", json!({"sessionId":"s","customProperties":{"from":from}}))).unwrap().unwrap();
-        assert!(matches!(ev, PushEvent::MembersLeft { ref members, .. } if members[0].account_id == "1"));
+        assert!(
+            matches!(ev, PushEvent::MembersJoined { ref members, .. } if members[0].online_id == "b")
+        );
+        let ev = parse_frame(&f(
+            "v2:ps:members:deleted",
+            json!({"sessionId":"s","customProperties":{"from":from}}),
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(
+            matches!(ev, PushEvent::MembersLeft { ref members, .. } if members[0].account_id == "1")
+        );
         let ev = parse_frame(&f("v2:ps:customMessage:noSeq:created", json!({"sessionId":"s","customProperties":{"from":from},"customMessage":{"channel":"miranda:12","payload":"p"}}))).unwrap().unwrap();
-        assert!(matches!(ev, PushEvent::CustomMessage { ref channel, .. } if channel == "miranda:12"));
-        let ev = parse_frame(&f("outside:v2:partySession:deleted", json!({"sessionId":"s","customProperties":{"deletedEvenCause":"LAST_MEMBER_LEFT"}}))).unwrap().unwrap();
-        assert_eq!(ev, PushEvent::PartyDeleted { session_id: "s".into(), cause: Some("LAST_MEMBER_LEFT".into()) });
-        let ev = parse_frame(&f("v2:ps:m:customData4:updated", json!({"sessionId":"s","customProperties":{"from":from}}))).unwrap().unwrap();
+        assert!(
+            matches!(ev, PushEvent::CustomMessage { ref channel, .. } if channel == "miranda:12")
+        );
+        let ev = parse_frame(&f(
+            "outside:v2:partySession:deleted",
+            json!({"sessionId":"s","customProperties":{"deletedEvenCause":"LAST_MEMBER_LEFT"}}),
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            ev,
+            PushEvent::PartyDeleted {
+                session_id: "s".into(),
+                cause: Some("LAST_MEMBER_LEFT".into())
+            }
+        );
+        let ev = parse_frame(&f(
+            "v2:ps:m:customData4:updated",
+            json!({"sessionId":"s","customProperties":{"from":from}}),
+        ))
+        .unwrap()
+        .unwrap();
         assert!(matches!(ev, PushEvent::CustomDataUpdated { field: 4, .. }));
-        let ev = parse_frame(&f("v2:ps:sessionName:updated", json!({"sessionId":"s"}))).unwrap().unwrap();
+        let ev = parse_frame(&f("v2:ps:sessionName:updated", json!({"sessionId":"s"})))
+            .unwrap()
+            .unwrap();
         assert!(matches!(ev, PushEvent::PartyUpdated { .. }));
-        assert!(matches!(parse_frame(&f("something:new", json!({}))).unwrap().unwrap(), PushEvent::Unknown { .. }));
+        assert!(matches!(
+            parse_frame(&f("something:new", json!({})))
+                .unwrap()
+                .unwrap(),
+            PushEvent::Unknown { .. }
+        ));
         assert_eq!(parse_frame("{]"), Err(FrameError::NotJson));
-        assert_eq!(parse_frame(r#"{"method":3001}"#), Err(FrameError::NoDataType));
+        assert_eq!(
+            parse_frame(r#"{"method":3001}"#),
+            Err(FrameError::NoDataType)
+        );
         assert_eq!(parse_frame(r#"{"method":1003}"#), Ok(None));
     }
 
@@ -612,7 +734,10 @@ mod tests {
         let o = PushOptions::default();
         for f in 1..20 {
             let d = backoff_delay(&o, f);
-            let cap = o.backoff_base.saturating_mul(1 << (f - 1).min(16)).min(o.backoff_max);
+            let cap = o
+                .backoff_base
+                .saturating_mul(1 << (f - 1).min(16))
+                .min(o.backoff_max);
             assert!(d >= cap / 2 && d <= cap, "{f}: {d:?}");
         }
     }
@@ -620,9 +745,15 @@ mod tests {
     #[test]
     fn websocket_scheme_follows_base() {
         let http = Url::parse("http://127.0.0.1:1").unwrap();
-        assert_eq!(websocket_url(&http, "127.0.0.1:9").unwrap().as_str(), "ws://127.0.0.1:9/np/pushNotification");
+        assert_eq!(
+            websocket_url(&http, "127.0.0.1:9").unwrap().as_str(),
+            "ws://127.0.0.1:9/np/pushNotification"
+        );
         assert!(websocket_url(&http, "push.example.test").is_err());
         let https = Url::parse("https://push.example.test").unwrap();
-        assert_eq!(websocket_url(&https, "a.example.test").unwrap().scheme(), "wss");
+        assert_eq!(
+            websocket_url(&https, "a.example.test").unwrap().scheme(),
+            "wss"
+        );
     }
 }

@@ -60,7 +60,9 @@ pub struct Party {
 impl Party {
     /// Whether `account_id` is in this party on a console.
     pub fn has_on_console(&self, account_id: &str) -> bool {
-        self.members.iter().any(|m| m.account_id == account_id && m.is_console())
+        self.members
+            .iter()
+            .any(|m| m.account_id == account_id && m.is_console())
     }
 }
 
@@ -147,7 +149,8 @@ impl PartyApi {
     pub async fn list_parties(&self) -> Result<Vec<Party>> {
         let mut url = self.url(&format!("{SM_BASE}/sys/gameBase/parties/bulkGet"))?;
         url.query_pairs_mut().append_pair("limit", "11");
-        let req = Request::new("bulkGet", Method::POST, url, HeaderSet::Api).json(json!({"groupInvitedPartySessions": []}));
+        let req = Request::new("bulkGet", Method::POST, url, HeaderSet::Api)
+            .json(json!({"groupInvitedPartySessions": []}));
         #[derive(Deserialize)]
         struct R {
             #[serde(default)]
@@ -173,9 +176,16 @@ impl PartyApi {
 
     /// The party that has my account on a console (the one the user is in on their PS5/PS4).
     pub async fn find_my_party(&self) -> Result<Party> {
-        let me = self.client.account_id().await.ok_or(PsnError::NotSignedIn)?;
+        let me = self
+            .client
+            .account_id()
+            .await
+            .ok_or(PsnError::NotSignedIn)?;
         let parties = self.list_parties().await?;
-        parties.into_iter().find(|p| p.has_on_console(&me)).ok_or(PsnError::NotInParty)
+        parties
+            .into_iter()
+            .find(|p| p.has_on_console(&me))
+            .ok_or(PsnError::NotInParty)
     }
 
     /// The member object the app sends (PROTOCOL.md section 3).
@@ -191,8 +201,13 @@ impl PartyApi {
 
     /// `POST .../partySessions/{id}/members` -> 201.
     pub async fn join(&self, session_id: &str) -> Result<()> {
-        let req = Request::new("join", Method::POST, self.party_url(session_id, "members")?, HeaderSet::Api)
-            .json(json!({"members": [self.member_object(&DEFAULT_CUSTOM_DATA4)]}));
+        let req = Request::new(
+            "join",
+            Method::POST,
+            self.party_url(session_id, "members")?,
+            HeaderSet::Api,
+        )
+        .json(json!({"members": [self.member_object(&DEFAULT_CUSTOM_DATA4)]}));
         self.client.call(req).await?;
         log::info!("PSN: joined the party");
         Ok(())
@@ -200,15 +215,25 @@ impl PartyApi {
 
     /// `PATCH .../members/me` `{"customData4": ...}` -> 204 (only after joining).
     pub async fn update_custom_data4(&self, session_id: &str, fields: &[&str]) -> Result<()> {
-        let req = Request::new("update member", Method::PATCH, self.party_url(session_id, "members/me")?, HeaderSet::Api)
-            .json(json!({"customData4": encode_custom_data4(fields)}));
+        let req = Request::new(
+            "update member",
+            Method::PATCH,
+            self.party_url(session_id, "members/me")?,
+            HeaderSet::Api,
+        )
+        .json(json!({"customData4": encode_custom_data4(fields)}));
         self.client.call(req).await?;
         Ok(())
     }
 
     /// `DELETE .../members/me` -> 204.
     pub async fn leave(&self, session_id: &str) -> Result<()> {
-        let req = Request::new("leave", Method::DELETE, self.party_url(session_id, "members/me")?, HeaderSet::Api);
+        let req = Request::new(
+            "leave",
+            Method::DELETE,
+            self.party_url(session_id, "members/me")?,
+            HeaderSet::Api,
+        );
         self.client.call(req).await?;
         log::info!("PSN: left the party");
         Ok(())
@@ -225,7 +250,11 @@ impl PartyApi {
     }
 
     /// `POST .../partySessions/{id}/bridges` with `X-PSN-SESSION-MANAGER-IGNORE-CONFLICT: true` -> 201.
-    pub async fn link_bridge(&self, session_id: &str, bridge: &super::bridge::Bridge) -> Result<()> {
+    pub async fn link_bridge(
+        &self,
+        session_id: &str,
+        bridge: &super::bridge::Bridge,
+    ) -> Result<()> {
         let req = Request::new("link bridge", Method::POST, self.party_url(session_id, "bridges")?, HeaderSet::Api)
             .header("X-PSN-SESSION-MANAGER-IGNORE-CONFLICT", "true")
             .json(json!({"bridges": [{"bridgeId": bridge.bridge_id, "bridgeToken": bridge.bridge_token.expose()}]}));
@@ -246,7 +275,9 @@ impl PartyApi {
             .map_err(|_| PsnError::Config("web base URL cannot carry a path".into()))?
             .pop_if_empty()
             .push(link_id);
-        url.query_pairs_mut().append_pair("country", "US").append_pair("language", "en");
+        url.query_pairs_mut()
+            .append_pair("country", "US")
+            .append_pair("language", "en");
         let req = Request::new("partyInfo", Method::GET, url, HeaderSet::Plain);
         self.client.http().send(req).await?.ok()?.json()
     }

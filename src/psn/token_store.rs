@@ -50,8 +50,8 @@ impl TokenStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.storage_error(e.to_string())),
         };
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|_| self.storage_error("the file is not valid JSON".into()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|_| self.storage_error("the file is not valid JSON".into()))?;
         let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
         let n = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
         match (s("account_id"), s("refresh_token")) {
@@ -106,8 +106,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         what: path.display().to_string(),
         detail: e.to_string(),
     };
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{file_name}.{}.tmp",
+        uuid::Uuid::new_v4().simple()
+    ));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -143,13 +149,26 @@ mod tests {
             access_expires_at_unix: 42,
         };
         store.save(&t).unwrap();
-        let mode = std::fs::metadata(store.path()).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(store.load().unwrap(), Some(t.clone()));
         assert!(!format!("{t:?}").contains("secret"));
-        store.save(&StoredTokens { access_token: None, ..t }).unwrap();
+        store
+            .save(&StoredTokens {
+                access_token: None,
+                ..t
+            })
+            .unwrap();
         assert_eq!(store.load().unwrap().unwrap().access_token, None);
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary files left");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary files left"
+        );
         store.delete().unwrap();
         assert_eq!(store.load().unwrap(), None);
         std::fs::write(store.path(), "garbage").unwrap();

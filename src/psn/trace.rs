@@ -46,13 +46,19 @@ impl std::fmt::Debug for Trace {
 
 impl Trace {
     pub fn new(sink: impl Fn(&str) + Send + Sync + 'static) -> Self {
-        Trace { sink: Arc::new(sink) }
+        Trace {
+            sink: Arc::new(sink),
+        }
     }
 
     /// Appends lines to a file (created 0600: a trace has party members' names in it).
     pub fn to_file(path: &Path) -> std::io::Result<Self> {
         use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
         let f = Mutex::new(f);
         Ok(Trace::new(move |line| {
             if let Ok(mut f) = f.lock() {
@@ -66,7 +72,10 @@ impl Trace {
     }
 
     pub fn request(&self, method: &str, url: &str, headers: &[(String, String)], body: &str) {
-        let hs: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {}", redact_header(k, v))).collect();
+        let hs: Vec<String> = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", redact_header(k, v)))
+            .collect();
         self.line(&format!(
             "> {method} {} [{}] {}",
             redact_text(url),
@@ -76,7 +85,9 @@ impl Trace {
     }
 
     pub fn response(&self, status: u16, location: Option<&str>, body: &str) {
-        let loc = location.map(|l| format!(" Location: {}", redact_text(l))).unwrap_or_default();
+        let loc = location
+            .map(|l| format!(" Location: {}", redact_text(l)))
+            .unwrap_or_default();
         self.line(&format!("< {status}{loc} {}", redact_body(body)));
     }
 
@@ -121,7 +132,9 @@ pub fn redact_json(v: &mut Value) {
             for (k, val) in map.iter_mut() {
                 if SECRET_KEYS.iter().any(|s| s.eq_ignore_ascii_case(k)) {
                     *val = Value::String(REDACTED.to_string());
-                } else if ACCOUNT_KEYS.contains(&k.as_str()) && !matches!(val, Value::Object(_) | Value::Array(_)) {
+                } else if ACCOUNT_KEYS.contains(&k.as_str())
+                    && !matches!(val, Value::Object(_) | Value::Array(_))
+                {
                     if val.as_str() != Some("me") {
                         *val = Value::String(ACCOUNT_MASK.to_string());
                     }
@@ -143,7 +156,10 @@ pub fn redact_text(text: &str) -> String {
     let mut rest = text;
     while !rest.is_empty() {
         // Split at the next separator, keeping it.
-        let end = rest.find(['&', '?', ';', ' ', ',']).map(|i| i + 1).unwrap_or(rest.len());
+        let end = rest
+            .find(['&', '?', ';', ' ', ','])
+            .map(|i| i + 1)
+            .unwrap_or(rest.len());
         let (piece, tail) = rest.split_at(end);
         let (body, sep) = match piece.char_indices().last() {
             Some((i, c)) if matches!(c, '&' | '?' | ';' | ' ' | ',') => (&piece[..i], &piece[i..]),
@@ -192,15 +208,32 @@ mod tests {
     fn masks_tokens_and_accounts() {
         let body = r#"{"access_token":"eyJhbGc.x.y","refresh_token":"rt","expires_in":3599,"members":[{"accountId":"1234567890123456789","onlineId":"bob"}],"auth":{"accessToken":"jwt"}}"#;
         let r = redact_body(body);
-        assert!(!r.contains("eyJ") && !r.contains("\"rt\"") && !r.contains("1234567890123456789") && !r.contains("jwt"), "{r}");
+        assert!(
+            !r.contains("eyJ")
+                && !r.contains("\"rt\"")
+                && !r.contains("1234567890123456789")
+                && !r.contains("jwt"),
+            "{r}"
+        );
         assert!(r.contains("bob") && r.contains("3599"));
         let form = "code=v3.ABC&grant_type=authorization_code&refresh_token=xyz";
         let r = redact_text(form);
-        assert!(!r.contains("v3.ABC") && !r.contains("xyz") && r.contains("grant_type=authorization_code"), "{r}");
+        assert!(
+            !r.contains("v3.ABC")
+                && !r.contains("xyz")
+                && r.contains("grant_type=authorization_code"),
+            "{r}"
+        );
         let loc = "com.scee.psxandroid.scecompcall://redirect/?code=v3.SECRET&cid=abc";
         assert!(!redact_text(loc).contains("SECRET"));
-        assert_eq!(redact_header("Authorization", "Bearer abc"), "Bearer [redacted]");
+        assert_eq!(
+            redact_header("Authorization", "Bearer abc"),
+            "Bearer [redacted]"
+        );
         assert_eq!(redact_header("Cookie", "npsso=abc"), REDACTED);
-        assert_eq!(redact_text("id 1234567890123456789 here"), "id [account] here");
+        assert_eq!(
+            redact_text("id 1234567890123456789 here"),
+            "id [account] here"
+        );
     }
 }

@@ -92,7 +92,10 @@ impl Env {
 
     pub async fn sign_in(&self) -> String {
         let npsso = Secret::new(self.sim.config().npsso);
-        self.client.sign_in_with_npsso(npsso).await.expect("sign-in works")
+        self.client
+            .sign_in_with_npsso(npsso)
+            .await
+            .expect("sign-in works")
     }
 
     /// Keeps a value's Debug string for the leak check.
@@ -109,9 +112,20 @@ impl Env {
     /// The checks every test ends with.
     pub fn finish(self) {
         let unexpected = self.sim.unexpected();
-        assert!(unexpected.is_empty(), "the client sent fields outside the recorded shapes: {unexpected:?}");
-        SECRETS.get_or_init(Default::default).lock().unwrap().extend(self.sim.secrets());
-        let secrets = SECRETS.get_or_init(Default::default).lock().unwrap().clone();
+        assert!(
+            unexpected.is_empty(),
+            "the client sent fields outside the recorded shapes: {unexpected:?}"
+        );
+        SECRETS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap()
+            .extend(self.sim.secrets());
+        let secrets = SECRETS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap()
+            .clone();
         let mut texts = log_lines();
         texts.extend(self.trace_lines());
         texts.extend(self.debug_seen.lock().unwrap().iter().cloned());
@@ -134,7 +148,12 @@ pub fn config_for(sim: &SimHandle, dir: &std::path::Path) -> PsnConfig {
     let c = sim.config();
     let base = sim.base_url();
     let mut settings = HashMap::new();
-    for k in ["PSN_AUTH_BASE_URL", "PSN_API_BASE_URL", "PSN_PUSH_BASE_URL", "PSN_WEB_BASE_URL"] {
+    for k in [
+        "PSN_AUTH_BASE_URL",
+        "PSN_API_BASE_URL",
+        "PSN_PUSH_BASE_URL",
+        "PSN_WEB_BASE_URL",
+    ] {
         settings.insert(k.to_string(), base.clone());
     }
     settings.insert("PSN_CLIENT_ID".into(), c.client_id);
@@ -142,7 +161,12 @@ pub fn config_for(sim: &SimHandle, dir: &std::path::Path) -> PsnConfig {
     PsnConfig::from_sources(&settings, &|_| None, Some(dir)).expect("config")
 }
 
-pub fn make_client(sim: &SimHandle, dir: &std::path::Path, trace: &Arc<Mutex<Vec<String>>>, http: HttpOptions) -> Arc<PsnClient> {
+pub fn make_client(
+    sim: &SimHandle,
+    dir: &std::path::Path,
+    trace: &Arc<Mutex<Vec<String>>>,
+    http: HttpOptions,
+) -> Arc<PsnClient> {
     let t = trace.clone();
     let opts = ClientOptions {
         http,

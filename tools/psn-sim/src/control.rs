@@ -55,7 +55,10 @@ pub async fn handle(inner: &Arc<Inner>, ctx: Ctx) -> Resp {
                         .collect()
                 })
                 .unwrap_or_default();
-            let refs: Vec<(&str, &str)> = members.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            let refs: Vec<(&str, &str)> = members
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
             let p = h.start_party(name, &refs);
             json_resp(
                 201,
@@ -63,7 +66,11 @@ pub async fn handle(inner: &Arc<Inner>, ctx: Ctx) -> Resp {
                        "members": p.members.iter().map(|(a, o, pl)| json!({"accountId": a, "onlineId": o, "platform": pl})).collect::<Vec<_>>()}),
             )
         }
-        ("POST", ["parties", sid, "members"]) => match h.member_join(sid, body["onlineId"].as_str().unwrap_or("member"), body["platform"].as_str().unwrap_or("PS5")) {
+        ("POST", ["parties", sid, "members"]) => match h.member_join(
+            sid,
+            body["onlineId"].as_str().unwrap_or("member"),
+            body["platform"].as_str().unwrap_or("PS5"),
+        ) {
             Some(a) => json_resp(201, json!({"accountId": a})),
             None => error_body(404, CODE_NOT_FOUND, "no such party"),
         },
@@ -91,13 +98,15 @@ pub async fn handle(inner: &Arc<Inner>, ctx: Ctx) -> Resp {
                 error_body(404, CODE_NOT_FOUND, "no such party or member")
             }
         }
-        ("POST", ["parties", sid, "script"]) => match serde_json::from_value::<Vec<ScriptStep>>(body["steps"].clone()) {
-            Ok(steps) => {
-                h.run_script(sid, steps);
-                ok()
+        ("POST", ["parties", sid, "script"]) => {
+            match serde_json::from_value::<Vec<ScriptStep>>(body["steps"].clone()) {
+                Ok(steps) => {
+                    h.run_script(sid, steps);
+                    ok()
+                }
+                Err(e) => error_body(400, CODE_BAD_REQUEST, &format!("bad script: {e}")),
             }
-            Err(e) => error_body(400, CODE_BAD_REQUEST, &format!("bad script: {e}")),
-        },
+        }
         ("POST", ["faults"]) => match serde_json::from_value::<Fault>(body) {
             Ok(f) => {
                 h.fault(f);

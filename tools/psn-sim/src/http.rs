@@ -42,12 +42,18 @@ pub fn json_resp(status: u16, v: Value) -> Resp {
 }
 
 fn empty(status: u16) -> Resp {
-    Response::builder().status(status).body(Full::new(Bytes::new())).expect("valid response")
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::new()))
+        .expect("valid response")
 }
 
 /// RFC 6749 section 5.2 error body of the token endpoint [I].
 fn oauth_error(status: u16, error: &str, description: &str) -> Resp {
-    json_resp(status, json!({"error": error, "error_description": description}))
+    json_resp(
+        status,
+        json!({"error": error, "error_description": description}),
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +82,10 @@ impl Ctx {
     }
 
     fn q(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -87,15 +96,27 @@ fn route(method: &Method, segs: &[&str]) -> (&'static str, Class) {
         (_, ["_sim", ..]) => ("control", Control),
         ("GET", ["api", "authz", "v3", "oauth", "authorize"]) => ("authorize", Auth),
         ("POST", ["api", "authz", "v3", "oauth", "token"]) => ("token", Auth),
-        ("POST", ["api", "sessionManager", "v2", "sys", "gameBase", "parties", "bulkGet"]) => ("bulkGet", Api),
+        ("POST", ["api", "sessionManager", "v2", "sys", "gameBase", "parties", "bulkGet"]) => {
+            ("bulkGet", Api)
+        }
         ("GET", ["api", "sessionManager", "v2", "partySessions"]) => ("partySessionsV3", Api),
         ("POST", ["api", "sessionManager", "v2", "partySessions"]) => ("createParty", Api),
         ("POST", ["api", "sessionManager", "v2", "partySessions", _, "members"]) => ("join", Api),
-        ("PATCH", ["api", "sessionManager", "v2", "partySessions", _, "members", "me"]) => ("updateMember", Api),
-        ("DELETE", ["api", "sessionManager", "v2", "partySessions", _, "members", "me"]) => ("leave", Api),
-        ("POST", ["api", "sessionManager", "v2", "partySessions", _, "invitations"]) => ("invitations", Api),
-        ("POST", ["api", "sessionManager", "v2", "partySessions", _, "bridges"]) => ("linkBridge", Api),
-        ("POST", ["api", "sessionManager", "v2", "partySessions", _, "customMessage"]) => ("customMessage", Api),
+        ("PATCH", ["api", "sessionManager", "v2", "partySessions", _, "members", "me"]) => {
+            ("updateMember", Api)
+        }
+        ("DELETE", ["api", "sessionManager", "v2", "partySessions", _, "members", "me"]) => {
+            ("leave", Api)
+        }
+        ("POST", ["api", "sessionManager", "v2", "partySessions", _, "invitations"]) => {
+            ("invitations", Api)
+        }
+        ("POST", ["api", "sessionManager", "v2", "partySessions", _, "bridges"]) => {
+            ("linkBridge", Api)
+        }
+        ("POST", ["api", "sessionManager", "v2", "partySessions", _, "customMessage"]) => {
+            ("customMessage", Api)
+        }
         ("POST", ["api", "rtcBridge", "v1", "bridges"]) => ("createBridge", Api),
         ("GET", ["api", "rtcBridge", "v1", "bridges", _]) => ("getBridge", Api),
         ("DELETE", ["api", "rtcBridge", "v1", "bridges", _]) => ("deleteBridge", Api),
@@ -113,7 +134,15 @@ fn route(method: &Method, segs: &[&str]) -> (&'static str, Class) {
 fn known_query(endpoint: &str) -> &'static [&'static str] {
     match endpoint {
         "authorize" => &[
-            "access_type", "client_id", "redirect_uri", "response_type", "scope", "cid", "service_entity", "ui", "smcid",
+            "access_type",
+            "client_id",
+            "redirect_uri",
+            "response_type",
+            "scope",
+            "cid",
+            "service_entity",
+            "ui",
+            "smcid",
         ],
         "bulkGet" => &["limit"],
         "partySessionsV3" => &["view"],
@@ -127,15 +156,27 @@ fn known_query(endpoint: &str) -> &'static [&'static str] {
 
 pub async fn serve(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let path = parts.uri.path().to_string();
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode(s)).collect();
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s))
+        .collect();
     let seg_refs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let (endpoint, class) = route(&parts.method, &seg_refs);
     let query: Vec<(String, String)> = parts
         .uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let ctx = Ctx {
         method: parts.method,
@@ -158,19 +199,29 @@ pub async fn serve(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, In
                 st.unexpected.push(format!("{endpoint}: query {k}"));
             }
         }
-        let delay = st.faults.slow.take(endpoint).then(|| Duration::from_millis(st.faults.slow_ms));
+        let delay = st
+            .faults
+            .slow
+            .take(endpoint)
+            .then(|| Duration::from_millis(st.faults.slow_ms));
         let mut fault = None;
         if class != Class::Unknown {
             if st.faults.rate_limit.take(endpoint) {
-                let mut r = json_resp(429, json!({"error": {"code": CODE_RATE_LIMIT, "message": "Rate limit exceeded"}}));
+                let mut r = json_resp(
+                    429,
+                    json!({"error": {"code": CODE_RATE_LIMIT, "message": "Rate limit exceeded"}}),
+                );
                 if let Some(s) = st.faults.rate_limit_retry_after {
-                    r.headers_mut().insert("retry-after", s.to_string().parse().expect("digits"));
+                    r.headers_mut()
+                        .insert("retry-after", s.to_string().parse().expect("digits"));
                 }
                 fault = Some(r);
             } else if st.faults.server_error.take(endpoint) {
                 let s = st.faults.server_error_status;
                 fault = Some(error_body(s, 0, "Service Unavailable"));
-            } else if matches!(class, Class::Api | Class::ServerAddr) && st.faults.unauthorized.take(endpoint) {
+            } else if matches!(class, Class::Api | Class::ServerAddr)
+                && st.faults.unauthorized.take(endpoint)
+            {
                 fault = Some(error_body(401, 0, "Unauthorized"));
             }
         }
@@ -188,7 +239,10 @@ pub async fn serve(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, In
             Err(r) => r,
             Ok(_) if class == Class::ServerAddr => {
                 no_body(&inner, &ctx);
-                json_resp(200, json!({"fqdn": inner.state.lock().unwrap_or_else(|e| e.into_inner()).push_addr}))
+                json_resp(
+                    200,
+                    json!({"fqdn": inner.state.lock().unwrap_or_else(|e| e.into_inner()).push_addr}),
+                )
             }
             Ok(account) => api(&inner, &ctx, &account),
         },
@@ -197,7 +251,8 @@ pub async fn serve(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, In
     };
     if resp.status().as_u16() == 400 {
         let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.rejections.push(format!("{} {} -> 400", ctx.method, ctx.path));
+        st.rejections
+            .push(format!("{} {} -> 400", ctx.method, ctx.path));
     }
     Ok(resp)
 }
@@ -215,18 +270,37 @@ fn api_checks(inner: &Inner, ctx: &Ctx, class: Class) -> Result<String, Resp> {
         return Err(error_body(400, CODE_BAD_REQUEST, "Missing User-Agent"));
     }
     if class == Class::Api {
-        if ctx.header("x-psn-request-id").and_then(|v| uuid::Uuid::parse_str(v).ok()).is_none() {
-            return Err(error_body(400, CODE_BAD_REQUEST, "x-psn-request-id must be a UUID"));
+        if ctx
+            .header("x-psn-request-id")
+            .and_then(|v| uuid::Uuid::parse_str(v).ok())
+            .is_none()
+        {
+            return Err(error_body(
+                400,
+                CODE_BAD_REQUEST,
+                "x-psn-request-id must be a UUID",
+            ));
         }
-        if !ctx.header("x-psn-app-ver").is_some_and(|v| v.starts_with("PlayStationApp-Android/")) {
+        if !ctx
+            .header("x-psn-app-ver")
+            .is_some_and(|v| v.starts_with("PlayStationApp-Android/"))
+        {
             return Err(error_body(400, CODE_BAD_REQUEST, "Missing x-psn-app-ver"));
         }
-        if ctx.segs.get(1).map(String::as_str) == Some("rtcBridge") && ctx.header("x-psn-rtc-title-id") != Some("METROPOL_AND") {
-            return Err(error_body(400, CODE_BAD_REQUEST, "Missing X-PSN-RTC-TITLE-ID"));
+        if ctx.segs.get(1).map(String::as_str) == Some("rtcBridge")
+            && ctx.header("x-psn-rtc-title-id") != Some("METROPOL_AND")
+        {
+            return Err(error_body(
+                400,
+                CODE_BAD_REQUEST,
+                "Missing X-PSN-RTC-TITLE-ID",
+            ));
         }
     }
     let st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-    let token = ctx.header("authorization").and_then(|v| v.strip_prefix("Bearer "));
+    let token = ctx
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "));
     match token.and_then(|t| st.bearer_account(t)) {
         Some(a) => Ok(a),
         None => Err(error_body(401, 0, "Unauthorized")),
@@ -234,25 +308,46 @@ fn api_checks(inner: &Inner, ctx: &Ctx, class: Class) -> Result<String, Resp> {
 }
 
 /// Checks the JSON body against `shape`; 400 on errors, unexpected fields recorded.
-fn body_json(inner: &Inner, ctx: &Ctx, shape: &Shape, exact_ct: Option<&str>) -> Result<Value, Resp> {
+fn body_json(
+    inner: &Inner,
+    ctx: &Ctx,
+    shape: &Shape,
+    exact_ct: Option<&str>,
+) -> Result<Value, Resp> {
     let ct = ctx.header("content-type").unwrap_or("");
     let ok_ct = match exact_ct {
         Some(want) => ct.eq_ignore_ascii_case(want),
-        None => ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")),
+        None => ct
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")),
     };
     if !ok_ct {
-        return Err(error_body(400, CODE_BAD_REQUEST, "Bad Request (content type)"));
+        return Err(error_body(
+            400,
+            CODE_BAD_REQUEST,
+            "Bad Request (content type)",
+        ));
     }
-    let v: Value = serde_json::from_slice(&ctx.body).map_err(|_| error_body(400, CODE_BAD_REQUEST, "Bad Request (body: null)"))?;
+    let v: Value = serde_json::from_slice(&ctx.body)
+        .map_err(|_| error_body(400, CODE_BAD_REQUEST, "Bad Request (body: null)"))?;
     let mut errors = vec![];
     let mut unexpected = vec![];
     shape::check(shape, &v, "", &mut errors, &mut unexpected);
     if !unexpected.is_empty() {
         let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.unexpected.extend(unexpected.into_iter().map(|u| format!("{}: {u}", ctx.endpoint)));
+        st.unexpected.extend(
+            unexpected
+                .into_iter()
+                .map(|u| format!("{}: {u}", ctx.endpoint)),
+        );
     }
     if let Some(e) = errors.first() {
-        return Err(error_body(400, CODE_BAD_REQUEST, &format!("Bad Request ({e})")));
+        return Err(error_body(
+            400,
+            CODE_BAD_REQUEST,
+            &format!("Bad Request ({e})"),
+        ));
     }
     Ok(v)
 }
@@ -274,7 +369,13 @@ fn auth(inner: &Inner, ctx: &Ctx) -> Resp {
         return oauth_error(400, "invalid_request", "Missing User-Agent");
     }
     if ctx.endpoint == "authorize" {
-        for k in ["access_type", "client_id", "redirect_uri", "response_type", "scope"] {
+        for k in [
+            "access_type",
+            "client_id",
+            "redirect_uri",
+            "response_type",
+            "scope",
+        ] {
             if ctx.q(k).is_none() {
                 return oauth_error(400, "invalid_request", &format!("{k} is required"));
             }
@@ -285,9 +386,11 @@ fn auth(inner: &Inner, ctx: &Ctx) -> Resp {
         if ctx.q("response_type") != Some("code") || ctx.q("access_type") != Some("offline") {
             return oauth_error(400, "invalid_request", "Bad response_type or access_type");
         }
-        let npsso = ctx
-            .header("cookie")
-            .and_then(|c| c.split(';').map(str::trim).find_map(|kv| kv.strip_prefix("npsso=")));
+        let npsso = ctx.header("cookie").and_then(|c| {
+            c.split(';')
+                .map(str::trim)
+                .find_map(|kv| kv.strip_prefix("npsso="))
+        });
         if npsso != Some(st.cfg.npsso.as_str()) {
             let loc = "https://my.account.sony.com/sonyacct/signin/?entry=%2Fsignin&error=login_required&error_code=4165&error_description=User+is+not+authenticated&no_captcha=false";
             return redirect(loc);
@@ -305,19 +408,29 @@ fn auth(inner: &Inner, ctx: &Ctx) -> Resp {
         .header("content-type")
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
     {
-        return oauth_error(400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded");
+        return oauth_error(
+            400,
+            "invalid_request",
+            "Content-Type must be application/x-www-form-urlencoded",
+        );
     }
     let want = format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", st.cfg.client_id, st.cfg.client_secret))
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", st.cfg.client_id, st.cfg.client_secret))
     );
     if ctx.header("authorization") != Some(want.as_str()) {
         return oauth_error(401, "invalid_client", "Bad client credentials");
     }
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&ctx.body).into_owned().collect();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&ctx.body)
+        .into_owned()
+        .collect();
     let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
     let (required, allowed): (&[&str], &[&str]) = match grant {
-        "authorization_code" => (&["code", "grant_type", "redirect_uri", "token_format"], &["cid", "scope"]),
+        "authorization_code" => (
+            &["code", "grant_type", "redirect_uri", "token_format"],
+            &["cid", "scope"],
+        ),
         "refresh_token" => (&["refresh_token", "grant_type", "token_format"], &["scope"]),
         _ => return oauth_error(400, "unsupported_grant_type", "Unsupported grant type"),
     };
@@ -334,13 +447,17 @@ fn auth(inner: &Inner, ctx: &Ctx) -> Resp {
     }
     if grant == "authorization_code" {
         match st.codes.remove(&form["code"]) {
-            Some((account, at)) if at.elapsed() < Duration::from_secs(300) => json_resp(200, st.issue_tokens(&account, None)),
+            Some((account, at)) if at.elapsed() < Duration::from_secs(300) => {
+                json_resp(200, st.issue_tokens(&account, None))
+            }
             _ => oauth_error(400, "invalid_grant", "Invalid authorization code"),
         }
     } else {
         let rt = form["refresh_token"].clone();
         match st.refresh.get(&rt).cloned() {
-            Some(t) if !t.revoked && t.expires > Instant::now() => json_resp(200, st.issue_tokens(&t.account_id, Some(rt))),
+            Some(t) if !t.revoked && t.expires > Instant::now() => {
+                json_resp(200, st.issue_tokens(&t.account_id, Some(rt)))
+            }
             _ => oauth_error(400, "invalid_grant", "Invalid refresh token"),
         }
     }
@@ -364,7 +481,11 @@ fn party_info(inner: &Inner, ctx: &Ctx) -> Resp {
     let Some(p) = st.parties.values().find(|p| p.link_id == link) else {
         return error_body(404, CODE_NOT_FOUND, "Resource not found");
     };
-    let host = p.members.first().map(|m| m.account_id.clone()).unwrap_or_default();
+    let host = p
+        .members
+        .first()
+        .map(|m| m.account_id.clone())
+        .unwrap_or_default();
     json_resp(
         200,
         json!({
@@ -378,7 +499,9 @@ fn party_info(inner: &Inner, ctx: &Ctx) -> Resp {
 }
 
 fn party_mut<'a>(st: &'a mut State, sid: &str) -> Result<&'a mut SimParty, Resp> {
-    st.parties.get_mut(sid).ok_or_else(|| error_body(404, CODE_NOT_FOUND, "Resource not found"))
+    st.parties
+        .get_mut(sid)
+        .ok_or_else(|| error_body(404, CODE_NOT_FOUND, "Resource not found"))
 }
 
 fn api(inner: &Inner, ctx: &Ctx, account: &str) -> Resp {
@@ -410,7 +533,13 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
             }
             let ids = ctx
                 .header("x-psn-session-manager-session-ids")
-                .ok_or_else(|| error_body(400, CODE_BAD_REQUEST, "Missing X-PSN-SESSION-MANAGER-SESSION-IDS"))?;
+                .ok_or_else(|| {
+                    error_body(
+                        400,
+                        CODE_BAD_REQUEST,
+                        "Missing X-PSN-SESSION-MANAGER-SESSION-IDS",
+                    )
+                })?;
             let st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             let sessions: Vec<Value> = ids
                 .split(',')
@@ -427,9 +556,19 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
             let v = body_json(inner, ctx, &shape::create_party(), None)?;
             let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             let online = st.online_ids.get(account).cloned().unwrap_or_default();
-            let name = v["v2PartySessions"][0]["sessionName"].as_str().unwrap_or("").to_string();
-            let sid = crate::new_party(&mut st, &name, vec![(account.to_string(), online, MOBILE_APP.to_string())]);
-            Ok(json_resp(201, json!({"v2PartySessions": [{"sessionId": sid}]})))
+            let name = v["v2PartySessions"][0]["sessionName"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let sid = crate::new_party(
+                &mut st,
+                &name,
+                vec![(account.to_string(), online, MOBILE_APP.to_string())],
+            );
+            Ok(json_resp(
+                201,
+                json!({"v2PartySessions": [{"sessionId": sid}]}),
+            ))
         }
         "join" => {
             let v = body_json(inner, ctx, &shape::join(), None)?;
@@ -448,7 +587,8 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
                 // Only someone already in the party (on a console) or invited may join [I].
                 return Err(error_body(403, CODE_NOT_PERMITTED, "Not permitted"));
             }
-            p.members.retain(|x| !(x.account_id == account && x.platform == MOBILE_APP));
+            p.members
+                .retain(|x| !(x.account_id == account && x.platform == MOBILE_APP));
             if p.members.len() >= 16 {
                 return Err(error_body(400, CODE_BAD_REQUEST, "Party is full"));
             }
@@ -461,8 +601,16 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
             let v = body_json(inner, ctx, &shape::update_member(), None)?;
             let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             let p = party_mut(&mut st, &sid)?;
-            let Some(m) = p.members.iter_mut().find(|x| x.account_id == account && x.platform == MOBILE_APP) else {
-                return Err(error_body(403, CODE_NOT_PERMITTED, "only session members permitted"));
+            let Some(m) = p
+                .members
+                .iter_mut()
+                .find(|x| x.account_id == account && x.platform == MOBILE_APP)
+            else {
+                return Err(error_body(
+                    403,
+                    CODE_NOT_PERMITTED,
+                    "only session members permitted",
+                ));
             };
             m.custom_data4 = v["customData4"].as_str().unwrap_or_default().to_string();
             let data = json!({"sessionId": sid, "customProperties": {"from": m.from_ref()}, "customData4": m.custom_data4});
@@ -473,7 +621,11 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
             no_body(inner, ctx);
             let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             let p = party_mut(&mut st, &sid)?;
-            let Some(i) = p.members.iter().position(|x| x.account_id == account && x.platform == MOBILE_APP) else {
+            let Some(i) = p
+                .members
+                .iter()
+                .position(|x| x.account_id == account && x.platform == MOBILE_APP)
+            else {
                 return Err(error_body(404, CODE_NOT_FOUND, "Resource not found"));
             };
             let m = p.members.remove(i);
@@ -489,10 +641,17 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
         "linkBridge" => {
             let v = body_json(inner, ctx, &shape::link_bridge(), None)?;
             if ctx.header("x-psn-session-manager-ignore-conflict") != Some("true") {
-                return Err(error_body(400, CODE_BAD_REQUEST, "Missing X-PSN-SESSION-MANAGER-IGNORE-CONFLICT"));
+                return Err(error_body(
+                    400,
+                    CODE_BAD_REQUEST,
+                    "Missing X-PSN-SESSION-MANAGER-IGNORE-CONFLICT",
+                ));
             }
             let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-            let bid = v["bridges"][0]["bridgeId"].as_str().unwrap_or_default().to_string();
+            let bid = v["bridges"][0]["bridgeId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let btok = v["bridges"][0]["bridgeToken"].as_str().unwrap_or_default();
             if st.bridges.get(&bid).is_none_or(|b| b.token != btok) {
                 return Err(error_body(400, CODE_BAD_REQUEST, "Bad Request (bridge)"));
@@ -501,24 +660,48 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
             Ok(empty(201))
         }
         "customMessage" => {
-            let v = body_json(inner, ctx, &shape::custom_message(), Some("application/json; charset=utf-8"))?;
+            let v = body_json(
+                inner,
+                ctx,
+                &shape::custom_message(),
+                Some("application/json; charset=utf-8"),
+            )?;
             let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             let p = party_mut(&mut st, &sid)?;
-            if !p.members.iter().any(|x| x.account_id == account && x.platform == MOBILE_APP) {
-                return Err(error_body(403, CODE_NOT_PERMITTED, "only session members permitted"));
+            if !p
+                .members
+                .iter()
+                .any(|x| x.account_id == account && x.platform == MOBILE_APP)
+            {
+                return Err(error_body(
+                    403,
+                    CODE_NOT_PERMITTED,
+                    "only session members permitted",
+                ));
             }
             let members: Vec<String> = p.members.iter().map(|m| m.account_id.clone()).collect();
             if st.faults.custom_message_400.take("customMessage") {
-                return Err(error_body(400, CODE_BAD_REQUEST, "Bad Request (body: null)"));
+                return Err(error_body(
+                    400,
+                    CODE_BAD_REQUEST,
+                    "Bad Request (body: null)",
+                ));
             }
             let payload = v["payload"].as_str().unwrap_or_default().to_string();
             if !payload_looks_right(&payload) {
-                return Err(error_body(400, CODE_BAD_REQUEST, "Bad Request (body: null)"));
+                return Err(error_body(
+                    400,
+                    CODE_BAD_REQUEST,
+                    "Bad Request (body: null)",
+                ));
             }
             let channel = v["channel"].as_str().unwrap_or_default().to_string();
             let to = v.get("to").cloned().unwrap_or(Value::Null);
             let targets: Vec<String> = match to.as_array() {
-                Some(list) => list.iter().filter_map(|t| t["accountId"].as_str().map(str::to_string)).collect(),
+                Some(list) => list
+                    .iter()
+                    .filter_map(|t| t["accountId"].as_str().map(str::to_string))
+                    .collect(),
                 None => members.into_iter().filter(|a| a != account).collect(),
             };
             st.received.push(crate::state::ReceivedMessage {
@@ -557,7 +740,9 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
                 json!({"bridge": {"bridgeId": id, "bridgeToken": token, "bridgeHostingType": "us1_uksaws_1"}}),
             ))
         }
-        "getBridge" | "deleteBridge" | "addPeer" | "answer" | "reoffer" | "deletePeer" => bridge(inner, ctx),
+        "getBridge" | "deleteBridge" | "addPeer" | "answer" | "reoffer" | "deletePeer" => {
+            bridge(inner, ctx)
+        }
         _ => Err(error_body(404, CODE_NOT_FOUND, "Resource not found")),
     }
 }
@@ -587,7 +772,10 @@ fn bridge(inner: &Inner, ctx: &Ctx) -> Result<Resp, Resp> {
         }
     };
     let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-    let b = st.bridges.get_mut(&bid).ok_or_else(|| error_body(404, CODE_NOT_FOUND, "Resource not found"))?;
+    let b = st
+        .bridges
+        .get_mut(&bid)
+        .ok_or_else(|| error_body(404, CODE_NOT_FOUND, "Resource not found"))?;
     let token_ok = ctx.header("x-psn-bridge-token") == Some(b.token.as_str());
     if ctx.endpoint == "addPeer" && !token_ok {
         return Err(error_body(403, CODE_NOT_PERMITTED, "Not permitted"));
@@ -610,11 +798,17 @@ fn bridge(inner: &Inner, ctx: &Ctx) -> Result<Resp, Resp> {
             }
             let peer = uuid::Uuid::new_v4().to_string();
             b.peers.insert(peer.clone(), None);
-            Ok(json_resp(201, json!({"peer": {"peerId": peer, "offer": {"sdp": BRIDGE_OFFER_SDP}}})))
+            Ok(json_resp(
+                201,
+                json!({"peer": {"peerId": peer, "offer": {"sdp": BRIDGE_OFFER_SDP}}}),
+            ))
         }
         _ => {
             let pid = pid.unwrap_or_default();
-            let slot = b.peers.get_mut(&pid).ok_or_else(|| error_body(404, CODE_NOT_FOUND, "Resource not found"))?;
+            let slot = b
+                .peers
+                .get_mut(&pid)
+                .ok_or_else(|| error_body(404, CODE_NOT_FOUND, "Resource not found"))?;
             match ctx.endpoint {
                 "answer" => {
                     let sdp = v["answer"]["sdp"].as_str().unwrap_or_default();

@@ -83,7 +83,11 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
 }
 
 /// Starts the simulator on 127.0.0.1 with the given ports (0 = any free port).
-pub async fn start_on(cfg: SimConfig, http_port: u16, push_port: u16) -> std::io::Result<SimHandle> {
+pub async fn start_on(
+    cfg: SimConfig,
+    http_port: u16,
+    push_port: u16,
+) -> std::io::Result<SimHandle> {
     let http_l = TcpListener::bind((Ipv4Addr::LOCALHOST, http_port)).await?;
     let push_l = TcpListener::bind((Ipv4Addr::LOCALHOST, push_port)).await?;
     let http_addr = http_l.local_addr()?;
@@ -97,11 +101,15 @@ pub async fn start_on(cfg: SimConfig, http_port: u16, push_port: u16) -> std::io
     let i2 = inner.clone();
     let http_task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = http_l.accept().await else { continue };
+            let Ok((stream, _)) = http_l.accept().await else {
+                continue;
+            };
             let i3 = i2.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| http::serve(i3.clone(), req));
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -114,10 +122,17 @@ pub async fn start_on(cfg: SimConfig, http_port: u16, push_port: u16) -> std::io
     })
 }
 
-pub(crate) fn new_party(st: &mut State, name: &str, members: Vec<(String, String, String)>) -> String {
+pub(crate) fn new_party(
+    st: &mut State,
+    name: &str,
+    members: Vec<(String, String, String)>,
+) -> String {
     let sid = uuid::Uuid::new_v4().to_string();
     let link_id = state::random_token(10);
-    let members: Vec<SimMember> = members.iter().map(|(a, o, p)| st.make_member(a, o, p)).collect();
+    let members: Vec<SimMember> = members
+        .iter()
+        .map(|(a, o, p)| st.make_member(a, o, p))
+        .collect();
     st.parties.insert(
         sid.clone(),
         state::SimParty {
@@ -135,11 +150,22 @@ pub(crate) fn new_party(st: &mut State, name: &str, members: Vec<(String, String
 /// Pushes the leave (to the party and the leaver) and ends an empty party.
 pub(crate) fn after_leave(st: &mut State, sid: &str, m: SimMember) {
     let data = json!({"sessionId": sid, "customProperties": {"from": m.from_ref()}, "members": [{"accountId": m.account_id, "onlineId": m.online_id, "platform": m.platform}]});
-    st.push_to_party(sid, "v2:ps:members:deleted", data, std::slice::from_ref(&m.account_id));
+    st.push_to_party(
+        sid,
+        "v2:ps:members:deleted",
+        data,
+        std::slice::from_ref(&m.account_id),
+    );
     if st.parties.get(sid).is_some_and(|p| p.members.is_empty()) {
         st.parties.remove(sid);
-        let data = json!({"sessionId": sid, "customProperties": {"deletedEvenCause": "LAST_MEMBER_LEFT"}});
-        st.push_to_party(sid, "outside:v2:partySession:deleted", data, &[m.account_id]);
+        let data =
+            json!({"sessionId": sid, "customProperties": {"deletedEvenCause": "LAST_MEMBER_LEFT"}});
+        st.push_to_party(
+            sid,
+            "outside:v2:partySession:deleted",
+            data,
+            &[m.account_id],
+        );
     }
 }
 
@@ -167,7 +193,11 @@ impl SimHandle {
     /// A party with the user's own console (PS5) and the given members (online id, platform).
     pub fn start_party(&self, name: &str, members: &[(&str, &str)]) -> PartySetup {
         let mut st = self.inner.lock();
-        let mut list = vec![(st.cfg.account_id.clone(), st.cfg.online_id.clone(), "PS5".to_string())];
+        let mut list = vec![(
+            st.cfg.account_id.clone(),
+            st.cfg.online_id.clone(),
+            "PS5".to_string(),
+        )];
         for (online, platform) in members {
             let a = st.new_account(online);
             list.push((a, online.to_string(), platform.to_string()));
@@ -188,7 +218,8 @@ impl SimHandle {
         let m = st.make_member(&account, online_id, platform);
         let p = st.parties.get_mut(sid)?;
         p.members.push(m.clone());
-        let data = json!({"sessionId": sid, "customProperties": {"from": m.from_ref()}, "members": [m]});
+        let data =
+            json!({"sessionId": sid, "customProperties": {"from": m.from_ref()}, "members": [m]});
         st.push_to_party(sid, "v2:ps:members:created", data, &[]);
         Some(account)
     }
@@ -196,8 +227,15 @@ impl SimHandle {
     /// A member leaves (every entry of that account). False when there was no such member.
     pub fn member_leave(&self, sid: &str, account_id: &str) -> bool {
         let mut st = self.inner.lock();
-        let Some(p) = st.parties.get_mut(sid) else { return false };
-        let gone: Vec<SimMember> = p.members.iter().filter(|m| m.account_id == account_id).cloned().collect();
+        let Some(p) = st.parties.get_mut(sid) else {
+            return false;
+        };
+        let gone: Vec<SimMember> = p
+            .members
+            .iter()
+            .filter(|m| m.account_id == account_id)
+            .cloned()
+            .collect();
         p.members.retain(|m| m.account_id != account_id);
         for m in gone.iter().cloned() {
             after_leave(&mut st, sid, m);
@@ -208,18 +246,31 @@ impl SimHandle {
     /// Ends the party: everyone gets `outside:v2:partySession:deleted`.
     pub fn end_party(&self, sid: &str) -> bool {
         let mut st = self.inner.lock();
-        let Some(p) = st.parties.remove(sid) else { return false };
+        let Some(p) = st.parties.remove(sid) else {
+            return false;
+        };
         let accounts: Vec<String> = p.members.iter().map(|m| m.account_id.clone()).collect();
-        let data = json!({"sessionId": sid, "customProperties": {"deletedEvenCause": "LAST_MEMBER_LEFT"}});
+        let data =
+            json!({"sessionId": sid, "customProperties": {"deletedEvenCause": "LAST_MEMBER_LEFT"}});
         st.push_to_party(sid, "outside:v2:partySession:deleted", data, &accounts);
         true
     }
 
     /// The member hook, sending side: member `from` posts a customMessage to the party (pushed
     /// as `v2:ps:customMessage:noSeq:created` to every other member's push connections).
-    pub fn member_send_custom_message(&self, sid: &str, from: &str, channel: &str, payload: &str) -> bool {
+    pub fn member_send_custom_message(
+        &self,
+        sid: &str,
+        from: &str,
+        channel: &str,
+        payload: &str,
+    ) -> bool {
         let st = self.inner.lock();
-        let Some(m) = st.parties.get(sid).and_then(|p| p.members.iter().find(|m| m.account_id == from)) else {
+        let Some(m) = st
+            .parties
+            .get(sid)
+            .and_then(|p| p.members.iter().find(|m| m.account_id == from))
+        else {
             return false;
         };
         let data = json!({"sessionId": sid, "customProperties": {"from": m.from_ref()},
@@ -231,7 +282,10 @@ impl SimHandle {
     /// The member hook, receiving side: every customMessage the user sends to `account_id`.
     pub fn member_inbox(&self, account_id: &str) -> mpsc::UnboundedReceiver<MemberInbound> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.inner.lock().member_hooks.insert(account_id.to_string(), tx);
+        self.inner
+            .lock()
+            .member_hooks
+            .insert(account_id.to_string(), tx);
         rx
     }
 
@@ -322,7 +376,11 @@ impl SimHandle {
 
     /// The party as the simulator holds it (JSON), for tests and the control API.
     pub fn party(&self, sid: &str) -> Option<serde_json::Value> {
-        self.inner.lock().parties.get(sid).map(|p| serde_json::to_value(p).unwrap_or_default())
+        self.inner
+            .lock()
+            .parties
+            .get(sid)
+            .map(|p| serde_json::to_value(p).unwrap_or_default())
     }
 }
 

@@ -45,17 +45,33 @@ async fn main() {
     };
     let c = sim.config();
     let base = sim.base_url();
-    println!("# psn-sim on {base} (push WebSocket on {}); put these in .env:", sim.push_addr());
-    for k in ["PSN_AUTH_BASE_URL", "PSN_API_BASE_URL", "PSN_PUSH_BASE_URL", "PSN_WEB_BASE_URL"] {
+    println!(
+        "# psn-sim on {base} (push WebSocket on {}); put these in .env:",
+        sim.push_addr()
+    );
+    for k in [
+        "PSN_AUTH_BASE_URL",
+        "PSN_API_BASE_URL",
+        "PSN_PUSH_BASE_URL",
+        "PSN_WEB_BASE_URL",
+    ] {
         println!("{k}={base}");
     }
     println!("PSN_CLIENT_ID={}", c.client_id);
     println!("PSN_CLIENT_SECRET={}", c.client_secret);
     println!("PSN_NPSSO={}", c.npsso);
     if party.is_some() || !members.is_empty() {
-        let refs: Vec<(&str, &str)> = members.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let refs: Vec<(&str, &str)> = members
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
         let p = sim.start_party(party.as_deref().unwrap_or(""), &refs);
-        println!("# party {} (link {}) with {} members", p.session_id, p.link_id, p.members.len());
+        println!(
+            "# party {} (link {}) with {} members",
+            p.session_id,
+            p.link_id,
+            p.members.len()
+        );
     }
     let _ = tokio::signal::ctrl_c().await;
     tokio::time::sleep(Duration::from_millis(10)).await;

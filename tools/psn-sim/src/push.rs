@@ -19,14 +19,17 @@ use crate::Inner;
 
 pub async fn listen(inner: Arc<Inner>, listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(connection(inner.clone(), stream));
     }
 }
 
 fn reject(status: u16, why: &str) -> ErrorResponse {
     let mut r = ErrorResponse::new(Some(why.to_string()));
-    *r.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::from_u16(status).expect("valid status");
+    *r.status_mut() =
+        tokio_tungstenite::tungstenite::http::StatusCode::from_u16(status).expect("valid status");
     r
 }
 
@@ -41,10 +44,16 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
         if req.uri().path() != "/np/pushNotification" {
             return Err(reject(404, "Not Found"));
         }
-        let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let h = |n: &str| {
+            req.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
         let protocols = h("sec-websocket-protocol");
         if !protocols.split(',').any(|p| p.trim() == "np-pushpacket") {
-            st.rejections.push("push: no np-pushpacket subprotocol".into());
+            st.rejections
+                .push("push: no np-pushpacket subprotocol".into());
             return Err(reject(400, "Bad Request"));
         }
         for (name, want) in [
@@ -59,11 +68,15 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
                 return Err(reject(400, "Bad Request"));
             }
         }
-        resp.headers_mut()
-            .insert("sec-websocket-protocol", HeaderValue::from_static("np-pushpacket"));
+        resp.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("np-pushpacket"),
+        );
         Ok(resp)
     };
-    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, check).await else { return };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, check).await else {
+        return;
+    };
     // The first frame must be the auth frame with a valid access token of the same account.
     let first = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
     let account: Option<String> = {
@@ -76,8 +89,11 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
         let mut errors = vec![];
         let mut unexpected = vec![];
         shape::check(&shape::push_auth(), &v, "", &mut errors, &mut unexpected);
-        st.unexpected.extend(unexpected.into_iter().map(|u| format!("pushAuth: {u}")));
-        let token_account = v["auth"]["accessToken"].as_str().and_then(|t| st.bearer_account(t));
+        st.unexpected
+            .extend(unexpected.into_iter().map(|u| format!("pushAuth: {u}")));
+        let token_account = v["auth"]["accessToken"]
+            .as_str()
+            .and_then(|t| st.bearer_account(t));
         let ok = errors.is_empty()
             && v["version"] == "3.0"
             && v["method"] == 1003

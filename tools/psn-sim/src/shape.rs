@@ -27,7 +27,13 @@ pub fn arr(s: Shape) -> Shape {
 }
 
 /// Checks `v` against `shape`; returns the errors, pushes unexpected field paths.
-pub fn check(shape: &Shape, v: &Value, path: &str, errors: &mut Vec<String>, unexpected: &mut Vec<String>) {
+pub fn check(
+    shape: &Shape,
+    v: &Value,
+    path: &str,
+    errors: &mut Vec<String>,
+    unexpected: &mut Vec<String>,
+) {
     match (shape, v) {
         (Shape::Any, _) => {}
         (Shape::Str, Value::String(_)) | (Shape::Bool, Value::Bool(_)) => {}
@@ -41,7 +47,9 @@ pub fn check(shape: &Shape, v: &Value, path: &str, errors: &mut Vec<String>, une
             for (name, required, s) in fields {
                 match map.get(*name) {
                     Some(x) => check(s, x, &join_path(path, name), errors, unexpected),
-                    None if *required => errors.push(format!("{} is required", join_path(path, name))),
+                    None if *required => {
+                        errors.push(format!("{} is required", join_path(path, name)))
+                    }
                     None => {}
                 }
             }
@@ -51,7 +59,10 @@ pub fn check(shape: &Shape, v: &Value, path: &str, errors: &mut Vec<String>, une
                 }
             }
         }
-        _ => errors.push(format!("{} has the wrong type", if path.is_empty() { "body" } else { path })),
+        _ => errors.push(format!(
+            "{} has the wrong type",
+            if path.is_empty() { "body" } else { path }
+        )),
     }
 }
 
@@ -69,7 +80,11 @@ pub fn member() -> Shape {
         ("accountId", REQ, Shape::Str),
         ("platform", REQ, Shape::Str),
         ("customData4", OPT, Shape::Str),
-        ("pushContexts", OPT, arr(obj(vec![("contextId", REQ, Shape::Str)]))),
+        (
+            "pushContexts",
+            OPT,
+            arr(obj(vec![("contextId", REQ, Shape::Str)])),
+        ),
         ("voiceChatActivated", OPT, Shape::Bool),
     ])
 }
@@ -104,7 +119,15 @@ pub fn bulk_get() -> Shape {
 pub fn invitations() -> Shape {
     obj(vec![
         ("invitationType", REQ, Shape::Str),
-        ("invitations", REQ, arr(obj(vec![("to", REQ, obj(vec![("accountId", REQ, Shape::Str)]))]))),
+        (
+            "invitations",
+            REQ,
+            arr(obj(vec![(
+                "to",
+                REQ,
+                obj(vec![("accountId", REQ, Shape::Str)]),
+            )])),
+        ),
         ("invitationsToGroups", OPT, arr(Shape::Any)),
     ])
 }
@@ -113,7 +136,10 @@ pub fn link_bridge() -> Shape {
     obj(vec![(
         "bridges",
         REQ,
-        arr(obj(vec![("bridgeId", REQ, Shape::Str), ("bridgeToken", REQ, Shape::Str)])),
+        arr(obj(vec![
+            ("bridgeId", REQ, Shape::Str),
+            ("bridgeToken", REQ, Shape::Str),
+        ])),
     )])
 }
 
@@ -121,7 +147,14 @@ pub fn custom_message() -> Shape {
     obj(vec![
         ("channel", REQ, Shape::Str),
         ("payload", REQ, Shape::Str),
-        ("to", OPT, arr(obj(vec![("accountId", REQ, Shape::Str), ("platform", REQ, Shape::Str)]))),
+        (
+            "to",
+            OPT,
+            arr(obj(vec![
+                ("accountId", REQ, Shape::Str),
+                ("platform", REQ, Shape::Str),
+            ])),
+        ),
         ("withoutSequenceNumber", OPT, Shape::Bool),
     ])
 }
@@ -135,7 +168,11 @@ pub fn media_types() -> Shape {
         "mediaTypes",
         REQ,
         obj(vec![
-            ("application", REQ, obj(vec![("isRequired", REQ, Shape::Bool)])),
+            (
+                "application",
+                REQ,
+                obj(vec![("isRequired", REQ, Shape::Bool)]),
+            ),
             (
                 "audio",
                 REQ,
@@ -183,7 +220,13 @@ mod tests {
     fn finds_missing_wrong_and_unexpected() {
         let mut e = vec![];
         let mut u = vec![];
-        check(&join(), &json!({"members":[{"accountId":"me","platform":1,"extra":true}],"x":1}), "", &mut e, &mut u);
+        check(
+            &join(),
+            &json!({"members":[{"accountId":"me","platform":1,"extra":true}],"x":1}),
+            "",
+            &mut e,
+            &mut u,
+        );
         assert_eq!(e, vec!["members[0].platform has the wrong type"]);
         assert_eq!(u, vec!["members[0].extra", "x"]);
     }

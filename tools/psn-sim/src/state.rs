@@ -44,7 +44,9 @@ pub fn random_token(n: usize) -> String {
     use rand::Rng;
     const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut r = rand::rng();
-    (0..n).map(|_| ABC[r.random_range(0..ABC.len())] as char).collect()
+    (0..n)
+        .map(|_| ABC[r.random_range(0..ABC.len())] as char)
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -167,13 +169,28 @@ pub enum Fault {
     /// Every refresh token issued so far is revoked.
     RevokeRefreshTokens,
     /// The next `count` m.np/push requests (or of `endpoint`) are answered 401.
-    Unauthorized { count: u32, endpoint: Option<String> },
+    Unauthorized {
+        count: u32,
+        endpoint: Option<String>,
+    },
     /// ... answered 429, with `Retry-After` when `retry_after_secs` is set.
-    RateLimit { count: u32, retry_after_secs: Option<u64>, endpoint: Option<String> },
+    RateLimit {
+        count: u32,
+        retry_after_secs: Option<u64>,
+        endpoint: Option<String>,
+    },
     /// ... answered `status` (default 503).
-    ServerError { count: u32, status: Option<u16>, endpoint: Option<String> },
+    ServerError {
+        count: u32,
+        status: Option<u16>,
+        endpoint: Option<String>,
+    },
     /// ... answered after `delay_ms`.
-    Slow { count: u32, delay_ms: u64, endpoint: Option<String> },
+    Slow {
+        count: u32,
+        delay_ms: u64,
+        endpoint: Option<String>,
+    },
     /// Close every open push socket now.
     DropPush,
     /// Refuse push WebSocket upgrades (503) while on.
@@ -262,17 +279,43 @@ impl State {
         match f {
             Fault::ExpireAccessTokens => self.access.values_mut().for_each(|t| t.expires = now),
             Fault::RevokeRefreshTokens => self.refresh.values_mut().for_each(|t| t.revoked = true),
-            Fault::Unauthorized { count, endpoint } => self.faults.unauthorized = Counted { remaining: count, endpoint },
-            Fault::RateLimit { count, retry_after_secs, endpoint } => {
-                self.faults.rate_limit = Counted { remaining: count, endpoint };
+            Fault::Unauthorized { count, endpoint } => {
+                self.faults.unauthorized = Counted {
+                    remaining: count,
+                    endpoint,
+                }
+            }
+            Fault::RateLimit {
+                count,
+                retry_after_secs,
+                endpoint,
+            } => {
+                self.faults.rate_limit = Counted {
+                    remaining: count,
+                    endpoint,
+                };
                 self.faults.rate_limit_retry_after = retry_after_secs;
             }
-            Fault::ServerError { count, status, endpoint } => {
-                self.faults.server_error = Counted { remaining: count, endpoint };
+            Fault::ServerError {
+                count,
+                status,
+                endpoint,
+            } => {
+                self.faults.server_error = Counted {
+                    remaining: count,
+                    endpoint,
+                };
                 self.faults.server_error_status = status.unwrap_or(503);
             }
-            Fault::Slow { count, delay_ms, endpoint } => {
-                self.faults.slow = Counted { remaining: count, endpoint };
+            Fault::Slow {
+                count,
+                delay_ms,
+                endpoint,
+            } => {
+                self.faults.slow = Counted {
+                    remaining: count,
+                    endpoint,
+                };
                 self.faults.slow_ms = delay_ms;
             }
             Fault::DropPush => {
@@ -301,14 +344,20 @@ impl State {
                 }
             }
             Fault::CustomMessage400 { count } => {
-                self.faults.custom_message_400 = Counted { remaining: count, endpoint: None }
+                self.faults.custom_message_400 = Counted {
+                    remaining: count,
+                    endpoint: None,
+                }
             }
             Fault::Clear => self.faults = Faults::default(),
         }
     }
 
     pub fn new_account(&mut self, online_id: &str) -> String {
-        let id = format!("{}", 7_000_000_000_000_000_000u64 + self.next_account * 7919);
+        let id = format!(
+            "{}",
+            7_000_000_000_000_000_000u64 + self.next_account * 7919
+        );
         self.next_account += 1;
         self.online_ids.insert(id.clone(), online_id.to_string());
         id
@@ -357,8 +406,13 @@ impl State {
                 rt
             }
         };
-        let rt_left = self.refresh.get(&rt).map(|t| t.expires.saturating_duration_since(now).as_secs()).unwrap_or(0);
-        self.secrets.extend([access.clone(), id_token.clone(), rt.clone()]);
+        let rt_left = self
+            .refresh
+            .get(&rt)
+            .map(|t| t.expires.saturating_duration_since(now).as_secs())
+            .unwrap_or(0);
+        self.secrets
+            .extend([access.clone(), id_token.clone(), rt.clone()]);
         json!({
             "access_token": access,
             "token_type": "bearer",
@@ -394,7 +448,11 @@ impl State {
     }
 
     fn push_to_accounts(&self, accounts: &[String], data_type: &str, data: Value) {
-        for c in self.push_conns.iter().filter(|c| accounts.contains(&c.account_id)) {
+        for c in self
+            .push_conns
+            .iter()
+            .filter(|c| accounts.contains(&c.account_id))
+        {
             let frame = json!({
                 "version": "3.0",
                 "method": 3001,
