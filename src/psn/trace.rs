@@ -162,7 +162,7 @@ pub fn redact_text(text: &str) -> String {
             .unwrap_or(rest.len());
         let (piece, tail) = rest.split_at(end);
         let (body, sep) = match piece.char_indices().last() {
-            Some((i, c)) if matches!(c, '&' | '?' | ';' | ' ' | ',') => (&piece[..i], &piece[i..]),
+            Some((i, '&' | '?' | ';' | ' ' | ',')) => (&piece[..i], &piece[i..]),
             _ => (piece, ""),
         };
         match body.split_once('=') {

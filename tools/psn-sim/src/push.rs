@@ -2,6 +2,9 @@
 //! recorded upgrade headers and subprotocol, wants the protocol 3.0 auth frame first, then
 //! delivers frames; pings are answered (unless frozen by a fault).
 
+// The handshake callback's error type is tungstenite's HTTP response.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
