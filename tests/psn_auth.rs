@@ -261,3 +261,34 @@ async fn short_lifetimes_from_the_sim_config() {
     );
     env.finish();
 }
+
+#[tokio::test]
+async fn headless_sign_in_uses_the_configured_npsso_once() {
+    let env = Env::new().await;
+    let mut cfg = env.config();
+    cfg.npsso = Some(Secret::new(env.sim.config().npsso));
+    let dir = temp_dir();
+    cfg.config_dir = Some(dir.clone());
+    let c = PsnClient::new(cfg, Default::default()).unwrap();
+    assert!(!env.seen(&c).contains(&env.sim.config().npsso));
+    assert_eq!(
+        c.ensure_signed_in().await.unwrap(),
+        env.sim.config().account_id
+    );
+    assert_eq!(env.sim.count("token"), 1);
+    // Already signed in: nothing is sent.
+    c.ensure_signed_in().await.unwrap();
+    c.sign_out().await.unwrap();
+    // The NPSSO was used once and is gone.
+    assert_eq!(
+        c.ensure_signed_in().await.unwrap_err(),
+        PsnError::NotSignedIn
+    );
+    assert_eq!(env.sim.total_requests(), 2);
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap_or_default();
+        assert!(!text.contains(&env.sim.config().npsso));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    env.finish();
+}

@@ -163,6 +163,18 @@ async fn typed_events_for_everything_that_changes() {
         (env.sim.count("serveraddr"), env.sim.count("pushConnect")),
         (1, 1)
     );
+    // The trace has the frames both ways, redacted.
+    let lines = env.trace_lines();
+    let auth = lines
+        .iter()
+        .find(|l| l.starts_with("> push"))
+        .expect("auth frame traced");
+    assert!(
+        auth.contains(r#""accessToken":"[redacted]""#)
+            && auth.contains(r#""accountId":"[account]""#),
+        "{auth}"
+    );
+    assert!(lines.iter().filter(|l| l.starts_with("< push")).count() >= 5);
     push.stop().await;
     env.finish();
 }

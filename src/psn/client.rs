@@ -29,11 +29,14 @@ pub struct PsnClient {
     store: Option<TokenStore>,
     tokens: Mutex<Option<Tokens>>,
     device_id: String,
+    /// `PSN_NPSSO` from the configuration, taken out of it and used at most once.
+    pending_npsso: std::sync::Mutex<Option<Secret>>,
 }
 
 impl PsnClient {
     /// Makes the client and loads stored tokens, if any. Sends nothing.
-    pub fn new(config: PsnConfig, opts: ClientOptions) -> Result<Arc<Self>> {
+    pub fn new(mut config: PsnConfig, opts: ClientOptions) -> Result<Arc<Self>> {
+        let pending_npsso = std::sync::Mutex::new(config.npsso.take());
         let store = opts
             .token_store
             .or_else(|| config.config_dir.as_deref().map(TokenStore::in_dir));
@@ -48,6 +51,7 @@ impl PsnClient {
             store,
             tokens: Mutex::new(tokens),
             device_id,
+            pending_npsso,
         }))
     }
 
@@ -85,6 +89,23 @@ impl PsnClient {
         let id = t.account_id.clone();
         *guard = Some(t);
         Ok(id)
+    }
+
+    /// Signed in already (stored tokens), or signs in with the configured `PSN_NPSSO` (headless
+    /// sign-in), which is then forgotten whatever the outcome. Returns our account id.
+    pub async fn ensure_signed_in(&self) -> Result<String> {
+        if let Some(id) = self.account_id().await {
+            return Ok(id);
+        }
+        let npsso = self
+            .pending_npsso
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match npsso {
+            Some(n) => self.sign_in_with_npsso(n).await,
+            None => Err(PsnError::NotSignedIn),
+        }
     }
 
     /// Forgets the tokens here and on disk.

@@ -205,6 +205,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn file_trace_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("psn-trace-{}", uuid::Uuid::new_v4()));
+        let t = Trace::to_file(&path).unwrap();
+        t.request(
+            "GET",
+            "http://127.0.0.1/x?code=abc",
+            &[("Cookie".into(), "npsso=zzz".into())],
+            "",
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("abc") && !text.contains("zzz"), "{text}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
     fn masks_tokens_and_accounts() {
         let body = r#"{"access_token":"eyJhbGc.x.y","refresh_token":"rt","expires_in":3599,"members":[{"accountId":"1234567890123456789","onlineId":"bob"}],"auth":{"accessToken":"jwt"}}"#;
         let r = redact_body(body);

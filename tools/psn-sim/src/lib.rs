@@ -92,8 +92,12 @@ pub async fn start_on(
     let push_l = TcpListener::bind((Ipv4Addr::LOCALHOST, push_port)).await?;
     let http_addr = http_l.local_addr()?;
     let push_addr = push_l.local_addr()?;
+    let faults = cfg.faults.clone();
     let mut st = State::new(cfg);
     st.push_addr = push_addr.to_string();
+    for f in faults {
+        st.apply_fault(f);
+    }
     let inner = Arc::new(Inner {
         state: Mutex::new(st),
         push_changed: Notify::new(),

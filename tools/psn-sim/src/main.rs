@@ -6,7 +6,7 @@ use std::time::Duration;
 fn usage() -> ! {
     eprintln!(
         "usage: psn-sim [--port N] [--push-port N] [--party NAME] [--member ONLINE_ID:PLATFORM]... \
-         [--access-ttl SECS] [--refresh-ttl SECS]\n\
+         [--access-ttl SECS] [--refresh-ttl SECS] [--fault JSON]...\n\
          Serves every PSN endpoint obs-psn-party uses on 127.0.0.1; control API under /_sim/."
     );
     std::process::exit(2)
@@ -33,6 +33,12 @@ async fn main() {
             }
             "--access-ttl" => cfg.access_ttl = val().parse().unwrap_or_else(|_| usage()),
             "--refresh-ttl" => cfg.refresh_ttl = val().parse().unwrap_or_else(|_| usage()),
+            "--fault" => cfg
+                .faults
+                .push(serde_json::from_str(&val()).unwrap_or_else(|e| {
+                    eprintln!("psn-sim: bad --fault: {e}");
+                    usage()
+                })),
             _ => usage(),
         }
     }

@@ -24,6 +24,8 @@ pub struct SimConfig {
     pub access_ttl: u64,
     /// `refresh_token_expires_in` (5183999 on PSN).
     pub refresh_ttl: u64,
+    /// Faults in force from the start of the run (more can be injected at run time).
+    pub faults: Vec<Fault>,
 }
 
 impl Default for SimConfig {
@@ -36,6 +38,7 @@ impl Default for SimConfig {
             online_id: "obs_streamer".into(),
             access_ttl: 3599,
             refresh_ttl: 5183999,
+            faults: Vec::new(),
         }
     }
 }
