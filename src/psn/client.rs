@@ -169,17 +169,8 @@ impl PsnClient {
     /// Non-2xx answers become errors.
     pub async fn call(&self, req: Request) -> Result<Response> {
         let token = self.access_token().await?;
-        let mut first = req;
-        let retry = Request {
-            endpoint: first.endpoint,
-            method: first.method.clone(),
-            url: first.url.clone(),
-            header_set: first.header_set,
-            headers: first.headers.clone(),
-            secret_headers: first.secret_headers.clone(),
-            bearer: None,
-            body: first.body.clone(),
-        };
+        let mut first = req.clone();
+        let mut retry = req;
         first.bearer = Some(token.clone());
         let resp = self.http.send(first).await?;
         if resp.status != 401 {
@@ -189,9 +180,7 @@ impl PsnClient {
             "PSN: {} answered 401; refreshing the access token once",
             resp.endpoint
         );
-        let fresh = self.refresh_after_401(&token).await?;
-        let mut retry = retry;
-        retry.bearer = Some(fresh);
+        retry.bearer = Some(self.refresh_after_401(&token).await?);
         self.http.send(retry).await?.ok()
     }
 }

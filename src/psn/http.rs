@@ -133,7 +133,7 @@ pub enum HeaderSet {
     Api,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Request {
     /// Short name of the call, for errors and the trace ("token", "bulkGet", ...).
     pub endpoint: &'static str,
