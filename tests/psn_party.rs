@@ -187,7 +187,20 @@ async fn custom_message_reaches_the_member_and_400_is_verbatim() {
         e => panic!("{e:?}"),
     }
     assert!(err.to_string().contains("Bad Request (body: null)"));
-    assert_eq!(env.sim.count("customMessage"), 2);
+    // psn-sim refuses a header that names another account (the suspected cause of that 400).
+    let mut foreign = msg.clone();
+    foreign.sender_account_id = alice.parse().unwrap();
+    let err = party
+        .send_custom_message(
+            &p.session_id,
+            "miranda:12",
+            &custom_message::encode_payload(&foreign),
+            &to,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PsnError::Api { status: 400, .. }), "{err:?}");
+    assert_eq!(env.sim.count("customMessage"), 3);
     env.finish();
 }
 

@@ -691,7 +691,7 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
                 ));
             }
             let payload = v["payload"].as_str().unwrap_or_default().to_string();
-            if !payload_looks_right(&payload) {
+            if !payload_looks_right(&payload, account) {
                 return Err(error_body(
                     400,
                     CODE_BAD_REQUEST,
@@ -750,11 +750,21 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
     }
 }
 
-/// `ver=1.0, type=binary, body=<base64>` with at least the 44-byte header.
-fn payload_looks_right(p: &str) -> bool {
-    p.strip_prefix("ver=1.0, type=binary, body=")
+/// `ver=1.0, type=binary, body=<base64>` with the 44-byte header naming the sender's own account
+/// (a foreign account id in the header is the suspected cause of the reported 400 [I]).
+fn payload_looks_right(p: &str, account: &str) -> bool {
+    let Some(b) = p
+        .strip_prefix("ver=1.0, type=binary, body=")
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .is_some_and(|b| b.len() > 44 && b[0..4] == [1, 0, 0, 0] && b[8..12] == [1, 0, 0, 0])
+    else {
+        return false;
+    };
+    if b.len() <= 44 || b[0..4] != [1, 0, 0, 0] || b[8..12] != [1, 0, 0, 0] {
+        return false;
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&b[16..24]);
+    u64::from_le_bytes(id).to_string() == account
 }
 
 pub const BRIDGE_OFFER_SDP: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\na=rtpmap:111 opus/16000/2\r\na=ptime:40\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=sctp-port:5000\r\n";
