@@ -81,10 +81,13 @@ async fn typed_events_for_everything_that_changes() {
         } => {
             assert_eq!(session_id, p.session_id);
             assert_eq!(
-                (members[0].online_id.as_str(), members[0].platform.as_str()),
+                (
+                    members[0].who.online_id.as_str(),
+                    members[0].who.platform.as_str()
+                ),
                 ("carol", "PS4")
             );
-            assert_eq!(members[0].account_id, carol);
+            assert_eq!(members[0].who.account_id, carol);
         }
         _ => unreachable!(),
     }
@@ -266,7 +269,7 @@ async fn polling_stands_in_while_push_is_refused() {
     let frank = env.sim.member_join(&p.session_id, "frank", "PS5").unwrap();
     let (ev, _) = wait_for(&mut rx, |e| matches!(e, PushEvent::MembersJoined { .. })).await;
     assert!(
-        matches!(ev, PushEvent::MembersJoined { ref members, .. } if members[0].account_id == frank),
+        matches!(ev, PushEvent::MembersJoined { ref members, .. } if members[0].who.account_id == frank),
         "{ev:?}"
     );
     env.sim.member_leave(&p.session_id, &frank);

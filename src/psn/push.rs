@@ -44,19 +44,21 @@ pub struct PushFrom {
     pub join_order: Option<i64>,
 }
 
-/// A member in `members:created`.
+impl PushFrom {
+    pub fn member(&self) -> Member {
+        Member {
+            account_id: self.account_id.clone(),
+            online_id: self.online_id.clone(),
+            platform: self.platform.clone(),
+        }
+    }
+}
+
+/// A member in `members:created`: who, plus the member's state.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 pub struct PushMember {
-    #[serde(rename = "accountId", default)]
-    pub account_id: String,
-    #[serde(rename = "onlineId", default)]
-    pub online_id: String,
-    #[serde(default)]
-    pub platform: String,
-    #[serde(rename = "deviceUniqueId", default)]
-    pub device_unique_id: String,
-    #[serde(rename = "joinOrder", default)]
-    pub join_order: Option<i64>,
+    #[serde(flatten)]
+    pub who: PushFrom,
     #[serde(rename = "voiceChatActivated", default)]
     pub voice_chat_activated: Option<bool>,
     #[serde(rename = "customData4", default)]
@@ -65,11 +67,7 @@ pub struct PushMember {
 
 impl PushMember {
     pub fn member(&self) -> Member {
-        Member {
-            account_id: self.account_id.clone(),
-            online_id: self.online_id.clone(),
-            platform: self.platform.clone(),
-        }
+        self.who.member()
     }
 }
 
@@ -174,11 +172,7 @@ pub fn parse_frame(text: &str) -> std::result::Result<Option<PushEvent>, FrameEr
                         "members or customProperties.from",
                     ));
                 }
-                left.push(Member {
-                    account_id: f.account_id,
-                    online_id: f.online_id,
-                    platform: f.platform,
-                });
+                left.push(f.member());
             }
             PushEvent::MembersLeft {
                 session_id: session_id()?,
@@ -481,9 +475,12 @@ impl Poller {
                 .iter()
                 .filter(|(k, _)| !last.contains_key(*k))
                 .map(|(_, m)| PushMember {
-                    account_id: m.account_id.clone(),
-                    online_id: m.online_id.clone(),
-                    platform: m.platform.clone(),
+                    who: PushFrom {
+                        account_id: m.account_id.clone(),
+                        online_id: m.online_id.clone(),
+                        platform: m.platform.clone(),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 })
                 .collect();
@@ -676,7 +673,7 @@ mod tests {
         let from = json!({"accountId":"1","onlineId":"a","platform":"PS5","deviceUniqueId":"d","joinOrder":1});
         let ev = parse_frame(&f("v2:ps:members:created", json!({"sessionId":"s","customProperties":{"from":from},"members":[{"accountId":"2","onlineId":"b","platform":"PS4"}]}))).unwrap().unwrap();
         assert!(
-            matches!(ev, PushEvent::MembersJoined { ref members, .. } if members[0].online_id == "b")
+            matches!(ev, PushEvent::MembersJoined { ref members, .. } if members[0].who.online_id == "b")
         );
         let ev = parse_frame(&f(
             "v2:ps:members:deleted",
