@@ -3,10 +3,12 @@
 //! Module wiring only; each concern lives in its own folder:
 //! - `obs`: the only place with `unsafe` and libobs types (entry points, sources, logging, locale)
 //! - `audio`: ring buffers between the producer and OBS, the sample clock, the pump
+//! - `psn`: the PSN web client (sign-in, parties, push, customMessage, rtcBridge); no OBS types
 //! - `party`: the hub every source shares (playout today; PSN and voice next)
 //! - `runtime`: the one tokio runtime the module shares
 
 pub mod audio;
 pub mod obs;
 pub mod party;
+pub mod psn;
 pub mod runtime;

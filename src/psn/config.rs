@@ -1,0 +1,332 @@
+//! Configuration: endpoints and client credentials (DESIGN.md "Configuration contract").
+//!
+//! Each key is looked up, first to last, in: the source settings, the process environment, and
+//! `.env` in the plugin's config directory. Defaults are the real PSN hosts (PROTOCOL.md section 1).
+//! Plain `http://` base URLs are accepted only for loopback hosts (127.0.0.0/8, ::1, localhost).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use url::Url;
+
+use super::error::{PsnError, Result};
+use super::secret::Secret;
+
+pub const ENV_CLIENT_ID: &str = "PSN_CLIENT_ID";
+pub const ENV_CLIENT_SECRET: &str = "PSN_CLIENT_SECRET";
+pub const ENV_NPSSO: &str = "PSN_NPSSO";
+pub const ENV_AUTH_BASE_URL: &str = "PSN_AUTH_BASE_URL";
+pub const ENV_API_BASE_URL: &str = "PSN_API_BASE_URL";
+pub const ENV_PUSH_BASE_URL: &str = "PSN_PUSH_BASE_URL";
+pub const ENV_WEB_BASE_URL: &str = "PSN_WEB_BASE_URL";
+
+/// PROTOCOL.md section 1.
+pub const DEFAULT_AUTH_BASE_URL: &str = "https://ca.account.sony.com";
+pub const DEFAULT_API_BASE_URL: &str = "https://m.np.playstation.com";
+pub const DEFAULT_PUSH_BASE_URL: &str = "https://mobile-pushcl.np.communication.playstation.net";
+pub const DEFAULT_WEB_BASE_URL: &str = "https://web.np.playstation.com";
+
+/// PROTOCOL.md section 2 (Android app), kept configurable because Sony retired a client before.
+pub const DEFAULT_REDIRECT_URI: &str = "com.scee.psxandroid.scecompcall://redirect";
+pub const DEFAULT_SCOPE: &str = "psn:mobile.v2.core psn:clientapp";
+/// PROTOCOL.md section 1: `x-psn-app-ver`.
+pub const APP_VERSION: &str = "PlayStationApp-Android/26.1.0";
+/// PROTOCOL.md section 1: "an okhttp-like User-Agent".
+pub const USER_AGENT: &str = "okhttp/4.12.0";
+
+/// Where the client sends its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub auth: Url,
+    pub api: Url,
+    pub push: Url,
+    pub web: Url,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        let p = |s: &str| Url::parse(s).expect("default URL parses");
+        Endpoints {
+            auth: p(DEFAULT_AUTH_BASE_URL),
+            api: p(DEFAULT_API_BASE_URL),
+            push: p(DEFAULT_PUSH_BASE_URL),
+            web: p(DEFAULT_WEB_BASE_URL),
+        }
+    }
+}
+
+impl Endpoints {
+    /// All four on one base URL (the simulator serves every host on one port).
+    pub fn all_at(base: &str) -> Result<Self> {
+        let u = parse_base_url("base URL", base)?;
+        Ok(Endpoints {
+            auth: u.clone(),
+            api: u.clone(),
+            push: u.clone(),
+            web: u,
+        })
+    }
+}
+
+/// Everything the client needs to know before it sends a request.
+#[derive(Debug, Clone)]
+pub struct PsnConfig {
+    pub endpoints: Endpoints,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    /// For headless sign-in only; used once, never stored.
+    pub npsso: Option<Secret>,
+    pub redirect_uri: String,
+    pub scope: String,
+    /// The plugin's config directory (token store, device id, `.env`); `None` in pure unit tests.
+    pub config_dir: Option<PathBuf>,
+}
+
+impl Default for PsnConfig {
+    fn default() -> Self {
+        PsnConfig {
+            endpoints: Endpoints::default(),
+            client_id: None,
+            client_secret: None,
+            npsso: None,
+            redirect_uri: DEFAULT_REDIRECT_URI.to_string(),
+            scope: DEFAULT_SCOPE.to_string(),
+            config_dir: None,
+        }
+    }
+}
+
+impl PsnConfig {
+    /// Reads the configuration from source settings, then `env`, then `<config_dir>/.env`.
+    /// `env` is a lookup function so tests need not touch the process environment.
+    pub fn from_sources(
+        settings: &HashMap<String, String>,
+        env: &dyn Fn(&str) -> Option<String>,
+        config_dir: Option<&Path>,
+    ) -> Result<Self> {
+        let dotenv = match config_dir {
+            Some(dir) => read_dotenv(&dir.join(".env"))?,
+            None => HashMap::new(),
+        };
+        let get = |key: &str| -> Option<String> {
+            settings
+                .get(key)
+                .cloned()
+                .or_else(|| env(key))
+                .or_else(|| dotenv.get(key).cloned())
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let url = |key: &str, default: &str| -> Result<Url> {
+            match get(key) {
+                Some(v) => parse_base_url(key, &v),
+                None => parse_base_url(key, default),
+            }
+        };
+        Ok(PsnConfig {
+            endpoints: Endpoints {
+                auth: url(ENV_AUTH_BASE_URL, DEFAULT_AUTH_BASE_URL)?,
+                api: url(ENV_API_BASE_URL, DEFAULT_API_BASE_URL)?,
+                push: url(ENV_PUSH_BASE_URL, DEFAULT_PUSH_BASE_URL)?,
+                web: url(ENV_WEB_BASE_URL, DEFAULT_WEB_BASE_URL)?,
+            },
+            client_id: get(ENV_CLIENT_ID),
+            client_secret: get(ENV_CLIENT_SECRET).map(Secret::new),
+            npsso: get(ENV_NPSSO).map(Secret::new),
+            redirect_uri: DEFAULT_REDIRECT_URI.to_string(),
+            scope: DEFAULT_SCOPE.to_string(),
+            config_dir: config_dir.map(Path::to_path_buf),
+        })
+    }
+
+    /// The process environment and `<config_dir>/.env`, no settings.
+    pub fn from_env(config_dir: Option<&Path>) -> Result<Self> {
+        Self::from_sources(&HashMap::new(), &|k| std::env::var(k).ok(), config_dir)
+    }
+
+    /// The client id and secret, or the error that tells the user where to put them.
+    pub fn credentials(&self) -> Result<(&str, &Secret)> {
+        match (&self.client_id, &self.client_secret) {
+            (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => Ok((id, secret)),
+            _ => Err(PsnError::CredentialsMissing),
+        }
+    }
+}
+
+/// Whether a host is on this machine: 127.0.0.0/8, ::1 or `localhost`.
+pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
+        url::Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
+    }
+}
+
+/// Accepts `https://` anywhere and `http://` on loopback only. Used for every base URL and for the
+/// push WebSocket's `ws://` / `wss://` address.
+pub fn check_scheme(url: &Url) -> Result<()> {
+    let host = url
+        .host()
+        .ok_or_else(|| PsnError::Config(format!("{url} has no host")))?;
+    match url.scheme() {
+        "https" | "wss" => Ok(()),
+        "http" | "ws" if is_loopback_host(&host) => Ok(()),
+        "http" | "ws" => Err(PsnError::Config(format!(
+            "{url}: plain {} is allowed only for loopback hosts (127.0.0.1, ::1, localhost); use https",
+            url.scheme()
+        ))),
+        other => Err(PsnError::Config(format!("{url}: unsupported scheme {other}"))),
+    }
+}
+
+fn parse_base_url(key: &str, value: &str) -> Result<Url> {
+    let url = Url::parse(value)
+        .map_err(|e| PsnError::Config(format!("{key}: {value:?} is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(PsnError::Config(format!(
+            "{key}: {value:?} must start with https://"
+        )));
+    }
+    check_scheme(&url).map_err(|e| PsnError::Config(format!("{key}: {e}")))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(PsnError::Config(format!(
+            "{key}: {value:?} must not carry a query or fragment"
+        )));
+    }
+    Ok(url)
+}
+
+/// Reads a `.env` file: `KEY=VALUE` lines, `#` comments, optional `export ` and quotes.
+/// A missing file is an empty map.
+pub fn read_dotenv(path: &Path) -> Result<HashMap<String, String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(parse_dotenv(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+        Err(e) => Err(PsnError::Storage {
+            what: path.display().to_string(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let k = k.trim();
+        let mut v = v.trim();
+        if v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
+        {
+            v = &v[1..v.len() - 1];
+        } else if let Some(i) = v.find(" #") {
+            v = v[..i].trim_end();
+        }
+        if !k.is_empty() {
+            out.insert(k.to_string(), v.to_string());
+        }
+    }
+    out
+}
+
+/// A stable per-install device id, kept in `<config_dir>/device_id` (PROTOCOL.md section 1, [I]).
+pub fn device_id(config_dir: Option<&Path>) -> Result<String> {
+    let Some(dir) = config_dir else {
+        return Ok(uuid::Uuid::new_v4().to_string());
+    };
+    let path = dir.join("device_id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(id) = uuid::Uuid::parse_str(text.trim()) {
+            return Ok(id.to_string());
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::create_dir_all(dir).map_err(|e| PsnError::Storage {
+        what: dir.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    super::token_store::write_atomic(&path, id.as_bytes(), 0o644)?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_are_the_real_hosts() {
+        let c = PsnConfig::from_sources(&HashMap::new(), &no_env, None).unwrap();
+        assert_eq!(c.endpoints, Endpoints::default());
+        assert!(matches!(c.credentials(), Err(PsnError::CredentialsMissing)));
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://[::1]:1",
+            "http://localhost:3",
+            "https://example.test",
+        ] {
+            let env = |k: &str| (k == ENV_API_BASE_URL).then(|| ok.to_string());
+            assert!(
+                PsnConfig::from_sources(&HashMap::new(), &env, None).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "http://10.0.0.1",
+            "http://192.168.1.2:80",
+            "http://example.test",
+            "ftp://127.0.0.1",
+            "http://127.0.0.1/?x=1",
+        ] {
+            let env = |k: &str| (k == ENV_PUSH_BASE_URL).then(|| bad.to_string());
+            assert!(
+                matches!(
+                    PsnConfig::from_sources(&HashMap::new(), &env, None),
+                    Err(PsnError::Config(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_then_env_then_dotenv() {
+        let dir = std::env::temp_dir().join(format!("psn-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(".env"),
+            "# comment\nexport PSN_CLIENT_ID=\"from-dotenv\"\nPSN_CLIENT_SECRET='dotenv-secret'\nPSN_WEB_BASE_URL=http://localhost:9 # trailing\n",
+        )
+        .unwrap();
+        let env = |k: &str| (k == ENV_CLIENT_ID).then(|| "from-env".to_string());
+        let mut settings = HashMap::new();
+        let c = PsnConfig::from_sources(&settings, &env, Some(&dir)).unwrap();
+        assert_eq!(c.client_id.as_deref(), Some("from-env"));
+        assert_eq!(c.client_secret.as_ref().unwrap().expose(), "dotenv-secret");
+        assert_eq!(c.endpoints.web.as_str(), "http://localhost:9/");
+        settings.insert(ENV_CLIENT_ID.to_string(), "from-settings".to_string());
+        let c = PsnConfig::from_sources(&settings, &env, Some(&dir)).unwrap();
+        assert_eq!(c.client_id.as_deref(), Some("from-settings"));
+        assert!(!format!("{c:?}").contains("dotenv-secret"));
+        let id1 = device_id(Some(&dir)).unwrap();
+        assert_eq!(id1, device_id(Some(&dir)).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

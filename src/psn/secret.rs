@@ -1,0 +1,73 @@
+//! Secret values (NPSSO, access and refresh tokens, client secret, bridge token).
+//!
+//! A [`Secret`] prints as `[redacted]` through `Debug` and `Display`, has no `Serialize`, and can
+//! only be read through [`Secret::expose`], so a secret reaching a log line, a trace or a panic
+//! message takes a deliberate call that a reviewer can find with grep.
+
+use std::fmt;
+
+/// What every secret prints as.
+pub const REDACTED: &str = "[redacted]";
+
+/// A string that must never be logged, traced or shown.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret's value, for the one place that puts it on the wire or in the token store.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_are_redacted() {
+        let s = Secret::new("hunter2-token");
+        assert_eq!(format!("{s:?}"), REDACTED);
+        assert_eq!(format!("{s}"), REDACTED);
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct Holder {
+            token: Secret,
+        }
+        let h = Holder { token: s.clone() };
+        assert!(!format!("{h:?}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2-token");
+    }
+}

@@ -1,0 +1,284 @@
+//! Party sessions (PROTOCOL.md section 3, sessionManager v2): list my parties, find the party I am
+//! in, join as a member, update my member data, leave, roster, party link info.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use url::Url;
+
+use super::client::PsnClient;
+use super::error::{PsnError, Result};
+use super::http::{HeaderSet, Request};
+
+pub const SM_BASE: &str = "/api/sessionManager/v2";
+/// The platforms PROTOCOL.md section 3 has seen.
+pub const CONSOLE_PLATFORMS: &[&str] = &["PS5", "PS4"];
+/// `customData4` as the app sends it (PROTOCOL.md section 3; field meanings [U]).
+pub const DEFAULT_CUSTOM_DATA4: [&str; 10] = ["", "", "1", "0", "6.2.0", "0", "0", "0", "", ""];
+
+/// One member of a party roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    #[serde(rename = "accountId")]
+    pub account_id: String,
+    #[serde(rename = "onlineId", default)]
+    pub online_id: String,
+    #[serde(default)]
+    pub platform: String,
+}
+
+impl Member {
+    pub fn is_console(&self) -> bool {
+        CONSOLE_PLATFORMS.contains(&self.platform.as_str())
+    }
+}
+
+/// A party as bulkGet answers it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Party {
+    #[serde(rename = "sessionId")]
+    pub session_id: String,
+    #[serde(rename = "sessionName", default)]
+    pub session_name: String,
+    #[serde(default)]
+    pub members: Vec<Member>,
+    #[serde(default)]
+    pub owner: Value,
+    #[serde(rename = "maxMembers", default)]
+    pub max_members: Option<u32>,
+    #[serde(rename = "partyJoinable", default)]
+    pub party_joinable: Option<bool>,
+    #[serde(rename = "visibilityType", default)]
+    pub visibility_type: Option<String>,
+    #[serde(rename = "joinableUserType", default)]
+    pub joinable_user_type: Option<String>,
+}
+
+impl Party {
+    /// Whether `account_id` is in this party on a console.
+    pub fn has_on_console(&self, account_id: &str) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.account_id == account_id && m.is_console())
+    }
+}
+
+/// The public party link info (`partyInfo`, no auth).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PartyInfo {
+    #[serde(rename = "sessionName", default)]
+    pub session_name: String,
+    #[serde(rename = "isJoinable", default)]
+    pub is_joinable: bool,
+    #[serde(rename = "joinableFrom", default)]
+    pub joinable_from: Value,
+    #[serde(rename = "msPollingInterval", default)]
+    pub ms_polling_interval: Option<u64>,
+    #[serde(rename = "maxMembers", default)]
+    pub max_members: Option<u32>,
+    #[serde(rename = "timeStarted", default)]
+    pub time_started: Value,
+    #[serde(rename = "inParty", default)]
+    pub in_party: Value,
+    #[serde(default)]
+    pub members: Vec<PartyInfoMember>,
+    #[serde(rename = "sessionId", default)]
+    pub session_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PartyInfoMember {
+    #[serde(rename = "isHost", default)]
+    pub is_host: bool,
+    #[serde(rename = "onlineId", default)]
+    pub online_id: String,
+    #[serde(rename = "platformId", default)]
+    pub platform_id: Value,
+    #[serde(rename = "accountId", default)]
+    pub account_id: String,
+    #[serde(rename = "isAnonymous", default)]
+    pub is_anonymous: bool,
+}
+
+/// Party calls on behalf of one signed-in client.
+#[derive(Debug, Clone)]
+pub struct PartyApi {
+    client: Arc<PsnClient>,
+    /// The push context this client registers with its member object (one per client) [I].
+    push_context_id: String,
+}
+
+pub fn encode_custom_data4(fields: &[&str]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(json!(fields).to_string())
+}
+
+impl PartyApi {
+    pub fn new(client: Arc<PsnClient>) -> Self {
+        PartyApi {
+            client,
+            push_context_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    pub fn client(&self) -> &Arc<PsnClient> {
+        &self.client
+    }
+
+    fn url(&self, path: &str) -> Result<Url> {
+        self.client
+            .config()
+            .endpoints
+            .api
+            .join(path)
+            .map_err(|e| PsnError::Config(e.to_string()))
+    }
+
+    pub(crate) fn party_url(&self, session_id: &str, tail: &str) -> Result<Url> {
+        let mut url = self.url(&format!("{SM_BASE}/partySessions"))?;
+        url.path_segments_mut()
+            .map_err(|_| PsnError::Config("API base URL cannot carry a path".into()))?
+            .push(session_id)
+            .extend(tail.split('/').filter(|s| !s.is_empty()));
+        Ok(url)
+    }
+
+    /// `POST .../sys/gameBase/parties/bulkGet?limit=11` with `{"groupInvitedPartySessions":[]}`.
+    pub async fn list_parties(&self) -> Result<Vec<Party>> {
+        let mut url = self.url(&format!("{SM_BASE}/sys/gameBase/parties/bulkGet"))?;
+        url.query_pairs_mut().append_pair("limit", "11");
+        let req = Request::new("bulkGet", Method::POST, url, HeaderSet::Api)
+            .json(json!({"groupInvitedPartySessions": []}));
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(default)]
+            parties: Vec<Party>,
+        }
+        Ok(self.client.call(req).await?.json::<R>()?.parties)
+    }
+
+    /// `GET .../partySessions?view=v3` with `X-PSN-SESSION-MANAGER-SESSION-IDS` (answer shape [I]:
+    /// `{"partySessions":[{sessionId, members[...], ...}]}`).
+    pub async fn get_parties_v3(&self, session_ids: &[&str]) -> Result<Vec<Party>> {
+        let mut url = self.url(&format!("{SM_BASE}/partySessions"))?;
+        url.query_pairs_mut().append_pair("view", "v3");
+        let req = Request::new("partySessions v3", Method::GET, url, HeaderSet::Api)
+            .header("X-PSN-SESSION-MANAGER-SESSION-IDS", session_ids.join(","));
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "partySessions", default)]
+            party_sessions: Vec<Party>,
+        }
+        Ok(self.client.call(req).await?.json::<R>()?.party_sessions)
+    }
+
+    /// The party that has my account on a console (the one the user is in on their PS5/PS4).
+    pub async fn find_my_party(&self) -> Result<Party> {
+        let me = self
+            .client
+            .account_id()
+            .await
+            .ok_or(PsnError::NotSignedIn)?;
+        let parties = self.list_parties().await?;
+        parties
+            .into_iter()
+            .find(|p| p.has_on_console(&me))
+            .ok_or(PsnError::NotInParty)
+    }
+
+    /// The member object the app sends (PROTOCOL.md section 3).
+    pub fn member_object(&self, custom_data4: &[&str]) -> Value {
+        json!({
+            "accountId": "me",
+            "platform": "me",
+            "customData4": encode_custom_data4(custom_data4),
+            "pushContexts": [{"contextId": self.push_context_id}],
+            "voiceChatActivated": true,
+        })
+    }
+
+    /// `POST .../partySessions/{id}/members` -> 201.
+    pub async fn join(&self, session_id: &str) -> Result<()> {
+        let req = Request::new(
+            "join",
+            Method::POST,
+            self.party_url(session_id, "members")?,
+            HeaderSet::Api,
+        )
+        .json(json!({"members": [self.member_object(&DEFAULT_CUSTOM_DATA4)]}));
+        self.client.call(req).await?;
+        log::info!("PSN: joined the party");
+        Ok(())
+    }
+
+    /// `PATCH .../members/me` `{"customData4": ...}` -> 204 (only after joining).
+    pub async fn update_custom_data4(&self, session_id: &str, fields: &[&str]) -> Result<()> {
+        let req = Request::new(
+            "update member",
+            Method::PATCH,
+            self.party_url(session_id, "members/me")?,
+            HeaderSet::Api,
+        )
+        .json(json!({"customData4": encode_custom_data4(fields)}));
+        self.client.call(req).await?;
+        Ok(())
+    }
+
+    /// `DELETE .../members/me` -> 204.
+    pub async fn leave(&self, session_id: &str) -> Result<()> {
+        let req = Request::new(
+            "leave",
+            Method::DELETE,
+            self.party_url(session_id, "members/me")?,
+            HeaderSet::Api,
+        );
+        self.client.call(req).await?;
+        log::info!("PSN: left the party");
+        Ok(())
+    }
+
+    /// The roster of one party, from bulkGet.
+    pub async fn roster(&self, session_id: &str) -> Result<Option<Vec<Member>>> {
+        Ok(self
+            .list_parties()
+            .await?
+            .into_iter()
+            .find(|p| p.session_id == session_id)
+            .map(|p| p.members))
+    }
+
+    /// `POST .../partySessions/{id}/bridges` with `X-PSN-SESSION-MANAGER-IGNORE-CONFLICT: true` -> 201.
+    pub async fn link_bridge(
+        &self,
+        session_id: &str,
+        bridge: &super::bridge::Bridge,
+    ) -> Result<()> {
+        let req = Request::new("link bridge", Method::POST, self.party_url(session_id, "bridges")?, HeaderSet::Api)
+            .header("X-PSN-SESSION-MANAGER-IGNORE-CONFLICT", "true")
+            .json(json!({"bridges": [{"bridgeId": bridge.bridge_id, "bridgeToken": bridge.bridge_token.expose()}]}));
+        self.client.call(req).await?;
+        Ok(())
+    }
+
+    /// `GET {web}/api/cpss/v1/partyInfo/{linkId}?country=US&language=en` (no auth).
+    pub async fn party_info(&self, link_id: &str) -> Result<PartyInfo> {
+        let mut url = self
+            .client
+            .config()
+            .endpoints
+            .web
+            .join("/api/cpss/v1/partyInfo/")
+            .map_err(|e| PsnError::Config(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|_| PsnError::Config("web base URL cannot carry a path".into()))?
+            .pop_if_empty()
+            .push(link_id);
+        url.query_pairs_mut()
+            .append_pair("country", "US")
+            .append_pair("language", "en");
+        let req = Request::new("partyInfo", Method::GET, url, HeaderSet::Plain);
+        self.client.http().send(req).await?.ok()?.json()
+    }
+}

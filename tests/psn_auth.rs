@@ -1,0 +1,294 @@
+//! Sign-in, refresh and the token store against psn-sim, with every auth fault.
+
+mod psn_common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use obs_psn_party::psn::http::HttpOptions;
+use obs_psn_party::psn::session::PartyApi;
+use obs_psn_party::psn::token_store::TokenStore;
+use obs_psn_party::psn::{PsnClient, PsnError, Secret};
+use psn_common::*;
+use psn_sim::{Fault, SimConfig};
+
+#[tokio::test]
+async fn sign_in_reads_account_id_and_stores_tokens_0600() {
+    let env = Env::new().await;
+    let me = env.sign_in().await;
+    assert_eq!(me, env.sim.config().account_id);
+    assert_eq!(env.client.account_id().await.as_deref(), Some(me.as_str()));
+    assert_eq!(env.sim.count("authorize"), 1);
+    assert_eq!(env.sim.count("token"), 1);
+    assert_eq!(env.sim.total_requests(), 2);
+    let store = TokenStore::in_dir(&env.dir);
+    let mode = std::fs::metadata(store.path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(store.path()).unwrap();
+    assert!(
+        !text.contains(&env.sim.config().npsso),
+        "the NPSSO is never stored"
+    );
+    assert!(store.load().unwrap().is_some());
+    env.finish();
+}
+
+#[tokio::test]
+async fn wrong_npsso_is_the_4165_redirect() {
+    let env = Env::new().await;
+    let err = env
+        .client
+        .sign_in_with_npsso(Secret::new("x".repeat(64)))
+        .await
+        .unwrap_err();
+    env.seen(&err);
+    assert_eq!(err, PsnError::NpssoInvalid);
+    assert!(err.to_string().contains("ssocookie"), "{err}");
+    assert_eq!(env.sim.count("authorize"), 1);
+    assert_eq!(env.sim.count("token"), 0);
+    assert!(!env.client.is_signed_in().await);
+    env.finish();
+}
+
+#[tokio::test]
+async fn missing_credentials_send_nothing() {
+    let env = Env::new().await;
+    let mut cfg = env.config();
+    cfg.client_secret = None;
+    let c = PsnClient::new(cfg, Default::default()).unwrap();
+    let err = c
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .unwrap_err();
+    env.seen(&err);
+    assert_eq!(err, PsnError::CredentialsMissing);
+    assert!(err.to_string().contains("PSN_CLIENT_ID"));
+    assert_eq!(env.sim.total_requests(), 0);
+    env.finish();
+}
+
+#[tokio::test]
+async fn rejected_credentials() {
+    let env = Env::new().await;
+    let mut cfg = env.config();
+    cfg.client_secret = Some(Secret::new("not-the-secret"));
+    let c = PsnClient::new(cfg.clone(), Default::default()).unwrap();
+    let err = c
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .unwrap_err();
+    env.seen(&err);
+    assert_eq!(err, PsnError::CredentialsRejected);
+    assert_eq!((env.sim.count("authorize"), env.sim.count("token")), (1, 1));
+    cfg.client_id = Some("00000000-0000-0000-0000-00000000dead".into());
+    let c = PsnClient::new(cfg, Default::default()).unwrap();
+    let err = c
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .unwrap_err();
+    assert_eq!(err, PsnError::CredentialsRejected);
+    assert_eq!((env.sim.count("authorize"), env.sim.count("token")), (2, 1));
+    env.finish();
+}
+
+#[tokio::test]
+async fn refreshes_ahead_of_expiry_using_the_answered_lifetime() {
+    let env = Env::new().await;
+    env.sim.set_lifetimes(2, 100);
+    env.sign_in().await;
+    let party = PartyApi::new(env.client.clone());
+    party.list_parties().await.unwrap();
+    assert_eq!(
+        env.sim.count("token"),
+        1,
+        "no refresh while the token is fresh"
+    );
+    // 2 s lifetime -> margin 0.2 s -> refreshed from 1.8 s on, before PSN would say 401.
+    tokio::time::sleep(Duration::from_millis(1850)).await;
+    party.list_parties().await.unwrap();
+    assert_eq!(env.sim.count("token"), 2, "one refresh");
+    assert_eq!(env.sim.count("bulkGet"), 2, "no 401 and no retry");
+    assert!(env.sim.rejections().is_empty());
+    // Many calls at once after expiry: still one refresh.
+    tokio::time::sleep(Duration::from_millis(1850)).await;
+    let calls: Vec<_> = (0..5).map(|_| party.list_parties()).collect();
+    for r in futures_util::future::join_all(calls).await {
+        r.unwrap();
+    }
+    assert_eq!(
+        env.sim.count("token"),
+        3,
+        "concurrent callers share one refresh"
+    );
+    env.finish();
+}
+
+#[tokio::test]
+async fn server_side_expiry_gives_one_401_one_refresh_one_retry() {
+    let env = Env::new().await;
+    env.sign_in().await;
+    env.sim.fault(Fault::ExpireAccessTokens);
+    let party = PartyApi::new(env.client.clone());
+    party.list_parties().await.unwrap();
+    assert_eq!(env.sim.count("bulkGet"), 2);
+    assert_eq!(env.sim.count("token"), 2);
+    env.finish();
+}
+
+#[tokio::test]
+async fn repeated_401_surfaces_after_one_retry() {
+    let env = Env::new().await;
+    env.sign_in().await;
+    env.sim.fault(Fault::Unauthorized {
+        count: 5,
+        endpoint: None,
+    });
+    let party = PartyApi::new(env.client.clone());
+    let err = party.list_parties().await.unwrap_err();
+    env.seen(&err);
+    assert_eq!(err, PsnError::Unauthorized);
+    assert_eq!(env.sim.count("bulkGet"), 2, "one try, one retry, no more");
+    assert_eq!(env.sim.count("token"), 2, "one refresh");
+    env.finish();
+}
+
+#[tokio::test]
+async fn revoked_refresh_token_means_sign_in_again() {
+    let env = Env::new().await;
+    env.sign_in().await;
+    env.sim.fault(Fault::RevokeRefreshTokens);
+    env.sim.fault(Fault::ExpireAccessTokens);
+    let party = PartyApi::new(env.client.clone());
+    let err = party.list_parties().await.unwrap_err();
+    env.seen(&err);
+    assert_eq!(err, PsnError::SignInExpired);
+    assert!(err.to_string().contains("sign in again"), "{err}");
+    assert_eq!((env.sim.count("bulkGet"), env.sim.count("token")), (1, 2));
+    assert!(
+        TokenStore::in_dir(&env.dir).load().unwrap().is_none(),
+        "the dead tokens are removed"
+    );
+    let before = env.sim.total_requests();
+    assert_eq!(
+        party.list_parties().await.unwrap_err(),
+        PsnError::NotSignedIn
+    );
+    assert_eq!(
+        env.sim.total_requests(),
+        before,
+        "nothing is sent when signed out"
+    );
+    env.finish();
+}
+
+#[tokio::test]
+async fn expired_refresh_token_is_known_without_asking() {
+    let env = Env::new().await;
+    env.sim.set_lifetimes(1, 1);
+    env.sign_in().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let err = env.client.access_token().await.unwrap_err();
+    assert_eq!(err, PsnError::SignInExpired);
+    assert_eq!(
+        env.sim.count("token"),
+        1,
+        "no refresh attempt with an expired refresh token"
+    );
+    env.finish();
+}
+
+#[tokio::test]
+async fn tokens_survive_a_restart() {
+    let env = Env::new().await;
+    env.sign_in().await;
+    let before = env.sim.total_requests();
+    let c2 = env.second_client(HttpOptions::default());
+    assert_eq!(c2.account_id().await, Some(env.sim.config().account_id));
+    PartyApi::new(c2).list_parties().await.unwrap();
+    assert_eq!(
+        env.sim.total_requests(),
+        before + 1,
+        "no new sign-in, no refresh"
+    );
+    env.client.sign_out().await.unwrap();
+    assert!(TokenStore::in_dir(&env.dir).load().unwrap().is_none());
+    env.finish();
+}
+
+#[tokio::test]
+async fn psn_unreachable_is_reported() {
+    let env = Env::new().await;
+    let mut cfg = env.config();
+    // A loopback port with nothing listening.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    cfg.endpoints =
+        obs_psn_party::psn::Endpoints::all_at(&format!("http://127.0.0.1:{port}")).unwrap();
+    let c = PsnClient::new(cfg, Default::default()).unwrap();
+    let err = c
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .unwrap_err();
+    env.seen(&err);
+    assert!(matches!(err, PsnError::Unreachable { .. }), "{err:?}");
+    assert!(err.is_transient());
+    env.finish();
+}
+
+#[tokio::test]
+async fn short_lifetimes_from_the_sim_config() {
+    let env = Env::with(
+        SimConfig {
+            access_ttl: 60,
+            refresh_ttl: 863999,
+            ..SimConfig::default()
+        },
+        fast_http(),
+    )
+    .await;
+    env.sign_in().await;
+    let stored = TokenStore::in_dir(&env.dir).load().unwrap().unwrap();
+    let now = obs_psn_party::psn::auth::unix_now();
+    assert!((stored.access_expires_at_unix as i64 - now as i64 - 60).abs() <= 2);
+    assert!(
+        (stored.refresh_expires_at_unix as i64 - now as i64 - 863999).abs() <= 2,
+        "the answered lifetime, not 5183999"
+    );
+    env.finish();
+}
+
+#[tokio::test]
+async fn headless_sign_in_uses_the_configured_npsso_once() {
+    let env = Env::new().await;
+    let mut cfg = env.config();
+    cfg.npsso = Some(Secret::new(env.sim.config().npsso));
+    let dir = temp_dir();
+    cfg.config_dir = Some(dir.clone());
+    let c = PsnClient::new(cfg, Default::default()).unwrap();
+    assert!(!env.seen(&c).contains(&env.sim.config().npsso));
+    assert_eq!(
+        c.ensure_signed_in().await.unwrap(),
+        env.sim.config().account_id
+    );
+    assert_eq!(env.sim.count("token"), 1);
+    // Already signed in: nothing is sent.
+    c.ensure_signed_in().await.unwrap();
+    c.sign_out().await.unwrap();
+    // The NPSSO was used once and is gone.
+    assert_eq!(
+        c.ensure_signed_in().await.unwrap_err(),
+        PsnError::NotSignedIn
+    );
+    assert_eq!(env.sim.total_requests(), 2);
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap_or_default();
+        assert!(!text.contains(&env.sim.config().npsso));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    env.finish();
+}

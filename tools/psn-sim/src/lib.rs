@@ -1,0 +1,392 @@
+//! psn-sim: a strict simulator of the PSN endpoints obs-psn-party speaks (PROTOCOL.md), on
+//! loopback only. Tests start it in-process with [`start`]; the `psn-sim` binary runs it for demos.
+//! See docs/psn-sim.md for the control API.
+
+pub mod control;
+pub mod http;
+pub mod push;
+pub mod shape;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+
+pub use state::{Fault, MemberInbound, ReceivedMessage, SimConfig};
+use state::{SimMember, State, MOBILE_APP};
+
+pub struct Inner {
+    pub state: Mutex<State>,
+    pub push_changed: Notify,
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running simulator. Dropping it stops its servers.
+pub struct SimHandle {
+    inner: Arc<Inner>,
+    http_addr: SocketAddr,
+    push_addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A party made by [`SimHandle::start_party`].
+#[derive(Debug, Clone)]
+pub struct PartySetup {
+    pub session_id: String,
+    pub link_id: String,
+    /// (account id, online id, platform) of the scripted members, the user's console first.
+    pub members: Vec<(String, String, String)>,
+}
+
+/// One step of a scripted party.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScriptStep {
+    pub after_ms: u64,
+    pub join: Option<JoinSpec>,
+    pub leave: Option<String>,
+    #[serde(default)]
+    pub end: bool,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinSpec {
+    pub online_id: String,
+    pub platform: String,
+}
+
+/// Starts the simulator on 127.0.0.1 (HTTP and push each on a free port).
+pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
+    start_on(cfg, 0, 0).await
+}
+
+/// Starts the simulator on 127.0.0.1 with the given ports (0 = any free port).
+pub async fn start_on(
+    cfg: SimConfig,
+    http_port: u16,
+    push_port: u16,
+) -> std::io::Result<SimHandle> {
+    let http_l = TcpListener::bind((Ipv4Addr::LOCALHOST, http_port)).await?;
+    let push_l = TcpListener::bind((Ipv4Addr::LOCALHOST, push_port)).await?;
+    let http_addr = http_l.local_addr()?;
+    let push_addr = push_l.local_addr()?;
+    let faults = cfg.faults.clone();
+    let mut st = State::new(cfg);
+    st.push_addr = push_addr.to_string();
+    for f in faults {
+        st.apply_fault(f);
+    }
+    let inner = Arc::new(Inner {
+        state: Mutex::new(st),
+        push_changed: Notify::new(),
+    });
+    let i2 = inner.clone();
+    let http_task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = http_l.accept().await else {
+                continue;
+            };
+            let i3 = i2.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| http::serve(i3.clone(), req));
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let push_task = tokio::spawn(push::listen(inner.clone(), push_l));
+    Ok(SimHandle {
+        inner,
+        http_addr,
+        push_addr,
+        tasks: vec![http_task, push_task],
+    })
+}
+
+pub(crate) fn new_party(
+    st: &mut State,
+    name: &str,
+    members: Vec<(String, String, String)>,
+) -> String {
+    let sid = uuid::Uuid::new_v4().to_string();
+    let link_id = state::random_token(10);
+    let members: Vec<SimMember> = members
+        .iter()
+        .map(|(a, o, p)| st.make_member(a, o, p))
+        .collect();
+    st.parties.insert(
+        sid.clone(),
+        state::SimParty {
+            session_id: sid.clone(),
+            session_name: name.to_string(),
+            link_id,
+            members,
+            bridges: vec![],
+            started: (state::unix_millis() / 1000) as u64,
+        },
+    );
+    sid
+}
+
+/// Pushes the leave (to the party and the leaver) and ends an empty party.
+pub(crate) fn after_leave(st: &mut State, sid: &str, m: SimMember) {
+    let data = json!({"sessionId": sid, "customProperties": {"from": m.from_ref()}, "members": [{"accountId": m.account_id, "onlineId": m.online_id, "platform": m.platform}]});
+    st.push_to_party(
+        sid,
+        "v2:ps:members:deleted",
+        data,
+        std::slice::from_ref(&m.account_id),
+    );
+    if st.parties.get(sid).is_some_and(|p| p.members.is_empty()) {
+        st.parties.remove(sid);
+        let data =
+            json!({"sessionId": sid, "customProperties": {"deletedEvenCause": "LAST_MEMBER_LEFT"}});
+        st.push_to_party(
+            sid,
+            "outside:v2:partySession:deleted",
+            data,
+            &[m.account_id],
+        );
+    }
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:<port>`: every PSN host's base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    pub fn push_addr(&self) -> SocketAddr {
+        self.push_addr
+    }
+
+    pub fn config(&self) -> SimConfig {
+        self.inner.lock().cfg.clone()
+    }
+
+    /// Sets token lifetimes for tokens issued from now on ("short lifetimes on request").
+    pub fn set_lifetimes(&self, access_secs: u64, refresh_secs: u64) {
+        let mut st = self.inner.lock();
+        st.cfg.access_ttl = access_secs;
+        st.cfg.refresh_ttl = refresh_secs;
+    }
+
+    /// A party with the user's own console (PS5) and the given members (online id, platform).
+    pub fn start_party(&self, name: &str, members: &[(&str, &str)]) -> PartySetup {
+        let mut st = self.inner.lock();
+        let mut list = vec![(
+            st.cfg.account_id.clone(),
+            st.cfg.online_id.clone(),
+            "PS5".to_string(),
+        )];
+        for (online, platform) in members {
+            let a = st.new_account(online);
+            list.push((a, online.to_string(), platform.to_string()));
+        }
+        let sid = new_party(&mut st, name, list.clone());
+        let link_id = st.parties[&sid].link_id.clone();
+        PartySetup {
+            session_id: sid,
+            link_id,
+            members: list,
+        }
+    }
+
+    /// A member joins (pushed to everyone in the party). Returns the member's account id.
+    pub fn member_join(&self, sid: &str, online_id: &str, platform: &str) -> Option<String> {
+        let mut st = self.inner.lock();
+        let account = st.new_account(online_id);
+        let m = st.make_member(&account, online_id, platform);
+        let p = st.parties.get_mut(sid)?;
+        p.members.push(m.clone());
+        let data =
+            json!({"sessionId": sid, "customProperties": {"from": m.from_ref()}, "members": [m]});
+        st.push_to_party(sid, "v2:ps:members:created", data, &[]);
+        Some(account)
+    }
+
+    /// A member leaves (every entry of that account). False when there was no such member.
+    pub fn member_leave(&self, sid: &str, account_id: &str) -> bool {
+        let mut st = self.inner.lock();
+        let Some(p) = st.parties.get_mut(sid) else {
+            return false;
+        };
+        let gone: Vec<SimMember> = p
+            .members
+            .iter()
+            .filter(|m| m.account_id == account_id)
+            .cloned()
+            .collect();
+        p.members.retain(|m| m.account_id != account_id);
+        for m in gone.iter().cloned() {
+            after_leave(&mut st, sid, m);
+        }
+        !gone.is_empty()
+    }
+
+    /// Ends the party: everyone gets `outside:v2:partySession:deleted`.
+    pub fn end_party(&self, sid: &str) -> bool {
+        let mut st = self.inner.lock();
+        let Some(p) = st.parties.remove(sid) else {
+            return false;
+        };
+        let accounts: Vec<String> = p.members.iter().map(|m| m.account_id.clone()).collect();
+        let data =
+            json!({"sessionId": sid, "customProperties": {"deletedEvenCause": "LAST_MEMBER_LEFT"}});
+        st.push_to_party(sid, "outside:v2:partySession:deleted", data, &accounts);
+        true
+    }
+
+    /// The member hook, sending side: member `from` posts a customMessage to the party (pushed
+    /// as `v2:ps:customMessage:noSeq:created` to every other member's push connections).
+    pub fn member_send_custom_message(
+        &self,
+        sid: &str,
+        from: &str,
+        channel: &str,
+        payload: &str,
+    ) -> bool {
+        let st = self.inner.lock();
+        let Some(m) = st
+            .parties
+            .get(sid)
+            .and_then(|p| p.members.iter().find(|m| m.account_id == from))
+        else {
+            return false;
+        };
+        let data = json!({"sessionId": sid, "customProperties": {"from": m.from_ref()},
+                          "customMessage": {"channel": channel, "payload": payload}});
+        st.push_to_party(sid, "v2:ps:customMessage:noSeq:created", data, &[]);
+        true
+    }
+
+    /// The member hook, receiving side: every customMessage the user sends to `account_id`.
+    pub fn member_inbox(&self, account_id: &str) -> mpsc::UnboundedReceiver<MemberInbound> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner
+            .lock()
+            .member_hooks
+            .insert(account_id.to_string(), tx);
+        rx
+    }
+
+    /// Runs a script (joins, leaves, end) on a party in the background.
+    pub fn run_script(&self, sid: &str, steps: Vec<ScriptStep>) {
+        let inner = self.inner.clone();
+        let sid = sid.to_string();
+        let h = SimHandle {
+            inner,
+            http_addr: self.http_addr,
+            push_addr: self.push_addr,
+            tasks: vec![],
+        };
+        tokio::spawn(async move {
+            for s in steps {
+                tokio::time::sleep(Duration::from_millis(s.after_ms)).await;
+                if let Some(j) = &s.join {
+                    h.member_join(&sid, &j.online_id, &j.platform);
+                }
+                if let Some(a) = &s.leave {
+                    h.member_leave(&sid, a);
+                }
+                if s.end {
+                    h.end_party(&sid);
+                }
+            }
+        });
+    }
+
+    pub fn fault(&self, f: Fault) {
+        self.inner.lock().apply_fault(f);
+    }
+
+    /// Requests per endpoint name ("token", "bulkGet", "serveraddr", "pushConnect", ...).
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.inner.lock().counts.clone()
+    }
+
+    pub fn count(&self, endpoint: &str) -> u64 {
+        self.inner.lock().counts.get(endpoint).copied().unwrap_or(0)
+    }
+
+    pub fn total_requests(&self) -> u64 {
+        self.inner.lock().counts.values().sum()
+    }
+
+    pub fn reset_counts(&self) {
+        self.inner.lock().counts.clear();
+    }
+
+    /// Fields, query parameters and frames the recorded shapes do not have ("endpoint: path").
+    pub fn unexpected(&self) -> Vec<String> {
+        self.inner.lock().unexpected.clone()
+    }
+
+    /// Requests answered 400 and push connections refused, for debugging tests.
+    pub fn rejections(&self) -> Vec<String> {
+        self.inner.lock().rejections.clone()
+    }
+
+    pub fn received_messages(&self) -> Vec<ReceivedMessage> {
+        self.inner.lock().received.clone()
+    }
+
+    /// Every secret the simulator was configured with or issued (NPSSO, client secret, tokens,
+    /// codes, bridge tokens): what must never show up in a log, trace or `Debug` string.
+    pub fn secrets(&self) -> Vec<String> {
+        self.inner.lock().secrets.clone()
+    }
+
+    pub fn push_connections(&self) -> usize {
+        self.inner.lock().push_conns.len()
+    }
+
+    /// Waits until exactly `n` push connections are open (false on timeout).
+    pub async fn wait_push_connections(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.push_changed.notified();
+            if self.push_connections() == n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.push_connections() == n;
+            }
+        }
+    }
+
+    /// The party as the simulator holds it (JSON), for tests and the control API.
+    pub fn party(&self, sid: &str) -> Option<serde_json::Value> {
+        self.inner
+            .lock()
+            .parties
+            .get(sid)
+            .map(|p| serde_json::to_value(p).unwrap_or_default())
+    }
+}
+
+/// The platform our client joins as.
+pub const CLIENT_PLATFORM: &str = MOBILE_APP;
