@@ -8,3 +8,4 @@
 pub mod audio;
 pub mod obs;
 pub mod runtime;
+pub mod voice;
