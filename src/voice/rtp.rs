@@ -43,6 +43,71 @@ pub fn opus_samples_48k(payload: &[u8]) -> Option<u32> {
     Some(total)
 }
 
+/// Whether the first Opus frame of `payload` carries SILK in-band FEC (LBRR) data, i.e.
+/// whether decoding it with `fec = true` can recover the packet before it.
+///
+/// The SILK layer starts with range-coded header bits of probability 1/2, which for the first
+/// symbols of a frame are plain bits of its first byte: one VAD flag per 20 ms SILK frame, then
+/// the LBRR flag, for the mid channel (then the same again for the side channel in stereo).
+/// CELT-only packets never carry FEC.
+pub fn opus_has_lbrr(payload: &[u8]) -> bool {
+    let Some(&toc) = payload.first() else {
+        return false;
+    };
+    let config = toc >> 3;
+    let silk_frames: u32 = match config {
+        0..=11 => [1, 1, 2, 3][(config & 3) as usize],
+        12..=15 => 1,
+        _ => return false,
+    };
+    // First byte of the first frame's data.
+    let first = match toc & 3 {
+        0 | 1 => payload.get(1),
+        2 => match payload.get(1) {
+            Some(&l) if l < 252 => payload.get(2),
+            Some(_) => payload.get(3),
+            None => None,
+        },
+        _ => {
+            // code 3: count byte, optional padding length bytes, optional frame lengths (VBR)
+            let Some(&fc) = payload.get(1) else {
+                return false;
+            };
+            let mut pos = 2usize;
+            if fc & 0x40 != 0 {
+                loop {
+                    let Some(&p) = payload.get(pos) else {
+                        return false;
+                    };
+                    pos += 1;
+                    if p != 255 {
+                        break;
+                    }
+                }
+            }
+            if fc & 0x80 != 0 {
+                // VBR: skip the lengths of all frames but the last
+                for _ in 1..(fc & 0x3f) {
+                    match payload.get(pos) {
+                        Some(&l) if l < 252 => pos += 1,
+                        Some(_) => pos += 2,
+                        None => return false,
+                    }
+                }
+            }
+            payload.get(pos)
+        }
+    };
+    let Some(&b) = first else {
+        return false;
+    };
+    let stereo = toc & 0x04 != 0;
+    let mid = b & (0x80 >> silk_frames) != 0;
+    let side =
+        stereo && (2 * (silk_frames + 1) - 1) < 8 && b & (0x80 >> (2 * (silk_frames + 1) - 1)) != 0;
+    mid || side
+}
+
 /// An Opus packet of one or two bytes carries no audio: the encoder is in DTX.
 pub fn is_opus_dtx(payload: &[u8]) -> bool {
     payload.len() <= 2
@@ -178,6 +243,25 @@ mod tests {
         assert_eq!(opus_samples_48k(&[(31 << 3) | 3, 0]), None);
         assert_eq!(opus_samples_48k(&[(31 << 3) | 3]), None);
         assert_eq!(opus_samples_48k(&[]), None);
+    }
+
+    #[test]
+    fn lbrr_flag() {
+        // SILK WB 40 ms: VAD, VAD, LBRR
+        assert!(opus_has_lbrr(&[10 << 3, 0b1010_0000]));
+        assert!(!opus_has_lbrr(&[10 << 3, 0b1100_0000]));
+        // SILK WB 20 ms: VAD, LBRR
+        assert!(opus_has_lbrr(&[9 << 3, 0b0100_0000]));
+        // CELT never
+        assert!(!opus_has_lbrr(&[31 << 3, 0xff]));
+        // code 2 with a two-byte length, code 3 with padding
+        assert!(opus_has_lbrr(&[(9 << 3) | 2, 252, 1, 0x40]));
+        assert!(opus_has_lbrr(&[(9 << 3) | 3, 0x42, 255, 3, 0x40]));
+        for b in 0..=255u8 {
+            let _ = opus_has_lbrr(&[b]);
+            let _ = opus_has_lbrr(&[b, 0xff]);
+            let _ = opus_has_lbrr(&[b, 0xc5, 0xff]);
+        }
     }
 
     #[test]

@@ -36,6 +36,11 @@ use crate::voice::{BLOCK, OUTPUT_RATE};
 pub const MAX_PAYLOAD: usize = 1500;
 const NS_PER_S: i64 = 1_000_000_000;
 const MS: i64 = 1_000_000;
+/// Stalls (10 ms each) in a row at most, so raising the delay mid-talkspurt never conceals
+/// more than 20 ms at once; the rest of the raise happens at later holes or the next pause.
+const MAX_STALLS: u32 = 2;
+/// How long after the last lost packet the target keeps room for FEC.
+const FEC_MEMORY_NS: u64 = 20_000_000_000;
 
 /// Tuning of one jitter buffer.
 #[derive(Debug, Clone)]
@@ -160,6 +165,8 @@ struct Slot {
     seq: Option<i64>,
     redundant: bool,
     dtx: bool,
+    /// Carries in-band FEC for the frame before it.
+    fec: bool,
     marker: bool,
     payload: Vec<u8>,
 }
@@ -193,6 +200,14 @@ pub struct JitterBuffer {
     loss: f32,
     last_dur: i64,
     plc_run_ns: i64,
+    /// Stalls since the last packet played.
+    stall_run: u32,
+    /// Packets are being lost: keep one packet time in the target for FEC until then.
+    fec_until_ns: u64,
+    /// Latest arrival seen.
+    now_ns: u64,
+    /// The last packet played carried in-band FEC (so the next one likely will).
+    fec_capable: bool,
     warm: bool,
     stats: JitterStats,
 }
@@ -208,6 +223,7 @@ impl JitterBuffer {
                 seq: None,
                 redundant: false,
                 dtx: false,
+                fec: false,
                 marker: false,
                 payload: Vec::with_capacity(MAX_PAYLOAD),
             })
@@ -228,6 +244,10 @@ impl JitterBuffer {
             loss: 0.0,
             last_dur: clock / 25,
             plc_run_ns: 0,
+            stall_run: 0,
+            fec_until_ns: 0,
+            now_ns: 0,
+            fec_capable: false,
             warm: false,
             stats: JitterStats::default(),
             cfg,
@@ -346,7 +366,8 @@ impl JitterBuffer {
         self.stats.received += 1;
         self.ts_ref = Some(ts);
         self.seq_ref = Some(seq);
-        self.note_seq(seq);
+        self.note_seq(seq, p.arrival_ns);
+        self.now_ns = self.now_ns.max(p.arrival_ns);
 
         let dur = i64::from(p.duration);
         self.last_dur = dur;
@@ -388,7 +409,7 @@ impl JitterBuffer {
         self.store(ts, dur, None, true, false, payload)
     }
 
-    fn note_seq(&mut self, seq: i64) {
+    fn note_seq(&mut self, seq: i64, arrival_ns: u64) {
         const A: f32 = 0.02;
         match self.highest_seq {
             Some(h) if seq <= h => {}
@@ -398,6 +419,9 @@ impl JitterBuffer {
                     self.loss = self.loss * (1.0 - A) + A;
                 }
                 self.stats.seq_gaps += gap as u64;
+                if gap > 0 {
+                    self.fec_until_ns = arrival_ns.saturating_add(FEC_MEMORY_NS);
+                }
                 self.loss *= 1.0 - A;
                 self.highest_seq = Some(seq);
             }
@@ -411,7 +435,7 @@ impl JitterBuffer {
         }
         let q = self.est.quantile_ms(self.cfg.quantile);
         let mut t = (q + 10.0) as i64 * MS;
-        if self.loss > 0.01 {
+        if self.now_ns < self.fec_until_ns {
             t += self.ts_to_ns(self.last_dur);
         }
         let t = t.clamp(
@@ -485,6 +509,7 @@ impl JitterBuffer {
         s.seq = seq;
         s.redundant = redundant;
         s.dtx = crate::voice::rtp::is_opus_dtx(payload);
+        s.fec = crate::voice::rtp::opus_has_lbrr(payload);
         s.marker = marker;
         s.payload.clear();
         s.payload.extend_from_slice(payload);
@@ -552,7 +577,9 @@ impl JitterBuffer {
                     return self.silence(self.to48(dur).max(1));
                 }
                 self.last_played_seq = self.slots[i].seq;
+                self.fec_capable = self.slots[i].fec;
                 self.plc_run_ns = 0;
+                self.stall_run = 0;
                 self.stats.played += 1;
                 let samples = self.to48(dur);
                 return Frame::Packet {
@@ -578,16 +605,23 @@ impl JitterBuffer {
                 .slots
                 .iter()
                 .position(|s| s.used && s.redundant && s.ts == cursor);
-            if early_ns >= 10 * MS && red_at.is_none() {
+            // Wait (stall) if we are early for the target, or, on a stream with FEC, a little
+            // past it so the following packet can bring this one's FEC.
+            let wait_for_fec = self.fec_capable && next.is_none() && early_ns > -20 * MS;
+            if (early_ns >= 10 * MS || wait_for_fec)
+                && self.stall_run < MAX_STALLS
+                && red_at.is_none()
+            {
                 // Not late yet by the target's measure: wait for it, concealing, playout stays.
                 self.stats.stalls += 1;
+                self.stall_run += 1;
                 return self.conceal(BLOCK, false);
             }
             let hole = next.map(|n| self.slots[n].ts - cursor);
             let fec_from = next.filter(|&n| {
                 let s = &self.slots[n];
                 !s.redundant
-                    && !s.dtx
+                    && s.fec
                     && hole.is_some_and(|h| h <= s.dur)
                     && self.to48(s.ts - cursor) >= 120
             });

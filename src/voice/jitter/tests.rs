@@ -6,13 +6,14 @@ use super::*;
 const PKT_MS: u64 = 40;
 const MSU: u64 = 1_000_000;
 
-fn payload(seq: u16) -> [u8; 3] {
+/// SILK WB 40 ms, first data byte with the LBRR flag set (bit 2: after two VAD flags).
+fn payload(seq: u16) -> [u8; 4] {
     let [a, b] = seq.to_be_bytes();
-    [10 << 3, a, b]
+    [10 << 3, 0xe0, a, b]
 }
 
 fn seq_of(p: &[u8]) -> u16 {
-    u16::from_be_bytes([p[1], p[2]])
+    u16::from_be_bytes([p[2], p[3]])
 }
 
 struct Run {
