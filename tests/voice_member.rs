@@ -181,3 +181,30 @@ fn drift_with_talkspurts_does_not_grow_the_delay() {
         assert!(r.unexplained_gaps(40).is_empty(), "{r:?}");
     }
 }
+
+#[test]
+fn drift_without_pauses_is_absorbed_between_words() {
+    for ppm in [200.0, -200.0] {
+        let sc = Scenario {
+            drift_ppm: ppm,
+            word_gap_ms: 150,
+            jitter_ms: 20,
+            duration_ms: 600_000,
+            seed: 31,
+            ..Default::default()
+        };
+        let r = run(&sc);
+        show(
+            &format!("drift {ppm} ppm, 10 min, no DTX, 150 ms word gaps"),
+            &r,
+        );
+        println!(
+            "  quiet drops {}, quiet repeats {}",
+            r.quiet_drops, r.quiet_repeats
+        );
+        common(&r);
+        assert!((r.delay_last_ms - r.delay_first_ms).abs() <= 15.0, "{r:?}");
+        assert!(r.delay_max_ms <= 120.0, "{r:?}");
+        assert!(r.delay_min_ms >= 25.0, "{r:?}");
+    }
+}

@@ -10,6 +10,23 @@ use crate::voice::jitter::{JitterBuffer, JitterConfig, Packet, PushOutcome};
 use crate::voice::rtp::{opus_samples_48k, parse_red, RtpIn};
 use crate::voice::{BLOCK, OUTPUT_RATE};
 
+/// The playout may run this much later than the jitter buffer's target before quiet blocks
+/// are dropped to catch up (a sender whose clock is fast fills the buffer while it talks).
+const DROP_ABOVE_NS: i64 = 20_000_000;
+/// The playout may run this much earlier than the target before quiet blocks are repeated.
+const REPEAT_BELOW_NS: i64 = 10_000_000;
+/// RMS under which a block counts as quiet enough to drop unheard (about -46 dBFS).
+const QUIET_RMS: f32 = 0.005;
+/// Crossfade over the seam of a dropped block (2.5 ms).
+const SEAM: usize = 120;
+
+fn rms(b: &[f32]) -> f32 {
+    if b.is_empty() {
+        return 0.0;
+    }
+    (b.iter().map(|s| s * s).sum::<f32>() / b.len() as f32).sqrt()
+}
+
 /// What the SDP negotiated for this member's audio.
 #[derive(Debug, Clone)]
 pub struct MemberConfig {
@@ -40,6 +57,10 @@ pub struct MemberStats {
     /// Other payload types (CN, telephone-event, unknown).
     pub ignored: u64,
     pub pulls: u64,
+    /// Quiet 10 ms blocks dropped to bring an over-full buffer back to its target.
+    pub quiet_drops: u64,
+    /// Quiet 10 ms blocks played twice to let a draining buffer refill to its target.
+    pub quiet_repeats: u64,
     /// Pulls that could not be filled completely (should stay 0).
     pub short_pulls: u64,
 }
@@ -143,6 +164,42 @@ impl Member {
         }
     }
 
+    /// Drift while a member talks without pause (no DTX) slowly over-fills the buffer: drop a
+    /// quiet block (between words) when the playout runs late, crossfading over the seam.
+    fn maybe_drop_quiet(&mut self, now_ns: u64) {
+        if self.queued < 2 * BLOCK {
+            return;
+        }
+        match self.jitter.lateness_ns(now_ns, self.queued) {
+            Some(late) if late > DROP_ABOVE_NS => {}
+            _ => return,
+        }
+        if rms(&self.fifo[..BLOCK]) >= QUIET_RMS || rms(&self.fifo[BLOCK..2 * BLOCK]) >= QUIET_RMS {
+            return;
+        }
+        for i in 0..SEAM {
+            let w = (i + 1) as f32 / (SEAM + 1) as f32;
+            self.fifo[BLOCK + i] = self.fifo[BLOCK + i] * w + self.fifo[i] * (1.0 - w);
+        }
+        self.fifo.copy_within(BLOCK..self.queued, 0);
+        self.queued -= BLOCK;
+        self.stats.quiet_drops += 1;
+    }
+
+    /// A sender whose clock is slow drains the buffer while it talks: when the playout runs
+    /// well ahead of the target and the next block is quiet, play that block twice.
+    fn repeat_quiet(&mut self, now_ns: u64) -> bool {
+        match self.jitter.lateness_ns(now_ns, self.queued) {
+            Some(late) if late < -REPEAT_BELOW_NS => {}
+            _ => return false,
+        }
+        if rms(&self.fifo[..BLOCK]) >= QUIET_RMS {
+            return false;
+        }
+        self.stats.quiet_repeats += 1;
+        true
+    }
+
     /// Fill `out` with the next 10 ms of this member's voice (silence when there is none).
     pub fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK]) {
         self.stats.pulls += 1;
@@ -153,10 +210,16 @@ impl Member {
             let n = self.decoder.decode(&frame, &mut self.fifo[self.queued..]);
             self.queued += n;
         }
+        self.maybe_drop_quiet(now_ns);
         if self.queued < BLOCK {
             self.stats.short_pulls += 1;
             self.fifo[self.queued..BLOCK].fill(0.0);
             self.queued = BLOCK;
+        }
+        if self.repeat_quiet(now_ns) {
+            // Play the quiet block now and keep it for the next pull as well.
+            out.copy_from_slice(&self.fifo[..BLOCK]);
+            return;
         }
         out.copy_from_slice(&self.fifo[..BLOCK]);
         self.fifo.copy_within(BLOCK..self.queued, 0);

@@ -44,6 +44,9 @@ pub struct Scenario {
     /// Share of packets held back by an extra 1..3 packet times.
     pub reorder: f64,
     pub seed: u64,
+    /// Inside talk, the last `word_gap_ms` of every second is silent but still sent (no DTX):
+    /// the pauses between words of someone who never stops long enough for DTX.
+    pub word_gap_ms: u64,
 }
 
 impl Default for Scenario {
@@ -63,6 +66,7 @@ impl Default for Scenario {
             duplicate: 0.0,
             reorder: 0.0,
             seed: 1,
+            word_gap_ms: 0,
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct Report {
     pub jitter: obs_psn_party::voice::jitter::JitterStats,
     pub decode: obs_psn_party::voice::decode::DecodeStats,
     pub short_pulls: u64,
+    pub quiet_drops: u64,
+    pub quiet_repeats: u64,
     pub max_abs: f32,
     pub ref_len: usize,
     /// Where (member's time, ms) the gaps over 20 ms ended, and how long they were.
@@ -189,7 +195,8 @@ pub fn make_stream(sc: &Scenario) -> Stream {
         let talk = talking(sc, sender_ms);
         for (k, s) in pcm.iter_mut().enumerate() {
             let n = i * frame16 as u64 + k as u64;
-            *s = if talk {
+            let in_word_gap = sc.word_gap_ms > 0 && (n / 16) % 1000 >= 1000 - sc.word_gap_ms;
+            *s = if talk && !in_word_gap {
                 speech_like(n, sc.amplitude)
             } else {
                 0.0
@@ -358,7 +365,9 @@ pub fn run_with(sc: &Scenario, mut on_block: impl FnMut(u64, &[f32; BLOCK])) -> 
             if sender_ms >= 100.0 {
                 started = true;
             }
-            if started && talk_now {
+            // blocks where the lossless decode itself is near silence say nothing about gaps
+            let audible_ref = ref_rms > 0.01;
+            if started && talk_now && audible_ref {
                 r.talk_blocks += 1;
                 let d = (now as f64 - capture_ns) / 1e6 - (sc.base_delay_ms + sc.ptime_ms) as f64;
                 delays.push(d);
@@ -426,6 +435,8 @@ pub fn run_with(sc: &Scenario, mut on_block: impl FnMut(u64, &[f32; BLOCK])) -> 
     r.target_end_ms = m.jitter().target_ms();
     r.decode = m.decoder().stats().clone();
     r.short_pulls = m.stats().short_pulls;
+    r.quiet_drops = m.stats().quiet_drops;
+    r.quiet_repeats = m.stats().quiet_repeats;
     r
 }
 

@@ -286,6 +286,15 @@ impl JitterBuffer {
         Some(now_ns as i64 - base - self.ts_to_ns(pos))
     }
 
+    /// While packets are playing: how much later than `base + target` the sample about to be
+    /// heard is (negative: earlier). `None` while idle (silence follows the target exactly).
+    pub fn lateness_ns(&self, now_ns: u64, queued: usize) -> Option<i64> {
+        if self.state != State::Playing {
+            return None;
+        }
+        Some(self.delay_ns(now_ns, queued)? - self.target_ns)
+    }
+
     // ---- conversions ----------------------------------------------------------------------
 
     fn ts_to_ns(&self, ts: i64) -> i64 {
