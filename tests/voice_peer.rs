@@ -10,7 +10,6 @@ use obs_psn_party::voice::member::{Member, MemberConfig};
 use obs_psn_party::voice::peer::sdp::audio_params;
 use obs_psn_party::voice::peer::webrtc_rs::{media_engine_for, WebrtcPeer};
 use obs_psn_party::voice::peer::{PeerEvent, PeerOptions, PeerState, VoicePeer};
-use obs_psn_party::voice::rtp::RtpIn;
 use obs_psn_party::voice::BLOCK;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
@@ -332,15 +331,7 @@ async fn loopback_member_sends_opus_at_16k_and_the_plugin_receives_it() {
     let mut next = 0;
     while now < last + 3_000_000_000 {
         while next < got.len() && ns(&got[next]) <= now {
-            let e = &got[next];
-            member.push(&RtpIn {
-                payload_type: e.payload_type,
-                seq: e.seq,
-                timestamp: e.timestamp,
-                marker: e.marker,
-                payload: &e.payload,
-                arrival_ns: ns(e),
-            });
+            member.push(&got[next].as_rtp_in(origin));
             next += 1;
         }
         member.pull_10ms(now, &mut block);

@@ -35,6 +35,9 @@ use crate::voice::{BLOCK, OUTPUT_RATE};
 /// Largest payload kept (bytes); longer packets are treated as lost.
 pub const MAX_PAYLOAD: usize = 1500;
 const NS_PER_S: i64 = 1_000_000_000;
+/// Clock readings are clamped to this (146 years) so no timeline arithmetic can overflow,
+/// whatever a caller or the network hands in.
+const MAX_NS: u64 = 1 << 62;
 const MS: i64 = 1_000_000;
 /// Stalls (10 ms each) in a row at most, so raising the delay mid-talkspurt never conceals
 /// more than 20 ms at once; the rest of the raise happens at later holes or the next pause.
@@ -283,7 +286,8 @@ impl JitterBuffer {
     pub fn delay_ns(&self, now_ns: u64, queued: usize) -> Option<i64> {
         let base = self.est.base()?;
         let pos = self.playout_ts(queued)?;
-        Some(now_ns as i64 - base - self.ts_to_ns(pos))
+        let now = now_ns.min(MAX_NS) as i64;
+        Some(now.saturating_sub(base).saturating_sub(self.ts_to_ns(pos)))
     }
 
     /// While packets are playing: how much later than `base + target` the sample about to be
@@ -292,7 +296,10 @@ impl JitterBuffer {
         if self.state != State::Playing {
             return None;
         }
-        Some(self.delay_ns(now_ns, queued)? - self.target_ns)
+        Some(
+            self.delay_ns(now_ns, queued)?
+                .saturating_sub(self.target_ns),
+        )
     }
 
     // ---- conversions ----------------------------------------------------------------------
@@ -360,7 +367,7 @@ impl JitterBuffer {
             return PushOutcome::Invalid;
         }
         let mut ts = self.unwrap_ts(p.timestamp);
-        if self.state != State::Empty && (ts - self.cursor).abs() > self.clock * 10 {
+        if self.state != State::Empty && ts.abs_diff(self.cursor) > (self.clock * 10) as u64 {
             // The stream restarted (or the sender jumped): start over from this packet.
             self.reset();
             ts = self.unwrap_ts(p.timestamp);
@@ -375,13 +382,14 @@ impl JitterBuffer {
         self.stats.received += 1;
         self.ts_ref = Some(ts);
         self.seq_ref = Some(seq);
-        self.note_seq(seq, p.arrival_ns);
-        self.now_ns = self.now_ns.max(p.arrival_ns);
+        self.note_seq(seq, p.arrival_ns.min(MAX_NS));
+        self.now_ns = self.now_ns.max(p.arrival_ns.min(MAX_NS));
 
         let dur = i64::from(p.duration);
         self.last_dur = dur;
-        let transit = p.arrival_ns as i64 - self.ts_to_ns(ts);
-        self.est.update(p.arrival_ns, transit);
+        let arrival = p.arrival_ns.min(MAX_NS);
+        let transit = (arrival as i64).saturating_sub(self.ts_to_ns(ts));
+        self.est.update(arrival, transit);
         self.update_target();
 
         if self.state == State::Playing && ts + dur <= self.cursor {
@@ -409,7 +417,7 @@ impl JitterBuffer {
         }
         let ts = self.unwrap_ts(timestamp);
         let dur = i64::from(duration);
-        if ts + dur <= self.cursor || (ts - self.cursor).abs() > self.clock * 10 {
+        if ts + dur <= self.cursor || ts.abs_diff(self.cursor) > (self.clock * 10) as u64 {
             return PushOutcome::Late;
         }
         if self.slots.iter().any(|s| s.used && s.ts == ts) {
@@ -530,7 +538,7 @@ impl JitterBuffer {
     /// What to decode next, at time `now_ns`, with `queued` decoded samples (48 kHz) still
     /// waiting at the caller. Always returns at least one sample's worth.
     pub fn pull(&mut self, now_ns: u64, queued: usize) -> Frame<'_> {
-        let now = now_ns as i64;
+        let now = now_ns.min(MAX_NS) as i64;
         let ten = self.from48(BLOCK).max(1);
         for _ in 0..4 {
             if self.state == State::Empty {
@@ -540,7 +548,7 @@ impl JitterBuffer {
                 Some(b) => b,
                 None => break,
             };
-            let desired = self.ns_to_ts(now - base - self.target_ns);
+            let desired = self.ns_to_ts(now.saturating_sub(base).saturating_sub(self.target_ns));
             let queued_ts = self.from48(queued);
             if self.state == State::Idle {
                 // Follow base + target exactly while nothing is heard.
@@ -609,7 +617,7 @@ impl JitterBuffer {
                     continue;
                 }
             }
-            let early_ns = self.ts_to_ns(cursor - queued_ts - desired);
+            let early_ns = self.ts_to_ns(cursor.saturating_sub(queued_ts).saturating_sub(desired));
             let red_at = self
                 .slots
                 .iter()

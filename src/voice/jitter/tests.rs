@@ -399,7 +399,12 @@ fn hostile_input_never_panics() {
                 *b = next() as u8;
             }
             let r = next();
-            let arrival = if r % 97 == 0 { next() } else { step * 3 * MSU };
+            let arrival = match r % 97 {
+                0 => next(),
+                1 => u64::MAX,
+                2 => 0,
+                _ => step * 3 * MSU,
+            };
             jb.push(&Packet {
                 seq: next() as u16,
                 timestamp: next() as u32,
@@ -411,7 +416,14 @@ fn hostile_input_never_panics() {
             if r % 3 == 0 {
                 jb.push_redundant(next() as u32, (next() % 5000) as u32, &buf[..len.min(20)]);
             }
-            let f = jb.pull(arrival, q);
+            let now = if r % 89 == 0 {
+                u64::MAX - next() % 1000
+            } else {
+                arrival
+            };
+            let _ = jb.delay_ns(now, q);
+            let _ = jb.lateness_ns(now, q);
+            let f = jb.pull(now, q);
             assert!(f.samples() > 0);
             q = (q + f.samples()) % BLOCK;
         }

@@ -30,6 +30,22 @@ pub struct RtpEvent {
     pub arrival: Instant,
 }
 
+impl RtpEvent {
+    /// The packet as the voice pipeline takes it, with its arrival on a clock that starts at
+    /// `origin` (the party playout clock's zero).
+    pub fn as_rtp_in(&self, origin: Instant) -> crate::voice::rtp::RtpIn<'_> {
+        crate::voice::rtp::RtpIn {
+            payload_type: self.payload_type,
+            seq: self.seq,
+            timestamp: self.timestamp,
+            marker: self.marker,
+            payload: &self.payload,
+            arrival_ns: u64::try_from(self.arrival.saturating_duration_since(origin).as_nanos())
+                .unwrap_or(u64::MAX),
+        }
+    }
+}
+
 /// Connection progress, as far as the plugin cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerState {
