@@ -75,6 +75,21 @@ async fn fixture_offer_gets_a_valid_answer_at_16k() {
     check_answer(&answer);
     assert_eq!(peer.negotiated().await.unwrap().clock_rate, 16_000);
     peer.close().await;
+
+    // The same shape at RFC 7587's 48 kHz stays at 48 kHz.
+    let (tx, _rx) = mpsc::channel(64);
+    let peer = WebrtcPeer::new("fixture-member-48k".into(), loopback(), tx);
+    let answer = peer
+        .answer(&FIXTURE.replace("opus/16000/2", "opus/48000/2"))
+        .await
+        .expect("answer");
+    assert_eq!(
+        audio_params(&answer).unwrap().clock_rate,
+        48_000,
+        "{answer}"
+    );
+    assert_eq!(peer.negotiated().await.unwrap().clock_rate, 48_000);
+    peer.close().await;
 }
 
 // ---- the member side: a webrtc peer offering the recorded shape ------------------------------
@@ -379,4 +394,36 @@ async fn default_codec_table_against_the_16k_offer() {
     assert!(audio.contains(&"a=rtpmap:96 opus/16000/2"), "{audio:?}");
     assert!(!answer.sdp.contains("red/48000"), "{audio:?}");
     let _ = pc.close().await;
+}
+
+/// Trickle: a candidate arriving after the offer is accepted; garbage offers are errors, not panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_candidates_and_garbage_offers() {
+    let (tx, _rx) = mpsc::channel(64);
+    let peer = WebrtcPeer::new("m".into(), loopback(), tx);
+    assert!(
+        peer.add_remote_candidate("candidate:1 1 udp 1 127.0.0.1 9 typ host")
+            .await
+            .is_err(),
+        "no connection yet"
+    );
+    peer.answer(FIXTURE).await.expect("answer");
+    peer.add_remote_candidate(
+        "a=candidate:3 1 udp 2122260223 127.0.0.1 50163 typ host generation 0",
+    )
+    .await
+    .expect("late candidate");
+    for bad in [
+        "",
+        "v=0\r\n",
+        "m=audio 9 RTP/AVP 0\r\n",
+        "\u{0}\u{ff}garbage",
+        &FIXTURE.replace("opus/16000/2", "opus/x/2"),
+    ] {
+        let (tx, _rx) = mpsc::channel(4);
+        let p = WebrtcPeer::new("bad".into(), loopback(), tx);
+        assert!(p.answer(bad).await.is_err(), "accepted: {bad:?}");
+        p.close().await;
+    }
+    peer.close().await;
 }
