@@ -315,7 +315,8 @@ impl JitterBuffer {
     }
 
     fn to48(&self, d: i64) -> usize {
-        usize::try_from(d.max(0) * i64::from(OUTPUT_RATE) / self.clock).unwrap_or(0)
+        let v = i128::from(d.max(0)) * i128::from(OUTPUT_RATE) / i128::from(self.clock);
+        usize::try_from(v.min(i128::from(u32::MAX))).unwrap_or(0)
     }
 
     fn from48(&self, samples: usize) -> i64 {
