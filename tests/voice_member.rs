@@ -130,6 +130,24 @@ fn red_recovers_losses() {
 }
 
 #[test]
+fn celt_with_red_recovers_without_fec() {
+    let sc = Scenario {
+        celt: true,
+        red: true,
+        loss: 0.1,
+        jitter_ms: 20,
+        seed: 12,
+        ..Default::default()
+    };
+    let r = run(&sc);
+    show("celt+red 10% loss", &r);
+    common(&r);
+    assert_eq!(r.jitter.fec, 0, "CELT has no in-band FEC");
+    assert!(r.jitter.red > 0, "{r:?}");
+    assert!(r.unexplained_gaps(40).is_empty(), "{r:?}");
+}
+
+#[test]
 fn dtx_pauses_are_not_losses() {
     for pauses in [
         Pauses::Silent {

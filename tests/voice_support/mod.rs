@@ -47,6 +47,9 @@ pub struct Scenario {
     /// Inside talk, the last `word_gap_ms` of every second is silent but still sent (no DTX):
     /// the pauses between words of someone who never stops long enough for DTX.
     pub word_gap_ms: u64,
+    /// CELT-only encoding (libopus low-delay mode): no in-band FEC, as PS5's `CELT/40` msid
+    /// may mean.
+    pub celt: bool,
 }
 
 impl Default for Scenario {
@@ -67,6 +70,7 @@ impl Default for Scenario {
             reorder: 0.0,
             seed: 1,
             word_gap_ms: 0,
+            celt: false,
         }
     }
 }
@@ -168,8 +172,12 @@ fn talking(sc: &Scenario, sender_ms: f64) -> bool {
 /// Encode the member's stream and put it through the network. Returns packets sorted by arrival.
 pub fn make_stream(sc: &Scenario) -> Stream {
     let mut rng = SmallRng::seed_from_u64(sc.seed);
-    let mut enc =
-        opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    let app = if sc.celt {
+        opus::Application::LowDelay
+    } else {
+        opus::Application::Voip
+    };
+    let mut enc = opus::Encoder::new(16_000, opus::Channels::Mono, app).unwrap();
     enc.set_inband_fec(true).unwrap();
     enc.set_packet_loss_perc(((sc.loss * 100.0) as i32).clamp(5, 30))
         .unwrap();

@@ -211,6 +211,8 @@ pub struct JitterBuffer {
     now_ns: u64,
     /// The last packet played carried in-band FEC (so the next one likely will).
     fec_capable: bool,
+    /// The stream carries RED (the next packet likely brings a copy of a missing one).
+    red_seen: bool,
     warm: bool,
     stats: JitterStats,
 }
@@ -251,6 +253,7 @@ impl JitterBuffer {
             fec_until_ns: 0,
             now_ns: 0,
             fec_capable: false,
+            red_seen: false,
             warm: false,
             stats: JitterStats::default(),
             cfg,
@@ -424,6 +427,7 @@ impl JitterBuffer {
         if self.slots.iter().any(|s| s.used && s.ts == ts) {
             return PushOutcome::Duplicate;
         }
+        self.red_seen = true;
         self.store(ts, dur, None, true, false, payload)
     }
 
@@ -623,10 +627,11 @@ impl JitterBuffer {
                 .slots
                 .iter()
                 .position(|s| s.used && s.redundant && s.ts == cursor);
-            // Wait (stall) if we are early for the target, or, on a stream with FEC, a little
-            // past it so the following packet can bring this one's FEC.
-            let wait_for_fec = self.fec_capable && next.is_none() && early_ns > -20 * MS;
-            if (early_ns >= 10 * MS || wait_for_fec)
+            // Wait (stall) if we are early for the target, or, on a stream with FEC or RED, a
+            // little past it so the following packet can bring this one's FEC or copy.
+            let wait_for_next =
+                (self.fec_capable || self.red_seen) && next.is_none() && early_ns > -20 * MS;
+            if (early_ns >= 10 * MS || wait_for_next)
                 && self.stall_run < MAX_STALLS
                 && red_at.is_none()
             {
