@@ -6,17 +6,22 @@
 //! 40 ms packet decodes once into the FIFO and is served over four pulls.
 
 use crate::voice::decode::{DecoderError, OpusDecoder, MAX_FRAME};
-use crate::voice::jitter::{JitterBuffer, JitterConfig, Packet, PushOutcome};
-use crate::voice::rtp::{opus_samples_48k, parse_red, RtpIn};
+use crate::voice::jitter::{Frame, JitterBuffer, JitterConfig, Packet, PushOutcome};
+use crate::voice::rtp::{opus_samples_48k, opus_vad, parse_red, RtpIn};
 use crate::voice::{BLOCK, OUTPUT_RATE};
 
 /// The playout may run this much later than the jitter buffer's target before quiet blocks
 /// are dropped to catch up (a sender whose clock is fast fills the buffer while it talks).
-const DROP_ABOVE_NS: i64 = 20_000_000;
+const DROP_ABOVE_NS: i64 = 30_000_000;
 /// The playout may run this much earlier than the target before quiet blocks are repeated.
 const REPEAT_BELOW_NS: i64 = 10_000_000;
-/// RMS under which a block counts as quiet enough to drop unheard (about -46 dBFS).
+/// RMS under which a block always counts as quiet enough to drop unheard (about -46 dBFS).
 const QUIET_RMS: f32 = 0.005;
+/// Audio the sender's own VAD called "not speech" (room noise between words) counts as quiet
+/// up to this level (about -34 dBFS).
+const NONSPEECH_RMS: f32 = 0.02;
+/// Provenance runs kept for the FIFO's samples.
+const MAX_SEGS: usize = 8;
 /// Crossfade over the seam of a dropped block (2.5 ms).
 const SEAM: usize = 120;
 
@@ -73,6 +78,10 @@ pub struct Member {
     decoder: OpusDecoder,
     fifo: Vec<f32>,
     queued: usize,
+    /// Where the FIFO's samples came from: runs of `(samples, not_speech)` from its front;
+    /// `not_speech` when the packet's SILK VAD flags all said so, or for silence.
+    segs: [(usize, bool); MAX_SEGS],
+    nsegs: usize,
     stats: MemberStats,
 }
 
@@ -83,6 +92,8 @@ impl Member {
             decoder: OpusDecoder::new()?,
             fifo: vec![0.0; BLOCK + MAX_FRAME],
             queued: 0,
+            segs: [(0, false); MAX_SEGS],
+            nsegs: 0,
             stats: MemberStats::default(),
             cfg,
         })
@@ -164,6 +175,63 @@ impl Member {
         }
     }
 
+    /// Whether `len` samples from `start` of the FIFO are quiet enough to drop or repeat:
+    /// near silence, or not speech by the sender's VAD and under -34 dBFS.
+    fn quiet(&self, start: usize, len: usize) -> bool {
+        let r = rms(&self.fifo[start..start + len]);
+        r < QUIET_RMS || (r < NONSPEECH_RMS && self.not_speech(start, start + len))
+    }
+
+    /// All samples in `from..to` of the FIFO came from non-speech packets or silence.
+    fn not_speech(&self, from: usize, to: usize) -> bool {
+        let mut pos = 0;
+        for &(len, ns) in &self.segs[..self.nsegs] {
+            let end = pos + len;
+            if end > from && pos < to && !ns {
+                return false;
+            }
+            pos = end;
+        }
+        pos >= to
+    }
+
+    fn note_segment(&mut self, n: usize, not_speech: bool) {
+        if n == 0 {
+            return;
+        }
+        match self.nsegs {
+            0 => {}
+            k if self.segs[k - 1].1 == not_speech => {
+                self.segs[k - 1].0 += n;
+                return;
+            }
+            k if k == MAX_SEGS => {
+                // No room to keep them apart: merge, conservatively as speech.
+                self.segs[k - 1] = (self.segs[k - 1].0 + n, false);
+                return;
+            }
+            _ => {}
+        }
+        self.segs[self.nsegs] = (n, not_speech);
+        self.nsegs += 1;
+    }
+
+    /// Remove `n` samples from the front of the FIFO.
+    fn consume(&mut self, n: usize) {
+        self.fifo.copy_within(n..self.queued, 0);
+        self.queued -= n;
+        let mut left = n;
+        while left > 0 && self.nsegs > 0 {
+            if self.segs[0].0 > left {
+                self.segs[0].0 -= left;
+                break;
+            }
+            left -= self.segs[0].0;
+            self.segs.copy_within(1..self.nsegs, 0);
+            self.nsegs -= 1;
+        }
+    }
+
     /// Drift while a member talks without pause (no DTX) slowly over-fills the buffer: drop a
     /// quiet block (between words) when the playout runs late, crossfading over the seam.
     fn maybe_drop_quiet(&mut self, now_ns: u64) {
@@ -174,15 +242,14 @@ impl Member {
             Some(late) if late > DROP_ABOVE_NS => {}
             _ => return,
         }
-        if rms(&self.fifo[..BLOCK]) >= QUIET_RMS || rms(&self.fifo[BLOCK..2 * BLOCK]) >= QUIET_RMS {
+        if !self.quiet(0, BLOCK) || !self.quiet(BLOCK, BLOCK) {
             return;
         }
         for i in 0..SEAM {
             let w = (i + 1) as f32 / (SEAM + 1) as f32;
             self.fifo[BLOCK + i] = self.fifo[BLOCK + i] * w + self.fifo[i] * (1.0 - w);
         }
-        self.fifo.copy_within(BLOCK..self.queued, 0);
-        self.queued -= BLOCK;
+        self.consume(BLOCK);
         self.stats.quiet_drops += 1;
     }
 
@@ -193,7 +260,7 @@ impl Member {
             Some(late) if late < -REPEAT_BELOW_NS => {}
             _ => return false,
         }
-        if rms(&self.fifo[..BLOCK]) >= QUIET_RMS {
+        if !self.quiet(0, BLOCK) {
             return false;
         }
         self.stats.quiet_repeats += 1;
@@ -207,13 +274,22 @@ impl Member {
         while self.queued < BLOCK && rounds < 8 {
             rounds += 1;
             let frame = self.jitter.pull(now_ns, self.queued);
+            let nonspeech = match frame {
+                Frame::Packet { payload, .. } | Frame::Red { payload, .. } => {
+                    opus_vad(payload) == Some(false)
+                }
+                Frame::Silence { .. } => true,
+                Frame::Fec { .. } | Frame::Plc { .. } => false,
+            };
             let n = self.decoder.decode(&frame, &mut self.fifo[self.queued..]);
+            self.note_segment(n, nonspeech);
             self.queued += n;
         }
         self.maybe_drop_quiet(now_ns);
         if self.queued < BLOCK {
             self.stats.short_pulls += 1;
             self.fifo[self.queued..BLOCK].fill(0.0);
+            self.note_segment(BLOCK - self.queued, true);
             self.queued = BLOCK;
         }
         if self.repeat_quiet(now_ns) {
@@ -222,8 +298,7 @@ impl Member {
             return;
         }
         out.copy_from_slice(&self.fifo[..BLOCK]);
-        self.fifo.copy_within(BLOCK..self.queued, 0);
-        self.queued -= BLOCK;
+        self.consume(BLOCK);
     }
 }
 

@@ -108,6 +108,30 @@ pub fn opus_has_lbrr(payload: &[u8]) -> bool {
     mid || side
 }
 
+/// The sender's voice activity for the first Opus frame of `payload`, from the SILK VAD flags
+/// (one per 20 ms SILK frame, the first bits of the frame, plain bits like the LBRR flag):
+/// `Some(false)` when SILK says none of it is speech, `Some(true)` when any of it is, `None`
+/// for CELT-only or unparseable packets (no opinion). DTX packets are not speech.
+pub fn opus_vad(payload: &[u8]) -> Option<bool> {
+    if is_opus_dtx(payload) {
+        return (!payload.is_empty()).then_some(false);
+    }
+    let toc = *payload.first()?;
+    let config = toc >> 3;
+    let silk_frames: u32 = match config {
+        0..=11 => [1, 1, 2, 3][(config & 3) as usize],
+        12..=15 => 1,
+        _ => return None,
+    };
+    let first = match toc & 3 {
+        0 | 1 => *payload.get(1)?,
+        // other framings: keep it simple, no opinion
+        _ => return None,
+    };
+    let mask = 0xffu8 << (8 - silk_frames);
+    Some(first & mask != 0)
+}
+
 /// An Opus packet of one or two bytes carries no audio: the encoder is in DTX.
 pub fn is_opus_dtx(payload: &[u8]) -> bool {
     payload.len() <= 2
@@ -243,6 +267,20 @@ mod tests {
         assert_eq!(opus_samples_48k(&[(31 << 3) | 3, 0]), None);
         assert_eq!(opus_samples_48k(&[(31 << 3) | 3]), None);
         assert_eq!(opus_samples_48k(&[]), None);
+    }
+
+    #[test]
+    fn vad_flags() {
+        // SILK WB 40 ms: two VAD bits
+        assert_eq!(opus_vad(&[10 << 3, 0b0010_0000, 1]), Some(false));
+        assert_eq!(opus_vad(&[10 << 3, 0b0100_0000, 1]), Some(true));
+        // SILK 60 ms: three
+        assert_eq!(opus_vad(&[11 << 3, 0b0010_0000, 1]), Some(true));
+        assert_eq!(opus_vad(&[11 << 3, 0b0001_0000, 1]), Some(false));
+        // CELT: no opinion; DTX: not speech
+        assert_eq!(opus_vad(&[31 << 3, 0xff, 1]), None);
+        assert_eq!(opus_vad(&[10 << 3]), Some(false));
+        assert_eq!(opus_vad(&[]), None);
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Scenario {
     /// CELT-only encoding (libopus low-delay mode): no in-band FEC, as PS5's `CELT/40` msid
     /// may mean.
     pub celt: bool,
+    /// Background noise the member's microphone picks up all the time (uniform, this RMS).
+    pub noise_rms: f32,
 }
 
 impl Default for Scenario {
@@ -71,6 +73,7 @@ impl Default for Scenario {
             seed: 1,
             word_gap_ms: 0,
             celt: false,
+            noise_rms: 0.0,
         }
     }
 }
@@ -172,6 +175,8 @@ fn talking(sc: &Scenario, sender_ms: f64) -> bool {
 /// Encode the member's stream and put it through the network. Returns packets sorted by arrival.
 pub fn make_stream(sc: &Scenario) -> Stream {
     let mut rng = SmallRng::seed_from_u64(sc.seed);
+    // its own generator, so adding noise leaves the network's dice as they were
+    let mut noise = SmallRng::seed_from_u64(sc.seed ^ 0x5eed);
     let app = if sc.celt {
         opus::Application::LowDelay
     } else {
@@ -209,6 +214,10 @@ pub fn make_stream(sc: &Scenario) -> Stream {
             } else {
                 0.0
             };
+            if sc.noise_rms > 0.0 {
+                // uniform in [-a, a] has RMS a / sqrt(3)
+                *s += noise.random_range(-1.0f32..1.0) * sc.noise_rms * 3f32.sqrt();
+            }
         }
         let n = enc.encode_float(&pcm, &mut buf).unwrap();
         let ts = ts0.wrapping_add(ts_step.wrapping_mul(i as u32));
