@@ -12,3 +12,4 @@ pub mod obs;
 pub mod party;
 pub mod psn;
 pub mod runtime;
+pub mod voice;

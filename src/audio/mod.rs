@@ -1,9 +1,9 @@
 //! Audio between the producers (party playout, test tone) and OBS: the
-//! lock-free rings, the continuous sample clock, and the pump.
+//! lock-free rings, the continuous sample clock, the pump, the mixer.
 
 pub mod analysis;
 pub mod clock;
-pub mod limiter;
+pub mod mix;
 pub mod playout;
 pub mod pump;
 pub mod ring;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::limiter::Limiter;
+use super::mix::Mixer;
 use super::ring::{RingWriter, BLOCK_FRAMES};
 
 /// The playout period.
@@ -101,7 +101,7 @@ pub struct PlayoutEngine {
     members: Vec<MemberEntry>,
     subscriptions: Vec<Subscription>,
     mix: [f32; BLOCK_FRAMES],
-    limiter: Limiter,
+    mixer: Mixer,
 }
 
 impl Default for PlayoutEngine {
@@ -116,7 +116,7 @@ impl PlayoutEngine {
             members: Vec::with_capacity(16),
             subscriptions: Vec::with_capacity(32),
             mix: [0.0; BLOCK_FRAMES],
-            limiter: Limiter::new(),
+            mixer: Mixer::default(),
         }
     }
 
@@ -181,16 +181,14 @@ impl PlayoutEngine {
 
     /// Produces one 10 ms block for every subscription.
     pub fn tick(&mut self, now_ns: u64) {
-        self.mix.fill(0.0);
+        self.mixer.begin();
         for member in &mut self.members {
             member.audio.pull_10ms(now_ns, &mut member.block);
             if member.info.in_mix {
-                for (m, s) in self.mix.iter_mut().zip(member.block.iter()) {
-                    *m += *s;
-                }
+                self.mixer.add(&member.block);
             }
         }
-        self.limiter.process(&mut self.mix);
+        self.mixer.finish(&mut self.mix);
         let mut closed = false;
         for sub in &mut self.subscriptions {
             match (&sub.target, sub.resolved) {

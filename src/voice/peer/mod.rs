@@ -1,0 +1,114 @@
+//! The WebRTC connection to one member, behind a small trait of our own.
+//!
+//! The rest of the plugin sees only [`VoicePeer`] (answer an offer, add a late candidate,
+//! close) and the [`PeerEvent`]s it sends: every RTP packet with the member it belongs to,
+//! its sequence number, timestamp, payload and arrival time, and connection state changes.
+//! Which WebRTC stack sits behind it is decided in docs/decisions/0003-webrtc-stack.md;
+//! [`webrtc_rs`] is the implementation on the `webrtc` crate (0.21, sans-IO `rtc` core).
+
+pub mod sdp;
+pub mod webrtc_rs;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Whose audio a connection carries (the PSN account id named by the signalling message).
+pub type MemberId = Arc<str>;
+
+/// One received RTP packet.
+#[derive(Debug, Clone)]
+pub struct RtpEvent {
+    pub member: MemberId,
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: bytes::Bytes,
+    /// When the packet was handed to us (monotonic).
+    pub arrival: Instant,
+}
+
+impl RtpEvent {
+    /// The packet as the voice pipeline takes it, with its arrival on a clock that starts at
+    /// `origin` (the party playout clock's zero).
+    pub fn as_rtp_in(&self, origin: Instant) -> crate::voice::rtp::RtpIn<'_> {
+        crate::voice::rtp::RtpIn {
+            payload_type: self.payload_type,
+            seq: self.seq,
+            timestamp: self.timestamp,
+            marker: self.marker,
+            payload: &self.payload,
+            arrival_ns: u64::try_from(self.arrival.saturating_duration_since(origin).as_nanos())
+                .unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// Connection progress, as far as the plugin cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    Connecting,
+    Connected,
+    Disconnected,
+    Failed,
+    Closed,
+}
+
+/// What a peer reports.
+#[derive(Debug, Clone)]
+pub enum PeerEvent {
+    Rtp(RtpEvent),
+    State { member: MemberId, state: PeerState },
+}
+
+/// How a peer gathers its candidates.
+#[derive(Debug, Clone)]
+pub struct PeerOptions {
+    /// Local UDP addresses for host candidates: `0.0.0.0:0` in the plugin, `127.0.0.1:0` in
+    /// loopback tests (loopback candidates must be offered and accepted there).
+    pub udp_addrs: Vec<String>,
+    /// STUN servers (`stun:host:port`) for server-reflexive candidates; none in tests.
+    pub stun_servers: Vec<String>,
+    /// How long to wait for candidate gathering before answering with what is there.
+    pub gather_timeout: Duration,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        Self {
+            udp_addrs: vec!["0.0.0.0:0".into()],
+            stun_servers: vec![],
+            gather_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Why a peer operation failed (the stack's message, for the log and the protocol trace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerError(pub String);
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "voice peer: {}", self.0)
+    }
+}
+
+impl std::error::Error for PeerError {}
+
+/// One member's voice connection.
+pub trait VoicePeer: Send + Sync {
+    /// Take the member's offer (a complete SDP, candidates inline as PSN sends them) and
+    /// return our answer, complete with our gathered candidates.
+    fn answer(&self, offer_sdp: &str) -> impl Future<Output = Result<String, PeerError>> + Send;
+
+    /// A candidate that arrived after the offer (`a=candidate:` line or its value).
+    fn add_remote_candidate(
+        &self,
+        candidate: &str,
+    ) -> impl Future<Output = Result<(), PeerError>> + Send;
+
+    /// Close the connection; no events follow except a final `Closed`.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,231 @@
+//! [`VoicePeer`] on the `webrtc` crate (0.21: async layer over the sans-IO `rtc` core).
+//!
+//! One `PeerConnection` per member offer. Its codec table is built from the offer itself: the
+//! Opus payload type and clock rate the member uses, and the RED that wraps it. (`rtc` matches
+//! codecs on MIME type and fmtp and answers with the offerer's parameters, so even its default
+//! 48 kHz table answers `opus/16000/2`; but it would drop RED, and the clock rate the jitter
+//! buffer needs should come from the same place as the answer.) The data-channel m-line in
+//! the BUNDLE is answered by the stack's SCTP transport.
+
+use std::sync::Arc;
+
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use tokio::sync::{mpsc, Mutex, Notify};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
+    RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry,
+};
+
+use super::sdp::{audio_params, AudioParams};
+use super::{MemberId, PeerError, PeerEvent, PeerOptions, PeerState, RtpEvent, VoicePeer};
+
+fn err(e: impl std::fmt::Display) -> PeerError {
+    PeerError(e.to_string())
+}
+
+/// The codec table for answering `offer`: its Opus (same payload type, clock, channels,
+/// fmtp) and the RED that wraps it.
+pub fn media_engine_for(p: &AudioParams) -> Result<MediaEngine, PeerError> {
+    let mut me = MediaEngine::default();
+    let fmtp = if p.inband_fec {
+        "minptime=10;useinbandfec=1"
+    } else {
+        "minptime=10"
+    };
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: "audio/opus".to_owned(),
+                clock_rate: p.clock_rate,
+                channels: u16::from(p.channels),
+                sdp_fmtp_line: fmtp.to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: p.opus_pt,
+        },
+        RtpCodecKind::Audio,
+    )
+    .map_err(err)?;
+    if let Some(red) = p.red_pt {
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: "audio/red".to_owned(),
+                    clock_rate: 48_000,
+                    channels: 2,
+                    sdp_fmtp_line: format!("{}/{}", p.opus_pt, p.opus_pt),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: red,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(err)?;
+    }
+    Ok(me)
+}
+
+struct Handler {
+    member: MemberId,
+    events: mpsc::Sender<PeerEvent>,
+    gathered: Arc<Notify>,
+}
+
+impl Handler {
+    fn state(&self, state: PeerState) {
+        let _ = self.events.try_send(PeerEvent::State {
+            member: self.member.clone(),
+            state,
+        });
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.gathered.notify_one();
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let s = match state {
+            RTCPeerConnectionState::Connecting => PeerState::Connecting,
+            RTCPeerConnectionState::Connected => PeerState::Connected,
+            RTCPeerConnectionState::Disconnected => PeerState::Disconnected,
+            RTCPeerConnectionState::Failed => PeerState::Failed,
+            RTCPeerConnectionState::Closed => PeerState::Closed,
+            _ => return,
+        };
+        self.state(s);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let member = self.member.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(p) = ev {
+                    let h = &p.header;
+                    let e = RtpEvent {
+                        member: member.clone(),
+                        ssrc: h.ssrc,
+                        payload_type: h.payload_type,
+                        seq: h.sequence_number,
+                        timestamp: h.timestamp,
+                        marker: h.marker,
+                        payload: p.payload.clone(),
+                        arrival: std::time::Instant::now(),
+                    };
+                    // The audio path must never wait on a slow consumer: drop when full.
+                    if events.try_send(PeerEvent::Rtp(e)).is_err() && events.is_closed() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// A member's connection on the `webrtc` crate.
+pub struct WebrtcPeer {
+    member: MemberId,
+    options: PeerOptions,
+    events: mpsc::Sender<PeerEvent>,
+    pc: Mutex<Option<Arc<dyn PeerConnection>>>,
+    /// What the member's offer negotiated (clock rate for the jitter buffer).
+    negotiated: Mutex<Option<AudioParams>>,
+}
+
+impl WebrtcPeer {
+    pub fn new(member: MemberId, options: PeerOptions, events: mpsc::Sender<PeerEvent>) -> Self {
+        Self {
+            member,
+            options,
+            events,
+            pc: Mutex::new(None),
+            negotiated: Mutex::new(None),
+        }
+    }
+
+    /// The audio parameters of the last answered offer.
+    pub async fn negotiated(&self) -> Option<AudioParams> {
+        self.negotiated.lock().await.clone()
+    }
+}
+
+impl VoicePeer for WebrtcPeer {
+    async fn answer(&self, offer_sdp: &str) -> Result<String, PeerError> {
+        let params =
+            audio_params(offer_sdp).ok_or_else(|| PeerError("offer has no Opus audio".into()))?;
+        let mut me = media_engine_for(&params)?;
+        let registry = register_default_interceptors(Registry::new(), &mut me).map_err(err)?;
+        let gathered = Arc::new(Notify::new());
+        let handler = Arc::new(Handler {
+            member: self.member.clone(),
+            events: self.events.clone(),
+            gathered: gathered.clone(),
+        });
+        let ice_servers = if self.options.stun_servers.is_empty() {
+            vec![]
+        } else {
+            vec![RTCIceServer {
+                urls: self.options.stun_servers.clone(),
+                ..Default::default()
+            }]
+        };
+        let config = RTCConfigurationBuilder::new()
+            .with_ice_servers(ice_servers)
+            .build();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(config)
+            .with_media_engine(me)
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(self.options.udp_addrs.clone())
+            .build()
+            .await
+            .map_err(err)?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let offer = RTCSessionDescription::offer(offer_sdp.to_owned()).map_err(err)?;
+        pc.set_remote_description(offer).await.map_err(err)?;
+        let answer = pc.create_answer(None).await.map_err(err)?;
+        pc.set_local_description(answer).await.map_err(err)?;
+        // PSN sends complete SDPs: answer with our candidates gathered.
+        let _ = tokio::time::timeout(self.options.gather_timeout, gathered.notified()).await;
+        let local = pc
+            .local_description()
+            .await
+            .ok_or_else(|| PeerError("no local description".into()))?;
+        if let Some(old) = self.pc.lock().await.replace(pc) {
+            let _ = old.close().await;
+        }
+        *self.negotiated.lock().await = Some(params);
+        Ok(local.sdp)
+    }
+
+    async fn add_remote_candidate(&self, candidate: &str) -> Result<(), PeerError> {
+        let pc = self
+            .pc
+            .lock()
+            .await
+            .clone()
+            .ok_or_else(|| PeerError("no connection yet".into()))?;
+        let c = candidate.trim().trim_start_matches("a=").to_owned();
+        pc.add_ice_candidate(RTCIceCandidateInit {
+            candidate: c,
+            sdp_mid: Some("0".into()),
+            ..Default::default()
+        })
+        .await
+        .map_err(err)
+    }
+
+    async fn close(&self) {
+        if let Some(pc) = self.pc.lock().await.take() {
+            let _ = pc.close().await;
+        }
+    }
+}
