@@ -22,7 +22,7 @@ const FUNCTIONS: &[&str] = &[
     "os_gettime_ns",
     // locale
     "obs_module_load_locale",
-    "obs_module_config_path",
+    "obs_module_get_config_path",
     "obs_module_file",
     "text_lookup_getstr",
     "text_lookup_destroy",

@@ -225,11 +225,13 @@ pub struct Playout {
     thread: Option<JoinHandle<()>>,
     next_subscription: AtomicU64,
     ticks: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl Playout {
     pub fn start() -> std::io::Result<Playout> {
         let (commands, inbox) = sync_channel(256);
+        let epoch = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let ticks = Arc::new(AtomicU64::new(0));
         let thread = {
@@ -238,7 +240,8 @@ impl Playout {
             std::thread::Builder::new()
                 .name("psn-playout".into())
                 .spawn(move || {
-                    let run = std::panic::AssertUnwindSafe(|| run_clock(inbox, &stop, &ticks));
+                    let run =
+                        std::panic::AssertUnwindSafe(|| run_clock(inbox, &stop, &ticks, epoch));
                     if std::panic::catch_unwind(run).is_err() {
                         log::error!("party playout stopped after an internal error");
                     }
@@ -250,7 +253,14 @@ impl Playout {
             thread: Some(thread),
             next_subscription: AtomicU64::new(1),
             ticks,
+            epoch,
         })
+    }
+
+    /// The instant the clock's `now_ns` counts from: packet arrival times
+    /// must be measured from it too.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
     }
 
     fn send(&self, command: Command) {
@@ -313,9 +323,8 @@ impl Drop for Playout {
     }
 }
 
-fn run_clock(inbox: Receiver<Command>, stop: &AtomicBool, ticks: &AtomicU64) {
+fn run_clock(inbox: Receiver<Command>, stop: &AtomicBool, ticks: &AtomicU64, epoch: Instant) {
     let mut engine = PlayoutEngine::new();
-    let epoch = Instant::now();
     let mut next = epoch;
     while !stop.load(Ordering::Acquire) {
         while let Ok(command) = inbox.try_recv() {

@@ -96,6 +96,33 @@ pub extern "C" fn obs_module_free_locale() {
     }
 }
 
+/// The plugin's config directory (`.../obs-studio/plugin_config/obs-psn-party`),
+/// created if missing: token store, device id, `.env`.
+pub fn config_dir() -> Option<std::path::PathBuf> {
+    let module = obs_current_module();
+    if module.is_null() {
+        return None;
+    }
+    // SAFETY: a valid module; OBS returns a bmalloc'd string (or null) that we free.
+    let path = unsafe {
+        let raw = sys::obs_module_get_config_path(module, c"".as_ptr());
+        if raw.is_null() {
+            return None;
+        }
+        let path = CStr::from_ptr(raw).to_string_lossy().into_owned();
+        sys::bfree(raw.cast());
+        path
+    };
+    let dir = std::path::PathBuf::from(path);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        log::warn!(
+            "cannot create the plugin's config directory {}: {e}",
+            dir.display()
+        );
+    }
+    Some(dir)
+}
+
 /// The translation of `key` as a C string owned by the locale lookup (valid
 /// until the locale changes), or `fallback` when the key is missing.
 pub fn text_ptr(key: &CStr, fallback: &'static CStr) -> *const c_char {

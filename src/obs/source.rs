@@ -181,7 +181,7 @@ struct PartySource {
 
 impl PartySource {
     fn new(kind: SourceKind, source: *mut sys::obs_source_t, settings: &Settings) -> Option<Self> {
-        let hub = PartyHub::shared()
+        let hub = PartyHub::shared(super::module::config_dir())
             .map_err(|e| log::error!("cannot start the party hub: {e}"))
             .ok()?;
         let mut this = PartySource {

@@ -1,48 +1,133 @@
 //! `PartyHub`: the state every source shares (one connection per account,
 //! however many sources exist). Created by the first source, gone with the
-//! last, like the runtime.
+//! last, like the runtime: it owns the playout clock and runs the party
+//! session on the runtime.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
+use super::session::{self, PlayoutControl, SessionContext};
+use super::status::HubStatus;
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout, SubscriptionId, Target};
 use crate::audio::ring::RingWriter;
+use crate::psn::client::{ClientOptions, PsnClient};
+use crate::psn::config::{is_loopback_host, PsnConfig};
 use crate::runtime::RuntimeRef;
 
 static SHARED: Mutex<Weak<PartyHub>> = Mutex::new(Weak::new());
 
+/// How long the last source's destroy waits for the session to leave the party.
+const SESSION_STOP_TIMEOUT: Duration = Duration::from_millis(900);
+
+/// The playout, shared by the hub (for subscriptions) and the session (for members).
+struct SharedPlayout(Mutex<Playout>);
+
+impl SharedPlayout {
+    fn with<R>(&self, f: impl FnOnce(&Playout) -> R) -> R {
+        let playout = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&playout)
+    }
+}
+
+impl PlayoutControl for SharedPlayout {
+    fn add_member(&self, info: MemberInfo, audio: Box<dyn MemberAudio>) {
+        self.with(|p| p.add_member(info, audio));
+    }
+    fn remove_member(&self, account_id: &str) {
+        self.with(|p| p.remove_member(account_id));
+    }
+    fn epoch(&self) -> Instant {
+        self.with(|p| p.epoch())
+    }
+}
+
+/// The running party session: stop it and wait for it to leave.
+struct SessionTask {
+    stop: watch::Sender<bool>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
 pub struct PartyHub {
-    playout: Mutex<Playout>,
+    playout: Arc<SharedPlayout>,
+    status: Arc<Mutex<HubStatus>>,
+    session: Mutex<Option<SessionTask>>,
     runtime: RuntimeRef,
 }
 
 impl PartyHub {
-    /// The module's hub, started if no source holds it.
-    pub fn shared() -> std::io::Result<Arc<PartyHub>> {
+    /// The module's hub, started if no source holds it. `config_dir` is the
+    /// plugin's config directory (token store, `.env`).
+    pub fn shared(config_dir: Option<PathBuf>) -> std::io::Result<Arc<PartyHub>> {
         let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(hub) = shared.upgrade() {
             return Ok(hub);
         }
         let hub = Arc::new(PartyHub {
-            playout: Mutex::new(Playout::start()?),
+            playout: Arc::new(SharedPlayout(Mutex::new(Playout::start()?))),
+            status: Arc::default(),
+            session: Mutex::new(None),
             runtime: RuntimeRef::acquire()?,
         });
+        hub.start_session(config_dir);
         *shared = Arc::downgrade(&hub);
         log::debug!("party hub started");
         Ok(hub)
+    }
+
+    /// Reads the configuration and, if it is usable, starts following the party.
+    fn start_session(&self, config_dir: Option<PathBuf>) {
+        let client = PsnConfig::from_env(config_dir.as_deref())
+            .and_then(|config| PsnClient::new(config, ClientOptions::default()));
+        let client = match client {
+            Ok(client) => client,
+            Err(e) => {
+                log::warn!("PSN is not configured: {e}");
+                self.status.lock().unwrap_or_else(|e| e.into_inner()).error = Some(e.to_string());
+                return;
+            }
+        };
+        let loopback = client
+            .config()
+            .endpoints
+            .api
+            .host()
+            .is_some_and(|h| is_loopback_host(&h));
+        let context = SessionContext {
+            client,
+            playout: self.playout.clone(),
+            status: self.status.clone(),
+            include_own_console: false,
+            // Against the simulator everything is on loopback, and so must the
+            // voice candidates be; otherwise every interface.
+            udp_addrs: vec![if loopback { "127.0.0.1:0" } else { "0.0.0.0:0" }.into()],
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        self.runtime.spawn(async move {
+            session::run(context, stop_rx).await;
+            let _ = done_tx.send(());
+        });
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(SessionTask { stop, done });
     }
 
     pub fn runtime(&self) -> &RuntimeRef {
         &self.runtime
     }
 
-    fn with_playout<R>(&self, f: impl FnOnce(&Playout) -> R) -> R {
-        let playout = self.playout.lock().unwrap_or_else(|e| e.into_inner());
-        f(&playout)
+    /// A copy of what the hub knows, for display.
+    pub fn status(&self) -> HubStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Feeds `writer` from `target` until the returned guard is dropped.
     pub fn subscribe(self: &Arc<Self>, target: Target, writer: RingWriter) -> Subscription {
-        let id = self.with_playout(|p| p.subscribe(target, writer));
+        let id = self.playout.with(|p| p.subscribe(target, writer));
         Subscription {
             hub: self.clone(),
             id,
@@ -50,18 +135,32 @@ impl PartyHub {
     }
 
     pub fn add_member(&self, info: MemberInfo, audio: Box<dyn MemberAudio>) {
-        self.with_playout(|p| p.add_member(info, audio));
+        self.playout.add_member(info, audio);
     }
 
     pub fn remove_member(&self, account_id: &str) {
-        self.with_playout(|p| p.remove_member(account_id));
+        self.playout.remove_member(account_id);
     }
 }
 
 impl Drop for PartyHub {
     fn drop(&mut self) {
-        let playout = self.playout.get_mut().unwrap_or_else(|e| e.into_inner());
-        playout.stop();
+        let session = self
+            .session
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(session) = session {
+            let _ = session.stop.send(true);
+            if session.done.recv_timeout(SESSION_STOP_TIMEOUT).is_err() {
+                log::warn!("the party session did not stop in time");
+            }
+        }
+        self.playout
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stop();
         log::debug!("party hub stopped");
     }
 }
@@ -75,12 +174,12 @@ pub struct Subscription {
 impl Subscription {
     /// Points the feed at another member (or the mix) without a new ring.
     pub fn retarget(&self, target: Target) {
-        self.hub.with_playout(|p| p.retarget(self.id, target));
+        self.hub.playout.with(|p| p.retarget(self.id, target));
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.with_playout(|p| p.unsubscribe(self.id));
+        self.hub.playout.with(|p| p.unsubscribe(self.id));
     }
 }

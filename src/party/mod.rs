@@ -1,5 +1,7 @@
-//! The party hub: one per module, shared by every source. It will tie the PSN
-//! client (sign-in, party, push), the voice peers and the playout together;
-//! today it owns the playout clock that feeds the sources.
+//! The party hub: one per module, shared by every source. It ties the PSN
+//! client (sign-in, party, push), the voice peers and the playout together.
 
+pub mod feed;
 pub mod hub;
+pub mod session;
+pub mod status;

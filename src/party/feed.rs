@@ -1,0 +1,197 @@
+//! The hand-over of one member's RTP packets from the network (tokio tasks)
+//! to the playout thread, where the member's jitter buffer and decoder live.
+//!
+//! A lock-free SPSC ring of fixed-size packet slots: the network side copies
+//! each packet into a slot (no allocation, never waits; a full ring drops the
+//! packet, which the jitter buffer then treats as lost), the playout side
+//! drains the slots into `voice::Member` right before pulling 10 ms from it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ringbuf::traits::{Consumer, Producer, Split};
+use ringbuf::{HeapCons, HeapProd, HeapRb};
+
+use crate::audio::playout::MemberAudio;
+use crate::audio::ring::BLOCK_FRAMES;
+use crate::voice::member::Member;
+use crate::voice::peer::RtpEvent;
+use crate::voice::rtp::RtpIn;
+
+/// The largest RTP payload carried (Opus voice packets are a few hundred bytes).
+pub const MAX_PAYLOAD: usize = 1200;
+/// Packets in flight between the network and the playout: 2.5 s of 10 ms packets.
+const SLOTS: usize = 256;
+
+#[derive(Clone, Copy)]
+struct PacketSlot {
+    payload_type: u8,
+    seq: u16,
+    timestamp: u32,
+    marker: bool,
+    arrival_ns: u64,
+    len: u16,
+    payload: [u8; MAX_PAYLOAD],
+}
+
+impl Default for PacketSlot {
+    fn default() -> Self {
+        PacketSlot {
+            payload_type: 0,
+            seq: 0,
+            timestamp: 0,
+            marker: false,
+            arrival_ns: 0,
+            len: 0,
+            payload: [0; MAX_PAYLOAD],
+        }
+    }
+}
+
+/// Packets the feed could not carry (too large, or the ring was full).
+#[derive(Debug, Default)]
+pub struct FeedStats {
+    pub dropped: AtomicU64,
+    pub received: AtomicU64,
+}
+
+/// Creates the two ends for one member. `origin` is the playout clock's zero.
+pub fn member_feed(member: Member, origin: Instant) -> (PacketSender, MemberStream) {
+    let (prod, cons) = HeapRb::<PacketSlot>::new(SLOTS).split();
+    let stats = Arc::new(FeedStats::default());
+    (
+        PacketSender {
+            prod,
+            origin,
+            stats: stats.clone(),
+        },
+        MemberStream {
+            cons,
+            member,
+            slot: Box::default(),
+            stats,
+        },
+    )
+}
+
+/// The network's end: owned by the task that receives the member's peer events.
+pub struct PacketSender {
+    prod: HeapProd<PacketSlot>,
+    origin: Instant,
+    stats: Arc<FeedStats>,
+}
+
+impl PacketSender {
+    /// Copies `packet` into the ring. Never waits, never allocates.
+    pub fn send(&mut self, packet: &RtpEvent) {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        if packet.payload.len() > MAX_PAYLOAD {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let rtp = packet.as_rtp_in(self.origin);
+        let mut slot = PacketSlot {
+            payload_type: rtp.payload_type,
+            seq: rtp.seq,
+            timestamp: rtp.timestamp,
+            marker: rtp.marker,
+            arrival_ns: rtp.arrival_ns,
+            len: rtp.payload.len() as u16,
+            payload: [0; MAX_PAYLOAD],
+        };
+        slot.payload[..rtp.payload.len()].copy_from_slice(rtp.payload);
+        if self.prod.try_push(slot).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<FeedStats> {
+        &self.stats
+    }
+}
+
+/// The playout's end: a member's packets in, 10 ms of audio out.
+pub struct MemberStream {
+    cons: HeapCons<PacketSlot>,
+    member: Member,
+    /// Where a slot is popped to (boxed: 1.2 kB is too much for the playout's stack per member).
+    slot: Box<PacketSlot>,
+    stats: Arc<FeedStats>,
+}
+
+impl MemberStream {
+    pub fn member(&self) -> &Member {
+        &self.member
+    }
+
+    pub fn stats(&self) -> &Arc<FeedStats> {
+        &self.stats
+    }
+}
+
+impl MemberAudio for MemberStream {
+    fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK_FRAMES]) {
+        while self.cons.pop_slice(std::slice::from_mut(&mut *self.slot)) == 1 {
+            let slot = &*self.slot;
+            self.member.push(&RtpIn {
+                payload_type: slot.payload_type,
+                seq: slot.seq,
+                timestamp: slot.timestamp,
+                marker: slot.marker,
+                payload: &slot.payload[..usize::from(slot.len)],
+                arrival_ns: slot.arrival_ns,
+            });
+        }
+        self.member.pull_10ms(now_ns, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::voice::member::MemberConfig;
+
+    fn packet(seq: u16, arrival: Instant) -> RtpEvent {
+        RtpEvent {
+            member: "1".into(),
+            ssrc: 1,
+            payload_type: 96,
+            seq,
+            timestamp: u32::from(seq) * 640,
+            marker: false,
+            // An Opus TOC for a 20 ms SILK frame followed by junk: decodes or conceals.
+            payload: bytes::Bytes::from_static(&[0x08, 1, 2, 3]),
+            arrival,
+        }
+    }
+
+    #[test]
+    fn packets_cross_and_oversized_ones_are_dropped() {
+        let origin = Instant::now();
+        let member = Member::new(MemberConfig::new(16_000, 96)).unwrap();
+        let (mut tx, mut rx) = member_feed(member, origin);
+        for seq in 0..10 {
+            tx.send(&packet(seq, origin));
+        }
+        let mut huge = packet(10, origin);
+        huge.payload = bytes::Bytes::from(vec![0u8; MAX_PAYLOAD + 1]);
+        tx.send(&huge);
+        let mut out = [1.0f32; BLOCK_FRAMES];
+        rx.pull_10ms(0, &mut out);
+        assert!(out.iter().all(|s| s.is_finite()));
+        assert_eq!(rx.stats().received.load(Ordering::Relaxed), 11);
+        assert_eq!(rx.stats().dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_full_ring_drops_instead_of_waiting() {
+        let origin = Instant::now();
+        let member = Member::new(MemberConfig::new(16_000, 96)).unwrap();
+        let (mut tx, _rx) = member_feed(member, origin);
+        for seq in 0..(SLOTS as u16 + 5) {
+            tx.send(&packet(seq, origin));
+        }
+        assert_eq!(tx.stats().dropped.load(Ordering::Relaxed), 5);
+    }
+}
