@@ -682,7 +682,6 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
                     "only session members permitted",
                 ));
             }
-            let members: Vec<String> = p.members.iter().map(|m| m.account_id.clone()).collect();
             if st.faults.custom_message_400.take("customMessage") {
                 return Err(error_body(
                     400,
@@ -700,29 +699,7 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
             }
             let channel = v["channel"].as_str().unwrap_or_default().to_string();
             let to = v.get("to").cloned().unwrap_or(Value::Null);
-            let targets: Vec<String> = match to.as_array() {
-                Some(list) => list
-                    .iter()
-                    .filter_map(|t| t["accountId"].as_str().map(str::to_string))
-                    .collect(),
-                None => members.into_iter().filter(|a| a != account).collect(),
-            };
-            st.received.push(crate::state::ReceivedMessage {
-                session_id: sid.clone(),
-                channel: channel.clone(),
-                payload: payload.clone(),
-                to,
-            });
-            for t in targets {
-                if let Some(hook) = st.member_hooks.get(&t) {
-                    let _ = hook.send(crate::state::MemberInbound {
-                        session_id: sid.clone(),
-                        to_account_id: t.clone(),
-                        channel: channel.clone(),
-                        payload: payload.clone(),
-                    });
-                }
-            }
+            route_user_message(&mut st, &sid, account, &channel, &payload, to);
             Ok(empty(204))
         }
         "createBridge" => {
@@ -750,9 +727,49 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
     }
 }
 
+/// Records a customMessage the user sent and hands it to the hooks of the members it names
+/// (`to`), or of every other member when `to` is absent.
+pub(crate) fn route_user_message(
+    st: &mut State,
+    sid: &str,
+    account: &str,
+    channel: &str,
+    payload: &str,
+    to: Value,
+) {
+    let members: Vec<String> = st
+        .parties
+        .get(sid)
+        .map(|p| p.members.iter().map(|m| m.account_id.clone()).collect())
+        .unwrap_or_default();
+    let targets: Vec<String> = match to.as_array() {
+        Some(list) => list
+            .iter()
+            .filter_map(|t| t["accountId"].as_str().map(str::to_string))
+            .collect(),
+        None => members.into_iter().filter(|a| a != account).collect(),
+    };
+    st.received.push(crate::state::ReceivedMessage {
+        session_id: sid.to_string(),
+        channel: channel.to_string(),
+        payload: payload.to_string(),
+        to,
+    });
+    for t in targets {
+        if let Some(hook) = st.member_hooks.get(&t) {
+            let _ = hook.send(crate::state::MemberInbound {
+                session_id: sid.to_string(),
+                to_account_id: t.clone(),
+                channel: channel.to_string(),
+                payload: payload.to_string(),
+            });
+        }
+    }
+}
+
 /// `ver=1.0, type=binary, body=<base64>` with the 44-byte header naming the sender's own account
 /// (a foreign account id in the header is the suspected cause of the reported 400 [I]).
-fn payload_looks_right(p: &str, account: &str) -> bool {
+pub(crate) fn payload_looks_right(p: &str, account: &str) -> bool {
     let Some(b) = p
         .strip_prefix("ver=1.0, type=binary, body=")
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())

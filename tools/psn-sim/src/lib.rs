@@ -2,11 +2,13 @@
 //! loopback only. Tests start it in-process with [`start`]; the `psn-sim` binary runs it for demos.
 //! See docs/psn-sim.md for the control API.
 
+pub mod cmsg;
 pub mod control;
 pub mod http;
 pub mod push;
 pub mod shape;
 pub mod state;
+pub mod voice;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -20,7 +22,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 
-pub use state::{Fault, MemberInbound, ReceivedMessage, SimConfig};
+pub use state::{Fault, MemberInbound, ReceivedMessage, SimConfig, UserInbound};
+pub use voice::{MemberSpec, VoiceSpec, VoiceStatus};
 use state::{SimMember, State, MOBILE_APP};
 
 pub struct Inner {
@@ -173,6 +176,31 @@ pub(crate) fn after_leave(st: &mut State, sid: &str, m: SimMember) {
     }
 }
 
+/// Member `from` posts a customMessage to the party: pushed as
+/// `v2:ps:customMessage:noSeq:created` to every member's push connections, and to the in-process
+/// taps of [`SimHandle::user_messages`].
+pub(crate) fn member_post(inner: &Inner, sid: &str, from: &str, channel: &str, payload: &str) -> bool {
+    let mut st = inner.lock();
+    let Some(m) = st
+        .parties
+        .get(sid)
+        .and_then(|p| p.members.iter().find(|m| m.account_id == from))
+    else {
+        return false;
+    };
+    let data = json!({"sessionId": sid, "customProperties": {"from": m.from_ref()},
+                      "customMessage": {"channel": channel, "payload": payload}});
+    st.push_to_party(sid, "v2:ps:customMessage:noSeq:created", data, &[]);
+    let msg = UserInbound {
+        session_id: sid.to_string(),
+        from_account_id: from.to_string(),
+        channel: channel.to_string(),
+        payload: payload.to_string(),
+    };
+    st.user_taps.retain(|t| t.send(msg.clone()).is_ok());
+    true
+}
+
 impl SimHandle {
     /// `http://127.0.0.1:<port>`: every PSN host's base URL.
     pub fn base_url(&self) -> String {
@@ -195,19 +223,41 @@ impl SimHandle {
     }
 
     /// A party with the user's own console (PS5) and the given members (online id, platform).
+    /// Members are roster-only unless [`SimHandle::set_default_voice`] gave a default voice.
     pub fn start_party(&self, name: &str, members: &[(&str, &str)]) -> PartySetup {
-        let mut st = self.inner.lock();
-        let mut list = vec![(
-            st.cfg.account_id.clone(),
-            st.cfg.online_id.clone(),
-            "PS5".to_string(),
-        )];
-        for (online, platform) in members {
-            let a = st.new_account(online);
-            list.push((a, online.to_string(), platform.to_string()));
+        let specs: Vec<MemberSpec> = members
+            .iter()
+            .map(|(o, p)| MemberSpec::roster(o, p))
+            .collect();
+        self.start_party_with(name, &specs)
+    }
+
+    /// A party with the user's own console (PS5) and the given members; each member with a
+    /// voice (its own, or the sim-wide default) becomes a WebRTC peer once the user's
+    /// MOBILE_APP member joins (docs/psn-sim.md "Voice members").
+    pub fn start_party_with(&self, name: &str, members: &[MemberSpec]) -> PartySetup {
+        let mut voices = vec![];
+        let (sid, link_id, list) = {
+            let mut st = self.inner.lock();
+            let mut list = vec![(
+                st.cfg.account_id.clone(),
+                st.cfg.online_id.clone(),
+                "PS5".to_string(),
+            )];
+            for m in members {
+                let a = st.new_account(&m.online_id);
+                if let Some(v) = m.voice.clone().or_else(|| st.default_voice.clone()) {
+                    voices.push((a.clone(), m.online_id.clone(), m.platform.clone(), v));
+                }
+                list.push((a, m.online_id.clone(), m.platform.clone()));
+            }
+            let sid = new_party(&mut st, name, list.clone());
+            let link_id = st.parties[&sid].link_id.clone();
+            (sid, link_id, list)
+        };
+        for (a, o, p, v) in voices {
+            voice::spawn_member(&self.inner, &sid, &a, &o, &p, v);
         }
-        let sid = new_party(&mut st, name, list.clone());
-        let link_id = st.parties[&sid].link_id.clone();
         PartySetup {
             session_id: sid,
             link_id,
@@ -217,15 +267,125 @@ impl SimHandle {
 
     /// A member joins (pushed to everyone in the party). Returns the member's account id.
     pub fn member_join(&self, sid: &str, online_id: &str, platform: &str) -> Option<String> {
-        let mut st = self.inner.lock();
-        let account = st.new_account(online_id);
-        let m = st.make_member(&account, online_id, platform);
-        let p = st.parties.get_mut(sid)?;
-        p.members.push(m.clone());
-        let data =
-            json!({"sessionId": sid, "customProperties": {"from": m.from_ref()}, "members": [m]});
-        st.push_to_party(sid, "v2:ps:members:created", data, &[]);
+        self.member_join_with(sid, &MemberSpec::roster(online_id, platform))
+    }
+
+    /// A member joins with an optional voice (or the sim-wide default). Returns its account id.
+    pub fn member_join_with(&self, sid: &str, spec: &MemberSpec) -> Option<String> {
+        let (account, voice) = {
+            let mut st = self.inner.lock();
+            if !st.parties.contains_key(sid) {
+                return None;
+            }
+            let account = st.new_account(&spec.online_id);
+            let m = st.make_member(&account, &spec.online_id, &spec.platform);
+            let p = st.parties.get_mut(sid)?;
+            p.members.push(m.clone());
+            let data = json!({"sessionId": sid, "customProperties": {"from": m.from_ref()}, "members": [m]});
+            st.push_to_party(sid, "v2:ps:members:created", data, &[]);
+            let voice = spec.voice.clone().or_else(|| st.default_voice.clone());
+            (account, voice)
+        };
+        if let Some(v) = voice {
+            voice::spawn_member(&self.inner, sid, &account, &spec.online_id, &spec.platform, v);
+        }
         Some(account)
+    }
+
+    /// The voice every member made without a voice spec gets from now on (`None`: roster-only).
+    pub fn set_default_voice(&self, v: Option<VoiceSpec>) {
+        self.inner.lock().default_voice = v;
+    }
+
+    /// What each voice member has done (signalling counts, packets, state), by account id order.
+    pub fn voice_status(&self) -> Vec<VoiceStatus> {
+        self.inner.lock().voice_status.values().cloned().collect()
+    }
+
+    /// In-process stand-in for the plugin's `POST .../members`: the user's MOBILE_APP member
+    /// joins `sid` (pushed like the HTTP join). False when there is no such party.
+    pub fn user_join(&self, sid: &str) -> bool {
+        let mut st = self.inner.lock();
+        let account = st.cfg.account_id.clone();
+        let online = st.cfg.online_id.clone();
+        let member = st.make_member(&account, &online, MOBILE_APP);
+        let Some(p) = st.parties.get_mut(sid) else {
+            return false;
+        };
+        p.members
+            .retain(|x| !(x.account_id == account && x.platform == MOBILE_APP));
+        p.members.push(member.clone());
+        let data = json!({"sessionId": sid, "customProperties": {"from": member.from_ref()}, "members": [member]});
+        st.push_to_party(sid, "v2:ps:members:created", data, &[]);
+        true
+    }
+
+    /// In-process stand-in for the plugin's leave: the user's MOBILE_APP member leaves `sid`.
+    pub fn user_leave(&self, sid: &str) -> bool {
+        let mut st = self.inner.lock();
+        let account = st.cfg.account_id.clone();
+        let Some(p) = st.parties.get_mut(sid) else {
+            return false;
+        };
+        let Some(i) = p
+            .members
+            .iter()
+            .position(|x| x.account_id == account && x.platform == MOBILE_APP)
+        else {
+            return false;
+        };
+        let m = p.members.remove(i);
+        after_leave(&mut st, sid, m);
+        true
+    }
+
+    /// Every customMessage members post from now on, as the user's push socket gets them.
+    pub fn user_messages(&self) -> mpsc::UnboundedReceiver<UserInbound> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.lock().user_taps.push(tx);
+        rx
+    }
+
+    /// In-process stand-in for the plugin's `POST .../customMessage`: the user sends `payload`
+    /// to member `to_account` (checked like the HTTP path: the user must be in the party on
+    /// MOBILE_APP and the header must name the user; else `Err` and a rejection).
+    pub fn user_send_custom_message(
+        &self,
+        sid: &str,
+        to_account: &str,
+        channel: &str,
+        payload: &str,
+    ) -> Result<(), String> {
+        let mut st = self.inner.lock();
+        let account = st.cfg.account_id.clone();
+        let joined = st.parties.get(sid).is_some_and(|p| {
+            p.members
+                .iter()
+                .any(|x| x.account_id == account && x.platform == MOBILE_APP)
+        });
+        if !joined {
+            return Err("only session members permitted".into());
+        }
+        if !http::payload_looks_right(payload, &account) {
+            st.rejections
+                .push(format!("customMessage (in-process): bad payload to {to_account}"));
+            return Err("Bad Request (body: null)".into());
+        }
+        let platform = st
+            .parties
+            .get(sid)
+            .and_then(|p| p.members.iter().find(|m| m.account_id == to_account))
+            .map(|m| m.platform.clone())
+            .unwrap_or_default();
+        http::route_user_message(
+            &mut st,
+            sid,
+            &account,
+            channel,
+            payload,
+            json!([{"accountId": to_account, "platform": platform}]),
+        );
+        Ok(())
     }
 
     /// A member leaves (every entry of that account). False when there was no such member.
@@ -269,18 +429,7 @@ impl SimHandle {
         channel: &str,
         payload: &str,
     ) -> bool {
-        let st = self.inner.lock();
-        let Some(m) = st
-            .parties
-            .get(sid)
-            .and_then(|p| p.members.iter().find(|m| m.account_id == from))
-        else {
-            return false;
-        };
-        let data = json!({"sessionId": sid, "customProperties": {"from": m.from_ref()},
-                          "customMessage": {"channel": channel, "payload": payload}});
-        st.push_to_party(sid, "v2:ps:customMessage:noSeq:created", data, &[]);
-        true
+        member_post(&self.inner, sid, from, channel, payload)
     }
 
     /// The member hook, receiving side: every customMessage the user sends to `account_id`.

@@ -243,6 +243,21 @@ pub struct State {
     /// Every secret the simulator handed out or was configured with (for leak checks).
     pub secrets: Vec<String>,
     pub online_ids: HashMap<String, String>,
+    /// Voice members: how many were made (for default tones), their status, the default voice.
+    pub next_voice: u32,
+    pub voice_status: BTreeMap<String, crate::voice::VoiceStatus>,
+    pub default_voice: Option<crate::voice::VoiceSpec>,
+    /// In-process taps on the customMessages members post (what the user's push socket gets).
+    pub user_taps: Vec<mpsc::UnboundedSender<UserInbound>>,
+}
+
+/// A customMessage a member posted, as an in-process test sees it ([`crate::SimHandle::user_messages`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserInbound {
+    pub session_id: String,
+    pub from_account_id: String,
+    pub channel: String,
+    pub payload: String,
 }
 
 impl State {
@@ -270,6 +285,10 @@ impl State {
             next_join_order: 1,
             secrets,
             online_ids,
+            next_voice: 0,
+            voice_status: BTreeMap::new(),
+            default_voice: None,
+            user_taps: Vec::new(),
         }
     }
 

@@ -1,0 +1,873 @@
+//! Voice members: each simulated member with a [`VoiceSpec`] is a real WebRTC peer (`webrtc`
+//! 0.21) that signals over customMessage (PROTOCOL.md sections 5-7, codec in [`crate::cmsg`]) and
+//! sends Opus (libopus through the `opus` crate) on 127.0.0.1. See docs/psn-sim.md "Voice members".
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{Instant, MissedTickBehavior};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
+    RTCSessionDescription, Registry,
+};
+
+use crate::cmsg::{self, Signal};
+use crate::state::MOBILE_APP;
+use crate::Inner;
+
+/// Opus payload type and RED payload type of the recorded offer.
+pub const OPUS_PT: u8 = 96;
+pub const RED_PT: u8 = 63;
+/// How long an offering member waits for an answer before offering again, and how often.
+pub const REOFFER_AFTER: Duration = Duration::from_secs(3);
+pub const MAX_OFFERS: u32 = 5;
+/// Delay between the user's join and a member's first offer.
+pub const OFFER_DELAY: Duration = Duration::from_millis(300);
+
+/// How a member sounds and signals. Every field has a default (JSON: camelCase, all optional).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VoiceSpec {
+    /// Sine frequency; `None` = a distinct one per voice member: 300, 450, 600, 750 ... Hz.
+    pub tone_hz: Option<f64>,
+    pub amplitude: f64,
+    /// RTP clock of Opus in the offer: 16000 (recorded) or 48000.
+    pub clock_rate: u32,
+    pub ptime_ms: u32,
+    /// Fraction of packets dropped at the sender.
+    pub loss: f64,
+    /// Each packet is delayed by a uniform 0..jitterMs.
+    pub jitter_ms: u64,
+    /// Fraction of packets held back and sent after the next one.
+    pub reorder: f64,
+    /// Fraction of packets sent twice.
+    pub duplicate: f64,
+    /// Talkspurts: `talkMs` of tone, then `silenceMs` of silence (DTX), repeated. Both needed.
+    pub talk_ms: Option<u64>,
+    pub silence_ms: Option<u64>,
+    /// The member offers first (true) or waits for the user's offer and answers it (false).
+    pub offers: bool,
+    /// Seed of the impairment RNG (and the first sequence number / timestamp); `None` = from
+    /// the member's account id, so runs repeat.
+    pub seed: Option<u64>,
+}
+
+impl Default for VoiceSpec {
+    fn default() -> Self {
+        VoiceSpec {
+            tone_hz: None,
+            amplitude: 0.3,
+            clock_rate: 16_000,
+            ptime_ms: 40,
+            loss: 0.0,
+            jitter_ms: 0,
+            reorder: 0.0,
+            duplicate: 0.0,
+            talk_ms: None,
+            silence_ms: None,
+            offers: true,
+            seed: None,
+        }
+    }
+}
+
+impl VoiceSpec {
+    /// Checks the values (clock 16000/48000, ptime 10/20/40/60, fractions in 0..=1).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.clock_rate != 16_000 && self.clock_rate != 48_000 {
+            return Err(format!("clockRate {} (16000 or 48000)", self.clock_rate));
+        }
+        if ![10, 20, 40, 60].contains(&self.ptime_ms) {
+            return Err(format!("ptimeMs {} (10, 20, 40 or 60)", self.ptime_ms));
+        }
+        for (n, v) in [
+            ("loss", self.loss),
+            ("reorder", self.reorder),
+            ("duplicate", self.duplicate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{n} {v} (0..1)"));
+            }
+        }
+        if let Some(f) = self.tone_hz {
+            if !(20.0..=7000.0).contains(&f) {
+                return Err(format!("toneHz {f} (20..7000)"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.amplitude) {
+            return Err(format!("amplitude {} (0..1)", self.amplitude));
+        }
+        if self.jitter_ms > 1000 {
+            return Err(format!("jitterMs {} (at most 1000)", self.jitter_ms));
+        }
+        Ok(())
+    }
+}
+
+/// A member to put in a party: online id, platform, and optionally a voice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberSpec {
+    pub online_id: String,
+    #[serde(default = "ps5")]
+    pub platform: String,
+    #[serde(default)]
+    pub voice: Option<VoiceSpec>,
+}
+
+fn ps5() -> String {
+    "PS5".into()
+}
+
+impl MemberSpec {
+    /// A roster-only member (no voice unless the sim-wide default gives one).
+    pub fn roster(online_id: &str, platform: &str) -> Self {
+        MemberSpec {
+            online_id: online_id.into(),
+            platform: platform.into(),
+            voice: None,
+        }
+    }
+
+    /// A voice member with the default voice (distinct tone, offers first).
+    pub fn voice(online_id: &str, platform: &str) -> Self {
+        Self::with_voice(online_id, platform, VoiceSpec::default())
+    }
+
+    pub fn with_voice(online_id: &str, platform: &str, v: VoiceSpec) -> Self {
+        MemberSpec {
+            online_id: online_id.into(),
+            platform: platform.into(),
+            voice: Some(v),
+        }
+    }
+}
+
+/// What a voice member has done so far (`GET /_sim/voice`, [`crate::SimHandle::voice_status`]).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VoiceStatus {
+    pub session_id: String,
+    pub account_id: String,
+    pub online_id: String,
+    pub tone_hz: f64,
+    pub clock_rate: u32,
+    pub offers: bool,
+    /// waiting (for the user), offering, answering, connecting, connected, closed, failed
+    pub state: String,
+    pub offers_sent: u32,
+    pub answers_sent: u32,
+    pub answers_received: u32,
+    pub offers_received: u32,
+    /// RTP packets written (duplicates counted, dropped ones not).
+    pub packets_sent: u64,
+    /// Packets dropped by the `loss` setting.
+    pub packets_dropped: u64,
+    pub ssrc: u32,
+}
+
+fn set_status(w: &Weak<Inner>, account: &str, f: impl FnOnce(&mut VoiceStatus)) {
+    if let Some(inner) = w.upgrade() {
+        if let Some(s) = inner.lock().voice_status.get_mut(account) {
+            f(s);
+        }
+    }
+}
+
+fn reject(w: &Weak<Inner>, what: String) {
+    if let Some(inner) = w.upgrade() {
+        inner.lock().rejections.push(what);
+    }
+}
+
+/// Starts the member's task (on the current tokio runtime; without one the member stays
+/// roster-only and a rejection says so).
+pub(crate) fn spawn_member(
+    inner: &Arc<Inner>,
+    sid: &str,
+    account: &str,
+    online_id: &str,
+    platform: &str,
+    spec: VoiceSpec,
+) {
+    let tone = {
+        let mut st = inner.lock();
+        let tone = spec
+            .tone_hz
+            .unwrap_or(300.0 + 150.0 * f64::from(st.next_voice % 16));
+        st.next_voice += 1;
+        st.voice_status.insert(
+            account.to_string(),
+            VoiceStatus {
+                session_id: sid.to_string(),
+                account_id: account.to_string(),
+                online_id: online_id.to_string(),
+                tone_hz: tone,
+                clock_rate: spec.clock_rate,
+                offers: spec.offers,
+                state: "waiting".into(),
+                ..Default::default()
+            },
+        );
+        tone
+    };
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        inner
+            .lock()
+            .rejections
+            .push(format!("voice member {account}: no tokio runtime, no voice"));
+        return;
+    };
+    let m = MemberCtx {
+        w: Arc::downgrade(inner),
+        sid: sid.to_string(),
+        account: account.to_string(),
+        platform: platform.to_string(),
+        tone,
+        spec,
+    };
+    rt.spawn(m.run());
+}
+
+struct MemberCtx {
+    w: Weak<Inner>,
+    sid: String,
+    account: String,
+    platform: String,
+    tone: f64,
+    spec: VoiceSpec,
+}
+
+enum Presence {
+    Gone,
+    Waiting,
+    /// The user's MOBILE_APP member is in the party.
+    UserIn {
+        account: String,
+    },
+}
+
+/// One live connection of a member.
+struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    sender: tokio::task::JoinHandle<()>,
+}
+
+impl Peer {
+    async fn close(self) {
+        self.sender.abort();
+        let _ = self.pc.close().await;
+    }
+}
+
+struct Handler {
+    gathered: Arc<Notify>,
+    connected: Arc<Notify>,
+    w: Weak<Inner>,
+    account: String,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.gathered.notify_one();
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let s = match state {
+            RTCPeerConnectionState::Connected => {
+                self.connected.notify_one();
+                "connected"
+            }
+            RTCPeerConnectionState::Connecting => "connecting",
+            RTCPeerConnectionState::Failed => "failed",
+            RTCPeerConnectionState::Disconnected => "disconnected",
+            RTCPeerConnectionState::Closed => "closed",
+            _ => return,
+        };
+        set_status(&self.w, &self.account, |v| v.state = s.into());
+    }
+}
+
+fn e2s(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl MemberCtx {
+    fn presence(&self) -> Presence {
+        let Some(inner) = self.w.upgrade() else {
+            return Presence::Gone;
+        };
+        let st = inner.lock();
+        let Some(p) = st.parties.get(&self.sid) else {
+            return Presence::Gone;
+        };
+        if !p.members.iter().any(|m| m.account_id == self.account) {
+            return Presence::Gone;
+        }
+        let user = st.cfg.account_id.clone();
+        if p.members
+            .iter()
+            .any(|m| m.account_id == user && m.platform == MOBILE_APP)
+        {
+            Presence::UserIn { account: user }
+        } else {
+            Presence::Waiting
+        }
+    }
+
+    fn send(&self, payload: String) -> bool {
+        let Some(inner) = self.w.upgrade() else {
+            return false;
+        };
+        crate::member_post(&inner, &self.sid, &self.account, cmsg::CHANNEL, &payload)
+    }
+
+    fn signal(&self, user: &str, kind: &str, sdp: String, seq: u64) -> String {
+        let me = cmsg::platform_code(&self.platform);
+        cmsg::encode(&Signal {
+            from_account: self.account.clone(),
+            from_platform: me,
+            to_account: user.to_string(),
+            to_platform: cmsg::platform_code(MOBILE_APP),
+            media_account: self.account.clone(),
+            media_platform: me,
+            kind: kind.into(),
+            sdp,
+            global_seq_num: seq,
+            sdp_sequence_number: "1".into(),
+        })
+    }
+
+    async fn run(self) {
+        // Bounded by the member's presence: the task ends when it leaves, the party ends or
+        // the simulator is dropped.
+        loop {
+            let user = loop {
+                match self.presence() {
+                    Presence::Gone => return,
+                    Presence::Waiting => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Presence::UserIn { account } => break account,
+                }
+            };
+            if !self.session(&user).await {
+                set_status(&self.w, &self.account, |v| v.state = "closed".into());
+                return;
+            }
+            set_status(&self.w, &self.account, |v| v.state = "waiting".into());
+        }
+    }
+
+    /// One stay of the user in the party. False when the member is gone for good.
+    async fn session(&self, user: &str) -> bool {
+        let (tx, mut inbox) = mpsc::unbounded_channel();
+        match self.w.upgrade() {
+            Some(inner) => {
+                inner.lock().member_hooks.insert(self.account.clone(), tx);
+            }
+            None => return false,
+        }
+        let mut peer: Option<Peer> = None;
+        let mut global_seq = 1u64;
+        // (payload, attempts so far, next deadline)
+        let mut pending_offer: Option<(String, u32, Instant)> = None;
+        if self.spec.offers {
+            tokio::time::sleep(OFFER_DELAY).await;
+            match self.make_offer(user, global_seq).await {
+                Ok((p, payload)) => {
+                    global_seq += 1;
+                    if self.send(payload.clone()) {
+                        set_status(&self.w, &self.account, |v| {
+                            v.offers_sent += 1;
+                            v.state = "offering".into();
+                        });
+                    }
+                    peer = Some(p);
+                    pending_offer = Some((payload, 1, Instant::now() + REOFFER_AFTER));
+                }
+                Err(e) => reject(&self.w, format!("voice member {}: offer: {e}", self.account)),
+            }
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let alive = loop {
+            tokio::select! {
+                m = inbox.recv() => {
+                    let Some(m) = m else { break true };
+                    if m.session_id != self.sid { continue; }
+                    let s = match cmsg::decode(&m.payload) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            reject(&self.w, format!("voice member {}: customMessage: {e}", self.account));
+                            continue;
+                        }
+                    };
+                    match s.kind.as_str() {
+                        "answer" => {
+                            let Some(p) = peer.as_ref().filter(|_| pending_offer.is_some()) else {
+                                reject(&self.w, format!("voice member {}: answer without an offer", self.account));
+                                continue;
+                            };
+                            match apply_answer(&p.pc, &s.sdp).await {
+                                Ok(()) => {
+                                    pending_offer = None;
+                                    set_status(&self.w, &self.account, |v| {
+                                        v.answers_received += 1;
+                                        v.state = "connecting".into();
+                                    });
+                                }
+                                Err(e) => reject(&self.w, format!("voice member {}: bad answer: {e}", self.account)),
+                            }
+                        }
+                        "offer" => {
+                            set_status(&self.w, &self.account, |v| v.offers_received += 1);
+                            match self.make_answer(&s.sdp).await {
+                                Ok((p, sdp)) => {
+                                    if let Some(old) = peer.replace(p) { old.close().await; }
+                                    pending_offer = None;
+                                    let payload = self.signal(user, "answer", sdp, global_seq);
+                                    global_seq += 1;
+                                    if self.send(payload) {
+                                        set_status(&self.w, &self.account, |v| {
+                                            v.answers_sent += 1;
+                                            v.state = "connecting".into();
+                                        });
+                                    }
+                                }
+                                Err(e) => reject(&self.w, format!("voice member {}: bad offer: {e}", self.account)),
+                            }
+                        }
+                        other => reject(&self.w, format!("voice member {}: unknown type {other:?}", self.account)),
+                    }
+                }
+                _ = tick.tick() => {
+                    match self.presence() {
+                        Presence::Gone => break false,
+                        Presence::Waiting => break true,
+                        Presence::UserIn { .. } => {}
+                    }
+                    if let Some((payload, n, at)) = pending_offer.as_mut() {
+                        if Instant::now() >= *at {
+                            if *n >= MAX_OFFERS {
+                                reject(&self.w, format!("voice member {}: no answer to {n} offers", self.account));
+                                pending_offer = None;
+                            } else {
+                                *n += 1;
+                                *at = Instant::now() + REOFFER_AFTER;
+                                if self.send(payload.clone()) {
+                                    set_status(&self.w, &self.account, |v| v.offers_sent += 1);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(p) = peer.take() {
+            p.close().await;
+        }
+        if let Some(inner) = self.w.upgrade() {
+            inner.lock().member_hooks.remove(&self.account);
+        }
+        alive
+    }
+
+    fn seed(&self) -> u64 {
+        self.spec
+            .seed
+            .unwrap_or_else(|| self.account.parse::<u64>().unwrap_or(1))
+    }
+
+    async fn new_pc(&self) -> Result<(Arc<dyn PeerConnection>, Arc<Notify>, Arc<Notify>), String> {
+        let mut me = MediaEngine::default();
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus_codec(self.spec.clock_rate),
+                payload_type: OPUS_PT,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(e2s)?;
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: "audio/red".into(),
+                    clock_rate: 48_000,
+                    channels: 2,
+                    sdp_fmtp_line: format!("{OPUS_PT}/{OPUS_PT}"),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: RED_PT,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(e2s)?;
+        let registry = register_default_interceptors(Registry::new(), &mut me).map_err(e2s)?;
+        let gathered = Arc::new(Notify::new());
+        let connected = Arc::new(Notify::new());
+        let pc = PeerConnectionBuilder::new()
+            .with_media_engine(me)
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(Handler {
+                gathered: gathered.clone(),
+                connected: connected.clone(),
+                w: self.w.clone(),
+                account: self.account.clone(),
+            }))
+            .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+            .build()
+            .await
+            .map_err(e2s)?;
+        Ok((Arc::new(pc), gathered, connected))
+    }
+
+    fn track(&self, ssrc: u32, uuid: &str) -> Arc<TrackLocalStaticRTP> {
+        Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            uuid.to_string(),
+            format!("{uuid}_1_CELT/40"),
+            "member-voice".into(),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: opus_codec(self.spec.clock_rate),
+                ..Default::default()
+            }],
+        )))
+    }
+
+    fn start_sender(
+        &self,
+        track: Arc<TrackLocalStaticRTP>,
+        connected: Arc<Notify>,
+        ssrc: u32,
+    ) -> tokio::task::JoinHandle<()> {
+        let w = self.w.clone();
+        let account = self.account.clone();
+        let spec = self.spec.clone();
+        let tone = self.tone;
+        let seed = self.seed();
+        tokio::spawn(async move {
+            if tokio::time::timeout(Duration::from_secs(30), connected.notified())
+                .await
+                .is_err()
+            {
+                reject(&w, format!("voice member {account}: never connected"));
+                return;
+            }
+            send_media(w, account, spec, tone, seed, ssrc, track).await;
+        })
+    }
+
+    /// A new connection and the recorded-shape offer for it.
+    async fn make_offer(&self, user: &str, seq: u64) -> Result<(Peer, String), String> {
+        let (pc, gathered, connected) = self.new_pc().await?;
+        let ssrc = StdRng::seed_from_u64(self.seed() ^ 0x55).random::<u32>() | 1;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let track = self.track(ssrc, &uuid);
+        pc.add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .map_err(e2s)?;
+        pc.create_data_channel("psn", None).await.map_err(e2s)?;
+        let offer = pc.create_offer(None).await.map_err(e2s)?;
+        pc.set_local_description(offer).await.map_err(e2s)?;
+        let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+        let real = pc
+            .local_description()
+            .await
+            .ok_or("no local description")?
+            .sdp;
+        let sdp = recorded_offer(&real, self.spec.clock_rate, ssrc, &uuid)?;
+        set_status(&self.w, &self.account, |v| v.ssrc = ssrc);
+        let sender = self.start_sender(track, connected, ssrc);
+        Ok((Peer { pc, sender }, self.signal(user, "offer", sdp, seq)))
+    }
+
+    /// A new connection answering the user's offer; returns the answer SDP.
+    async fn make_answer(&self, offer: &str) -> Result<(Peer, String), String> {
+        if !offer.contains("m=audio") {
+            return Err("offer has no m=audio".into());
+        }
+        let (pc, gathered, connected) = self.new_pc().await?;
+        let closing = |pc: Arc<dyn PeerConnection>, e: String| async move {
+            let _ = pc.close().await;
+            e
+        };
+        let desc = match RTCSessionDescription::offer(offer.to_string()) {
+            Ok(d) => d,
+            Err(e) => return Err(closing(pc, e2s(e)).await),
+        };
+        if let Err(e) = pc.set_remote_description(desc).await {
+            return Err(closing(pc, e2s(e)).await);
+        }
+        let ssrc = StdRng::seed_from_u64(self.seed() ^ 0xaa).random::<u32>() | 1;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let track = self.track(ssrc, &uuid);
+        if let Err(e) = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await {
+            return Err(closing(pc, e2s(e)).await);
+        }
+        let answer = match pc.create_answer(None).await {
+            Ok(a) => a,
+            Err(e) => return Err(closing(pc, e2s(e)).await),
+        };
+        if let Err(e) = pc.set_local_description(answer).await {
+            return Err(closing(pc, e2s(e)).await);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+        let Some(local) = pc.local_description().await else {
+            return Err(closing(pc, "no local description".into()).await);
+        };
+        set_status(&self.w, &self.account, |v| {
+            v.ssrc = ssrc;
+            v.state = "answering".into();
+        });
+        let sender = self.start_sender(track, connected, ssrc);
+        Ok((Peer { pc, sender }, local.sdp))
+    }
+}
+
+async fn apply_answer(pc: &Arc<dyn PeerConnection>, sdp: &str) -> Result<(), String> {
+    if !sdp.contains("m=audio") {
+        return Err("answer has no m=audio".into());
+    }
+    let d = RTCSessionDescription::answer(sdp.to_string()).map_err(e2s)?;
+    pc.set_remote_description(d).await.map_err(e2s)
+}
+
+fn opus_codec(clock: u32) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "audio/opus".into(),
+        clock_rate: clock,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;stereo=0;useinbandfec=1".into(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// The recorded member offer (shared/fixtures/member-offer.sdp) with this connection's ICE
+/// credentials, fingerprint, 127.0.0.1 host candidates, SSRC and msid.
+pub fn recorded_offer(real: &str, clock: u32, ssrc: u32, uuid: &str) -> Result<String, String> {
+    let pick = |prefix: &str| -> Result<String, String> {
+        real.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no {prefix} in the stack's offer"))
+    };
+    let ufrag = pick("a=ice-ufrag:")?;
+    let pwd = pick("a=ice-pwd:")?;
+    let fp = pick("a=fingerprint:sha-256")?;
+    let mut cands: Vec<String> = real
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 ") && l.contains("typ host"))
+        .map(str::to_owned)
+        .collect();
+    cands.dedup();
+    if cands.is_empty() {
+        return Err("no 127.0.0.1 host candidate gathered".into());
+    }
+    let cands = cands.join("\r\n");
+    let sess: u64 = rand::rng().random_range(1..i64::MAX as u64);
+    let cname = crate::state::random_token(16);
+    let msid = format!("a=msid:- {uuid}_1_CELT/40");
+    let sdp = [
+        "v=0".to_string(),
+        format!("o=- {sess} 2 IN IP4 127.0.0.1"),
+        "s=-".into(),
+        "t=0 0".into(),
+        "a=group:BUNDLE 0 1".into(),
+        "a=extmap-allow-mixed".into(),
+        "a=msid-semantic: WMS".into(),
+        "m=audio 9 UDP/TLS/RTP/SAVPF 96 63 106 105 13 110 113".into(),
+        "c=IN IP4 0.0.0.0".into(),
+        "a=rtcp:9 IN IP4 0.0.0.0".into(),
+        cands.clone(),
+        ufrag.clone(),
+        pwd.clone(),
+        "a=ice-options:trickle".into(),
+        fp.clone(),
+        "a=setup:actpass".into(),
+        "a=mid:0".into(),
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level".into(),
+        "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time".into(),
+        "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01".into(),
+        "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid".into(),
+        "a=extmap:5 urn:uuid:84a86fab-a84f-4d61-b376-2ee79d2b67d2#sie:rtp-hdrext:rtp-payload-signature".into(),
+        "a=sendrecv".into(),
+        msid.clone(),
+        "a=rtcp-mux".into(),
+        "a=rtcp-rsize".into(),
+        format!("a=rtpmap:96 opus/{clock}/2"),
+        "a=rtcp-fb:96 transport-cc".into(),
+        "a=fmtp:96 minptime=10;stereo=0;useinbandfec=1".into(),
+        "a=rtpmap:63 red/48000/2".into(),
+        "a=fmtp:63 96/96".into(),
+        "a=rtpmap:106 CN/32000".into(),
+        "a=rtpmap:105 CN/16000".into(),
+        "a=rtpmap:13 CN/8000".into(),
+        "a=rtpmap:110 telephone-event/48000".into(),
+        "a=rtpmap:113 telephone-event/16000".into(),
+        "a=ptime:40".into(),
+        format!("a=ssrc:{ssrc} cname:{cname}"),
+        format!("a=ssrc:{ssrc} msid:- {uuid}_1_CELT/40"),
+        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel".into(),
+        "c=IN IP4 0.0.0.0".into(),
+        cands,
+        ufrag,
+        pwd,
+        "a=ice-options:trickle".into(),
+        fp,
+        "a=setup:actpass".into(),
+        "a=mid:1".into(),
+        "a=sctp-port:5000".into(),
+        "a=max-message-size:262144".into(),
+    ];
+    let mut out = sdp.join("\r\n");
+    out.push_str("\r\n");
+    Ok(out)
+}
+
+/// One sample of the member's voice: a sine at `tone` with a slow (3 Hz, 0.5..1.0) amplitude
+/// wobble, so libopus's VAD keeps coding it as speech (and FEC stays on) past the first second.
+fn sample(tone: f64, amp: f64, k: u64, rate: u32) -> f32 {
+    let t = k as f64 / f64::from(rate);
+    let wobble = 0.75 + 0.25 * (std::f64::consts::TAU * 3.0 * t).sin();
+    (amp * wobble * (std::f64::consts::TAU * tone * t).sin()) as f32
+}
+
+async fn send_media(
+    w: Weak<Inner>,
+    account: String,
+    spec: VoiceSpec,
+    tone: f64,
+    seed: u64,
+    ssrc: u32,
+    track: Arc<TrackLocalStaticRTP>,
+) {
+    let clock = spec.clock_rate;
+    let frame = (clock * spec.ptime_ms / 1000) as usize;
+    let mut enc = match opus::Encoder::new(clock, opus::Channels::Mono, opus::Application::Voip) {
+        Ok(e) => e,
+        Err(e) => {
+            reject(&w, format!("voice member {account}: opus: {e}"));
+            return;
+        }
+    };
+    let _ = enc.set_inband_fec(true);
+    let _ = enc.set_packet_loss_perc(10);
+    let _ = enc.set_dtx(true);
+    let _ = enc.set_bitrate(opus::Bitrate::Bits(24_000));
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut seq: u16 = rng.random();
+    let mut ts: u32 = rng.random();
+    let mut pcm = vec![0f32; frame];
+    let mut buf = vec![0u8; 1500];
+    let mut held: Option<rtp::Packet> = None;
+    let mut k: u64 = 0;
+    let mut was_talking = false;
+    let mut iv = tokio::time::interval(Duration::from_millis(u64::from(spec.ptime_ms)));
+    // Absolute schedule: a late tick is caught up at once, no drift.
+    iv.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let cycle = match (spec.talk_ms, spec.silence_ms) {
+        (Some(t), Some(s)) if t > 0 => Some((t, s)),
+        _ => None,
+    };
+    let mut frames: u64 = 0;
+    loop {
+        iv.tick().await;
+        if w.strong_count() == 0 {
+            return;
+        }
+        let at_ms = frames * u64::from(spec.ptime_ms);
+        frames += 1;
+        let talking = cycle.is_none_or(|(t, s)| at_ms % (t + s) < t);
+        for (i, x) in pcm.iter_mut().enumerate() {
+            *x = if talking {
+                sample(tone, spec.amplitude, k + i as u64, clock)
+            } else {
+                0.0
+            };
+        }
+        k += frame as u64;
+        let n = match enc.encode_float(&pcm, &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                reject(&w, format!("voice member {account}: opus encode: {e}"));
+                return;
+            }
+        };
+        let this_ts = ts;
+        ts = ts.wrapping_add(frame as u32);
+        // DTX: libopus marks silence with 1-2 byte frames, which WebRTC does not send.
+        if n <= 2 {
+            was_talking = false;
+            continue;
+        }
+        let pkt = rtp::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                marker: !was_talking,
+                payload_type: OPUS_PT,
+                sequence_number: seq,
+                timestamp: this_ts,
+                ssrc,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::copy_from_slice(&buf[..n]),
+        };
+        was_talking = true;
+        seq = seq.wrapping_add(1);
+        if rng.random::<f64>() < spec.loss {
+            set_status(&w, &account, |v| v.packets_dropped += 1);
+            continue;
+        }
+        let mut out = Vec::with_capacity(3);
+        if rng.random::<f64>() < spec.reorder && held.is_none() {
+            held = Some(pkt);
+        } else {
+            let dup = rng.random::<f64>() < spec.duplicate;
+            out.push(pkt.clone());
+            if dup {
+                out.push(pkt);
+            }
+            if let Some(h) = held.take() {
+                out.push(h);
+            }
+        }
+        for p in out {
+            let delay = if spec.jitter_ms > 0 {
+                rng.random_range(0..=spec.jitter_ms)
+            } else {
+                0
+            };
+            set_status(&w, &account, |v| v.packets_sent += 1);
+            if delay == 0 {
+                if track.write_rtp(p).await.is_err() {
+                    return;
+                }
+            } else {
+                let t = track.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    let _ = t.write_rtp(p).await;
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Voice members end to end on 127.0.0.1: the sim's members offer (or answer) over
+//! customMessage, a `webrtc` peer in the test plays the plugin user, and the Opus that arrives
+//! carries each member's own tone at the configured RTP clock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use psn_sim::cmsg::{self, Signal};
+use psn_sim::{MemberSpec, SimConfig, SimHandle, VoiceSpec};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceGatheringState, RTCSessionDescription,
+};
+
+/// (payload type, sequence number, timestamp, ssrc, payload)
+type Rtp = (u8, u16, u32, u32, Vec<u8>);
+
+struct UserHandler {
+    gathered: Arc<tokio::sync::Notify>,
+    rtp: mpsc::UnboundedSender<Rtp>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for UserHandler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.gathered.notify_one();
+        }
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let tx = self.rtp.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(p) = ev {
+                    let h = &p.header;
+                    if tx
+                        .send((
+                            h.payload_type,
+                            h.sequence_number,
+                            h.timestamp,
+                            h.ssrc,
+                            p.payload.to_vec(),
+                        ))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The plugin user's side of one member connection.
+async fn user_pc(
+    clock: u32,
+) -> (
+    Arc<dyn PeerConnection>,
+    Arc<tokio::sync::Notify>,
+    mpsc::UnboundedReceiver<Rtp>,
+) {
+    let mut me = MediaEngine::default();
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: "audio/opus".into(),
+                clock_rate: clock,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: 96,
+        },
+        RtpCodecKind::Audio,
+    )
+    .unwrap();
+    let gathered = Arc::new(tokio::sync::Notify::new());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let pc = PeerConnectionBuilder::new()
+        .with_media_engine(me)
+        .with_handler(Arc::new(UserHandler {
+            gathered: gathered.clone(),
+            rtp: tx,
+        }))
+        .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+        .build()
+        .await
+        .unwrap();
+    (Arc::new(pc), gathered, rx)
+}
+
+fn user_signal(sim: &SimHandle, to: &str, to_platform: &str, kind: &str, sdp: String) -> String {
+    let me = sim.config().account_id;
+    cmsg::encode(&Signal {
+        from_account: me.clone(),
+        from_platform: cmsg::platform_code("MOBILE_APP"),
+        to_account: to.into(),
+        to_platform: cmsg::platform_code(to_platform),
+        media_account: me,
+        media_platform: cmsg::platform_code("MOBILE_APP"),
+        kind: kind.into(),
+        sdp,
+        global_seq_num: 1,
+        sdp_sequence_number: "1".into(),
+    })
+}
+
+/// Goertzel power of `f` in `x` at `rate`.
+fn goertzel(x: &[f32], f: f64, rate: f64) -> f64 {
+    let w = std::f64::consts::TAU * f / rate;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s0 = f64::from(v) + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    s1 * s1 + s2 * s2 - c * s1 * s2
+}
+
+/// Checks clock step and payload type, decodes at 48 kHz, returns the decoded audio.
+fn check_and_decode(pkts: &[Rtp], step: u32) -> Vec<f32> {
+    assert!(pkts.len() >= 20, "only {} packets", pkts.len());
+    let ssrc = pkts[0].3;
+    for w in pkts.windows(2) {
+        assert_eq!(w[1].0, 96, "payload type");
+        assert_eq!(w[1].3, ssrc, "one SSRC");
+        let dseq = w[1].1.wrapping_sub(w[0].1);
+        if dseq == 1 {
+            assert_eq!(w[1].2.wrapping_sub(w[0].2), step, "timestamp step");
+        }
+    }
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0f32; 5760];
+    for p in pkts {
+        let n = dec.decode_float(&p.4, &mut buf, false).unwrap();
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+fn strongest(audio: &[f32], candidates: &[f64]) -> f64 {
+    // skip the first 0.4 s (encoder start-up)
+    let x = &audio[audio.len().min(19_200)..];
+    *candidates
+        .iter()
+        .max_by(|a, b| {
+            goertzel(x, **a, 48_000.0)
+                .partial_cmp(&goertzel(x, **b, 48_000.0))
+                .unwrap()
+        })
+        .unwrap()
+}
+
+async fn collect(rx: &mut mpsc::UnboundedReceiver<Rtp>, n: usize, secs: u64) -> Vec<Rtp> {
+    let mut got = Vec::new();
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while got.len() < n {
+        match tokio::time::timeout_at(end, rx.recv()).await {
+            Ok(Some(p)) => got.push(p),
+            _ => break,
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_offering_members_send_their_own_tones_at_16k() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let mut taps = sim.user_messages();
+    let p = sim.start_party_with(
+        "voice",
+        &[
+            MemberSpec::voice("alice", "PS5"),
+            MemberSpec::with_voice(
+                "bob",
+                "PS4",
+                VoiceSpec {
+                    tone_hz: Some(1000.0),
+                    ..Default::default()
+                },
+            ),
+            MemberSpec::roster("carol", "PS5"),
+        ],
+    );
+    let alice = p.members[1].0.clone();
+    let bob = p.members[2].0.clone();
+    let tones: HashMap<String, f64> = sim
+        .voice_status()
+        .into_iter()
+        .map(|v| (v.account_id, v.tone_hz))
+        .collect();
+    assert_eq!(tones.len(), 2, "carol is roster-only");
+    assert_eq!(tones[&bob], 1000.0);
+    // Nothing is offered before the user joins.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(taps.try_recv().is_err());
+    assert!(sim.user_join(&p.session_id));
+
+    let mut rxs = HashMap::new();
+    let mut pcs = vec![];
+    let end = tokio::time::Instant::now() + Duration::from_secs(5);
+    while rxs.len() < 2 {
+        let m = tokio::time::timeout_at(end, taps.recv())
+            .await
+            .expect("offers within 5 s")
+            .unwrap();
+        assert_eq!(m.channel, "miranda:12");
+        let s = cmsg::decode(&m.payload).expect("decodes");
+        assert_eq!(s.kind, "offer");
+        assert_eq!(s.from_account, m.from_account_id);
+        assert_eq!(s.media_account, m.from_account_id);
+        assert_eq!(s.to_account, sim.config().account_id);
+        assert_eq!(s.to_platform, 100_001);
+        let want_platform = if s.from_account == bob { 4 } else { 5 };
+        assert_eq!(s.from_platform, want_platform);
+        for line in [
+            "a=rtpmap:96 opus/16000/2",
+            "a=fmtp:96 minptime=10;stereo=0;useinbandfec=1",
+            "a=rtpmap:63 red/48000/2",
+            "a=fmtp:63 96/96",
+            "a=rtpmap:106 CN/32000",
+            "a=rtpmap:113 telephone-event/16000",
+            "rtp-payload-signature",
+            "a=ptime:40",
+            "a=rtcp-rsize",
+            "a=group:BUNDLE 0 1",
+            "webrtc-datachannel",
+            "_1_CELT/40",
+            "a=setup:actpass",
+            " 127.0.0.1 ",
+        ] {
+            assert!(s.sdp.contains(line), "{line} in\n{}", s.sdp);
+        }
+        if rxs.contains_key(&s.from_account) {
+            continue; // a re-offer
+        }
+        let (pc, gathered, rx) = user_pc(16_000).await;
+        pc.set_remote_description(RTCSessionDescription::offer(s.sdp.clone()).unwrap())
+            .await
+            .unwrap();
+        let a = pc.create_answer(None).await.unwrap();
+        pc.set_local_description(a).await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+        let answer = pc.local_description().await.unwrap().sdp;
+        let platform = if s.from_account == bob { "PS4" } else { "PS5" };
+        let payload = user_signal(&sim, &s.from_account, platform, "answer", answer);
+        sim.user_send_custom_message(&p.session_id, &s.from_account, "miranda:12", &payload)
+            .unwrap();
+        rxs.insert(s.from_account.clone(), rx);
+        pcs.push(pc);
+    }
+
+    // 2 s of audio from each, both at once.
+    let (ra, rb) = {
+        let mut a = rxs.remove(&alice).unwrap();
+        let mut b = rxs.remove(&bob).unwrap();
+        tokio::join!(
+            async move { collect(&mut a, 50, 8).await },
+            async move { collect(&mut b, 50, 8).await }
+        )
+    };
+    println!("alice {} packets, bob {} packets", ra.len(), rb.len());
+    let cands = [tones[&alice], tones[&bob]];
+    let audio_a = check_and_decode(&ra, 640);
+    let audio_b = check_and_decode(&rb, 640);
+    assert_eq!(strongest(&audio_a, &cands), tones[&alice]);
+    assert_eq!(strongest(&audio_b, &cands), 1000.0);
+    assert_ne!(ra[0].3, rb[0].3, "distinct SSRCs");
+    for v in sim.voice_status() {
+        assert_eq!(v.answers_received, 1, "{v:?}");
+        assert!(v.packets_sent >= 50, "{v:?}");
+    }
+    assert!(sim.rejections().is_empty(), "{:?}", sim.rejections());
+
+    // A member leaves: its peer closes.
+    assert!(sim.member_leave(&p.session_id, &alice));
+    let end = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let st = sim
+            .voice_status()
+            .into_iter()
+            .find(|v| v.account_id == alice)
+            .unwrap();
+        if st.state == "closed" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < end, "{st:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for pc in pcs {
+        let _ = pc.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_does_not_offer_answers_the_users_offer_at_48k() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let mut taps = sim.user_messages();
+    let p = sim.start_party("quiet", &[]);
+    assert!(sim.user_join(&p.session_id));
+    let dave = sim
+        .member_join_with(
+            &p.session_id,
+            &MemberSpec::with_voice(
+                "dave",
+                "PS5",
+                VoiceSpec {
+                    offers: false,
+                    clock_rate: 48_000,
+                    tone_hz: Some(500.0),
+                    loss: 0.1,
+                    ..Default::default()
+                },
+            ),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(taps.try_recv().is_err(), "dave does not offer");
+
+    // Garbage to dave is a rejection, not a crash.
+    let before = sim.rejections().len();
+    let junk = user_signal(&sim, &dave, "PS5", "offer", "not sdp".into());
+    sim.user_send_custom_message(&p.session_id, &dave, "miranda:12", &junk)
+        .unwrap();
+
+    let (pc, gathered, mut rx) = user_pc(48_000).await;
+    pc.add_transceiver_from_kind(RtpCodecKind::Audio, None)
+        .await
+        .unwrap();
+    pc.create_data_channel("psn", None).await.unwrap();
+    let o = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(o).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let offer = pc.local_description().await.unwrap().sdp;
+    let payload = user_signal(&sim, &dave, "PS5", "offer", offer);
+    sim.user_send_custom_message(&p.session_id, &dave, "miranda:12", &payload)
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), taps.recv())
+        .await
+        .expect("an answer")
+        .unwrap();
+    let s = cmsg::decode(&m.payload).unwrap();
+    assert_eq!(s.kind, "answer");
+    assert_eq!(s.from_account, dave);
+    pc.set_remote_description(RTCSessionDescription::answer(s.sdp).unwrap())
+        .await
+        .unwrap();
+    let got = collect(&mut rx, 40, 8).await;
+    println!("dave: {} packets", got.len());
+    let audio = check_and_decode(&got, 1920);
+    assert_eq!(strongest(&audio, &[300.0, 500.0, 1000.0]), 500.0);
+    let st = sim.voice_status();
+    assert_eq!(st[0].answers_sent, 1);
+    assert!(st[0].packets_dropped > 0, "{st:?}");
+    assert!(sim.rejections().len() > before, "the junk offer was counted");
+    // The party ends: dave's peer closes.
+    assert!(sim.end_party(&p.session_id));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(sim.voice_status()[0].state, "closed");
+    let _ = pc.close().await;
+}
