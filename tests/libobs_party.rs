@@ -9,8 +9,12 @@ mod support;
 
 use std::time::Duration;
 
+use obs_psn_party::audio::analysis::tone_dbfs;
 use obs_psn_party::obs::host::ObsHost;
+use psn_sim::voice::{MemberSpec, VoiceSpec};
 use support::{ensure, Runner};
+
+const RATE: u32 = 48_000;
 
 fn main() {
     support::ensure_display();
@@ -20,6 +24,8 @@ fn main() {
     let sim = runtime
         .block_on(psn_sim::start(psn_sim::SimConfig::default()))
         .expect("psn-sim starts");
+    // The simulator's members run on this runtime; calls from this thread spawn them.
+    let _runtime_context = runtime.enter();
     configure_plugin_for(&sim);
     let host = ObsHost::start(&work.join("config")).expect("libobs starts");
     let mut runner = Runner::new();
@@ -62,10 +68,114 @@ fn main() {
             ensure(sim.unexpected().is_empty(), || {
                 format!("fields outside the recorded shapes: {:?}", sim.unexpected())
             })?;
-            let _ = party;
+            sim.end_party(&party.session_id);
             Ok(())
         },
     );
+
+    runner.run("four_members_each_in_their_own_source_and_all_in_the_mix", || {
+        let names = ["ann_ps", "ben_ps", "cat_ps", "dan_ps"];
+        let tones = [300.0, 450.0, 600.0, 750.0];
+        let specs: Vec<MemberSpec> = names
+            .iter()
+            .zip(tones)
+            .map(|(name, hz)| {
+                MemberSpec::with_voice(name, "PS5", VoiceSpec { tone_hz: Some(hz), ..VoiceSpec::default() })
+            })
+            .collect();
+        let party = sim.start_party_with("Voice night", &specs);
+        let mut mix = host.create_source("psn_party", "mix", "{}")?;
+        mix.set_output_channel(1);
+        let mut members = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            // Two by slot, two by online id: both ways of choosing a member.
+            let member = if i < 2 { format!("slot:{}", i + 1) } else { name.to_string() };
+            let mut source =
+                host.create_source("psn_party_member", name, &format!(r#"{{"member": "{member}"}}"#))?;
+            let audio = source.start_capture();
+            members.push((source, audio));
+        }
+        let mix_audio = mix.start_capture();
+        let connected = support::wait_for(Duration::from_secs(15), || {
+            sim.voice_status().iter().filter(|v| v.state == "connected").count() == names.len()
+        });
+        println!("    all {} members connected after {connected:?}", names.len());
+        ensure(connected.is_some(), || format!("voice status: {:?}", sim.voice_status()))?;
+        // Let the jitter buffers settle, then measure 3 s from every source.
+        std::thread::sleep(Duration::from_millis(700));
+        for (_, audio) in &members {
+            audio.lock().unwrap().clear();
+        }
+        mix_audio.lock().unwrap().clear();
+        std::thread::sleep(Duration::from_secs(3));
+        let slots = ["slot:1", "slot:2", "cat_ps", "dan_ps"];
+        for (i, (_, audio)) in members.iter().enumerate() {
+            let audio = audio.lock().unwrap();
+            let own = tone_dbfs(&audio.samples, RATE, tones[i]);
+            let others = tones
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, &hz)| tone_dbfs(&audio.samples, RATE, hz))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let seconds = audio.samples.len() as f64 / f64::from(RATE);
+            println!(
+                "    {} ({}): {seconds:.2} s, own tone {own:.1} dB, loudest other {others:.1} dB, separation {:.1} dB",
+                names[i], slots[i], own - others
+            );
+            ensure(seconds > 2.5, || format!("{}: only {seconds:.2} s of audio", names[i]))?;
+            ensure(own - others >= 30.0, || {
+                format!("{}: own tone only {:.1} dB above the others", names[i], own - others)
+            })?;
+        }
+        {
+            let audio = mix_audio.lock().unwrap();
+            let levels: Vec<f64> = tones.iter().map(|&hz| tone_dbfs(&audio.samples, RATE, hz)).collect();
+            println!("    mix: tone levels {levels:.1?} dB");
+            ensure(levels.iter().all(|&l| l > -30.0), || format!("the mix lacks a member: {levels:?}"))?;
+        }
+
+        // The first member leaves: only their source goes quiet.
+        let first = party.members.iter().find(|m| m.1 == names[0]).map(|m| m.0.clone()).unwrap();
+        sim.member_leave(&party.session_id, &first);
+        std::thread::sleep(Duration::from_millis(500));
+        for (_, audio) in &members {
+            audio.lock().unwrap().clear();
+        }
+        mix_audio.lock().unwrap().clear();
+        std::thread::sleep(Duration::from_secs(2));
+        let after: Vec<f64> = members
+            .iter()
+            .zip(tones)
+            .map(|((_, audio), hz)| tone_dbfs(&audio.lock().unwrap().samples, RATE, hz))
+            .collect();
+        println!("    after {} left: own-tone levels {after:.1?} dB", names[0]);
+        ensure(after[0] < -60.0 && after[1..].iter().all(|&l| l > -30.0), || {
+            format!("leaving silenced the wrong sources: {after:?}")
+        })?;
+
+        // A newcomer takes the free slot 1, and the mix.
+        sim.member_join_with(
+            &party.session_id,
+            &MemberSpec::with_voice("eve_ps", "PS5", VoiceSpec { tone_hz: Some(900.0), ..VoiceSpec::default() }),
+        );
+        let joined = support::wait_for(Duration::from_secs(10), || {
+            sim.voice_status().iter().any(|v| v.online_id == "eve_ps" && v.state == "connected")
+        });
+        ensure(joined.is_some(), || "the newcomer never connected".into())?;
+        std::thread::sleep(Duration::from_millis(700));
+        members[0].1.lock().unwrap().clear();
+        mix_audio.lock().unwrap().clear();
+        std::thread::sleep(Duration::from_secs(2));
+        let slot1 = tone_dbfs(&members[0].1.lock().unwrap().samples, RATE, 900.0);
+        let in_mix = tone_dbfs(&mix_audio.lock().unwrap().samples, RATE, 900.0);
+        println!("    newcomer on slot:1 {slot1:.1} dB, in the mix {in_mix:.1} dB");
+        ensure(slot1 > -30.0 && in_mix > -30.0, || format!("newcomer: slot {slot1:.1} dB, mix {in_mix:.1} dB"))?;
+        drop(members);
+        drop(mix);
+        sim.end_party(&party.session_id);
+        Ok(())
+    });
 
     runner.run("no_secret_reaches_the_obs_log", || {
         let secrets = sim.secrets();
@@ -95,6 +205,7 @@ fn main() {
         })
     });
     drop(sim);
+    drop(_runtime_context);
     drop(runtime);
     let _ = std::fs::remove_dir_all(&work);
     runner.finish();

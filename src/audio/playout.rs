@@ -67,9 +67,24 @@ pub struct MemberInfo {
     pub online_id: String,
     /// Whether the member is heard in the mix (the user's own console is not, by default).
     pub in_mix: bool,
+    /// Whether the member holds a `slot:N` (everyone but the user's own console).
+    pub takes_slot: bool,
 }
 
 pub type SubscriptionId = u64;
+
+/// The slot of a member who holds none (slots count from 1).
+const NO_SLOT: usize = 0;
+
+/// A member in the roster whose voice has not connected yet: silence, in
+/// their slot, so slots follow the order members joined in.
+pub struct Silence;
+
+impl MemberAudio for Silence {
+    fn pull_10ms(&mut self, _now_ns: u64, out: &mut [f32; BLOCK_FRAMES]) {
+        out.fill(0.0);
+    }
+}
 
 enum Command {
     AddMember(MemberInfo, Box<dyn MemberAudio>),
@@ -123,17 +138,30 @@ impl PlayoutEngine {
     fn apply(&mut self, command: Command) {
         match command {
             Command::AddMember(info, audio) => {
-                self.members
-                    .retain(|m| m.info.account_id != info.account_id);
-                let slot = (1..)
-                    .find(|n| self.members.iter().all(|m| m.slot != *n))
-                    .unwrap_or(1);
-                self.members.push(MemberEntry {
-                    info,
-                    slot,
-                    audio,
-                    block: [0.0; BLOCK_FRAMES],
-                });
+                // A member already known (say, in the roster before their voice
+                // connected) keeps their slot; only the audio changes.
+                let known = self
+                    .members
+                    .iter_mut()
+                    .find(|m| m.info.account_id == info.account_id);
+                if let Some(known) = known {
+                    known.info = info;
+                    known.audio = audio;
+                } else {
+                    let slot = if info.takes_slot {
+                        (1..)
+                            .find(|n| self.members.iter().all(|m| m.slot != *n))
+                            .unwrap_or(1)
+                    } else {
+                        NO_SLOT
+                    };
+                    self.members.push(MemberEntry {
+                        info,
+                        slot,
+                        audio,
+                        block: [0.0; BLOCK_FRAMES],
+                    });
+                }
             }
             Command::RemoveMember(account_id) => {
                 self.members.retain(|m| m.info.account_id != account_id);
@@ -362,6 +390,7 @@ mod tests {
             account_id: account.into(),
             online_id: online.into(),
             in_mix,
+            takes_slot: online != "me",
         }
     }
 
@@ -472,6 +501,46 @@ mod tests {
         assert_eq!(
             (next_block(&mut r1), next_block(&mut r2)),
             (Some(0.3), Some(0.2))
+        );
+    }
+
+    #[test]
+    fn a_member_known_before_their_voice_keeps_their_slot() {
+        let mut engine = PlayoutEngine::new();
+        let (w, mut r) = audio_ring(4800);
+        engine.apply(Command::Subscribe(
+            1,
+            Target::Member(MemberSelector::Slot(1)),
+            w,
+        ));
+        // The roster is known first (join order a, b); b's voice connects first.
+        engine.apply(Command::AddMember(
+            member("a", "a", true),
+            Box::new(Silence),
+        ));
+        engine.apply(Command::AddMember(
+            member("b", "b", true),
+            Box::new(Silence),
+        ));
+        engine.apply(Command::AddMember(
+            member("b", "b", true),
+            Box::new(Constant(0.2)),
+        ));
+        engine.apply(Command::AddMember(
+            member("a", "a", true),
+            Box::new(Constant(0.1)),
+        ));
+        engine.tick(0);
+        assert_eq!(next_block(&mut r), Some(0.1));
+        // The user's own console takes no slot.
+        engine.apply(Command::AddMember(
+            member("me", "me", false),
+            Box::new(Constant(0.4)),
+        ));
+        let slots = engine.slots();
+        assert_eq!(
+            slots.iter().find(|(a, _)| a == "me").map(|s| s.1),
+            Some(NO_SLOT)
         );
     }
 

@@ -232,6 +232,14 @@ pub struct Captured {
     pub samples: Vec<f32>,
 }
 
+impl Captured {
+    /// Forgets what was captured so far (to measure from now on).
+    pub fn clear(&mut self) {
+        self.blocks.clear();
+        self.samples.clear();
+    }
+}
+
 struct CaptureState {
     captured: Arc<Mutex<Captured>>,
 }

@@ -48,7 +48,10 @@ fn line(record: &Record) -> CString {
 
 impl Log for ObsLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= log::max_level()
+        // Our own lines at the chosen level; the libraries' (WebRTC, HTTP)
+        // only when they report an error, or the OBS log drowns in them.
+        let ours = metadata.target().starts_with("obs_psn_party");
+        metadata.level() <= log::max_level() && (ours || metadata.level() <= Level::Error)
     }
 
     fn log(&self, record: &Record) {

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::feed::{member_feed, PacketSender};
 use super::status::{HubStatus, MemberState};
-use crate::audio::playout::MemberInfo;
+use crate::audio::playout::{MemberInfo, Silence};
 use crate::psn::client::PsnClient;
 use crate::psn::custom_message::{
     decode_payload, encode_payload, Message, Recipient, Signal, UserRef, DEFAULT_CHANNEL,
@@ -150,6 +150,12 @@ async fn follow_one_party(
         roster.insert(member_key(m), m.clone());
     }
     ctx.set(|s| s.joined(&party.session_id, &party.session_name, &me, roster.values()));
+    // Every console member gets their place (and slot) in join order now;
+    // their voice replaces the silence when it connects.
+    for m in party.members.iter().filter(|m| m.is_console()) {
+        ctx.playout
+            .add_member(roster_info(ctx, &me, m), Box::new(Silence));
+    }
     log::info!(
         "following party \"{}\" with {} members",
         party.session_name,
@@ -181,6 +187,9 @@ async fn follow_one_party(
                                 continue;
                             }
                             log::info!("member joined: {}", m.online_id);
+                            if m.is_console() {
+                                ctx.playout.add_member(roster_info(ctx, &me, &m), Box::new(Silence));
+                            }
                             roster.insert(member_key(&m), m);
                         }
                         ctx.set(|s| s.set_roster(roster.values()));
@@ -195,6 +204,7 @@ async fn follow_one_party(
                             log::info!("member left: {}", m.online_id);
                             roster.remove(&member_key(&m));
                             drop_connection(ctx, &mut connections, &m.account_id).await;
+                            ctx.playout.remove_member(&m.account_id);
                         }
                         ctx.set(|s| s.set_roster(roster.values()));
                         if we_left {
@@ -240,13 +250,26 @@ async fn follow_one_party(
         }
     };
 
-    for (member, connection) in connections.drain() {
+    for (_, connection) in connections.drain() {
         connection.peer.close().await;
-        ctx.playout.remove_member(&member);
+    }
+    for m in roster.values() {
+        ctx.playout.remove_member(&m.account_id);
     }
     push.stop().await;
     ctx.set(|s| s.left_party());
     result
+}
+
+/// How the playout knows a console member of the roster.
+fn roster_info(ctx: &SessionContext, me: &str, m: &RosterMember) -> MemberInfo {
+    let own_console = m.account_id == me;
+    MemberInfo {
+        account_id: m.account_id.clone(),
+        online_id: m.online_id.clone(),
+        in_mix: !own_console || ctx.include_own_console,
+        takes_slot: !own_console,
+    }
 }
 
 /// Roster key: the user's own console shares the account id with us, so the
@@ -355,6 +378,7 @@ async fn handle_signal(
             account_id: owner.account_id.clone(),
             online_id: online_id.clone(),
             in_mix: !own_console || ctx.include_own_console,
+            takes_slot: !own_console,
         },
         Box::new(stream),
     );

@@ -260,10 +260,9 @@ async fn two_offering_members_send_their_own_tones_at_16k() {
     let (ra, rb) = {
         let mut a = rxs.remove(&alice).unwrap();
         let mut b = rxs.remove(&bob).unwrap();
-        tokio::join!(
-            async move { collect(&mut a, 50, 8).await },
-            async move { collect(&mut b, 50, 8).await }
-        )
+        tokio::join!(async move { collect(&mut a, 50, 8).await }, async move {
+            collect(&mut b, 50, 8).await
+        })
     };
     println!("alice {} packets, bob {} packets", ra.len(), rb.len());
     let cands = [tones[&alice], tones[&bob]];
@@ -358,7 +357,10 @@ async fn a_member_that_does_not_offer_answers_the_users_offer_at_48k() {
     let st = sim.voice_status();
     assert_eq!(st[0].answers_sent, 1);
     assert!(st[0].packets_dropped > 0, "{st:?}");
-    assert!(sim.rejections().len() > before, "the junk offer was counted");
+    assert!(
+        sim.rejections().len() > before,
+        "the junk offer was counted"
+    );
     // The party ends: dave's peer closes.
     assert!(sim.end_party(&p.session_id));
     tokio::time::sleep(Duration::from_millis(400)).await;
