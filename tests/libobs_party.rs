@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use obs_psn_party::audio::analysis::tone_dbfs;
+use obs_psn_party::audio::analysis::{longest_silence, tone_dbfs};
 use obs_psn_party::obs::host::ObsHost;
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use support::{ensure, Runner};
@@ -175,6 +175,41 @@ fn main() {
         drop(mix);
         sim.end_party(&party.session_id);
         Ok(())
+    });
+
+    runner.run("ten_percent_loss_and_40ms_jitter_keep_the_tone_continuous", || {
+        let voice = VoiceSpec {
+            tone_hz: Some(500.0),
+            loss: 0.1,
+            jitter_ms: 40,
+            ..VoiceSpec::default()
+        };
+        let party = sim.start_party_with("Bad network", &[MemberSpec::with_voice("lossy_ps", "PS5", voice)]);
+        let mut source = host.create_source("psn_party_member", "lossy", r#"{"member": "slot:1"}"#)?;
+        let audio = source.start_capture();
+        let connected = support::wait_for(Duration::from_secs(15), || {
+            sim.voice_status().iter().any(|v| v.online_id == "lossy_ps" && v.state == "connected")
+        });
+        ensure(connected.is_some(), || format!("voice status: {:?}", sim.voice_status()))?;
+        std::thread::sleep(Duration::from_millis(1500));
+        audio.lock().unwrap().clear();
+        std::thread::sleep(Duration::from_secs(6));
+        let status = sim.voice_status().into_iter().find(|v| v.online_id == "lossy_ps");
+        let captured = audio.lock().unwrap();
+        let level = tone_dbfs(&captured.samples, RATE, 500.0);
+        let gap = longest_silence(&captured.samples, 0.02);
+        println!(
+            "    {:.2} s captured, tone {level:.1} dB, longest gap {:.1} ms; sender: {:?} sent, {:?} dropped",
+            captured.samples.len() as f64 / f64::from(RATE),
+            gap as f64 / 48.0,
+            status.as_ref().map(|s| s.packets_sent),
+            status.as_ref().map(|s| s.packets_dropped),
+        );
+        drop(captured);
+        drop(source);
+        sim.end_party(&party.session_id);
+        ensure(level > -20.0, || format!("tone level {level:.1} dB"))?;
+        ensure(gap <= 960, || format!("a gap of {:.1} ms (at most 20 ms allowed)", gap as f64 / 48.0))
     });
 
     runner.run("no_secret_reaches_the_obs_log", || {
