@@ -1,0 +1,212 @@
+//! The demo: a party of four speaking members in psn-sim, the plugin loaded
+//! into headless libobs the way OBS loads it, about ten seconds recorded from
+//! one PSN Party Member source per member and from the PSN Party mix.
+//!
+//! Writes `member-<n>-<online id>.wav` and `mix.wav`, `waveforms.png`, and
+//! prints a table (member, source, level, dominant frequency). No PSN
+//! account and no network are needed: everything runs on 127.0.0.1.
+//!
+//! Usage: psn-party-demo --plugin target/release/libobs_psn_party.so [--out DIR] [--seconds N]
+
+mod plot;
+mod wav;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use obs_psn_party::audio::analysis::{dominant_hz, rms_dbfs, tone_dbfs};
+use obs_psn_party::obs::host::ObsHost;
+use psn_sim::voice::{MemberSpec, VoiceSpec};
+
+const RATE: u32 = 48_000;
+const MEMBERS: [(&str, f64); 4] = [
+    ("Ann_Plays", 300.0),
+    ("BenTheTank", 450.0),
+    ("cat_speedrun", 600.0),
+    ("dan-on-mic", 750.0),
+];
+
+struct Options {
+    plugin: PathBuf,
+    out: PathBuf,
+    seconds: u64,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut options = Options {
+        plugin: PathBuf::from("target/release/libobs_psn_party.so"),
+        out: PathBuf::from("target/demo"),
+        seconds: 10,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--plugin" => options.plugin = PathBuf::from(value()?),
+            "--out" => options.out = PathBuf::from(value()?),
+            "--seconds" => {
+                options.seconds = value()?.parse().map_err(|_| "--seconds takes a number")?
+            }
+            "--help" | "-h" => {
+                return Err("usage: psn-party-demo [--plugin PATH] [--out DIR] [--seconds N]".into())
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(options)
+}
+
+/// libobs needs an X display: without one, run again under `xvfb-run -a`.
+fn ensure_display() {
+    if std::env::var_os("DISPLAY").is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("own path");
+    match Command::new("xvfb-run").arg("-a").arg(exe).args(std::env::args_os().skip(1)).status() {
+        Ok(status) => std::process::exit(status.code().unwrap_or(1)),
+        Err(e) => {
+            eprintln!("demo: no X display, and xvfb-run could not start ({e}); run tools/setup.sh");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Copies the module and its data into `<dir>/obs-psn-party/` as OBS installs it.
+fn stage(plugin: &Path, dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    let root = dir.join("obs-psn-party");
+    let bin = root.join("bin/64bit");
+    std::fs::create_dir_all(&bin)?;
+    let binary = bin.join("obs-psn-party.so");
+    std::fs::copy(plugin, &binary)?;
+    let data = root.join("data/locale");
+    std::fs::create_dir_all(&data)?;
+    let source_data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/locale/en-US.ini");
+    std::fs::copy(source_data, data.join("en-US.ini"))?;
+    Ok((binary, root.join("data")))
+}
+
+fn main() {
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    ensure_display();
+    if let Err(message) = run(&options) {
+        eprintln!("demo: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn run(options: &Options) -> Result<(), String> {
+    if !options.plugin.exists() {
+        return Err(format!("{} is missing: build it with cargo build --release --lib", options.plugin.display()));
+    }
+    std::fs::create_dir_all(&options.out).map_err(|e| e.to_string())?;
+    let scratch = std::env::temp_dir().join(format!("psn-party-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let (binary, data) = stage(&options.plugin, &scratch.join("plugins")).map_err(|e| e.to_string())?;
+
+    // psn-sim on loopback, with a party of four members who speak (a tone each,
+    // in talkspurts, so the waveforms show who talks when).
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let sim = runtime
+        .block_on(psn_sim::start(psn_sim::SimConfig::default()))
+        .map_err(|e| format!("psn-sim: {e}"))?;
+    let _context = runtime.enter();
+    let specs: Vec<MemberSpec> = MEMBERS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, hz))| {
+            let voice = VoiceSpec {
+                tone_hz: Some(*hz),
+                talk_ms: Some(1200 + 300 * i as u64),
+                silence_ms: Some(600 + 200 * i as u64),
+                ..VoiceSpec::default()
+            };
+            MemberSpec::with_voice(name, "PS5", voice)
+        })
+        .collect();
+    let party = sim.start_party_with("Demo party", &specs);
+    println!("psn-sim on {} with party {}", sim.base_url(), party.session_id);
+
+    // The plugin reads its configuration from the environment, as from a .env.
+    let config = sim.config();
+    for key in ["PSN_AUTH_BASE_URL", "PSN_API_BASE_URL", "PSN_PUSH_BASE_URL", "PSN_WEB_BASE_URL"] {
+        std::env::set_var(key, sim.base_url());
+    }
+    std::env::set_var("PSN_CLIENT_ID", &config.client_id);
+    std::env::set_var("PSN_CLIENT_SECRET", &config.client_secret);
+    std::env::set_var("PSN_NPSSO", &config.npsso);
+
+    let host = ObsHost::start(&scratch.join("config"))?;
+    host.load_module(&binary, &data)?;
+    let mut mix = host.create_source("psn_party", "PSN Party", "{}")?;
+    mix.set_output_channel(1);
+    let mix_audio = mix.start_capture();
+    let mut members = Vec::new();
+    for (i, (name, _)) in MEMBERS.iter().enumerate() {
+        let settings = format!(r#"{{"member": "slot:{}"}}"#, i + 1);
+        let mut source = host.create_source("psn_party_member", name, &settings)?;
+        let audio = source.start_capture();
+        members.push((source, audio));
+    }
+
+    let start = std::time::Instant::now();
+    while sim.voice_status().iter().filter(|v| v.state == "connected").count() < MEMBERS.len() {
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err(format!("members did not connect: {:?}", sim.voice_status()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("all {} members connected {:.2} s after the sources were added", MEMBERS.len(), start.elapsed().as_secs_f64());
+    std::thread::sleep(Duration::from_millis(500));
+    for (_, audio) in &members {
+        audio.lock().unwrap().clear();
+    }
+    mix_audio.lock().unwrap().clear();
+    println!("recording {} s ...", options.seconds);
+    std::thread::sleep(Duration::from_secs(options.seconds));
+
+    let mut tracks = Vec::new();
+    println!();
+    println!("{:<14} {:<8} {:>10} {:>12} {:>10} {:>12}", "member", "source", "level", "dominant", "expected", "own/others");
+    for (i, ((name, hz), (_, audio))) in MEMBERS.iter().zip(&members).enumerate() {
+        let samples = audio.lock().unwrap().samples.clone();
+        let own = tone_dbfs(&samples, RATE, *hz);
+        let others = MEMBERS
+            .iter()
+            .filter(|(n, _)| n != name)
+            .map(|(_, other)| tone_dbfs(&samples, RATE, *other))
+            .fold(f64::NEG_INFINITY, f64::max);
+        println!(
+            "{:<14} {:<8} {:>7.1} dB {:>9.0} Hz {:>7.0} Hz {:>9.1} dB",
+            name,
+            format!("slot:{}", i + 1),
+            rms_dbfs(&samples),
+            dominant_hz(&samples, RATE, 100, 2000),
+            hz,
+            own - others
+        );
+        let path = options.out.join(format!("member-{}-{}.wav", i + 1, name));
+        wav::write_mono_16(&path, RATE, &samples).map_err(|e| e.to_string())?;
+        tracks.push((name.to_string(), samples));
+    }
+    let mix_samples = mix_audio.lock().unwrap().samples.clone();
+    println!("{:<14} {:<8} {:>7.1} dB {:>12} {:>10} {:>12}", "(everyone)", "mix", rms_dbfs(&mix_samples), "-", "-", "-");
+    wav::write_mono_16(&options.out.join("mix.wav"), RATE, &mix_samples).map_err(|e| e.to_string())?;
+    tracks.push(("mix".into(), mix_samples));
+    plot::waveforms(&options.out.join("waveforms.png"), &tracks).map_err(|e| e.to_string())?;
+    println!();
+    println!("wrote {} WAVs and waveforms.png to {}", tracks.len(), options.out.display());
+
+    drop(members);
+    drop(mix);
+    let report = host.shutdown();
+    println!("OBS shut down in {:?}; Number of memory leaks: {}", report.took, report.leaks);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
