@@ -5,7 +5,7 @@
 //!
 //! aiortc missing is a failure with the install hint, not a skip: tools/setup.sh installs it,
 //! and a skipped interop test would read as a pass. Set `OBS_PSN_SKIP_INTEROP=1` to skip on
-//! purpose (it prints that it did).
+//! purpose (it prints that it did); `OBS_PSN_INTEROP_PYTHON` picks another interpreter.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -20,7 +20,11 @@ use obs_psn_party::voice::peer::{PeerEvent, PeerOptions, PeerState, RtpEvent, Vo
 use obs_psn_party::voice::{BLOCK, OUTPUT_RATE};
 use tokio::sync::mpsc;
 
-const PYTHON: &str = "/usr/bin/python3";
+/// The interpreter with aiortc: Debian's, unless `OBS_PSN_INTEROP_PYTHON` names another (a
+/// virtualenv with a newer aiortc, say).
+fn python() -> String {
+    std::env::var("OBS_PSN_INTEROP_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into())
+}
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tools/interop/aiortc_member.py"
@@ -41,32 +45,33 @@ fn loopback() -> PeerOptions {
     }
 }
 
-/// `None` with the reason when the skip was asked for; panics with the install hint when
-/// aiortc is missing.
+/// Whether to run: false (printed) when `OBS_PSN_SKIP_INTEROP=1`; panics with the install hint
+/// when /usr/bin/python3 cannot import aiortc and numpy.
 fn aiortc_available() -> bool {
     if std::env::var_os("OBS_PSN_SKIP_INTEROP").is_some_and(|v| v == "1") {
         println!("SKIPPED: OBS_PSN_SKIP_INTEROP=1 (the aiortc interop test did not run)");
         return false;
     }
-    let probe = Command::new(PYTHON)
+    let python = python();
+    let probe = Command::new(&python)
         .args(["-c", "import aiortc, numpy; print(aiortc.__version__)"])
         .output();
     match probe {
         Ok(o) if o.status.success() => {
             println!(
-                "aiortc {} ({PYTHON})",
+                "aiortc {} ({python})",
                 String::from_utf8_lossy(&o.stdout).trim()
             );
             true
         }
         Ok(o) => panic!(
-            "{PYTHON} cannot import aiortc/numpy:\n{}\nInstall them with tools/setup.sh \
+            "{python} cannot import aiortc/numpy:\n{}\nInstall them with tools/setup.sh \
              (Debian packages python3-aiortc python3-numpy), or set OBS_PSN_SKIP_INTEROP=1 to \
              skip this test on purpose.",
             String::from_utf8_lossy(&o.stderr)
         ),
         Err(e) => panic!(
-            "cannot run {PYTHON}: {e}. Install python3, python3-aiortc and python3-numpy with \
+            "cannot run {python}: {e}. Install python3, python3-aiortc and python3-numpy with \
              tools/setup.sh, or set OBS_PSN_SKIP_INTEROP=1 to skip this test on purpose."
         ),
     }
@@ -80,7 +85,7 @@ struct AiortcMember {
 
 impl AiortcMember {
     fn spawn(hz: f64, seconds: f64) -> Self {
-        let mut child = Command::new(PYTHON)
+        let mut child = Command::new(python())
             .arg(SCRIPT)
             .args(["--hz", &hz.to_string(), "--seconds", &seconds.to_string()])
             .stdin(Stdio::piped())
@@ -198,6 +203,27 @@ async fn aiortc_member_tone_through_the_plugin_pipeline() {
         offered.clock_rate, 48_000,
         "aiortc offers the RFC 7587 clock"
     );
+    // The recorded member shape, as far as the script reproduces it (docs/interop.md).
+    assert_eq!(offered.opus_pt, 96);
+    assert_eq!(offered.red_pt, Some(63));
+    assert_eq!(offered.ptime_ms, Some(40));
+    assert!(offered.inband_fec);
+    for line in [
+        "a=group:BUNDLE 0 1",
+        " UDP/TLS/RTP/SAVPF 96 63 106 105 13 110 113",
+        "a=fmtp:96 minptime=10;stereo=0;useinbandfec=1",
+        "a=rtpmap:106 CN/32000",
+        "a=rtpmap:110 telephone-event/48000",
+        "#sie:rtp-hdrext:rtp-payload-signature",
+        "_1_CELT/40",
+        "UDP/DTLS/SCTP webrtc-datachannel",
+        "a=sctp-port:5000",
+    ] {
+        assert!(offer.contains(line), "offer lacks {line:?}:\n{offer}");
+    }
+    let ufrags = offer.matches("a=ice-ufrag:").count();
+
+    println!("aiortc offer: {ufrags} ice-ufrag lines (one transport per m-line)");
 
     let (tx, mut rx) = mpsc::channel(4096);
     let plugin = WebrtcPeer::new("aiortc-member".into(), loopback(), tx);
@@ -290,6 +316,25 @@ async fn aiortc_member_tone_through_the_plugin_pipeline() {
     // aiortc sends 20 ms packets (960 ticks at 48 kHz) although the offer says ptime:40; the
     // pipeline takes each packet's duration from its Opus TOC, not from the SDP.
     assert_eq!(step, 960, "timestamp steps {ts_steps:?}");
+    // Opus mode from the TOC byte (RFC 6716 3.1): config 0-11 SILK, 12-15 hybrid, 16-31 CELT.
+    let (mut silk, mut hybrid, mut celt, mut stereo) = (0, 0, 0, 0);
+    for e in &got {
+        let toc = e.payload.first().copied().unwrap_or(0);
+        match toc >> 3 {
+            0..=11 => silk += 1,
+            12..=15 => hybrid += 1,
+            _ => celt += 1,
+        }
+        stereo += usize::from(toc & 0x04 != 0);
+    }
+    let bytes: usize = got.iter().map(|e| e.payload.len()).sum();
+    println!(
+        "opus packets: {silk} SILK, {hybrid} hybrid, {celt} CELT, {stereo} stereo; \
+         {:.0} kbit/s payload; marker bit on {} of {}",
+        bytes as f64 * 8.0 / span.as_secs_f64() / 1000.0,
+        got.iter().filter(|e| e.marker).count(),
+        got.len()
+    );
     // 20 ms packets for ~4 s: about 200.
     assert!(got.len() >= 150, "only {} packets", got.len());
 
