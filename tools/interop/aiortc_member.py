@@ -10,7 +10,9 @@ must accept both. It then sends a sine tone.
 Protocol on stdin/stdout, one JSON object per line:
   out: {"type": "offer", "sdp": "..."}
   in:  {"type": "answer", "sdp": "..."}
-  out: {"type": "done", "connected": true, "seconds": 5.0}
+  out: {"type": "done", "connected": true, "seconds": 5.0, "datachannel": "open"}
+       ("datachannel" is the state of the data channel the offer creates: whether the SCTP
+       association over the BUNDLE transport came up.)
 
 Loopback only: ICE gathers 127.0.0.1 and nothing else.
 """
@@ -125,7 +127,7 @@ async def run(hz, seconds):
             connected.set()
 
     pc.addTrack(Tone(hz))
-    pc.createDataChannel("party")
+    channel = pc.createDataChannel("party")
     await pc.setLocalDescription(await pc.createOffer())
     send({"type": "offer", "sdp": recorded_shape(pc.localDescription.sdp)})
 
@@ -135,11 +137,11 @@ async def run(hz, seconds):
     try:
         await asyncio.wait_for(connected.wait(), timeout=10)
     except asyncio.TimeoutError:
-        send({"type": "done", "connected": False, "seconds": 0})
+        send({"type": "done", "connected": False, "seconds": 0, "datachannel": channel.readyState})
         await pc.close()
         return 1
     await asyncio.sleep(seconds)
-    send({"type": "done", "connected": True, "seconds": seconds})
+    send({"type": "done", "connected": True, "seconds": seconds, "datachannel": channel.readyState})
     await pc.close()
     return 0
 

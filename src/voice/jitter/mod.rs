@@ -156,6 +156,9 @@ pub struct JitterStats {
     pub anchors: u64,
     /// Sequence numbers never seen when a later one arrived (reordering counts until it lands).
     pub seq_gaps: u64,
+    /// Marked packets whose marker was ignored: the sender marks packets that cannot start a
+    /// talkspurt (aiortc marks every audio packet).
+    pub markers_ignored: u64,
     pub target_min_ms: f32,
     pub target_max_ms: f32,
 }
@@ -213,6 +216,11 @@ pub struct JitterBuffer {
     fec_capable: bool,
     /// The stream carries RED (the next packet likely brings a copy of a missing one).
     red_seen: bool,
+    /// The last primary packet pushed: (seq, timestamp + duration, marker, DTX).
+    last_primary: Option<(i64, i64, bool, bool)>,
+    /// The sender's marker bits say nothing about talkspurts (two marked packets in a row,
+    /// contiguous in sequence and time): ignore them for the rest of the stream.
+    markers_unreliable: bool,
     warm: bool,
     stats: JitterStats,
 }
@@ -254,6 +262,8 @@ impl JitterBuffer {
             now_ns: 0,
             fec_capable: false,
             red_seen: false,
+            last_primary: None,
+            markers_unreliable: false,
             warm: false,
             stats: JitterStats::default(),
             cfg,
@@ -361,6 +371,8 @@ impl JitterBuffer {
         self.seen = [i64::MIN; 128];
         self.est.reset();
         self.plc_run_ns = 0;
+        self.last_primary = None;
+        self.markers_unreliable = false;
         self.stats.resets += 1;
     }
 
@@ -391,6 +403,7 @@ impl JitterBuffer {
 
         let dur = i64::from(p.duration);
         self.last_dur = dur;
+        let marker = self.talkspurt_marker(seq, ts, dur, p.marker, p.payload);
         let arrival = p.arrival_ns.min(MAX_NS);
         let transit = (arrival as i64).saturating_sub(self.ts_to_ns(ts));
         self.est.update(arrival, transit);
@@ -400,7 +413,7 @@ impl JitterBuffer {
             self.stats.late += 1;
             return PushOutcome::Late;
         }
-        let outcome = self.store(ts, dur, Some(seq), false, p.marker, p.payload);
+        let outcome = self.store(ts, dur, Some(seq), false, marker, p.payload);
         if self.state == State::Empty && outcome == PushOutcome::Stored {
             self.state = State::Idle;
             self.cursor = ts;
@@ -429,6 +442,39 @@ impl JitterBuffer {
         }
         self.red_seen = true;
         self.store(ts, dur, None, true, false, payload)
+    }
+
+    /// Whether a packet's marker bit means "first packet of a talkspurt" (RFC 3551). A marked
+    /// packet that directly follows a marked, non-DTX packet (next sequence number, timestamp
+    /// right where that one ended) cannot start a talkspurt: there was no pause. A sender doing
+    /// that marks every packet (aiortc 1.4 does), and its markers are ignored from then on;
+    /// otherwise every lost or late packet would look like a sender pause and play as silence.
+    fn talkspurt_marker(
+        &mut self,
+        seq: i64,
+        ts: i64,
+        dur: i64,
+        marker: bool,
+        payload: &[u8],
+    ) -> bool {
+        if marker && !self.markers_unreliable {
+            if let Some((pseq, pend, pmarker, pdtx)) = self.last_primary {
+                if pmarker && !pdtx && pseq + 1 == seq && pend == ts {
+                    self.markers_unreliable = true;
+                }
+            }
+        }
+        self.last_primary = Some((
+            seq,
+            ts + dur,
+            marker,
+            crate::voice::rtp::is_opus_dtx(payload),
+        ));
+        if marker && self.markers_unreliable {
+            self.stats.markers_ignored += 1;
+            return false;
+        }
+        marker
     }
 
     fn note_seq(&mut self, seq: i64, arrival_ns: u64) {

@@ -429,3 +429,41 @@ fn hostile_input_never_panics() {
         }
     }
 }
+
+/// aiortc (1.4) sets the RTP marker bit on every audio packet (its packetizer marks the last
+/// packet of each frame, as for video). Two marked packets in a row, contiguous in sequence and
+/// timestamp, cannot both start a talkspurt: from then on the marker is ignored, so a lost
+/// packet is recovered (FEC here) instead of being taken for a sender pause (silence).
+#[test]
+fn marker_on_every_packet_is_not_a_talkspurt_start() {
+    for clock in [16_000u32, 48_000] {
+        let per = clock * PKT_MS as u32 / 1000;
+        let mut r = Run::new(clock);
+        for t in (0..(40 * PKT_MS + 200)).step_by(10) {
+            let seq = (t / PKT_MS) as u16;
+            if t % PKT_MS == 0 && seq < 40 && seq != 20 {
+                let p = payload(seq);
+                r.jb.push(&Packet {
+                    seq,
+                    timestamp: u32::from(seq) * per,
+                    duration: per,
+                    payload: &p,
+                    arrival_ns: (20 + t) * MSU,
+                    marker: true,
+                });
+            }
+            r.pull(t);
+        }
+        let l = r.letters();
+        let fec: Vec<_> = r.log.iter().filter(|(c, _)| *c == 'F').collect();
+        assert_eq!(fec, vec![&('F', Some(21))], "clock {clock}: {l}");
+        let first = l.find('P').unwrap();
+        let last = l.rfind('P').unwrap();
+        assert!(!l[first..last].contains('S'), "clock {clock}: {l}");
+        assert_eq!(r.plc_inside(), 0, "clock {clock}: {l}");
+        assert_eq!(r.jb.stats().dtx_gaps, 0, "clock {clock}");
+        assert_eq!(r.played().len(), 39, "clock {clock}: {l}");
+        // only the first marked packet is taken at its word
+        assert_eq!(r.jb.stats().markers_ignored, 38, "clock {clock}");
+    }
+}

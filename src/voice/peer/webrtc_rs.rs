@@ -5,7 +5,9 @@
 //! codecs on MIME type and fmtp and answers with the offerer's parameters, so even its default
 //! 48 kHz table answers `opus/16000/2`; but it would drop RED, and the clock rate the jitter
 //! buffer needs should come from the same place as the answer.) The data-channel m-line in
-//! the BUNDLE is answered by the stack's SCTP transport.
+//! the BUNDLE is answered by the stack's SCTP transport. An offer that gathered a transport per
+//! m-line (aiortc, JSEP `balanced`) is first folded onto its first mid's transport
+//! ([`unify_bundle_transport`]): `rtc` runs one transport per connection.
 
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use webrtc::peer_connection::{
     RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry,
 };
 
-use super::sdp::{audio_params, AudioParams};
+use super::sdp::{audio_params, unify_bundle_transport, AudioParams};
 use super::{MemberId, PeerError, PeerEvent, PeerOptions, PeerState, RtpEvent, VoicePeer};
 
 fn err(e: impl std::fmt::Display) -> PeerError {
@@ -189,7 +191,9 @@ impl VoicePeer for WebrtcPeer {
             .await
             .map_err(err)?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-        let offer = RTCSessionDescription::offer(offer_sdp.to_owned()).map_err(err)?;
+        // One transport for the whole BUNDLE, even if the offer gathered one per m-line.
+        let offer_sdp = unify_bundle_transport(offer_sdp).into_owned();
+        let offer = RTCSessionDescription::offer(offer_sdp).map_err(err)?;
         pc.set_remote_description(offer).await.map_err(err)?;
         let answer = pc.create_answer(None).await.map_err(err)?;
         pc.set_local_description(answer).await.map_err(err)?;
