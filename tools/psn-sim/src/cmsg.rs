@@ -87,7 +87,10 @@ pub fn decode(payload: &str) -> Result<Signal, String> {
         .decode(b64.trim())
         .map_err(|e| format!("body is not base64: {e}"))?;
     if b.len() <= 44 {
-        return Err(format!("body of {} bytes has no room after the header", b.len()));
+        return Err(format!(
+            "body of {} bytes has no room after the header",
+            b.len()
+        ));
     }
     if b[0..4] != [1, 0, 0, 0] || b[8..12] != [1, 0, 0, 0] {
         return Err("header does not start 01 00 00 00 .. 01 00 00 00".into());
@@ -96,7 +99,10 @@ pub fn decode(payload: &str) -> Result<Signal, String> {
     l.copy_from_slice(&b[40..44]);
     let len = u32::from_le_bytes(l) as usize;
     if len != b.len() - 44 {
-        return Err(format!("header length {len} != {} bytes after it", b.len() - 44));
+        return Err(format!(
+            "header length {len} != {} bytes after it",
+            b.len() - 44
+        ));
     }
     let hdr_account = le_u64(&b[16..24]);
     let hdr_platform = le_u64(&b[24..32]);
@@ -121,7 +127,10 @@ pub fn decode(payload: &str) -> Result<Signal, String> {
     if from_account != hdr_account.to_string() || from_platform != hdr_platform {
         return Err("header sender differs from `from`".into());
     }
-    let kind = v["type"].as_str().ok_or("type is not a string")?.to_string();
+    let kind = v["type"]
+        .as_str()
+        .ok_or("type is not a string")?
+        .to_string();
     let sdp = v["sdp"].as_str().ok_or("sdp is not a string")?.to_string();
     Ok(Signal {
         from_account,
@@ -178,7 +187,11 @@ mod tests {
         let pos: Vec<usize> = keys.iter().map(|k| text.find(k).unwrap()).collect();
         assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");
         assert_eq!(le_u64(&b[24..32]), 5);
-        for bad in ["", "ver=1.0, type=binary, body=!!", "ver=1.0, type=binary, body=AAAA"] {
+        for bad in [
+            "",
+            "ver=1.0, type=binary, body=!!",
+            "ver=1.0, type=binary, body=AAAA",
+        ] {
             assert!(decode(bad).is_err());
         }
     }

@@ -23,8 +23,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 
 pub use state::{Fault, MemberInbound, ReceivedMessage, SimConfig, UserInbound};
-pub use voice::{MemberSpec, VoiceSpec, VoiceStatus};
 use state::{SimMember, State, MOBILE_APP};
+pub use voice::{MemberSpec, VoiceSpec, VoiceStatus};
 
 pub struct Inner {
     pub state: Mutex<State>,
@@ -179,7 +179,13 @@ pub(crate) fn after_leave(st: &mut State, sid: &str, m: SimMember) {
 /// Member `from` posts a customMessage to the party: pushed as
 /// `v2:ps:customMessage:noSeq:created` to every member's push connections, and to the in-process
 /// taps of [`SimHandle::user_messages`].
-pub(crate) fn member_post(inner: &Inner, sid: &str, from: &str, channel: &str, payload: &str) -> bool {
+pub(crate) fn member_post(
+    inner: &Inner,
+    sid: &str,
+    from: &str,
+    channel: &str,
+    payload: &str,
+) -> bool {
     let mut st = inner.lock();
     let Some(m) = st
         .parties
@@ -287,7 +293,14 @@ impl SimHandle {
             (account, voice)
         };
         if let Some(v) = voice {
-            voice::spawn_member(&self.inner, sid, &account, &spec.online_id, &spec.platform, v);
+            voice::spawn_member(
+                &self.inner,
+                sid,
+                &account,
+                &spec.online_id,
+                &spec.platform,
+                v,
+            );
         }
         Some(account)
     }
@@ -367,8 +380,9 @@ impl SimHandle {
             return Err("only session members permitted".into());
         }
         if !http::payload_looks_right(payload, &account) {
-            st.rejections
-                .push(format!("customMessage (in-process): bad payload to {to_account}"));
+            st.rejections.push(format!(
+                "customMessage (in-process): bad payload to {to_account}"
+            ));
             return Err("Bad Request (body: null)".into());
         }
         let platform = st

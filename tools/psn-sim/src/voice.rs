@@ -225,10 +225,9 @@ pub(crate) fn spawn_member(
         tone
     };
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        inner
-            .lock()
-            .rejections
-            .push(format!("voice member {account}: no tokio runtime, no voice"));
+        inner.lock().rejections.push(format!(
+            "voice member {account}: no tokio runtime, no voice"
+        ));
         return;
     };
     let m = MemberCtx {
@@ -399,7 +398,10 @@ impl MemberCtx {
                     peer = Some(p);
                     pending_offer = Some((payload, 1, Instant::now() + REOFFER_AFTER));
                 }
-                Err(e) => reject(&self.w, format!("voice member {}: offer: {e}", self.account)),
+                Err(e) => reject(
+                    &self.w,
+                    format!("voice member {}: offer: {e}", self.account),
+                ),
             }
         }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -675,7 +677,9 @@ pub fn recorded_offer(real: &str, clock: u32, ssrc: u32, uuid: &str) -> Result<S
     let mut cands: Vec<String> = real
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 ") && l.contains("typ host"))
+        .filter(|l| {
+            l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 ") && l.contains("typ host")
+        })
         .map(str::to_owned)
         .collect();
     cands.dedup();

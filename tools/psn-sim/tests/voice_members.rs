@@ -260,10 +260,9 @@ async fn two_offering_members_send_their_own_tones_at_16k() {
     let (ra, rb) = {
         let mut a = rxs.remove(&alice).unwrap();
         let mut b = rxs.remove(&bob).unwrap();
-        tokio::join!(
-            async move { collect(&mut a, 50, 8).await },
-            async move { collect(&mut b, 50, 8).await }
-        )
+        tokio::join!(async move { collect(&mut a, 50, 8).await }, async move {
+            collect(&mut b, 50, 8).await
+        })
     };
     println!("alice {} packets, bob {} packets", ra.len(), rb.len());
     let cands = [tones[&alice], tones[&bob]];
@@ -358,10 +357,141 @@ async fn a_member_that_does_not_offer_answers_the_users_offer_at_48k() {
     let st = sim.voice_status();
     assert_eq!(st[0].answers_sent, 1);
     assert!(st[0].packets_dropped > 0, "{st:?}");
-    assert!(sim.rejections().len() > before, "the junk offer was counted");
+    assert!(
+        sim.rejections().len() > before,
+        "the junk offer was counted"
+    );
     // The party ends: dave's peer closes.
     assert!(sim.end_party(&p.session_id));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(sim.voice_status()[0].state, "closed");
+    let _ = pc.close().await;
+}
+
+/// A raw HTTP/1.1 request to the control API (no client crate needed on loopback).
+async fn http(sim: &SimHandle, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = sim.base_url().trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status: u16 = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_api_sets_voices() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let (st, v) = http(
+        &sim,
+        "POST",
+        "/_sim/parties",
+        r#"{"name":"v","members":[{"onlineId":"a","platform":"PS5","voice":{"toneHz":440,"loss":0.05,"jitterMs":20,"reorder":0.02,"duplicate":0.01}},
+            {"onlineId":"b","platform":"PS4","voice":true},{"onlineId":"c","platform":"PS5"}]}"#,
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let sid = v["sessionId"].as_str().unwrap().to_string();
+    let (st, v) = http(
+        &sim,
+        "POST",
+        &format!("/_sim/parties/{sid}/members"),
+        r#"{"onlineId":"d","voice":{"offers":false,"clockRate":48000,"talkMs":600,"silenceMs":400}}"#,
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, _) = http(
+        &sim,
+        "POST",
+        &format!("/_sim/parties/{sid}/members"),
+        r#"{"onlineId":"e","voice":{"clockRate":8000}}"#,
+    )
+    .await;
+    assert_eq!(st, 400, "8 kHz is refused");
+    let (st, _) = http(&sim, "POST", "/_sim/voice/default", r#"{"toneHz":"x"}"#).await;
+    assert_eq!(st, 400);
+    let (st, v) = http(&sim, "GET", "/_sim/voice", "").await;
+    assert_eq!(st, 200);
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), 3, "{v}");
+    let a = list.iter().find(|x| x["onlineId"] == "a").unwrap();
+    assert_eq!(a["toneHz"], 440.0);
+    assert_eq!(a["state"], "waiting");
+    let d = list.iter().find(|x| x["onlineId"] == "d").unwrap();
+    assert_eq!(d["clockRate"], 48000);
+    assert_eq!(d["offers"], false);
+    // A sim-wide default voice makes later roster members voiced.
+    let (st, _) = http(&sim, "POST", "/_sim/voice/default", r#"{"amplitude":0.5}"#).await;
+    assert_eq!(st, 200);
+    sim.member_join(&sid, "f", "PS5").unwrap();
+    assert_eq!(sim.voice_status().len(), 4);
+    let (st, _) = http(&sim, "POST", "/_sim/voice/default", "null").await;
+    assert_eq!(st, 200);
+    sim.member_join(&sid, "g", "PS5").unwrap();
+    assert_eq!(sim.voice_status().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talkspurts_send_nothing_in_silence() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let mut taps = sim.user_messages();
+    let p = sim.start_party_with(
+        "dtx",
+        &[MemberSpec::with_voice(
+            "erin",
+            "PS5",
+            VoiceSpec {
+                talk_ms: Some(400),
+                silence_ms: Some(800),
+                ..Default::default()
+            },
+        )],
+    );
+    let erin = p.members[1].0.clone();
+    sim.user_join(&p.session_id);
+    let m = tokio::time::timeout(Duration::from_secs(5), taps.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let s = cmsg::decode(&m.payload).unwrap();
+    let (pc, gathered, mut rx) = user_pc(16_000).await;
+    pc.set_remote_description(RTCSessionDescription::offer(s.sdp).unwrap())
+        .await
+        .unwrap();
+    let a = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(a).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let answer = pc.local_description().await.unwrap().sdp;
+    let payload = user_signal(&sim, &erin, "PS5", "answer", answer);
+    sim.user_send_custom_message(&p.session_id, &erin, "miranda:12", &payload)
+        .unwrap();
+    // 2.4 s = two 1.2 s cycles: 60 frames, of which about 20 are talk (+ DTX updates).
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2400)).await;
+    let mut got = vec![first];
+    while let Ok(p) = rx.try_recv() {
+        got.push(p);
+    }
+    let span = got.last().unwrap().2.wrapping_sub(got[0].2) / 640 + 1;
+    println!("talkspurts: {} packets over {span} frames", got.len());
+    assert!(span >= 50, "{span}");
+    assert!((got.len() as u32) < span * 2 / 3, "{} of {span}", got.len());
+    // Sequence numbers stay contiguous across the silences (DTX frames are not sent).
+    for w in got.windows(2) {
+        assert_eq!(w[1].1, w[0].1.wrapping_add(1));
+    }
     let _ = pc.close().await;
 }
