@@ -78,6 +78,9 @@ pub struct ScriptStep {
 pub struct JoinSpec {
     pub online_id: String,
     pub platform: String,
+    /// The joiner's voice (none: roster-only unless the sim-wide default gives one).
+    #[serde(default)]
+    pub voice: Option<VoiceSpec>,
 }
 
 /// Starts the simulator on 127.0.0.1 (HTTP and push each on a free port).
@@ -470,7 +473,14 @@ impl SimHandle {
             for s in steps {
                 tokio::time::sleep(Duration::from_millis(s.after_ms)).await;
                 if let Some(j) = &s.join {
-                    h.member_join(&sid, &j.online_id, &j.platform);
+                    h.member_join_with(
+                        &sid,
+                        &MemberSpec {
+                            online_id: j.online_id.clone(),
+                            platform: j.platform.clone(),
+                            voice: j.voice.clone(),
+                        },
+                    );
                 }
                 if let Some(a) = &s.leave {
                     h.member_leave(&sid, a);

@@ -428,7 +428,9 @@ impl MemberCtx {
                                     pending_offer = None;
                                     set_status(&self.w, &self.account, |v| {
                                         v.answers_received += 1;
-                                        v.state = "connecting".into();
+                                        if v.state != "connected" {
+                                            v.state = "connecting".into();
+                                        }
                                     });
                                 }
                                 Err(e) => reject(&self.w, format!("voice member {}: bad answer: {e}", self.account)),
@@ -445,7 +447,9 @@ impl MemberCtx {
                                     if self.send(payload) {
                                         set_status(&self.w, &self.account, |v| {
                                             v.answers_sent += 1;
+                                            if v.state != "connected" {
                                             v.state = "connecting".into();
+                                        }
                                         });
                                     }
                                 }
@@ -636,7 +640,9 @@ impl MemberCtx {
         };
         set_status(&self.w, &self.account, |v| {
             v.ssrc = ssrc;
-            v.state = "answering".into();
+            if v.state != "connected" {
+                v.state = "answering".into();
+            }
         });
         let sender = self.start_sender(track, connected, ssrc);
         Ok((Peer { pc, sender }, local.sdp))
