@@ -881,3 +881,69 @@ async fn send_media(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../../tests/voice_fixtures/member-offer.sdp");
+
+    /// The offer has the fixture's lines in the fixture's order; only the connection's own
+    /// values (keys, candidates, SSRC, msid, cname, session id) differ.
+    #[test]
+    fn offer_has_the_recorded_shape() {
+        let real = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijklmn\r\n\
+            a=fingerprint:sha-256 AA:BB\r\n\
+            a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n\
+            a=candidate:2 1 udp 2130706431 10.0.0.1 40000 typ host\r\n";
+        let sdp =
+            recorded_offer(real, 16_000, 1234, "6b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d").unwrap();
+        let norm = |l: &str| -> String {
+            let l = l.trim_end();
+            for p in [
+                "o=-",
+                "a=candidate:",
+                "a=ice-ufrag:",
+                "a=ice-pwd:",
+                "a=fingerprint:",
+                "a=ssrc:",
+                "a=msid:",
+            ] {
+                if l.starts_with(p) {
+                    return p.to_string();
+                }
+            }
+            l.to_string()
+        };
+        let mut want: Vec<String> = FIXTURE.lines().map(norm).collect();
+        want.dedup();
+        let mut got: Vec<String> = sdp.lines().map(norm).collect();
+        got.dedup();
+        assert_eq!(got, want, "{sdp}");
+        assert!(sdp.contains("127.0.0.1 40000 typ host") && !sdp.contains("10.0.0.1"));
+        assert!(sdp.contains("a=ssrc:1234 msid:- 6b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d_1_CELT/40"));
+        let at48 = recorded_offer(real, 48_000, 1, "u").unwrap();
+        assert!(at48.contains("a=rtpmap:96 opus/48000/2"));
+        assert!(recorded_offer("", 16_000, 1, "u").is_err());
+    }
+
+    #[test]
+    fn spec_json_and_validation() {
+        let v: VoiceSpec =
+            serde_json::from_str(r#"{"toneHz":440,"jitterMs":20,"offers":false}"#).unwrap();
+        assert_eq!(v.tone_hz, Some(440.0));
+        assert_eq!(v.clock_rate, 16_000);
+        assert!(!v.offers);
+        assert!(v.validate().is_ok());
+        for bad in [
+            r#"{"clockRate":8000}"#,
+            r#"{"ptimeMs":30}"#,
+            r#"{"loss":1.5}"#,
+            r#"{"toneHz":1}"#,
+            r#"{"jitterMs":5000}"#,
+        ] {
+            let v: VoiceSpec = serde_json::from_str(bad).unwrap();
+            assert!(v.validate().is_err(), "{bad}");
+        }
+    }
+}

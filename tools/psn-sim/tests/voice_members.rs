@@ -495,3 +495,43 @@ async fn talkspurts_send_nothing_in_silence() {
     }
     let _ = pc.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_offers_are_repeated_and_a_rejoin_gets_a_new_offer() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let mut taps = sim.user_messages();
+    let p = sim.start_party_with("re", &[MemberSpec::voice("fay", "PS5")]);
+    sim.user_join(&p.session_id);
+    let mut offers = vec![];
+    let end = tokio::time::Instant::now() + Duration::from_millis(4_000);
+    while let Ok(Some(m)) = tokio::time::timeout_at(end, taps.recv()).await {
+        offers.push(cmsg::decode(&m.payload).unwrap());
+    }
+    assert_eq!(offers.len(), 2, "the first offer and one repeat after 3 s");
+    assert_eq!(offers[0].sdp, offers[1].sdp, "the same offer again");
+    assert_eq!(sim.voice_status()[0].offers_sent, 2);
+    // An answer for nobody's offer and junk are rejections, not crashes.
+    let fay = p.members[1].0.clone();
+    let junk = "ver=1.0, type=binary, body=AQAAAAAAAAABAAAA";
+    assert!(sim
+        .user_send_custom_message(&p.session_id, &fay, "miranda:12", junk)
+        .is_err());
+    // The user leaves and comes back: a fresh offer (new ICE credentials).
+    assert!(sim.user_leave(&p.session_id));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sim.user_join(&p.session_id));
+    let m = tokio::time::timeout(Duration::from_secs(3), taps.recv())
+        .await
+        .expect("a new offer after the rejoin")
+        .unwrap();
+    let s = cmsg::decode(&m.payload).unwrap();
+    assert_eq!(s.kind, "offer");
+    let ufrag = |sdp: &str| {
+        sdp.lines()
+            .find(|l| l.starts_with("a=ice-ufrag:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(ufrag(&s.sdp), ufrag(&offers[0].sdp));
+    assert!(sim.end_party(&p.session_id));
+}
