@@ -753,12 +753,30 @@ pub fn recorded_offer(real: &str, clock: u32, ssrc: u32, uuid: &str) -> Result<S
     Ok(out)
 }
 
-/// One sample of the member's voice: a sine at `tone` with a slow (3 Hz, 0.5..1.0) amplitude
-/// wobble, so libopus's VAD keeps coding it as speech (and FEC stays on) past the first second.
-fn sample(tone: f64, amp: f64, k: u64, rate: u32) -> f32 {
-    let t = k as f64 / f64::from(rate);
-    let wobble = 0.75 + 0.25 * (std::f64::consts::TAU * 3.0 * t).sin();
-    (amp * wobble * (std::f64::consts::TAU * tone * t).sin()) as f32
+/// One sample of the member's voice: a "syllabic" tone. The fundamental at `tone` plus weak
+/// harmonics 2..6 (at most 0.3/h, weights changing every syllable, none at or above 0.45 of the
+/// sample rate) under a 200 ms syllable envelope (0.3..1.0, raised sine squared); the peak stays
+/// at or below `amp`. A pure steady tone stops being classified as speech by libopus's VAD after
+/// about a second, which turns in-band FEC off; this keeps FEC on about as often as speech does,
+/// and the fundamental stays by far the strongest component (the harmonics are >= 16 dB down).
+pub fn sample(tone: f64, amp: f64, k: u64, rate: u32) -> f32 {
+    use std::f64::consts::{PI, TAU};
+    let rate = f64::from(rate);
+    let t = k as f64 / rate;
+    let syl = (t / 0.2).floor();
+    let u = t / 0.2 - syl;
+    let env = 0.3 + 0.7 * (PI * u).sin().powi(2);
+    let ph = TAU * tone * t;
+    let mut s = ph.sin();
+    for h in 2..=6u32 {
+        let hf = f64::from(h);
+        if hf * tone >= 0.45 * rate {
+            break;
+        }
+        let w = 0.3 / hf * (0.5 + 0.5 * (hf * 0.7 + syl).sin());
+        s += w * (hf * ph).sin();
+    }
+    (amp * env * s / 1.45) as f32
 }
 
 async fn send_media(

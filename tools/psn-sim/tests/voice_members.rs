@@ -144,6 +144,23 @@ fn check_and_decode(pkts: &[Rtp], step: u32) -> Vec<f32> {
     out
 }
 
+/// How many packets (after the first second) carry in-band FEC of the packet before: a fresh
+/// decoder asked for FEC gives silence (PLC from nothing) unless LBRR data is there.
+fn with_fec(pkts: &[Rtp], frame48: usize) -> (usize, usize) {
+    let mut n = 0;
+    let later = &pkts[pkts.len().min(25)..];
+    for p in later {
+        let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+        let mut buf = vec![0f32; frame48];
+        if dec.decode_float(&p.4, &mut buf, true).is_ok()
+            && buf.iter().map(|x| x * x).sum::<f32>() / frame48 as f32 > 1e-4
+        {
+            n += 1;
+        }
+    }
+    (n, later.len())
+}
+
 fn strongest(audio: &[f32], candidates: &[f64]) -> f64 {
     // skip the first 0.4 s (encoder start-up)
     let x = &audio[audio.len().min(19_200)..];
@@ -256,12 +273,12 @@ async fn two_offering_members_send_their_own_tones_at_16k() {
         pcs.push(pc);
     }
 
-    // 2 s of audio from each, both at once.
+    // 3 s of audio from each, both at once.
     let (ra, rb) = {
         let mut a = rxs.remove(&alice).unwrap();
         let mut b = rxs.remove(&bob).unwrap();
-        tokio::join!(async move { collect(&mut a, 50, 8).await }, async move {
-            collect(&mut b, 50, 8).await
+        tokio::join!(async move { collect(&mut a, 75, 8).await }, async move {
+            collect(&mut b, 75, 8).await
         })
     };
     println!("alice {} packets, bob {} packets", ra.len(), rb.len());
@@ -271,6 +288,11 @@ async fn two_offering_members_send_their_own_tones_at_16k() {
     assert_eq!(strongest(&audio_a, &cands), tones[&alice]);
     assert_eq!(strongest(&audio_b, &cands), 1000.0);
     assert_ne!(ra[0].3, rb[0].3, "distinct SSRCs");
+    let (fec, of) = with_fec(&ra, 1920);
+    println!("alice: {fec} of {of} packets after the first second carry FEC");
+    // Speech-like signals get FEC on 3 packets in 4 over long runs this way (gaps at syllable
+    // troughs); a pure tone gets none after the first second.
+    assert!(fec * 10 >= of * 4, "FEC stays on: {fec} of {of}");
     for v in sim.voice_status() {
         assert_eq!(v.answers_received, 1, "{v:?}");
         assert!(v.packets_sent >= 50, "{v:?}");
