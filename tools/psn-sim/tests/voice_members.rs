@@ -557,3 +557,62 @@ async fn unanswered_offers_are_repeated_and_a_rejoin_gets_a_new_offer() {
     assert_ne!(ufrag(&s.sdp), ufrag(&offers[0].sdp));
     assert!(sim.end_party(&p.session_id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impairments_reach_the_user() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let mut taps = sim.user_messages();
+    let p = sim.start_party_with(
+        "bad net",
+        &[MemberSpec::with_voice(
+            "gus",
+            "PS5",
+            VoiceSpec {
+                loss: 0.1,
+                jitter_ms: 60,
+                reorder: 0.1,
+                duplicate: 0.1,
+                seed: Some(7),
+                ..Default::default()
+            },
+        )],
+    );
+    let gus = p.members[1].0.clone();
+    sim.user_join(&p.session_id);
+    let m = tokio::time::timeout(Duration::from_secs(5), taps.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let s = cmsg::decode(&m.payload).unwrap();
+    let (pc, gathered, mut rx) = user_pc(16_000).await;
+    pc.set_remote_description(RTCSessionDescription::offer(s.sdp).unwrap())
+        .await
+        .unwrap();
+    let a = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(a).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let answer = pc.local_description().await.unwrap().sdp;
+    let payload = user_signal(&sim, &gus, "PS5", "answer", answer);
+    sim.user_send_custom_message(&p.session_id, &gus, "miranda:12", &payload)
+        .unwrap();
+    let got = collect(&mut rx, 50, 8).await;
+    let seqs: Vec<u16> = got.iter().map(|p| p.1).collect();
+    let out_of_order = seqs
+        .windows(2)
+        .filter(|w| w[1].wrapping_sub(w[0]) > 0x8000)
+        .count();
+    let mut uniq = seqs.clone();
+    uniq.sort_unstable();
+    uniq.dedup();
+    let span = seqs.iter().max().unwrap() - seqs.iter().min().unwrap() + 1;
+    let st = sim.voice_status()[0].clone();
+    println!(
+        "impaired: {} received, {} distinct over a span of {span}, {out_of_order} out of order; sender {st:?}",
+        got.len(),
+        uniq.len()
+    );
+    assert!(out_of_order > 0, "{seqs:?}");
+    assert!(uniq.len() < span as usize, "gaps from loss: {seqs:?}");
+    assert!(st.packets_dropped > 0);
+    let _ = pc.close().await;
+}
