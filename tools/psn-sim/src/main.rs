@@ -19,7 +19,8 @@ async fn main() {
     let mut port = 0u16;
     let mut push_port = 0u16;
     let mut party: Option<String> = None;
-    let mut members: Vec<psn_sim::MemberSpec> = vec![];
+    // (online id, platform, None = no voice of its own / Some(tone override))
+    let mut members: Vec<(String, String, Option<Option<f64>>)> = vec![];
     let mut default_voice: Option<psn_sim::VoiceSpec> = None;
     let mut cfg = psn_sim::SimConfig::default();
     let mut args = std::env::args().skip(1);
@@ -36,17 +37,10 @@ async fn main() {
                 let p = parts.next().unwrap_or("PS5");
                 let voice = match parts.next() {
                     None => None,
-                    Some("voice") => Some(psn_sim::VoiceSpec::default()),
-                    Some(hz) => Some(psn_sim::VoiceSpec {
-                        tone_hz: Some(hz.parse().unwrap_or_else(|_| usage())),
-                        ..Default::default()
-                    }),
+                    Some("voice") => Some(None),
+                    Some(hz) => Some(Some(hz.parse().unwrap_or_else(|_| usage()))),
                 };
-                members.push(psn_sim::MemberSpec {
-                    online_id: o.to_string(),
-                    platform: p.to_string(),
-                    voice,
-                });
+                members.push((o.to_string(), p.to_string(), voice));
             }
             "--voice" => {
                 default_voice.get_or_insert_with(psn_sim::VoiceSpec::default);
@@ -80,6 +74,25 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    // A member's own voice (`:voice`, `:HZ`) starts from the --voice-spec fields.
+    let base = default_voice.clone().unwrap_or_default();
+    let members: Vec<psn_sim::MemberSpec> = members
+        .into_iter()
+        .map(|(o, p, v)| psn_sim::MemberSpec {
+            online_id: o,
+            platform: p,
+            voice: v.map(|tone| psn_sim::VoiceSpec {
+                tone_hz: tone.or(base.tone_hz),
+                ..base.clone()
+            }),
+        })
+        .collect();
+    for m in &members {
+        if let Some(Err(e)) = m.voice.as_ref().map(psn_sim::VoiceSpec::validate) {
+            eprintln!("psn-sim: bad --member {}: {e}", m.online_id);
+            usage()
+        }
+    }
     sim.set_default_voice(default_voice);
     let c = sim.config();
     let base = sim.base_url();
