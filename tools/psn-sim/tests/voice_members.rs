@@ -390,15 +390,22 @@ async fn a_member_that_does_not_offer_answers_the_users_offer_at_48k() {
     let _ = pc.close().await;
 }
 
-/// A raw HTTP/1.1 request to the control API (no client crate needed on loopback).
-async fn http(sim: &SimHandle, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+/// A raw HTTP/1.1 request on loopback (no client crate needed): (status, raw head, body).
+async fn raw(
+    sim: &SimHandle,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = sim.base_url().trim_start_matches("http://").to_string();
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
@@ -407,8 +414,132 @@ async fn http(sim: &SimHandle, method: &str, path: &str, body: &str) -> (u16, se
         .unwrap();
     let text = String::from_utf8_lossy(&out).to_string();
     let status: u16 = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or_default())
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+/// A control API call.
+async fn http(sim: &SimHandle, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let (st, _, body) = raw(
+        sim,
+        method,
+        path,
+        &[("content-type", "application/json".into())],
+        body,
+    )
+    .await;
+    (st, serde_json::from_str(&body).unwrap_or_default())
+}
+
+/// Signs the user in over HTTP as the plugin does; returns the m.np headers with its token.
+async fn sign_in(sim: &SimHandle) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    let c = sim.config();
+    let (st, head, _) = raw(
+        sim,
+        "GET",
+        &format!("/api/authz/v3/oauth/authorize?access_type=offline&client_id={}&redirect_uri=com.scee.psxandroid.scecompcall%3A%2F%2Fredirect&response_type=code&scope=psn%3Amobile.v2.core", c.client_id),
+        &[("user-agent", "test".into()), ("cookie", format!("npsso={}", c.npsso))],
+        "",
+    )
+    .await;
+    assert_eq!(st, 302, "{head}");
+    let code = head
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", c.client_id, c.client_secret));
+    let (st, _, body) = raw(
+        sim,
+        "POST",
+        "/api/authz/v3/oauth/token",
+        &[
+            ("user-agent", "test".into()),
+            ("content-type", "application/x-www-form-urlencoded".into()),
+            ("authorization", format!("Basic {basic}")),
+        ],
+        &format!("code={code}&grant_type=authorization_code&redirect_uri=com.scee.psxandroid.scecompcall%3A%2F%2Fredirect&token_format=jwt"),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = v["access_token"].as_str().unwrap().to_string();
+    vec![
+        ("user-agent", "test".into()),
+        ("x-psn-app-ver", "PlayStationApp-Android/25.1.0".into()),
+        ("authorization", format!("Bearer {token}")),
+    ]
+}
+
+async fn api(
+    sim: &SimHandle,
+    hdrs: &[(&'static str, String)],
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    let mut h = hdrs.to_vec();
+    h.push(("x-psn-request-id", uuid::Uuid::new_v4().to_string()));
+    h.push(("content-type", "application/json; charset=utf-8".into()));
+    let (st, _, body) = raw(sim, "POST", path, &h, body).await;
+    (st, body)
+}
+
+/// The plugin's own HTTP path: sign in, `POST …/members`, the offer, the answer by
+/// `POST …/customMessage` (offers read through the tap instead of a push socket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_joins_and_answers_over_http() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let mut taps = sim.user_messages();
+    let p = sim.start_party_with("http", &[MemberSpec::voice("hal", "PS5")]);
+    let hal = p.members[1].0.clone();
+    let hdrs = sign_in(&sim).await;
+    let sid = &p.session_id;
+    let (st, body) = api(
+        &sim,
+        &hdrs,
+        &format!("/api/sessionManager/v2/partySessions/{sid}/members"),
+        r#"{"members":[{"accountId":"me","platform":"me"}]}"#,
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    let m = tokio::time::timeout(Duration::from_secs(5), taps.recv())
+        .await
+        .expect("an offer after the HTTP join")
+        .unwrap();
+    let s = cmsg::decode(&m.payload).unwrap();
+    assert_eq!(
+        (s.kind.as_str(), s.from_account.as_str()),
+        ("offer", hal.as_str())
+    );
+    let (pc, gathered, mut rx) = user_pc(16_000).await;
+    pc.set_remote_description(RTCSessionDescription::offer(s.sdp).unwrap())
+        .await
+        .unwrap();
+    let a = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(a).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let answer = pc.local_description().await.unwrap().sdp;
+    let payload = user_signal(&sim, &hal, "PS5", "answer", answer);
+    let msg = serde_json::json!({"channel": "miranda:12", "payload": payload,
+        "to": [{"accountId": hal, "platform": "PS5"}], "withoutSequenceNumber": true});
+    let (st, body) = api(
+        &sim,
+        &hdrs,
+        &format!("/api/sessionManager/v2/partySessions/{sid}/customMessage"),
+        &msg.to_string(),
+    )
+    .await;
+    assert_eq!(st, 204, "{body}");
+    let got = collect(&mut rx, 10, 5).await;
+    assert_eq!(got.len(), 10);
+    assert!(sim.unexpected().is_empty(), "{:?}", sim.unexpected());
+    assert!(sim.rejections().is_empty(), "{:?}", sim.rejections());
+    let _ = pc.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
