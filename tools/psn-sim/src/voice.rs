@@ -203,6 +203,12 @@ pub(crate) fn spawn_member(
     platform: &str,
     spec: VoiceSpec,
 ) {
+    if let Err(e) = spec.validate() {
+        inner.lock().rejections.push(format!(
+            "voice member {account}: bad voice spec: {e}; no voice"
+        ));
+        return;
+    }
     let tone = {
         let mut st = inner.lock();
         let tone = spec

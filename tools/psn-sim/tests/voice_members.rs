@@ -592,6 +592,18 @@ async fn control_api_sets_voices() {
     assert_eq!(st, 200);
     sim.member_join(&sid, "g", "PS5").unwrap();
     assert_eq!(sim.voice_status().len(), 4);
+    // In-process specs are checked too: a bad one is a rejection and a roster-only member.
+    let bad = VoiceSpec {
+        ptime_ms: 0,
+        ..Default::default()
+    };
+    sim.member_join_with(&sid, &MemberSpec::with_voice("h", "PS5", bad))
+        .unwrap();
+    assert_eq!(sim.voice_status().len(), 4);
+    assert!(sim
+        .rejections()
+        .iter()
+        .any(|r| r.contains("bad voice spec")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
