@@ -41,6 +41,23 @@ pub async fn handle(inner: &Arc<Inner>, ctx: Ctx) -> Resp {
         ("GET", ["rejections"]) => json_resp(200, json!(h.rejections())),
         ("GET", ["messages"]) => json_resp(200, json!(h.received_messages())),
         ("GET", ["voice"]) => json_resp(200, json!(h.voice_status())),
+        ("POST", ["voice", account, "network"]) => {
+            match serde_json::from_value::<crate::Network>(body) {
+                Ok(n) if n.validate().is_ok() => {
+                    if h.set_member_network(account, n) {
+                        ok()
+                    } else {
+                        error_body(404, CODE_NOT_FOUND, "no such voice member")
+                    }
+                }
+                Ok(n) => error_body(
+                    400,
+                    CODE_BAD_REQUEST,
+                    &format!("bad network: {:?}", n.validate()),
+                ),
+                Err(e) => error_body(400, CODE_BAD_REQUEST, &format!("bad network: {e}")),
+            }
+        }
         ("POST", ["voice", "default"]) => match voice_of(&body) {
             Ok(v) => {
                 h.set_default_voice(v);

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, Notify};
 
 pub use state::{Fault, MemberInbound, ReceivedMessage, SimConfig, UserInbound};
 use state::{SimMember, State, MOBILE_APP};
-pub use voice::{MemberSpec, VoiceSpec, VoiceStatus};
+pub use voice::{MemberSpec, Network, VoiceSpec, VoiceStatus};
 
 pub struct Inner {
     pub state: Mutex<State>,
@@ -311,6 +311,21 @@ impl SimHandle {
     /// The voice every member made without a voice spec gets from now on (`None`: roster-only).
     pub fn set_default_voice(&self, v: Option<VoiceSpec>) {
         self.inner.lock().default_voice = v;
+    }
+
+    /// Changes a voice member's sender-side impairments from its next packet on (false: no
+    /// such voice member, or the values are out of range).
+    pub fn set_member_network(&self, account_id: &str, net: Network) -> bool {
+        if net.validate().is_err() {
+            return false;
+        }
+        match self.inner.lock().voice_status.get_mut(account_id) {
+            Some(v) => {
+                v.network = net;
+                true
+            }
+            None => false,
+        }
     }
 
     /// What each voice member has done (signalling counts, packets, state), by account id order.

@@ -177,6 +177,31 @@ pub struct VoiceStatus {
     /// Packets dropped by the `loss` setting.
     pub packets_dropped: u64,
     pub ssrc: u32,
+    /// The impairments in force now (from the spec; changed by `set_member_network`).
+    pub network: Network,
+}
+
+/// A member's sender-side impairments, changeable while it talks.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Network {
+    pub loss: f64,
+    pub jitter_ms: u64,
+    pub reorder: f64,
+    pub duplicate: f64,
+}
+
+impl Network {
+    pub fn validate(&self) -> Result<(), String> {
+        VoiceSpec {
+            loss: self.loss,
+            jitter_ms: self.jitter_ms,
+            reorder: self.reorder,
+            duplicate: self.duplicate,
+            ..Default::default()
+        }
+        .validate()
+    }
 }
 
 fn set_status(w: &Weak<Inner>, account: &str, f: impl FnOnce(&mut VoiceStatus)) {
@@ -225,6 +250,12 @@ pub(crate) fn spawn_member(
                 clock_rate: spec.clock_rate,
                 offers: spec.offers,
                 state: "waiting".into(),
+                network: Network {
+                    loss: spec.loss,
+                    jitter_ms: spec.jitter_ms,
+                    reorder: spec.reorder,
+                    duplicate: spec.duplicate,
+                },
                 ..Default::default()
             },
         );
@@ -825,9 +856,12 @@ async fn send_media(
     let mut frames: u64 = 0;
     loop {
         iv.tick().await;
-        if w.strong_count() == 0 {
+        let Some(net) = w
+            .upgrade()
+            .and_then(|i| i.lock().voice_status.get(&account).map(|v| v.network))
+        else {
             return;
-        }
+        };
         let at_ms = frames * u64::from(spec.ptime_ms);
         frames += 1;
         let talking = cycle.is_none_or(|(t, s)| at_ms % (t + s) < t);
@@ -867,15 +901,15 @@ async fn send_media(
         };
         was_talking = true;
         seq = seq.wrapping_add(1);
-        if rng.random::<f64>() < spec.loss {
+        if rng.random::<f64>() < net.loss {
             set_status(&w, &account, |v| v.packets_dropped += 1);
             continue;
         }
         let mut out = Vec::with_capacity(3);
-        if rng.random::<f64>() < spec.reorder && held.is_none() {
+        if rng.random::<f64>() < net.reorder && held.is_none() {
             held = Some(pkt);
         } else {
-            let dup = rng.random::<f64>() < spec.duplicate;
+            let dup = rng.random::<f64>() < net.duplicate;
             out.push(pkt.clone());
             if dup {
                 out.push(pkt);
@@ -885,8 +919,8 @@ async fn send_media(
             }
         }
         for p in out {
-            let delay = if spec.jitter_ms > 0 {
-                rng.random_range(0..=spec.jitter_ms)
+            let delay = if net.jitter_ms > 0 {
+                rng.random_range(0..=net.jitter_ms)
             } else {
                 0
             };

@@ -712,8 +712,8 @@ async fn impairments_reach_the_user() {
             "PS5",
             VoiceSpec {
                 loss: 0.1,
-                jitter_ms: 60,
-                reorder: 0.1,
+                jitter_ms: 20,
+                reorder: 0.3,
                 duplicate: 0.1,
                 seed: Some(7),
                 ..Default::default()
@@ -757,5 +757,37 @@ async fn impairments_reach_the_user() {
     assert!(out_of_order > 0, "{seqs:?}");
     assert!(uniq.len() < span as usize, "gaps from loss: {seqs:?}");
     assert!(st.packets_dropped > 0);
+    // A clean network from now on (control API): no more gaps or reordering.
+    let (code, _) = http(
+        &sim,
+        "POST",
+        &format!("/_sim/voice/{gus}/network"),
+        r#"{"loss":0,"jitterMs":0}"#,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, _) = http(&sim, "POST", "/_sim/voice/nobody/network", "{}").await;
+    assert_eq!(code, 404);
+    let (code, _) = http(
+        &sim,
+        "POST",
+        &format!("/_sim/voice/{gus}/network"),
+        r#"{"loss":2}"#,
+    )
+    .await;
+    assert_eq!(code, 400);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while rx.try_recv().is_ok() {}
+    let clean = collect(&mut rx, 20, 5).await;
+    assert_eq!(clean.len(), 20);
+    for w in clean.windows(2) {
+        assert_eq!(
+            w[1].1,
+            w[0].1.wrapping_add(1),
+            "clean: {:?}",
+            clean.iter().map(|p| p.1).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(sim.voice_status()[0].network, psn_sim::Network::default());
     let _ = pc.close().await;
 }
