@@ -421,6 +421,7 @@ impl MemberCtx {
         let mut global_seq = 1u64;
         // (payload, attempts so far, next deadline)
         let mut pending_offer: Option<(String, u32, Instant)> = None;
+        let mut applied_answer: Option<String> = None;
         if self.spec.offers {
             tokio::time::sleep(OFFER_DELAY).await;
             match self.make_offer(user, global_seq).await {
@@ -456,6 +457,9 @@ impl MemberCtx {
                     };
                     match s.kind.as_str() {
                         "answer" => {
+                            if applied_answer.as_deref() == Some(s.sdp.as_str()) {
+                                continue; // the same answer again (e.g. to a repeated offer)
+                            }
                             let Some(p) = peer.as_ref().filter(|_| pending_offer.is_some()) else {
                                 reject(&self.w, format!("voice member {}: answer without an offer", self.account));
                                 continue;
@@ -463,6 +467,7 @@ impl MemberCtx {
                             match apply_answer(&p.pc, &s.sdp).await {
                                 Ok(()) => {
                                     pending_offer = None;
+                                    applied_answer = Some(s.sdp.clone());
                                     set_status(&self.w, &self.account, |v| {
                                         v.answers_received += 1;
                                         if v.state != "connected" {
@@ -479,6 +484,7 @@ impl MemberCtx {
                                 Ok((p, sdp)) => {
                                     if let Some(old) = peer.replace(p) { old.close().await; }
                                     pending_offer = None;
+                                    applied_answer = None;
                                     let payload = self.signal(user, "answer", sdp, global_seq);
                                     global_seq += 1;
                                     if self.send(payload) {

@@ -675,8 +675,25 @@ async fn unanswered_offers_are_repeated_and_a_rejoin_gets_a_new_offer() {
     assert_eq!(offers.len(), 2, "the first offer and one repeat after 3 s");
     assert_eq!(offers[0].sdp, offers[1].sdp, "the same offer again");
     assert_eq!(sim.voice_status()[0].offers_sent, 2);
-    // An answer for nobody's offer and junk are rejections, not crashes.
     let fay = p.members[1].0.clone();
+    // The user answers (late) and sends the same answer twice: applied once, no rejection.
+    let (pc, gathered, _rx) = user_pc(16_000).await;
+    pc.set_remote_description(RTCSessionDescription::offer(offers[1].sdp.clone()).unwrap())
+        .await
+        .unwrap();
+    let a = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(a).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let answer = pc.local_description().await.unwrap().sdp;
+    let payload = user_signal(&sim, &fay, "PS5", "answer", answer);
+    for _ in 0..2 {
+        sim.user_send_custom_message(&p.session_id, &fay, "miranda:12", &payload)
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sim.voice_status()[0].answers_received, 1);
+    assert!(sim.rejections().is_empty(), "{:?}", sim.rejections());
+    // Junk is a rejection, not a crash.
     let junk = "ver=1.0, type=binary, body=AQAAAAAAAAABAAAA";
     assert!(sim
         .user_send_custom_message(&p.session_id, &fay, "miranda:12", junk)
@@ -699,6 +716,7 @@ async fn unanswered_offers_are_repeated_and_a_rejoin_gets_a_new_offer() {
     };
     assert_ne!(ufrag(&s.sdp), ufrag(&offers[0].sdp));
     assert!(sim.end_party(&p.session_id));
+    let _ = pc.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
