@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::http::{error_body, json_resp, Ctx, Resp, CODE_BAD_REQUEST, CODE_NOT_FOUND};
-use crate::{Fault, Inner, ScriptStep, SimHandle};
+use crate::{Fault, Inner, MemberSpec, ScriptStep, SimHandle, VoiceSpec};
 
 pub async fn handle(inner: &Arc<Inner>, ctx: Ctx) -> Resp {
     // A handle without tasks: dropping it stops nothing.
@@ -40,40 +40,57 @@ pub async fn handle(inner: &Arc<Inner>, ctx: Ctx) -> Resp {
         ("GET", ["unexpected"]) => json_resp(200, json!(h.unexpected())),
         ("GET", ["rejections"]) => json_resp(200, json!(h.rejections())),
         ("GET", ["messages"]) => json_resp(200, json!(h.received_messages())),
+        ("GET", ["voice"]) => json_resp(200, json!(h.voice_status())),
+        ("POST", ["voice", account, "network"]) => {
+            match serde_json::from_value::<crate::Network>(body) {
+                Ok(n) if n.validate().is_ok() => {
+                    if h.set_member_network(account, n) {
+                        ok()
+                    } else {
+                        error_body(404, CODE_NOT_FOUND, "no such voice member")
+                    }
+                }
+                Ok(n) => error_body(
+                    400,
+                    CODE_BAD_REQUEST,
+                    &format!("bad network: {:?}", n.validate()),
+                ),
+                Err(e) => error_body(400, CODE_BAD_REQUEST, &format!("bad network: {e}")),
+            }
+        }
+        ("POST", ["voice", "default"]) => match voice_of(&body) {
+            Ok(v) => {
+                h.set_default_voice(v);
+                ok()
+            }
+            Err(e) => error_body(400, CODE_BAD_REQUEST, &e),
+        },
         ("POST", ["parties"]) => {
             let name = body["name"].as_str().unwrap_or("");
-            let members: Vec<(String, String)> = body["members"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|m| {
-                            (
-                                m["onlineId"].as_str().unwrap_or("member").to_string(),
-                                m["platform"].as_str().unwrap_or("PS5").to_string(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let refs: Vec<(&str, &str)> = members
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            let p = h.start_party(name, &refs);
+            let mut members = vec![];
+            for m in body["members"].as_array().cloned().unwrap_or_default() {
+                match member_of(&m) {
+                    Ok(spec) => members.push(spec),
+                    Err(e) => return error_body(400, CODE_BAD_REQUEST, &e),
+                }
+            }
+            let p = h.start_party_with(name, &members);
             json_resp(
                 201,
                 json!({"sessionId": p.session_id, "linkId": p.link_id,
                        "members": p.members.iter().map(|(a, o, pl)| json!({"accountId": a, "onlineId": o, "platform": pl})).collect::<Vec<_>>()}),
             )
         }
-        ("POST", ["parties", sid, "members"]) => match h.member_join(
-            sid,
-            body["onlineId"].as_str().unwrap_or("member"),
-            body["platform"].as_str().unwrap_or("PS5"),
-        ) {
-            Some(a) => json_resp(201, json!({"accountId": a})),
-            None => error_body(404, CODE_NOT_FOUND, "no such party"),
-        },
+        ("POST", ["parties", sid, "members"]) => {
+            let spec = match member_of(&body) {
+                Ok(s) => s,
+                Err(e) => return error_body(400, CODE_BAD_REQUEST, &e),
+            };
+            match h.member_join_with(sid, &spec) {
+                Some(a) => json_resp(201, json!({"accountId": a})),
+                None => error_body(404, CODE_NOT_FOUND, "no such party"),
+            }
+        }
         ("DELETE", ["parties", sid, "members", account]) => {
             if h.member_leave(sid, account) {
                 ok()
@@ -124,4 +141,26 @@ pub async fn handle(inner: &Arc<Inner>, ctx: Ctx) -> Resp {
         }
         _ => error_body(404, CODE_NOT_FOUND, "unknown control call"),
     }
+}
+
+/// `voice`: absent/null = none, `true` = the default voice, an object = a [`VoiceSpec`].
+fn voice_of(v: &Value) -> Result<Option<VoiceSpec>, String> {
+    let spec = match v {
+        Value::Null | Value::Bool(false) => return Ok(None),
+        Value::Bool(true) => VoiceSpec::default(),
+        o => {
+            serde_json::from_value::<VoiceSpec>(o.clone()).map_err(|e| format!("bad voice: {e}"))?
+        }
+    };
+    spec.validate().map_err(|e| format!("bad voice: {e}"))?;
+    Ok(Some(spec))
+}
+
+/// A member of the control API: `{"onlineId", "platform", "voice"}` (all optional).
+fn member_of(m: &Value) -> Result<MemberSpec, String> {
+    Ok(MemberSpec {
+        online_id: m["onlineId"].as_str().unwrap_or("member").to_string(),
+        platform: m["platform"].as_str().unwrap_or("PS5").to_string(),
+        voice: voice_of(&m["voice"])?,
+    })
 }

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, Notify};
 
 pub use state::{Fault, MemberInbound, ReceivedMessage, SimConfig, UserInbound};
 use state::{SimMember, State, MOBILE_APP};
-pub use voice::{MemberSpec, VoiceSpec, VoiceStatus};
+pub use voice::{MemberSpec, Network, VoiceSpec, VoiceStatus};
 
 pub struct Inner {
     pub state: Mutex<State>,
@@ -78,6 +78,9 @@ pub struct ScriptStep {
 pub struct JoinSpec {
     pub online_id: String,
     pub platform: String,
+    /// The joiner's voice (none: roster-only unless the sim-wide default gives one).
+    #[serde(default)]
+    pub voice: Option<VoiceSpec>,
 }
 
 /// Starts the simulator on 127.0.0.1 (HTTP and push each on a free port).
@@ -310,6 +313,21 @@ impl SimHandle {
         self.inner.lock().default_voice = v;
     }
 
+    /// Changes a voice member's sender-side impairments from its next packet on (false: no
+    /// such voice member, or the values are out of range).
+    pub fn set_member_network(&self, account_id: &str, net: Network) -> bool {
+        if net.validate().is_err() {
+            return false;
+        }
+        match self.inner.lock().voice_status.get_mut(account_id) {
+            Some(v) => {
+                v.network = net;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// What each voice member has done (signalling counts, packets, state), by account id order.
     pub fn voice_status(&self) -> Vec<VoiceStatus> {
         self.inner.lock().voice_status.values().cloned().collect()
@@ -470,7 +488,14 @@ impl SimHandle {
             for s in steps {
                 tokio::time::sleep(Duration::from_millis(s.after_ms)).await;
                 if let Some(j) = &s.join {
-                    h.member_join(&sid, &j.online_id, &j.platform);
+                    h.member_join_with(
+                        &sid,
+                        &MemberSpec {
+                            online_id: j.online_id.clone(),
+                            platform: j.platform.clone(),
+                            voice: j.voice.clone(),
+                        },
+                    );
                 }
                 if let Some(a) = &s.leave {
                     h.member_leave(&sid, a);

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: psn-sim [--port N] [--push-port N] [--party NAME] [--member ONLINE_ID:PLATFORM]... \
-         [--access-ttl SECS] [--refresh-ttl SECS] [--fault JSON]...\n\
-         Serves every PSN endpoint obs-psn-party uses on 127.0.0.1; control API under /_sim/."
+        "usage: psn-sim [--port N] [--push-port N] [--party NAME] [--member ONLINE_ID:PLATFORM[:TONE_HZ|:voice]]... \
+         [--voice] [--voice-spec JSON] [--access-ttl SECS] [--refresh-ttl SECS] [--fault JSON]...\n\
+         Serves every PSN endpoint obs-psn-party uses on 127.0.0.1; control API under /_sim/.\n\
+         A member with :TONE_HZ (or :voice, a default tone) is a WebRTC voice peer; --voice gives\n\
+         every member without one the default voice, --voice-spec JSON sets that default's fields."
     );
     std::process::exit(2)
 }
@@ -17,7 +19,9 @@ async fn main() {
     let mut port = 0u16;
     let mut push_port = 0u16;
     let mut party: Option<String> = None;
-    let mut members: Vec<(String, String)> = vec![];
+    // (online id, platform, None = no voice of its own / Some(tone override))
+    let mut members: Vec<(String, String, Option<Option<f64>>)> = vec![];
+    let mut default_voice: Option<psn_sim::VoiceSpec> = None;
     let mut cfg = psn_sim::SimConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -28,8 +32,29 @@ async fn main() {
             "--party" => party = Some(val()),
             "--member" => {
                 let v = val();
-                let (o, p) = v.split_once(':').unwrap_or((v.as_str(), "PS5"));
-                members.push((o.to_string(), p.to_string()));
+                let mut parts = v.splitn(3, ':');
+                let o = parts.next().unwrap_or("member");
+                let p = parts.next().unwrap_or("PS5");
+                let voice = match parts.next() {
+                    None => None,
+                    Some("voice") => Some(None),
+                    Some(hz) => Some(Some(hz.parse().unwrap_or_else(|_| usage()))),
+                };
+                members.push((o.to_string(), p.to_string(), voice));
+            }
+            "--voice" => {
+                default_voice.get_or_insert_with(psn_sim::VoiceSpec::default);
+            }
+            "--voice-spec" => {
+                let v: psn_sim::VoiceSpec = serde_json::from_str(&val()).unwrap_or_else(|e| {
+                    eprintln!("psn-sim: bad --voice-spec: {e}");
+                    usage()
+                });
+                if let Err(e) = v.validate() {
+                    eprintln!("psn-sim: bad --voice-spec: {e}");
+                    usage()
+                }
+                default_voice = Some(v);
             }
             "--access-ttl" => cfg.access_ttl = val().parse().unwrap_or_else(|_| usage()),
             "--refresh-ttl" => cfg.refresh_ttl = val().parse().unwrap_or_else(|_| usage()),
@@ -49,6 +74,26 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    // A member's own voice (`:voice`, `:HZ`) starts from the --voice-spec fields.
+    let base = default_voice.clone().unwrap_or_default();
+    let members: Vec<psn_sim::MemberSpec> = members
+        .into_iter()
+        .map(|(o, p, v)| psn_sim::MemberSpec {
+            online_id: o,
+            platform: p,
+            voice: v.map(|tone| psn_sim::VoiceSpec {
+                tone_hz: tone.or(base.tone_hz),
+                ..base.clone()
+            }),
+        })
+        .collect();
+    for m in &members {
+        if let Some(Err(e)) = m.voice.as_ref().map(psn_sim::VoiceSpec::validate) {
+            eprintln!("psn-sim: bad --member {}: {e}", m.online_id);
+            usage()
+        }
+    }
+    sim.set_default_voice(default_voice);
     let c = sim.config();
     let base = sim.base_url();
     println!(
@@ -67,11 +112,7 @@ async fn main() {
     println!("PSN_CLIENT_SECRET={}", c.client_secret);
     println!("PSN_NPSSO={}", c.npsso);
     if party.is_some() || !members.is_empty() {
-        let refs: Vec<(&str, &str)> = members
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        let p = sim.start_party(party.as_deref().unwrap_or(""), &refs);
+        let p = sim.start_party_with(party.as_deref().unwrap_or(""), &members);
         println!(
             "# party {} (link {}) with {} members",
             p.session_id,

@@ -177,6 +177,31 @@ pub struct VoiceStatus {
     /// Packets dropped by the `loss` setting.
     pub packets_dropped: u64,
     pub ssrc: u32,
+    /// The impairments in force now (from the spec; changed by `set_member_network`).
+    pub network: Network,
+}
+
+/// A member's sender-side impairments, changeable while it talks.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Network {
+    pub loss: f64,
+    pub jitter_ms: u64,
+    pub reorder: f64,
+    pub duplicate: f64,
+}
+
+impl Network {
+    pub fn validate(&self) -> Result<(), String> {
+        VoiceSpec {
+            loss: self.loss,
+            jitter_ms: self.jitter_ms,
+            reorder: self.reorder,
+            duplicate: self.duplicate,
+            ..Default::default()
+        }
+        .validate()
+    }
 }
 
 fn set_status(w: &Weak<Inner>, account: &str, f: impl FnOnce(&mut VoiceStatus)) {
@@ -203,6 +228,12 @@ pub(crate) fn spawn_member(
     platform: &str,
     spec: VoiceSpec,
 ) {
+    if let Err(e) = spec.validate() {
+        inner.lock().rejections.push(format!(
+            "voice member {account}: bad voice spec: {e}; no voice"
+        ));
+        return;
+    }
     let tone = {
         let mut st = inner.lock();
         let tone = spec
@@ -219,6 +250,12 @@ pub(crate) fn spawn_member(
                 clock_rate: spec.clock_rate,
                 offers: spec.offers,
                 state: "waiting".into(),
+                network: Network {
+                    loss: spec.loss,
+                    jitter_ms: spec.jitter_ms,
+                    reorder: spec.reorder,
+                    duplicate: spec.duplicate,
+                },
                 ..Default::default()
             },
         );
@@ -384,6 +421,7 @@ impl MemberCtx {
         let mut global_seq = 1u64;
         // (payload, attempts so far, next deadline)
         let mut pending_offer: Option<(String, u32, Instant)> = None;
+        let mut applied_answer: Option<String> = None;
         if self.spec.offers {
             tokio::time::sleep(OFFER_DELAY).await;
             match self.make_offer(user, global_seq).await {
@@ -419,6 +457,9 @@ impl MemberCtx {
                     };
                     match s.kind.as_str() {
                         "answer" => {
+                            if applied_answer.as_deref() == Some(s.sdp.as_str()) {
+                                continue; // the same answer again (e.g. to a repeated offer)
+                            }
                             let Some(p) = peer.as_ref().filter(|_| pending_offer.is_some()) else {
                                 reject(&self.w, format!("voice member {}: answer without an offer", self.account));
                                 continue;
@@ -426,9 +467,12 @@ impl MemberCtx {
                             match apply_answer(&p.pc, &s.sdp).await {
                                 Ok(()) => {
                                     pending_offer = None;
+                                    applied_answer = Some(s.sdp.clone());
                                     set_status(&self.w, &self.account, |v| {
                                         v.answers_received += 1;
-                                        v.state = "connecting".into();
+                                        if v.state != "connected" {
+                                            v.state = "connecting".into();
+                                        }
                                     });
                                 }
                                 Err(e) => reject(&self.w, format!("voice member {}: bad answer: {e}", self.account)),
@@ -440,12 +484,15 @@ impl MemberCtx {
                                 Ok((p, sdp)) => {
                                     if let Some(old) = peer.replace(p) { old.close().await; }
                                     pending_offer = None;
+                                    applied_answer = None;
                                     let payload = self.signal(user, "answer", sdp, global_seq);
                                     global_seq += 1;
                                     if self.send(payload) {
                                         set_status(&self.w, &self.account, |v| {
                                             v.answers_sent += 1;
+                                            if v.state != "connected" {
                                             v.state = "connecting".into();
+                                        }
                                         });
                                     }
                                 }
@@ -636,7 +683,9 @@ impl MemberCtx {
         };
         set_status(&self.w, &self.account, |v| {
             v.ssrc = ssrc;
-            v.state = "answering".into();
+            if v.state != "connected" {
+                v.state = "answering".into();
+            }
         });
         let sender = self.start_sender(track, connected, ssrc);
         Ok((Peer { pc, sender }, local.sdp))
@@ -747,12 +796,30 @@ pub fn recorded_offer(real: &str, clock: u32, ssrc: u32, uuid: &str) -> Result<S
     Ok(out)
 }
 
-/// One sample of the member's voice: a sine at `tone` with a slow (3 Hz, 0.5..1.0) amplitude
-/// wobble, so libopus's VAD keeps coding it as speech (and FEC stays on) past the first second.
-fn sample(tone: f64, amp: f64, k: u64, rate: u32) -> f32 {
-    let t = k as f64 / f64::from(rate);
-    let wobble = 0.75 + 0.25 * (std::f64::consts::TAU * 3.0 * t).sin();
-    (amp * wobble * (std::f64::consts::TAU * tone * t).sin()) as f32
+/// One sample of the member's voice: a "syllabic" tone. The fundamental at `tone` plus weak
+/// harmonics 2..6 (at most 0.3/h, weights changing every syllable, none at or above 0.45 of the
+/// sample rate) under a 200 ms syllable envelope (0.3..1.0, raised sine squared); the peak stays
+/// at or below `amp`. A pure steady tone stops being classified as speech by libopus's VAD after
+/// about a second, which turns in-band FEC off; this keeps FEC on about as often as speech does,
+/// and the fundamental stays by far the strongest component (the harmonics are >= 16 dB down).
+pub fn sample(tone: f64, amp: f64, k: u64, rate: u32) -> f32 {
+    use std::f64::consts::{PI, TAU};
+    let rate = f64::from(rate);
+    let t = k as f64 / rate;
+    let syl = (t / 0.2).floor();
+    let u = t / 0.2 - syl;
+    let env = 0.3 + 0.7 * (PI * u).sin().powi(2);
+    let ph = TAU * tone * t;
+    let mut s = ph.sin();
+    for h in 2..=6u32 {
+        let hf = f64::from(h);
+        if hf * tone >= 0.45 * rate {
+            break;
+        }
+        let w = 0.3 / hf * (0.5 + 0.5 * (hf * 0.7 + syl).sin());
+        s += w * (hf * ph).sin();
+    }
+    (amp * env * s / 1.45) as f32
 }
 
 async fn send_media(
@@ -795,9 +862,12 @@ async fn send_media(
     let mut frames: u64 = 0;
     loop {
         iv.tick().await;
-        if w.strong_count() == 0 {
+        let Some(net) = w
+            .upgrade()
+            .and_then(|i| i.lock().voice_status.get(&account).map(|v| v.network))
+        else {
             return;
-        }
+        };
         let at_ms = frames * u64::from(spec.ptime_ms);
         frames += 1;
         let talking = cycle.is_none_or(|(t, s)| at_ms % (t + s) < t);
@@ -837,15 +907,15 @@ async fn send_media(
         };
         was_talking = true;
         seq = seq.wrapping_add(1);
-        if rng.random::<f64>() < spec.loss {
+        if rng.random::<f64>() < net.loss {
             set_status(&w, &account, |v| v.packets_dropped += 1);
             continue;
         }
         let mut out = Vec::with_capacity(3);
-        if rng.random::<f64>() < spec.reorder && held.is_none() {
+        if rng.random::<f64>() < net.reorder && held.is_none() {
             held = Some(pkt);
         } else {
-            let dup = rng.random::<f64>() < spec.duplicate;
+            let dup = rng.random::<f64>() < net.duplicate;
             out.push(pkt.clone());
             if dup {
                 out.push(pkt);
@@ -855,8 +925,8 @@ async fn send_media(
             }
         }
         for p in out {
-            let delay = if spec.jitter_ms > 0 {
-                rng.random_range(0..=spec.jitter_ms)
+            let delay = if net.jitter_ms > 0 {
+                rng.random_range(0..=net.jitter_ms)
             } else {
                 0
             };
@@ -872,6 +942,72 @@ async fn send_media(
                     let _ = t.write_rtp(p).await;
                 });
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../../tests/voice_fixtures/member-offer.sdp");
+
+    /// The offer has the fixture's lines in the fixture's order; only the connection's own
+    /// values (keys, candidates, SSRC, msid, cname, session id) differ.
+    #[test]
+    fn offer_has_the_recorded_shape() {
+        let real = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijklmn\r\n\
+            a=fingerprint:sha-256 AA:BB\r\n\
+            a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n\
+            a=candidate:2 1 udp 2130706431 10.0.0.1 40000 typ host\r\n";
+        let sdp =
+            recorded_offer(real, 16_000, 1234, "6b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d").unwrap();
+        let norm = |l: &str| -> String {
+            let l = l.trim_end();
+            for p in [
+                "o=-",
+                "a=candidate:",
+                "a=ice-ufrag:",
+                "a=ice-pwd:",
+                "a=fingerprint:",
+                "a=ssrc:",
+                "a=msid:",
+            ] {
+                if l.starts_with(p) {
+                    return p.to_string();
+                }
+            }
+            l.to_string()
+        };
+        let mut want: Vec<String> = FIXTURE.lines().map(norm).collect();
+        want.dedup();
+        let mut got: Vec<String> = sdp.lines().map(norm).collect();
+        got.dedup();
+        assert_eq!(got, want, "{sdp}");
+        assert!(sdp.contains("127.0.0.1 40000 typ host") && !sdp.contains("10.0.0.1"));
+        assert!(sdp.contains("a=ssrc:1234 msid:- 6b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d_1_CELT/40"));
+        let at48 = recorded_offer(real, 48_000, 1, "u").unwrap();
+        assert!(at48.contains("a=rtpmap:96 opus/48000/2"));
+        assert!(recorded_offer("", 16_000, 1, "u").is_err());
+    }
+
+    #[test]
+    fn spec_json_and_validation() {
+        let v: VoiceSpec =
+            serde_json::from_str(r#"{"toneHz":440,"jitterMs":20,"offers":false}"#).unwrap();
+        assert_eq!(v.tone_hz, Some(440.0));
+        assert_eq!(v.clock_rate, 16_000);
+        assert!(!v.offers);
+        assert!(v.validate().is_ok());
+        for bad in [
+            r#"{"clockRate":8000}"#,
+            r#"{"ptimeMs":30}"#,
+            r#"{"loss":1.5}"#,
+            r#"{"toneHz":1}"#,
+            r#"{"jitterMs":5000}"#,
+        ] {
+            let v: VoiceSpec = serde_json::from_str(bad).unwrap();
+            assert!(v.validate().is_err(), "{bad}");
         }
     }
 }

@@ -144,6 +144,23 @@ fn check_and_decode(pkts: &[Rtp], step: u32) -> Vec<f32> {
     out
 }
 
+/// How many packets (after the first second) carry in-band FEC of the packet before: a fresh
+/// decoder asked for FEC gives silence (PLC from nothing) unless LBRR data is there.
+fn with_fec(pkts: &[Rtp], frame48: usize) -> (usize, usize) {
+    let mut n = 0;
+    let later = &pkts[pkts.len().min(25)..];
+    for p in later {
+        let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+        let mut buf = vec![0f32; frame48];
+        if dec.decode_float(&p.4, &mut buf, true).is_ok()
+            && buf.iter().map(|x| x * x).sum::<f32>() / frame48 as f32 > 1e-4
+        {
+            n += 1;
+        }
+    }
+    (n, later.len())
+}
+
 fn strongest(audio: &[f32], candidates: &[f64]) -> f64 {
     // skip the first 0.4 s (encoder start-up)
     let x = &audio[audio.len().min(19_200)..];
@@ -256,12 +273,12 @@ async fn two_offering_members_send_their_own_tones_at_16k() {
         pcs.push(pc);
     }
 
-    // 2 s of audio from each, both at once.
+    // 3 s of audio from each, both at once.
     let (ra, rb) = {
         let mut a = rxs.remove(&alice).unwrap();
         let mut b = rxs.remove(&bob).unwrap();
-        tokio::join!(async move { collect(&mut a, 50, 8).await }, async move {
-            collect(&mut b, 50, 8).await
+        tokio::join!(async move { collect(&mut a, 75, 8).await }, async move {
+            collect(&mut b, 75, 8).await
         })
     };
     println!("alice {} packets, bob {} packets", ra.len(), rb.len());
@@ -271,6 +288,11 @@ async fn two_offering_members_send_their_own_tones_at_16k() {
     assert_eq!(strongest(&audio_a, &cands), tones[&alice]);
     assert_eq!(strongest(&audio_b, &cands), 1000.0);
     assert_ne!(ra[0].3, rb[0].3, "distinct SSRCs");
+    let (fec, of) = with_fec(&ra, 1920);
+    println!("alice: {fec} of {of} packets after the first second carry FEC");
+    // Speech-like signals get FEC on 3 packets in 4 over long runs this way (gaps at syllable
+    // troughs); a pure tone gets none after the first second.
+    assert!(fec * 10 >= of * 4, "FEC stays on: {fec} of {of}");
     for v in sim.voice_status() {
         assert_eq!(v.answers_received, 1, "{v:?}");
         assert!(v.packets_sent >= 50, "{v:?}");
@@ -365,5 +387,425 @@ async fn a_member_that_does_not_offer_answers_the_users_offer_at_48k() {
     assert!(sim.end_party(&p.session_id));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(sim.voice_status()[0].state, "closed");
+    let _ = pc.close().await;
+}
+
+/// A raw HTTP/1.1 request on loopback (no client crate needed): (status, raw head, body).
+async fn raw(
+    sim: &SimHandle,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = sim.base_url().trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status: u16 = text[9..12].parse().unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+/// A control API call.
+async fn http(sim: &SimHandle, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let (st, _, body) = raw(
+        sim,
+        method,
+        path,
+        &[("content-type", "application/json".into())],
+        body,
+    )
+    .await;
+    (st, serde_json::from_str(&body).unwrap_or_default())
+}
+
+/// Signs the user in over HTTP as the plugin does; returns the m.np headers with its token.
+async fn sign_in(sim: &SimHandle) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    let c = sim.config();
+    let (st, head, _) = raw(
+        sim,
+        "GET",
+        &format!("/api/authz/v3/oauth/authorize?access_type=offline&client_id={}&redirect_uri=com.scee.psxandroid.scecompcall%3A%2F%2Fredirect&response_type=code&scope=psn%3Amobile.v2.core", c.client_id),
+        &[("user-agent", "test".into()), ("cookie", format!("npsso={}", c.npsso))],
+        "",
+    )
+    .await;
+    assert_eq!(st, 302, "{head}");
+    let code = head
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", c.client_id, c.client_secret));
+    let (st, _, body) = raw(
+        sim,
+        "POST",
+        "/api/authz/v3/oauth/token",
+        &[
+            ("user-agent", "test".into()),
+            ("content-type", "application/x-www-form-urlencoded".into()),
+            ("authorization", format!("Basic {basic}")),
+        ],
+        &format!("code={code}&grant_type=authorization_code&redirect_uri=com.scee.psxandroid.scecompcall%3A%2F%2Fredirect&token_format=jwt"),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = v["access_token"].as_str().unwrap().to_string();
+    vec![
+        ("user-agent", "test".into()),
+        ("x-psn-app-ver", "PlayStationApp-Android/25.1.0".into()),
+        ("authorization", format!("Bearer {token}")),
+    ]
+}
+
+async fn api(
+    sim: &SimHandle,
+    hdrs: &[(&'static str, String)],
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    let mut h = hdrs.to_vec();
+    h.push(("x-psn-request-id", uuid::Uuid::new_v4().to_string()));
+    h.push(("content-type", "application/json; charset=utf-8".into()));
+    let (st, _, body) = raw(sim, "POST", path, &h, body).await;
+    (st, body)
+}
+
+/// The plugin's own HTTP path: sign in, `POST …/members`, the offer, the answer by
+/// `POST …/customMessage` (offers read through the tap instead of a push socket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_joins_and_answers_over_http() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let mut taps = sim.user_messages();
+    let p = sim.start_party_with("http", &[MemberSpec::voice("hal", "PS5")]);
+    let hal = p.members[1].0.clone();
+    let hdrs = sign_in(&sim).await;
+    let sid = &p.session_id;
+    let (st, body) = api(
+        &sim,
+        &hdrs,
+        &format!("/api/sessionManager/v2/partySessions/{sid}/members"),
+        r#"{"members":[{"accountId":"me","platform":"me"}]}"#,
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    let m = tokio::time::timeout(Duration::from_secs(5), taps.recv())
+        .await
+        .expect("an offer after the HTTP join")
+        .unwrap();
+    let s = cmsg::decode(&m.payload).unwrap();
+    assert_eq!(
+        (s.kind.as_str(), s.from_account.as_str()),
+        ("offer", hal.as_str())
+    );
+    let (pc, gathered, mut rx) = user_pc(16_000).await;
+    pc.set_remote_description(RTCSessionDescription::offer(s.sdp).unwrap())
+        .await
+        .unwrap();
+    let a = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(a).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let answer = pc.local_description().await.unwrap().sdp;
+    let payload = user_signal(&sim, &hal, "PS5", "answer", answer);
+    let msg = serde_json::json!({"channel": "miranda:12", "payload": payload,
+        "to": [{"accountId": hal, "platform": "PS5"}], "withoutSequenceNumber": true});
+    let (st, body) = api(
+        &sim,
+        &hdrs,
+        &format!("/api/sessionManager/v2/partySessions/{sid}/customMessage"),
+        &msg.to_string(),
+    )
+    .await;
+    assert_eq!(st, 204, "{body}");
+    let got = collect(&mut rx, 10, 5).await;
+    assert_eq!(got.len(), 10);
+    assert!(sim.unexpected().is_empty(), "{:?}", sim.unexpected());
+    assert!(sim.rejections().is_empty(), "{:?}", sim.rejections());
+    let _ = pc.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_api_sets_voices() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let (st, v) = http(
+        &sim,
+        "POST",
+        "/_sim/parties",
+        r#"{"name":"v","members":[{"onlineId":"a","platform":"PS5","voice":{"toneHz":440,"loss":0.05,"jitterMs":20,"reorder":0.02,"duplicate":0.01}},
+            {"onlineId":"b","platform":"PS4","voice":true},{"onlineId":"c","platform":"PS5"}]}"#,
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let sid = v["sessionId"].as_str().unwrap().to_string();
+    let (st, v) = http(
+        &sim,
+        "POST",
+        &format!("/_sim/parties/{sid}/members"),
+        r#"{"onlineId":"d","voice":{"offers":false,"clockRate":48000,"talkMs":600,"silenceMs":400}}"#,
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, _) = http(
+        &sim,
+        "POST",
+        &format!("/_sim/parties/{sid}/members"),
+        r#"{"onlineId":"e","voice":{"clockRate":8000}}"#,
+    )
+    .await;
+    assert_eq!(st, 400, "8 kHz is refused");
+    let (st, _) = http(&sim, "POST", "/_sim/voice/default", r#"{"toneHz":"x"}"#).await;
+    assert_eq!(st, 400);
+    let (st, v) = http(&sim, "GET", "/_sim/voice", "").await;
+    assert_eq!(st, 200);
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), 3, "{v}");
+    let a = list.iter().find(|x| x["onlineId"] == "a").unwrap();
+    assert_eq!(a["toneHz"], 440.0);
+    assert_eq!(a["state"], "waiting");
+    let d = list.iter().find(|x| x["onlineId"] == "d").unwrap();
+    assert_eq!(d["clockRate"], 48000);
+    assert_eq!(d["offers"], false);
+    // A sim-wide default voice makes later roster members voiced.
+    let (st, _) = http(&sim, "POST", "/_sim/voice/default", r#"{"amplitude":0.5}"#).await;
+    assert_eq!(st, 200);
+    sim.member_join(&sid, "f", "PS5").unwrap();
+    assert_eq!(sim.voice_status().len(), 4);
+    let (st, _) = http(&sim, "POST", "/_sim/voice/default", "null").await;
+    assert_eq!(st, 200);
+    sim.member_join(&sid, "g", "PS5").unwrap();
+    assert_eq!(sim.voice_status().len(), 4);
+    // In-process specs are checked too: a bad one is a rejection and a roster-only member.
+    let bad = VoiceSpec {
+        ptime_ms: 0,
+        ..Default::default()
+    };
+    sim.member_join_with(&sid, &MemberSpec::with_voice("h", "PS5", bad))
+        .unwrap();
+    assert_eq!(sim.voice_status().len(), 4);
+    assert!(sim
+        .rejections()
+        .iter()
+        .any(|r| r.contains("bad voice spec")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talkspurts_send_nothing_in_silence() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let mut taps = sim.user_messages();
+    let p = sim.start_party_with(
+        "dtx",
+        &[MemberSpec::with_voice(
+            "erin",
+            "PS5",
+            VoiceSpec {
+                talk_ms: Some(400),
+                silence_ms: Some(800),
+                ..Default::default()
+            },
+        )],
+    );
+    let erin = p.members[1].0.clone();
+    sim.user_join(&p.session_id);
+    let m = tokio::time::timeout(Duration::from_secs(5), taps.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let s = cmsg::decode(&m.payload).unwrap();
+    let (pc, gathered, mut rx) = user_pc(16_000).await;
+    pc.set_remote_description(RTCSessionDescription::offer(s.sdp).unwrap())
+        .await
+        .unwrap();
+    let a = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(a).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let answer = pc.local_description().await.unwrap().sdp;
+    let payload = user_signal(&sim, &erin, "PS5", "answer", answer);
+    sim.user_send_custom_message(&p.session_id, &erin, "miranda:12", &payload)
+        .unwrap();
+    // 2.4 s = two 1.2 s cycles: 60 frames, of which about 20 are talk (+ DTX updates).
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2400)).await;
+    let mut got = vec![first];
+    while let Ok(p) = rx.try_recv() {
+        got.push(p);
+    }
+    let span = got.last().unwrap().2.wrapping_sub(got[0].2) / 640 + 1;
+    println!("talkspurts: {} packets over {span} frames", got.len());
+    assert!(span >= 50, "{span}");
+    assert!((got.len() as u32) < span * 2 / 3, "{} of {span}", got.len());
+    // Sequence numbers stay contiguous across the silences (DTX frames are not sent).
+    for w in got.windows(2) {
+        assert_eq!(w[1].1, w[0].1.wrapping_add(1));
+    }
+    let _ = pc.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_offers_are_repeated_and_a_rejoin_gets_a_new_offer() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let mut taps = sim.user_messages();
+    let p = sim.start_party_with("re", &[MemberSpec::voice("fay", "PS5")]);
+    sim.user_join(&p.session_id);
+    let mut offers = vec![];
+    let end = tokio::time::Instant::now() + Duration::from_millis(4_000);
+    while let Ok(Some(m)) = tokio::time::timeout_at(end, taps.recv()).await {
+        offers.push(cmsg::decode(&m.payload).unwrap());
+    }
+    assert_eq!(offers.len(), 2, "the first offer and one repeat after 3 s");
+    assert_eq!(offers[0].sdp, offers[1].sdp, "the same offer again");
+    assert_eq!(sim.voice_status()[0].offers_sent, 2);
+    let fay = p.members[1].0.clone();
+    // The user answers (late) and sends the same answer twice: applied once, no rejection.
+    let (pc, gathered, _rx) = user_pc(16_000).await;
+    pc.set_remote_description(RTCSessionDescription::offer(offers[1].sdp.clone()).unwrap())
+        .await
+        .unwrap();
+    let a = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(a).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let answer = pc.local_description().await.unwrap().sdp;
+    let payload = user_signal(&sim, &fay, "PS5", "answer", answer);
+    for _ in 0..2 {
+        sim.user_send_custom_message(&p.session_id, &fay, "miranda:12", &payload)
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sim.voice_status()[0].answers_received, 1);
+    assert!(sim.rejections().is_empty(), "{:?}", sim.rejections());
+    // Junk is a rejection, not a crash.
+    let junk = "ver=1.0, type=binary, body=AQAAAAAAAAABAAAA";
+    assert!(sim
+        .user_send_custom_message(&p.session_id, &fay, "miranda:12", junk)
+        .is_err());
+    // The user leaves and comes back: a fresh offer (new ICE credentials).
+    assert!(sim.user_leave(&p.session_id));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sim.user_join(&p.session_id));
+    let m = tokio::time::timeout(Duration::from_secs(3), taps.recv())
+        .await
+        .expect("a new offer after the rejoin")
+        .unwrap();
+    let s = cmsg::decode(&m.payload).unwrap();
+    assert_eq!(s.kind, "offer");
+    let ufrag = |sdp: &str| {
+        sdp.lines()
+            .find(|l| l.starts_with("a=ice-ufrag:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(ufrag(&s.sdp), ufrag(&offers[0].sdp));
+    assert!(sim.end_party(&p.session_id));
+    let _ = pc.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impairments_reach_the_user() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let mut taps = sim.user_messages();
+    let p = sim.start_party_with(
+        "bad net",
+        &[MemberSpec::with_voice(
+            "gus",
+            "PS5",
+            VoiceSpec {
+                loss: 0.1,
+                jitter_ms: 20,
+                reorder: 0.3,
+                duplicate: 0.1,
+                seed: Some(7),
+                ..Default::default()
+            },
+        )],
+    );
+    let gus = p.members[1].0.clone();
+    sim.user_join(&p.session_id);
+    let m = tokio::time::timeout(Duration::from_secs(5), taps.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let s = cmsg::decode(&m.payload).unwrap();
+    let (pc, gathered, mut rx) = user_pc(16_000).await;
+    pc.set_remote_description(RTCSessionDescription::offer(s.sdp).unwrap())
+        .await
+        .unwrap();
+    let a = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(a).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let answer = pc.local_description().await.unwrap().sdp;
+    let payload = user_signal(&sim, &gus, "PS5", "answer", answer);
+    sim.user_send_custom_message(&p.session_id, &gus, "miranda:12", &payload)
+        .unwrap();
+    let got = collect(&mut rx, 50, 8).await;
+    let seqs: Vec<u16> = got.iter().map(|p| p.1).collect();
+    let out_of_order = seqs
+        .windows(2)
+        .filter(|w| w[1].wrapping_sub(w[0]) > 0x8000)
+        .count();
+    let mut uniq = seqs.clone();
+    uniq.sort_unstable();
+    uniq.dedup();
+    let span = seqs.iter().max().unwrap() - seqs.iter().min().unwrap() + 1;
+    let st = sim.voice_status()[0].clone();
+    println!(
+        "impaired: {} received, {} distinct over a span of {span}, {out_of_order} out of order; sender {st:?}",
+        got.len(),
+        uniq.len()
+    );
+    assert!(out_of_order > 0, "{seqs:?}");
+    assert!(uniq.len() < span as usize, "gaps from loss: {seqs:?}");
+    assert!(st.packets_dropped > 0);
+    // A clean network from now on (control API): no more gaps or reordering.
+    let (code, _) = http(
+        &sim,
+        "POST",
+        &format!("/_sim/voice/{gus}/network"),
+        r#"{"loss":0,"jitterMs":0}"#,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, _) = http(&sim, "POST", "/_sim/voice/nobody/network", "{}").await;
+    assert_eq!(code, 404);
+    let (code, _) = http(
+        &sim,
+        "POST",
+        &format!("/_sim/voice/{gus}/network"),
+        r#"{"loss":2}"#,
+    )
+    .await;
+    assert_eq!(code, 400);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while rx.try_recv().is_ok() {}
+    let clean = collect(&mut rx, 20, 5).await;
+    assert_eq!(clean.len(), 20);
+    for w in clean.windows(2) {
+        assert_eq!(
+            w[1].1,
+            w[0].1.wrapping_add(1),
+            "clean: {:?}",
+            clean.iter().map(|p| p.1).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(sim.voice_status()[0].network, psn_sim::Network::default());
     let _ = pc.close().await;
 }
