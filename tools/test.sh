@@ -11,3 +11,6 @@ cargo test --workspace --features obs-psn-party/test-producer
 
 echo "== real OBS Studio with the installed plugin"
 tools/obs-smoke.sh
+
+echo "== the demo (the README's main command)"
+tools/demo.sh target/demo

@@ -49,7 +49,9 @@ fn parse_options() -> Result<Options, String> {
                 options.seconds = value()?.parse().map_err(|_| "--seconds takes a number")?
             }
             "--help" | "-h" => {
-                return Err("usage: psn-party-demo [--plugin PATH] [--out DIR] [--seconds N]".into())
+                return Err(
+                    "usage: psn-party-demo [--plugin PATH] [--out DIR] [--seconds N]".into(),
+                )
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -63,7 +65,12 @@ fn ensure_display() {
         return;
     }
     let exe = std::env::current_exe().expect("own path");
-    match Command::new("xvfb-run").arg("-a").arg(exe).args(std::env::args_os().skip(1)).status() {
+    match Command::new("xvfb-run")
+        .arg("-a")
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .status()
+    {
         Ok(status) => std::process::exit(status.code().unwrap_or(1)),
         Err(e) => {
             eprintln!("demo: no X display, and xvfb-run could not start ({e}); run tools/setup.sh");
@@ -103,12 +110,16 @@ fn main() {
 
 fn run(options: &Options) -> Result<(), String> {
     if !options.plugin.exists() {
-        return Err(format!("{} is missing: build it with cargo build --release --lib", options.plugin.display()));
+        return Err(format!(
+            "{} is missing: build it with cargo build --release --lib",
+            options.plugin.display()
+        ));
     }
     std::fs::create_dir_all(&options.out).map_err(|e| e.to_string())?;
     let scratch = std::env::temp_dir().join(format!("psn-party-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
-    let (binary, data) = stage(&options.plugin, &scratch.join("plugins")).map_err(|e| e.to_string())?;
+    let (binary, data) =
+        stage(&options.plugin, &scratch.join("plugins")).map_err(|e| e.to_string())?;
 
     // psn-sim on loopback, with a party of four members who speak (a tone each,
     // in talkspurts, so the waveforms show who talks when).
@@ -131,11 +142,20 @@ fn run(options: &Options) -> Result<(), String> {
         })
         .collect();
     let party = sim.start_party_with("Demo party", &specs);
-    println!("psn-sim on {} with party {}", sim.base_url(), party.session_id);
+    println!(
+        "psn-sim on {} with party {}",
+        sim.base_url(),
+        party.session_id
+    );
 
     // The plugin reads its configuration from the environment, as from a .env.
     let config = sim.config();
-    for key in ["PSN_AUTH_BASE_URL", "PSN_API_BASE_URL", "PSN_PUSH_BASE_URL", "PSN_WEB_BASE_URL"] {
+    for key in [
+        "PSN_AUTH_BASE_URL",
+        "PSN_API_BASE_URL",
+        "PSN_PUSH_BASE_URL",
+        "PSN_WEB_BASE_URL",
+    ] {
         std::env::set_var(key, sim.base_url());
     }
     std::env::set_var("PSN_CLIENT_ID", &config.client_id);
@@ -156,13 +176,23 @@ fn run(options: &Options) -> Result<(), String> {
     }
 
     let start = std::time::Instant::now();
-    while sim.voice_status().iter().filter(|v| v.state == "connected").count() < MEMBERS.len() {
+    while sim
+        .voice_status()
+        .iter()
+        .filter(|v| v.state == "connected")
+        .count()
+        < MEMBERS.len()
+    {
         if start.elapsed() > Duration::from_secs(20) {
             return Err(format!("members did not connect: {:?}", sim.voice_status()));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    println!("all {} members connected {:.2} s after the sources were added", MEMBERS.len(), start.elapsed().as_secs_f64());
+    println!(
+        "all {} members connected {:.2} s after the sources were added",
+        MEMBERS.len(),
+        start.elapsed().as_secs_f64()
+    );
     std::thread::sleep(Duration::from_millis(500));
     for (_, audio) in &members {
         audio.lock().unwrap().clear();
@@ -172,8 +202,12 @@ fn run(options: &Options) -> Result<(), String> {
     std::thread::sleep(Duration::from_secs(options.seconds));
 
     let mut tracks = Vec::new();
+    let mut problems = Vec::new();
     println!();
-    println!("{:<14} {:<8} {:>10} {:>12} {:>10} {:>12}", "member", "source", "level", "dominant", "expected", "own/others");
+    println!(
+        "{:<14} {:<8} {:>10} {:>12} {:>10} {:>12}",
+        "member", "source", "level", "dominant", "expected", "own/others"
+    );
     for (i, ((name, hz), (_, audio))) in MEMBERS.iter().zip(&members).enumerate() {
         let samples = audio.lock().unwrap().samples.clone();
         let own = tone_dbfs(&samples, RATE, *hz);
@@ -191,22 +225,48 @@ fn run(options: &Options) -> Result<(), String> {
             hz,
             own - others
         );
+        if (dominant_hz(&samples, RATE, 100, 2000) - hz).abs() > 2.0 || own - others < 30.0 {
+            problems.push(format!("{name}'s source does not carry {name} alone"));
+        }
         let path = options.out.join(format!("member-{}-{}.wav", i + 1, name));
         wav::write_mono_16(&path, RATE, &samples).map_err(|e| e.to_string())?;
         tracks.push((name.to_string(), samples));
     }
     let mix_samples = mix_audio.lock().unwrap().samples.clone();
-    println!("{:<14} {:<8} {:>7.1} dB {:>12} {:>10} {:>12}", "(everyone)", "mix", rms_dbfs(&mix_samples), "-", "-", "-");
-    wav::write_mono_16(&options.out.join("mix.wav"), RATE, &mix_samples).map_err(|e| e.to_string())?;
+    println!(
+        "{:<14} {:<8} {:>7.1} dB {:>12} {:>10} {:>12}",
+        "(everyone)",
+        "mix",
+        rms_dbfs(&mix_samples),
+        "-",
+        "-",
+        "-"
+    );
+    wav::write_mono_16(&options.out.join("mix.wav"), RATE, &mix_samples)
+        .map_err(|e| e.to_string())?;
     tracks.push(("mix".into(), mix_samples));
     plot::waveforms(&options.out.join("waveforms.png"), &tracks).map_err(|e| e.to_string())?;
     println!();
-    println!("wrote {} WAVs and waveforms.png to {}", tracks.len(), options.out.display());
+    println!(
+        "wrote {} WAVs and waveforms.png to {}",
+        tracks.len(),
+        options.out.display()
+    );
 
     drop(members);
     drop(mix);
     let report = host.shutdown();
-    println!("OBS shut down in {:?}; Number of memory leaks: {}", report.took, report.leaks);
+    println!(
+        "OBS shut down in {:?}; Number of memory leaks: {}",
+        report.took, report.leaks
+    );
     let _ = std::fs::remove_dir_all(&scratch);
-    Ok(())
+    if report.leaks != 0 {
+        problems.push(format!("{} libobs allocations leaked", report.leaks));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }

@@ -65,5 +65,7 @@ pub fn waveforms(path: &Path, tracks: &[(String, Vec<f32>)]) -> std::io::Result<
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
-    writer.write_image_data(&pixels).map_err(std::io::Error::other)
+    writer
+        .write_image_data(&pixels)
+        .map_err(std::io::Error::other)
 }
