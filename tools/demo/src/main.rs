@@ -20,11 +20,12 @@ use obs_psn_party::obs::host::ObsHost;
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 
 const RATE: u32 = 48_000;
+/// Tones not harmonically related (psn-sim's voices carry weak harmonics).
 const MEMBERS: [(&str, f64); 4] = [
     ("Ann_Plays", 300.0),
-    ("BenTheTank", 450.0),
-    ("cat_speedrun", 600.0),
-    ("dan-on-mic", 750.0),
+    ("BenTheTank", 470.0),
+    ("cat_speedrun", 730.0),
+    ("dan-on-mic", 1030.0),
 ];
 
 struct Options {
