@@ -105,6 +105,12 @@ fn main() {
         });
         println!("    all {} members connected after {connected:?}", names.len());
         ensure(connected.is_some(), || format!("voice status: {:?}", sim.voice_status()))?;
+        let status = support::wait_for(Duration::from_secs(5), || {
+            mix.property_description("status").is_some_and(|t| t.matches("(connected)").count() == 4)
+        });
+        let line = mix.property_description("status").unwrap_or_default();
+        println!("    properties: {line}");
+        ensure(status.is_some() && line.contains("Voice night"), || format!("status line: {line}"))?;
         // Let the jitter buffers settle, then measure 3 s from every source.
         std::thread::sleep(Duration::from_millis(700));
         for (_, audio) in &members {

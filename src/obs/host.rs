@@ -325,6 +325,19 @@ impl HostSource {
         captured
     }
 
+    /// The description (label or info text) of the property `name`.
+    pub fn property_description(&self, name: &str) -> Option<String> {
+        let name = cstring(name).ok()?;
+        // SAFETY: OBS builds the properties; we read one and destroy them.
+        unsafe {
+            let props = sys::obs_source_properties(self.source);
+            let prop = sys::obs_properties_get(props, name.as_ptr());
+            let text = (!prop.is_null()).then(|| lossy(sys::obs_property_description(prop)));
+            sys::obs_properties_destroy(props);
+            text
+        }
+    }
+
     /// The names of the properties the source shows.
     pub fn property_names(&self) -> Vec<String> {
         let mut names = Vec::new();

@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use super::guard::guarded;
-use super::module::text_ptr;
+use super::module::{text, text_ptr};
 use super::settings::Settings;
 use super::sys;
 use std::sync::Arc;
@@ -372,15 +372,21 @@ unsafe extern "C" fn member_defaults(settings: *mut sys::obs_data_t) {
     });
 }
 
-unsafe extern "C" fn properties(_data: *mut c_void) -> *mut sys::obs_properties_t {
+unsafe extern "C" fn properties(data: *mut c_void) -> *mut sys::obs_properties_t {
+    // What the hub knows right now (a copy: nothing here waits on the network).
+    let status = with_source(data, "properties", None, |source| Some(source.hub.status()))
+        .map(|status| status.summary(text))
+        .unwrap_or_else(|| text("Status.NotConnected"));
+    let status = std::ffi::CString::new(status).unwrap_or_default();
     guarded("properties", ptr::null_mut(), || {
-        // SAFETY: a fresh properties object that OBS takes ownership of.
+        // SAFETY: a fresh properties object that OBS takes ownership of; OBS
+        // copies the strings.
         unsafe {
             let props = sys::obs_properties_create();
             sys::obs_properties_add_text(
                 props,
                 c"status".as_ptr(),
-                text_ptr(c"Status.NotConnected", c"Not connected"),
+                status.as_ptr(),
                 sys::obs_text_type::OBS_TEXT_INFO,
             );
             props

@@ -52,6 +52,42 @@ pub struct HubStatus {
 }
 
 impl HubStatus {
+    /// One line for the source properties, built from locale templates
+    /// (`text(key)`; `%1`, `%2`, `%3` are filled in).
+    pub fn summary(&self, text: impl Fn(&str) -> String) -> String {
+        if let Some(error) = &self.error {
+            return text("Status.Error").replace("%1", error);
+        }
+        if self.account_id.is_none() {
+            return text("Status.NotConnected");
+        }
+        let Some(name) = &self.party_name else {
+            return text(if self.no_party {
+                "Status.NoParty"
+            } else {
+                "Status.SignedIn"
+            });
+        };
+        let members: Vec<String> = self
+            .members
+            .values()
+            .map(|m| {
+                let state = match &m.state {
+                    MemberState::Waiting => text("Member.Waiting"),
+                    MemberState::Connecting => text("Member.Connecting"),
+                    MemberState::Connected => text("Member.Connected"),
+                    MemberState::Disconnected => text("Member.Disconnected"),
+                    MemberState::Failed(why) => text("Member.Failed").replace("%1", why),
+                };
+                format!("{} ({state})", m.online_id)
+            })
+            .collect();
+        text("Status.InParty")
+            .replace("%1", name)
+            .replace("%2", &self.members.len().to_string())
+            .replace("%3", &members.join(", "))
+    }
+
     pub fn joined<'a>(
         &mut self,
         party_id: &str,
@@ -110,5 +146,40 @@ impl HubStatus {
         self.party_id = None;
         self.party_name = None;
         self.members.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(key: &str) -> String {
+        format!("<{key}:%1:%2:%3>")
+    }
+
+    #[test]
+    fn the_summary_says_what_is_going_on() {
+        let mut status = HubStatus::default();
+        assert_eq!(status.summary(keys), "<Status.NotConnected:%1:%2:%3>");
+        status.error = Some("sign in again".into());
+        assert!(status
+            .summary(keys)
+            .starts_with("<Status.Error:sign in again:"));
+        status.error = None;
+        status.account_id = Some("1".into());
+        status.no_party = true;
+        assert!(status.summary(keys).starts_with("<Status.NoParty"));
+        let alice = Member {
+            account_id: "2".into(),
+            online_id: "alice".into(),
+            platform: "PS5".into(),
+        };
+        status.joined("sid", "Friday", "1", [&alice].into_iter());
+        status.set_member_state("2", MemberState::Connected);
+        let line = status.summary(keys);
+        assert!(
+            line.starts_with("<Status.InParty:Friday:1:alice (<Member.Connected"),
+            "{line}"
+        );
     }
 }
