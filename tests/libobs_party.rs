@@ -228,6 +228,25 @@ fn main() {
         })
     });
 
+    runner.run("the_party_setting_picks_a_party_by_session_id", || {
+        let first = sim.start_party("First", &[("fay_ps", "PS5")]);
+        let _end_first = EndParty(&sim, first.session_id.clone());
+        let second = sim.start_party("Second", &[("gus_ps", "PS5")]);
+        let _end_second = EndParty(&sim, second.session_id.clone());
+        let settings = format!(r#"{{"party": "{}"}}"#, second.session_id);
+        let source = host.create_source("psn_party", "chosen", &settings)?;
+        let user_in = |sid: &str| {
+            sim.party(sid)
+                .map(|p| p.to_string().contains("MOBILE_APP"))
+                .unwrap_or(false)
+        };
+        let joined = support::wait_for(Duration::from_secs(10), || user_in(&second.session_id));
+        let in_first = user_in(&first.session_id);
+        drop(source);
+        ensure(joined.is_some(), || "did not join the chosen party".into())?;
+        ensure(!in_first, || "joined the other party too".into())
+    });
+
     runner.run("no_secret_reaches_the_obs_log", || {
         let secrets = sim.secrets();
         let leaked: Vec<String> = host

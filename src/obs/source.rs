@@ -17,6 +17,7 @@ use crate::audio::playout::{MemberSelector, Target};
 use crate::audio::pump::{BlockOutput, Pump};
 use crate::audio::ring::{audio_ring, BLOCK_FRAMES, DEFAULT_CAPACITY_FRAMES};
 use crate::party::hub::{PartyHub, Subscription};
+use crate::party::session::PartyChoice;
 
 /// Source ids, fixed for scripting (obs-websocket) and saved scenes.
 pub const PARTY_SOURCE_ID: &CStr = c"psn_party";
@@ -181,7 +182,8 @@ struct PartySource {
 
 impl PartySource {
     fn new(kind: SourceKind, source: *mut sys::obs_source_t, settings: &Settings) -> Option<Self> {
-        let hub = PartyHub::shared(super::module::config_dir())
+        let party = PartyChoice::from_setting(&settings.string(keys::PARTY));
+        let hub = PartyHub::shared(super::module::config_dir(), party)
             .map_err(|e| log::error!("cannot start the party hub: {e}"))
             .ok()?;
         let mut this = PartySource {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::session::{self, PlayoutControl, SessionContext};
+use super::session::{self, PartyChoice, PlayoutControl, SessionContext};
 use super::status::HubStatus;
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout, SubscriptionId, Target};
 use crate::audio::ring::RingWriter;
@@ -55,14 +55,27 @@ pub struct PartyHub {
     status: Arc<Mutex<HubStatus>>,
     session: Mutex<Option<SessionTask>>,
     runtime: RuntimeRef,
+    party: PartyChoice,
 }
 
 impl PartyHub {
     /// The module's hub, started if no source holds it. `config_dir` is the
     /// plugin's config directory (token store, `.env`).
-    pub fn shared(config_dir: Option<PathBuf>) -> std::io::Result<Arc<PartyHub>> {
+    ///
+    /// One hub follows one party: the first source's `party` setting decides;
+    /// a later source that asks for another party is told so in the log.
+    pub fn shared(
+        config_dir: Option<PathBuf>,
+        party: PartyChoice,
+    ) -> std::io::Result<Arc<PartyHub>> {
         let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(hub) = shared.upgrade() {
+            if hub.party != party {
+                log::warn!(
+                    "this source's party setting differs from the party already followed; \
+                     all sources follow one party (remove the other sources to switch)"
+                );
+            }
             return Ok(hub);
         }
         let hub = Arc::new(PartyHub {
@@ -70,6 +83,7 @@ impl PartyHub {
             status: Arc::default(),
             session: Mutex::new(None),
             runtime: RuntimeRef::acquire()?,
+            party,
         });
         hub.start_session(config_dir);
         *shared = Arc::downgrade(&hub);
@@ -96,6 +110,7 @@ impl PartyHub {
             .host()
             .is_some_and(|h| is_loopback_host(&h));
         let context = SessionContext {
+            party: self.party.clone(),
             client,
             playout: self.playout.clone(),
             status: self.status.clone(),

@@ -30,8 +30,27 @@ const LEAVE_TIMEOUT: Duration = Duration::from_millis(600);
 /// How often to look for a party while the user is in none.
 const PARTY_POLL: Duration = Duration::from_secs(5);
 
+/// Which party to be in (the `party` setting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartyChoice {
+    /// The party the user's console is in (`"follow"`, the default).
+    Follow,
+    /// This party session id.
+    Session(String),
+}
+
+impl PartyChoice {
+    pub fn from_setting(value: &str) -> PartyChoice {
+        match value.trim() {
+            "" | "follow" => PartyChoice::Follow,
+            id => PartyChoice::Session(id.to_owned()),
+        }
+    }
+}
+
 /// What the session needs from the hub.
 pub struct SessionContext {
+    pub party: PartyChoice,
     pub client: Arc<PsnClient>,
     pub playout: Arc<dyn PlayoutControl>,
     pub status: Arc<Mutex<HubStatus>>,
@@ -106,6 +125,21 @@ fn retry_after(error: &PsnError, failures: u32) -> Duration {
     base / 2 + base.mul_f64(rand::random::<f64>() / 2.0)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn party_setting() {
+        assert_eq!(PartyChoice::from_setting("follow"), PartyChoice::Follow);
+        assert_eq!(PartyChoice::from_setting(""), PartyChoice::Follow);
+        assert_eq!(
+            PartyChoice::from_setting(" 1234-abcd "),
+            PartyChoice::Session("1234-abcd".into())
+        );
+    }
+}
+
 impl SessionContext {
     fn set(&self, change: impl FnOnce(&mut HubStatus)) {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -133,7 +167,15 @@ async fn follow_one_party(
             s.account_id = Some(me.clone());
             s.error = None;
         });
-        let party = api.find_my_party().await?;
+        let party = match &ctx.party {
+            PartyChoice::Follow => api.find_my_party().await?,
+            PartyChoice::Session(id) => api
+                .list_parties()
+                .await?
+                .into_iter()
+                .find(|p| &p.session_id == id)
+                .ok_or(PsnError::NotInParty)?,
+        };
         api.join(&party.session_id).await?;
         Ok::<_, PsnError>((me, party))
     };
