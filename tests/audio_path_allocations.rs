@@ -2,34 +2,15 @@
 //! running. A counting allocator tallies allocations per thread; the pump's
 //! output sees its own thread's tally stay flat after the first blocks.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use counting_alloc::{thread_allocations, CountingAllocator};
 use obs_psn_party::audio::pump::{BlockOutput, Pump};
 use obs_psn_party::audio::ring::{audio_ring, BLOCK_FRAMES, SAMPLE_RATE};
-
-struct CountingAllocator;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -46,7 +27,7 @@ impl BlockOutput for TallyOutput {
         self.start.elapsed().as_nanos() as u64
     }
     fn output(&mut self, _block: &[f32; BLOCK_FRAMES], _ts: u64) {
-        let tally = ALLOCATIONS.with(Cell::get);
+        let tally = thread_allocations();
         let mut tallies = self.tallies.lock().unwrap();
         if tallies.len() < tallies.capacity() {
             tallies.push(tally);
@@ -64,7 +45,7 @@ fn the_pump_allocates_nothing_per_block() {
     };
     let mut pump = Pump::start("alloc-test-pump", reader, output).unwrap();
     let block = [0.25f32; BLOCK_FRAMES];
-    let writes_before = ALLOCATIONS.with(Cell::get);
+    let writes_before = thread_allocations();
     // Two seconds of real-time 10 ms writes, with a few bursts.
     for i in 0..200 {
         writer.write(&block);
@@ -75,7 +56,7 @@ fn the_pump_allocates_nothing_per_block() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let writes_after = ALLOCATIONS.with(Cell::get);
+    let writes_after = thread_allocations();
     pump.stop();
     let tallies = tallies.lock().unwrap();
     assert!(

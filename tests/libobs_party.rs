@@ -293,17 +293,7 @@ impl Drop for EndParty<'_> {
 
 /// Points the plugin at the simulator the way a user's `.env` would.
 fn configure_plugin_for(sim: &psn_sim::SimHandle) {
-    let config = sim.config();
-    let base = sim.base_url();
-    for key in [
-        "PSN_AUTH_BASE_URL",
-        "PSN_API_BASE_URL",
-        "PSN_PUSH_BASE_URL",
-        "PSN_WEB_BASE_URL",
-    ] {
-        std::env::set_var(key, &base);
+    for (key, value) in sim.plugin_env() {
+        std::env::set_var(key, value);
     }
-    std::env::set_var("PSN_CLIENT_ID", &config.client_id);
-    std::env::set_var("PSN_CLIENT_SECRET", &config.client_secret);
-    std::env::set_var("PSN_NPSSO", &config.npsso);
 }

@@ -4,41 +4,18 @@
 
 mod voice_support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
+use counting_alloc::{thread_allocations, CountingAllocator};
 use obs_psn_party::audio::mix::Mixer;
 use obs_psn_party::voice::member::{Member, MemberConfig};
 use obs_psn_party::voice::rtp::RtpIn;
 use obs_psn_party::voice::BLOCK;
 use voice_support::*;
 
-struct Counting;
-
-static ARMED: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 #[test]
 fn steady_state_push_pull_and_mix_do_not_allocate() {
@@ -64,9 +41,11 @@ fn steady_state_push_pull_and_mix_do_not_allocate() {
     let mut next = 0;
     let mut now = 0u64;
     let mut armed_pulls = 0;
+    // Counted from 2 s on (steady state), on this thread, where all the work runs.
+    let mut armed_at: Option<u64> = None;
     while now < sc.duration_ms * MS {
         if now == 2_000 * MS {
-            ARMED.store(true, Ordering::SeqCst);
+            armed_at = Some(thread_allocations());
         }
         while next < stream.packets.len() && stream.packets[next].arrival_ns <= now {
             let p = &stream.packets[next];
@@ -88,13 +67,12 @@ fn steady_state_push_pull_and_mix_do_not_allocate() {
             mixer.add(b);
         }
         mixer.finish(&mut out);
-        if ARMED.load(Ordering::Relaxed) {
+        if armed_at.is_some() {
             armed_pulls += 1;
         }
         now += 10 * MS;
     }
-    ARMED.store(false, Ordering::SeqCst);
-    let n = ALLOCS.load(Ordering::SeqCst);
+    let n = thread_allocations() - armed_at.expect("the run passes 2 s");
     println!("allocations in {armed_pulls} steady-state rounds of 4 members: {n}");
     assert!(armed_pulls > 1000);
     assert_eq!(n, 0);

@@ -51,6 +51,27 @@ unsafe extern "C" fn log_handler(
     }
 }
 
+/// libobs 29 needs an X display even without video. If there is none, run
+/// this same program again under `xvfb-run -a` and exit with its status.
+pub fn ensure_display() {
+    if std::env::var_os("DISPLAY").is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("own executable path");
+    let status = std::process::Command::new("xvfb-run")
+        .arg("-a")
+        .arg(&exe)
+        .args(std::env::args_os().skip(1))
+        .status()
+        .unwrap_or_else(|e| {
+            eprintln!(
+                "no X display and xvfb-run could not start ({e}): install xvfb (tools/setup.sh)"
+            );
+            std::process::exit(2);
+        });
+    std::process::exit(status.code().unwrap_or(1));
+}
+
 /// What `obs_shutdown` left behind.
 #[derive(Debug)]
 pub struct ShutdownReport {

@@ -26,7 +26,7 @@ use crate::voice::peer::webrtc_rs::WebrtcPeer;
 use crate::voice::peer::{MemberId, PeerEvent, PeerOptions, PeerState, VoicePeer};
 
 /// How long leaving the party may take when the last source goes.
-const LEAVE_TIMEOUT: Duration = Duration::from_millis(600);
+const LEAVE_TIMEOUT: Duration = Duration::from_millis(350);
 /// How often to look for a party while the user is in none.
 const PARTY_POLL: Duration = Duration::from_secs(5);
 
@@ -123,21 +123,6 @@ fn retry_after(error: &PsnError, failures: u32) -> Duration {
     let base = Duration::from_secs(2).saturating_mul(1 << failures.min(5));
     let base = base.min(Duration::from_secs(60));
     base / 2 + base.mul_f64(rand::random::<f64>() / 2.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn party_setting() {
-        assert_eq!(PartyChoice::from_setting("follow"), PartyChoice::Follow);
-        assert_eq!(PartyChoice::from_setting(""), PartyChoice::Follow);
-        assert_eq!(
-            PartyChoice::from_setting(" 1234-abcd "),
-            PartyChoice::Session("1234-abcd".into())
-        );
-    }
 }
 
 impl SessionContext {
@@ -453,4 +438,19 @@ async fn handle_signal(
         platform,
     };
     Some((to, encode_payload(&reply)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn party_setting() {
+        assert_eq!(PartyChoice::from_setting("follow"), PartyChoice::Follow);
+        assert_eq!(PartyChoice::from_setting(""), PartyChoice::Follow);
+        assert_eq!(
+            PartyChoice::from_setting(" 1234-abcd "),
+            PartyChoice::Session("1234-abcd".into())
+        );
+    }
 }

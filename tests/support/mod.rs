@@ -3,29 +3,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// libobs 29 needs an X display even without video. If there is none, run
-/// this same test binary again under `xvfb-run -a` and exit with its status.
-pub fn ensure_display() {
-    if std::env::var_os("DISPLAY").is_some() {
-        return;
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let status = Command::new("xvfb-run")
-        .arg("-a")
-        .arg(&exe)
-        .args(std::env::args_os().skip(1))
-        .status()
-        .unwrap_or_else(|e| {
-            eprintln!(
-                "no X display and xvfb-run could not start ({e}): install xvfb (tools/setup.sh)"
-            );
-            std::process::exit(2);
-        });
-    std::process::exit(status.code().unwrap_or(1));
-}
+pub use obs_psn_party::obs::host::ensure_display;
 
 /// The built module, copied into a fresh plugin folder as OBS expects it:
 /// `<dir>/obs-psn-party/bin/64bit/obs-psn-party.so` and `<dir>/obs-psn-party/data`.

@@ -12,7 +12,6 @@ mod plot;
 mod wav;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use obs_psn_party::audio::analysis::{dominant_hz, rms_dbfs, tone_dbfs};
@@ -60,26 +59,6 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
-/// libobs needs an X display: without one, run again under `xvfb-run -a`.
-fn ensure_display() {
-    if std::env::var_os("DISPLAY").is_some() {
-        return;
-    }
-    let exe = std::env::current_exe().expect("own path");
-    match Command::new("xvfb-run")
-        .arg("-a")
-        .arg(exe)
-        .args(std::env::args_os().skip(1))
-        .status()
-    {
-        Ok(status) => std::process::exit(status.code().unwrap_or(1)),
-        Err(e) => {
-            eprintln!("demo: no X display, and xvfb-run could not start ({e}); run tools/setup.sh");
-            std::process::exit(2);
-        }
-    }
-}
-
 /// Copies the module and its data into `<dir>/obs-psn-party/` as OBS installs it.
 fn stage(plugin: &Path, dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
     let root = dir.join("obs-psn-party");
@@ -102,7 +81,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    ensure_display();
+    obs_psn_party::obs::host::ensure_display();
     if let Err(message) = run(&options) {
         eprintln!("demo: {message}");
         std::process::exit(1);

@@ -212,6 +212,23 @@ pub(crate) fn member_post(
 
 impl SimHandle {
     /// `http://127.0.0.1:<port>`: every PSN host's base URL.
+    /// The plugin's configuration for this simulator, as `.env` lines would
+    /// give it (DESIGN.md's configuration contract): the four base URLs, the
+    /// client credentials and the NPSSO.
+    pub fn plugin_env(&self) -> Vec<(&'static str, String)> {
+        let c = self.config();
+        let base = self.base_url();
+        vec![
+            ("PSN_AUTH_BASE_URL", base.clone()),
+            ("PSN_API_BASE_URL", base.clone()),
+            ("PSN_PUSH_BASE_URL", base.clone()),
+            ("PSN_WEB_BASE_URL", base),
+            ("PSN_CLIENT_ID", c.client_id),
+            ("PSN_CLIENT_SECRET", c.client_secret),
+            ("PSN_NPSSO", c.npsso),
+        ]
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://{}", self.http_addr)
     }

@@ -94,23 +94,14 @@ async fn main() {
         }
     }
     sim.set_default_voice(default_voice);
-    let c = sim.config();
-    let base = sim.base_url();
     println!(
-        "# psn-sim on {base} (push WebSocket on {}); put these in .env:",
+        "# psn-sim on {} (push WebSocket on {}); put these in .env:",
+        sim.base_url(),
         sim.push_addr()
     );
-    for k in [
-        "PSN_AUTH_BASE_URL",
-        "PSN_API_BASE_URL",
-        "PSN_PUSH_BASE_URL",
-        "PSN_WEB_BASE_URL",
-    ] {
-        println!("{k}={base}");
+    for (key, value) in sim.plugin_env() {
+        println!("{key}={value}");
     }
-    println!("PSN_CLIENT_ID={}", c.client_id);
-    println!("PSN_CLIENT_SECRET={}", c.client_secret);
-    println!("PSN_NPSSO={}", c.npsso);
     if party.is_some() || !members.is_empty() {
         let p = sim.start_party_with(party.as_deref().unwrap_or(""), &members);
         println!(
