@@ -71,4 +71,7 @@ grep -q "^.*:     obs-psn-party.so$" "$log" || fail "obs-psn-party.so is not amo
 grep -q '"psn_party"' "$home/kinds.json" || fail "obs-websocket does not list psn_party: $(cat "$home/kinds.json")"
 grep -q '"psn_party_member"' "$home/kinds.json" || fail "obs-websocket does not list psn_party_member"
 grep -q "Number of memory leaks: 0$" "$log" || fail "OBS did not exit cleanly: $(tail -n 3 "$log")"
-echo "obs-smoke: ok (module loaded, both source kinds listed, clean exit with 0 leaks; screenshots in $shots)"
+# Removing it again (the README's uninstall command) leaves no trace of it in the plugins folder.
+OBS_PLUGINS_DIR="$config/plugins" tools/install.sh --uninstall
+[ ! -e "$config/plugins/obs-psn-party" ] || fail "tools/install.sh --uninstall left $config/plugins/obs-psn-party"
+echo "obs-smoke: ok (module loaded, both source kinds listed, clean exit with 0 leaks, uninstalled; screenshots in $shots)"
