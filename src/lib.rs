@@ -4,12 +4,15 @@
 //! - `obs`: the only place with `unsafe` and libobs types (entry points, sources, logging, locale)
 //! - `audio`: ring buffers between the producer and OBS, the sample clock, the pump
 //! - `psn`: the PSN web client (sign-in, parties, push, customMessage, rtcBridge); no OBS types
-//! - `party`: the hub every source shares (playout today; PSN and voice next)
+//! - `party`: the hub every source shares: the party session, the playout, the status
+//! - `voice`: WebRTC peers, the jitter buffer, Opus decode
 //! - `runtime`: the one tokio runtime the module shares
+//! - `platform`: the little that differs between operating systems (docs/porting.md)
 
 pub mod audio;
 pub mod obs;
 pub mod party;
+pub mod platform;
 pub mod psn;
 pub mod runtime;
 pub mod voice;

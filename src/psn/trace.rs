@@ -53,12 +53,9 @@ impl Trace {
 
     /// Appends lines to a file (created 0600: a trace has party members' names in it).
     pub fn to_file(path: &Path) -> std::io::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        let f = crate::platform::set_create_mode(&mut options, 0o600).open(path)?;
         let f = Mutex::new(f);
         Ok(Trace::new(move |line| {
             if let Ok(mut f) = f.lock() {
