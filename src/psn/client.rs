@@ -45,8 +45,21 @@ impl PsnClient {
             None => None,
         };
         let device_id = super::config::device_id(config.config_dir.as_deref())?;
+        let trace = opts.trace.or_else(|| {
+            let path = config.trace_file.as_deref()?;
+            match Trace::to_file(path) {
+                Ok(trace) => {
+                    log::info!("writing the redacted protocol trace to {}", path.display());
+                    Some(trace)
+                }
+                Err(e) => {
+                    log::warn!("cannot write the protocol trace to {}: {e}", path.display());
+                    None
+                }
+            }
+        });
         Ok(Arc::new(PsnClient {
-            http: Http::new(&opts.http, opts.trace)?,
+            http: Http::new(&opts.http, trace)?,
             config,
             store,
             tokens: Mutex::new(tokens),

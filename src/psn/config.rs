@@ -20,6 +20,10 @@ pub const ENV_AUTH_BASE_URL: &str = "PSN_AUTH_BASE_URL";
 pub const ENV_API_BASE_URL: &str = "PSN_API_BASE_URL";
 pub const ENV_PUSH_BASE_URL: &str = "PSN_PUSH_BASE_URL";
 pub const ENV_WEB_BASE_URL: &str = "PSN_WEB_BASE_URL";
+/// `1` (or `true`/`on`/`yes`): write the redacted protocol trace to [`TRACE_FILE_NAME`] in the
+/// config directory, for a bug report.
+pub const ENV_TRACE: &str = "PSN_PARTY_TRACE";
+pub const TRACE_FILE_NAME: &str = "psn-trace.log";
 
 /// PROTOCOL.md section 1.
 pub const DEFAULT_AUTH_BASE_URL: &str = "https://ca.account.sony.com";
@@ -81,6 +85,8 @@ pub struct PsnConfig {
     pub scope: String,
     /// The plugin's config directory (token store, device id, `.env`); `None` in pure unit tests.
     pub config_dir: Option<PathBuf>,
+    /// Where the redacted protocol trace goes, when the user asked for one (`PSN_PARTY_TRACE`).
+    pub trace_file: Option<PathBuf>,
 }
 
 impl Default for PsnConfig {
@@ -93,6 +99,7 @@ impl Default for PsnConfig {
             redirect_uri: DEFAULT_REDIRECT_URI.to_string(),
             scope: DEFAULT_SCOPE.to_string(),
             config_dir: None,
+            trace_file: None,
         }
     }
 }
@@ -137,6 +144,10 @@ impl PsnConfig {
             redirect_uri: DEFAULT_REDIRECT_URI.to_string(),
             scope: DEFAULT_SCOPE.to_string(),
             config_dir: config_dir.map(Path::to_path_buf),
+            trace_file: get(ENV_TRACE)
+                .filter(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "on" | "yes"))
+                .and(config_dir)
+                .map(|dir| dir.join(TRACE_FILE_NAME)),
         })
     }
 
@@ -328,5 +339,19 @@ mod tests {
         let id1 = device_id(Some(&dir)).unwrap();
         assert_eq!(id1, device_id(Some(&dir)).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn trace_only_when_asked_and_only_in_the_config_dir() {
+        let dir = std::env::temp_dir().join("psn-config-trace");
+        let asked = |v: &'static str| move |k: &str| (k == ENV_TRACE).then(|| v.to_string());
+        let c = PsnConfig::from_sources(&HashMap::new(), &no_env, Some(&dir)).unwrap();
+        assert_eq!(c.trace_file, None);
+        let c = PsnConfig::from_sources(&HashMap::new(), &asked("0"), Some(&dir)).unwrap();
+        assert_eq!(c.trace_file, None);
+        let c = PsnConfig::from_sources(&HashMap::new(), &asked("On"), Some(&dir)).unwrap();
+        assert_eq!(c.trace_file, Some(dir.join(TRACE_FILE_NAME)));
+        let c = PsnConfig::from_sources(&HashMap::new(), &asked("1"), None).unwrap();
+        assert_eq!(c.trace_file, None, "no config dir, no trace");
     }
 }
