@@ -5,3 +5,4 @@ pub mod feed;
 pub mod hub;
 pub mod session;
 pub mod status;
+pub mod voice_links;

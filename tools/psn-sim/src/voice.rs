@@ -172,6 +172,8 @@ pub struct VoiceStatus {
     pub answers_sent: u32,
     pub answers_received: u32,
     pub offers_received: u32,
+    /// The user's offers ignored because this member's own offer was out (glare).
+    pub glare_ignored: u32,
     /// RTP packets written (duplicates counted, dropped ones not).
     pub packets_sent: u64,
     /// Packets dropped by the `loss` setting.
@@ -480,6 +482,12 @@ impl MemberCtx {
                         }
                         "offer" => {
                             set_status(&self.w, &self.account, |v| v.offers_received += 1);
+                            if pending_offer.is_some() {
+                                // Glare: this member keeps its own offer (the member's offer
+                                // wins, docs/voice.md); the user is expected to answer it.
+                                set_status(&self.w, &self.account, |v| v.glare_ignored += 1);
+                                continue;
+                            }
                             match self.make_answer(&s.sdp).await {
                                 Ok((p, sdp)) => {
                                     if let Some(old) = peer.replace(p) { old.close().await; }
@@ -605,6 +613,7 @@ impl MemberCtx {
         track: Arc<TrackLocalStaticRTP>,
         connected: Arc<Notify>,
         ssrc: u32,
+        pt: u8,
     ) -> tokio::task::JoinHandle<()> {
         let w = self.w.clone();
         let account = self.account.clone();
@@ -619,7 +628,7 @@ impl MemberCtx {
                 reject(&w, format!("voice member {account}: never connected"));
                 return;
             }
-            send_media(w, account, spec, tone, seed, ssrc, track).await;
+            send_media(w, account, spec, tone, seed, (ssrc, pt), track).await;
         })
     }
 
@@ -643,7 +652,7 @@ impl MemberCtx {
             .sdp;
         let sdp = recorded_offer(&real, self.spec.clock_rate, ssrc, &uuid)?;
         set_status(&self.w, &self.account, |v| v.ssrc = ssrc);
-        let sender = self.start_sender(track, connected, ssrc);
+        let sender = self.start_sender(track, connected, ssrc, OPUS_PT);
         Ok((Peer { pc, sender }, self.signal(user, "offer", sdp, seq)))
     }
 
@@ -652,12 +661,17 @@ impl MemberCtx {
         if !offer.contains("m=audio") {
             return Err("offer has no m=audio".into());
         }
+        // The PS5 sends Opus at its own clock: the offer must carry it.
+        let opus_pt = offered_pt(offer, &format!("opus/{}/2", self.spec.clock_rate))
+            .ok_or_else(|| format!("offer has no opus/{}/2", self.spec.clock_rate))?;
         let (pc, gathered, connected) = self.new_pc().await?;
         let closing = |pc: Arc<dyn PeerConnection>, e: String| async move {
             let _ = pc.close().await;
             e
         };
-        let desc = match RTCSessionDescription::offer(offer.to_string()) {
+        // This member's stack knows Opus at its own clock only (as a PS5 does at 16 kHz); the
+        // stack would otherwise match any Opus of the offer, clock aside.
+        let desc = match RTCSessionDescription::offer(without_other_opus(offer, opus_pt)) {
             Ok(d) => d,
             Err(e) => return Err(closing(pc, e2s(e)).await),
         };
@@ -681,14 +695,18 @@ impl MemberCtx {
         let Some(local) = pc.local_description().await else {
             return Err(closing(pc, "no local description".into()).await);
         };
+        let sdp = match recorded_answer(&local.sdp, offer, opus_pt, ssrc, &uuid) {
+            Ok(sdp) => sdp,
+            Err(e) => return Err(closing(pc, e).await),
+        };
         set_status(&self.w, &self.account, |v| {
             v.ssrc = ssrc;
             if v.state != "connected" {
                 v.state = "answering".into();
             }
         });
-        let sender = self.start_sender(track, connected, ssrc);
-        Ok((Peer { pc, sender }, local.sdp))
+        let sender = self.start_sender(track, connected, ssrc, opus_pt);
+        Ok((Peer { pc, sender }, sdp))
     }
 }
 
@@ -796,6 +814,174 @@ pub fn recorded_offer(real: &str, clock: u32, ssrc: u32, uuid: &str) -> Result<S
     Ok(out)
 }
 
+/// The payload type an SDP's `a=rtpmap` gives `encoding` (e.g. `opus/16000/2`), if any.
+pub fn offered_pt(sdp: &str, encoding: &str) -> Option<u8> {
+    sdp.lines().map(str::trim).find_map(|l| {
+        let rest = l.strip_prefix("a=rtpmap:")?;
+        let (pt, enc) = rest.split_once(' ')?;
+        enc.eq_ignore_ascii_case(encoding)
+            .then(|| pt.parse().ok())
+            .flatten()
+    })
+}
+
+/// `offer` without the Opus payload types other than `keep` (for the member's own stack).
+fn without_other_opus(offer: &str, keep: u8) -> String {
+    let drop: Vec<String> = offer
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| {
+            let (pt, enc) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+            (enc.to_ascii_lowercase().starts_with("opus/") && pt != keep.to_string())
+                .then(|| pt.to_owned())
+        })
+        .collect();
+    let mut out = String::new();
+    for line in offer.lines().map(str::trim_end) {
+        let names_dropped = drop.iter().any(|pt| {
+            ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+                .iter()
+                .any(|p| line.starts_with(&format!("{p}{pt} ")))
+        });
+        if names_dropped {
+            continue;
+        }
+        if line.starts_with("m=audio ") {
+            let kept: Vec<&str> = line
+                .split(' ')
+                .enumerate()
+                .filter(|(i, f)| *i < 3 || !drop.iter().any(|d| d == f))
+                .map(|(_, f)| f)
+                .collect();
+            out.push_str(&kept.join(" "));
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// A member's answer to the user's offer in the recorded member shape (PROTOCOL.md section 6):
+/// Opus at the member's clock on the payload type the offer gave it, `stereo=0;useinbandfec=1`,
+/// `ptime:40`, RED when offered over that Opus, the BUNDLE with the data channel when offered,
+/// `setup:active`, candidates inline; keys and candidates from the stack's real answer.
+pub fn recorded_answer(
+    real: &str,
+    offer: &str,
+    opus_pt: u8,
+    ssrc: u32,
+    uuid: &str,
+) -> Result<String, String> {
+    let pick = |prefix: &str| -> Result<String, String> {
+        real.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no {prefix} in the stack's answer"))
+    };
+    let ufrag = pick("a=ice-ufrag:")?;
+    let pwd = pick("a=ice-pwd:")?;
+    let fp = pick("a=fingerprint:sha-256")?;
+    let mut cands: Vec<String> = real
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 "))
+        .map(str::to_owned)
+        .collect();
+    cands.dedup();
+    if cands.is_empty() {
+        return Err("no 127.0.0.1 candidate gathered".into());
+    }
+    let cands = cands.join("\r\n");
+    let rtpmap = offer
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&format!("a=rtpmap:{opus_pt} ")))
+        .ok_or("no opus rtpmap")?
+        .to_owned();
+    let red_pt = offer.lines().map(str::trim).find_map(|l| {
+        let rest = l.strip_prefix("a=fmtp:")?;
+        let (pt, params) = rest.split_once(' ')?;
+        (params.trim() == format!("{opus_pt}/{opus_pt}")).then(|| pt.to_owned())
+    });
+    let has_datachannel = offer.contains("webrtc-datachannel");
+    let direction = if offer.contains("a=recvonly") {
+        "a=sendonly"
+    } else {
+        "a=sendrecv"
+    };
+    let extmaps: Vec<String> = offer
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("a=extmap:"))
+        .map(str::to_owned)
+        .collect();
+    let mut pts = vec![opus_pt.to_string()];
+    pts.extend(red_pt.clone());
+    let sess: u64 = rand::rng().random_range(1..i64::MAX as u64);
+    let cname = crate::state::random_token(16);
+    let mut sdp = vec![
+        "v=0".to_string(),
+        format!("o=- {sess} 2 IN IP4 127.0.0.1"),
+        "s=-".into(),
+        "t=0 0".into(),
+        if has_datachannel {
+            "a=group:BUNDLE 0 1".into()
+        } else {
+            "a=group:BUNDLE 0".into()
+        },
+        "a=extmap-allow-mixed".into(),
+        "a=msid-semantic: WMS".into(),
+        format!("m=audio 9 UDP/TLS/RTP/SAVPF {}", pts.join(" ")),
+        "c=IN IP4 0.0.0.0".into(),
+        "a=rtcp:9 IN IP4 0.0.0.0".into(),
+        cands.clone(),
+        ufrag.clone(),
+        pwd.clone(),
+        "a=ice-options:trickle".into(),
+        fp.clone(),
+        "a=setup:active".into(),
+        "a=mid:0".into(),
+    ];
+    sdp.extend(extmaps);
+    sdp.extend([
+        direction.to_string(),
+        format!("a=msid:- {uuid}_1_CELT/40"),
+        "a=rtcp-mux".into(),
+        "a=rtcp-rsize".into(),
+        rtpmap,
+        format!("a=rtcp-fb:{opus_pt} transport-cc"),
+        format!("a=fmtp:{opus_pt} minptime=10;stereo=0;useinbandfec=1"),
+    ]);
+    if let Some(red) = &red_pt {
+        sdp.push(format!("a=rtpmap:{red} red/48000/2"));
+        sdp.push(format!("a=fmtp:{red} {opus_pt}/{opus_pt}"));
+    }
+    sdp.extend([
+        "a=ptime:40".to_string(),
+        format!("a=ssrc:{ssrc} cname:{cname}"),
+        format!("a=ssrc:{ssrc} msid:- {uuid}_1_CELT/40"),
+    ]);
+    if has_datachannel {
+        sdp.extend([
+            "m=application 9 UDP/DTLS/SCTP webrtc-datachannel".to_string(),
+            "c=IN IP4 0.0.0.0".into(),
+            ufrag,
+            pwd,
+            "a=ice-options:trickle".into(),
+            fp,
+            "a=setup:active".into(),
+            "a=mid:1".into(),
+            "a=sctp-port:5000".into(),
+            "a=max-message-size:262144".into(),
+        ]);
+    }
+    let mut out = sdp.join("\r\n");
+    out.push_str("\r\n");
+    Ok(out)
+}
+
 /// One sample of the member's voice: a "syllabic" tone. The fundamental at `tone` plus weak
 /// harmonics 2..6 (at most 0.3/h, weights changing every syllable, none at or above 0.45 of the
 /// sample rate) under a 200 ms syllable envelope (0.3..1.0, raised sine squared); the peak stays
@@ -828,7 +1014,7 @@ async fn send_media(
     spec: VoiceSpec,
     tone: f64,
     seed: u64,
-    ssrc: u32,
+    (ssrc, pt): (u32, u8),
     track: Arc<TrackLocalStaticRTP>,
 ) {
     let clock = spec.clock_rate;
@@ -897,7 +1083,7 @@ async fn send_media(
             header: rtp::header::Header {
                 version: 2,
                 marker: !was_talking,
-                payload_type: OPUS_PT,
+                payload_type: pt,
                 sequence_number: seq,
                 timestamp: this_ts,
                 ssrc,
