@@ -445,3 +445,143 @@ pub fn mask(account_id: &str) -> String {
         .collect();
     format!("…{tail}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::playout::MemberAudio;
+
+    /// The playout as the links drive it: who was added, who removed.
+    #[derive(Default)]
+    struct Recorded {
+        added: Mutex<Vec<String>>,
+        removed: Mutex<Vec<String>>,
+    }
+
+    impl PlayoutControl for Recorded {
+        fn add_member(&self, info: MemberInfo, _audio: Box<dyn MemberAudio>) {
+            self.added.lock().unwrap().push(info.account_id);
+        }
+        fn remove_member(&self, account_id: &str) {
+            self.removed.lock().unwrap().push(account_id.to_owned());
+        }
+        fn epoch(&self) -> Instant {
+            Instant::now()
+        }
+    }
+
+    const ME: &str = "1000";
+    const MEMBER: &str = "2000";
+
+    fn roster() -> HashMap<String, RosterMember> {
+        let m = RosterMember {
+            account_id: MEMBER.into(),
+            online_id: "glare_ps".into(),
+            platform: "PS5".into(),
+        };
+        HashMap::from([(format!("{MEMBER}/PS5"), m)])
+    }
+
+    fn links(playout: Arc<Recorded>) -> VoiceLinks {
+        let ctx = LinkContext {
+            playout,
+            status: Arc::new(Mutex::new(HubStatus::default())),
+            include_own_console: false,
+            udp_addrs: vec!["127.0.0.1:0".into()],
+        };
+        VoiceLinks::new(ctx, ME, mpsc::channel(256).0)
+    }
+
+    /// The member's side: a customMessage from MEMBER to us.
+    fn from_member(kind: &str, sdp: String) -> String {
+        let member = UserRef {
+            account_id: MEMBER.into(),
+            platform: PLATFORM_PS5,
+        };
+        let me = UserRef {
+            account_id: ME.into(),
+            platform: PLATFORM_MOBILE_APP,
+        };
+        encode_payload(&Message::from_signal(Signal::new(kind, member, me, sdp, 7)))
+    }
+
+    fn sdp_of(payload: &str) -> String {
+        decode_payload(payload).unwrap().signal.sdp
+    }
+
+    fn member_peer() -> WebrtcPeer {
+        let options = PeerOptions {
+            udp_addrs: vec!["127.0.0.1:0".into()],
+            ..PeerOptions::default()
+        };
+        WebrtcPeer::new("us".into(), options, mpsc::channel(256).0)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_offer_before_the_grace_then_one() {
+        let playout = Arc::new(Recorded::default());
+        let mut links = links(playout.clone());
+        let roster = roster();
+        let t0 = Instant::now();
+        links.member_present(&roster.values().next().unwrap().clone(), t0);
+        assert!(links
+            .offers_due(&roster, t0 + OFFER_GRACE / 2)
+            .await
+            .is_empty());
+        let offers = links.offers_due(&roster, t0 + OFFER_GRACE).await;
+        assert_eq!(offers.len(), 1);
+        assert_eq!(offers[0].0.account_id, MEMBER);
+        assert_eq!(decode_payload(&offers[0].1).unwrap().signal.kind, "offer");
+        assert_eq!(links.role(MEMBER), Some(LinkRole::Offering));
+        // Not again until ANSWER_WAIT has passed.
+        assert!(links.offers_due(&roster, t0 + OFFER_GRACE).await.is_empty());
+        links.close_all().await;
+    }
+
+    /// Both sides offered at once: the member's offer wins, the answer to ours is ignored, and
+    /// the member is in the playout once, on the link we answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn glare_the_members_offer_wins() {
+        let playout = Arc::new(Recorded::default());
+        let mut links = links(playout.clone());
+        let roster = roster();
+        let t0 = Instant::now();
+        links.member_present(&roster.values().next().unwrap().clone(), t0);
+        let ours = links.offers_due(&roster, t0 + OFFER_GRACE).await;
+        assert_eq!(ours.len(), 1);
+
+        // Meanwhile the member offered too, and (a member that yields) answered ours.
+        let member_offering = member_peer();
+        let their_offer = member_offering.offer().await.unwrap();
+        let member_answering = member_peer();
+        let their_answer = member_answering.answer(&sdp_of(&ours[0].1)).await.unwrap();
+
+        let reply = links
+            .on_signal(&roster, &from_member("offer", their_offer))
+            .await
+            .expect("their offer is answered");
+        assert_eq!(decode_payload(&reply.1).unwrap().signal.kind, "answer");
+        assert_eq!(links.role(MEMBER), Some(LinkRole::Live));
+        assert_eq!(*playout.added.lock().unwrap(), vec![MEMBER.to_owned()]);
+
+        // The answer to our dropped offer changes nothing.
+        let ignored = links
+            .on_signal(&roster, &from_member("answer", their_answer))
+            .await;
+        assert!(ignored.is_none());
+        assert_eq!(links.role(MEMBER), Some(LinkRole::Live));
+        assert_eq!(playout.added.lock().unwrap().len(), 1);
+        // And no further offer goes out while the link is live.
+        let later = t0 + OFFER_GRACE + ANSWER_WAIT * 2;
+        assert!(links.offers_due(&roster, later).await.is_empty());
+
+        // Our answer completes the member's offer.
+        member_offering
+            .accept_answer(&sdp_of(&reply.1))
+            .await
+            .expect("the member takes our answer");
+        links.close_all().await;
+        member_offering.close().await;
+        member_answering.close().await;
+    }
+}

@@ -369,6 +369,22 @@ async fn a_member_that_does_not_offer_answers_the_users_offer_at_48k() {
     let s = cmsg::decode(&m.payload).unwrap();
     assert_eq!(s.kind, "answer");
     assert_eq!(s.from_account, dave);
+    // The recorded member shape: Opus at the member's clock only, its fmtp, ptime 40,
+    // setup:active, the data channel BUNDLEd, candidates inline.
+    for line in [
+        "a=group:BUNDLE 0 1",
+        "opus/48000/2",
+        "a=fmtp:96 minptime=10;stereo=0;useinbandfec=1",
+        "a=ptime:40",
+        "a=setup:active",
+        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+        "a=sctp-port:5000",
+        " 127.0.0.1 ",
+        "_1_CELT/40",
+    ] {
+        assert!(s.sdp.contains(line), "{line} missing:\n{}", s.sdp);
+    }
+    assert_eq!(s.sdp.matches("opus/").count(), 1, "{}", s.sdp);
     pc.set_remote_description(RTCSessionDescription::answer(s.sdp).unwrap())
         .await
         .unwrap();
@@ -659,6 +675,44 @@ async fn talkspurts_send_nothing_in_silence() {
         assert_eq!(w[1].1, w[0].1.wrapping_add(1));
     }
     let _ = pc.close().await;
+}
+
+/// Glare: the user's offer reaches a member whose own offer is still out. The member keeps its
+/// offer (the member's offer wins, as the plugin decides too) and answers nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glare_the_member_keeps_its_own_offer() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let mut taps = sim.user_messages();
+    let p = sim.start_party_with("glare", &[MemberSpec::voice("gil", "PS5")]);
+    sim.user_join(&p.session_id);
+    let gil = p.members[1].0.clone();
+    let m = tokio::time::timeout(Duration::from_secs(3), taps.recv())
+        .await
+        .expect("gil offers")
+        .unwrap();
+    let theirs = cmsg::decode(&m.payload).unwrap();
+    assert_eq!(theirs.kind, "offer");
+    let (ours, gathered, _rx) = user_pc(16_000).await;
+    ours.add_transceiver_from_kind(RtpCodecKind::Audio, None)
+        .await
+        .unwrap();
+    ours.create_data_channel("psn", None).await.unwrap();
+    let o = ours.create_offer(None).await.unwrap();
+    ours.set_local_description(o).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let offer = ours.local_description().await.unwrap().sdp;
+    let payload = user_signal(&sim, &gil, "PS5", "offer", offer);
+    sim.user_send_custom_message(&p.session_id, &gil, "miranda:12", &payload)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let st = sim.voice_status();
+    assert_eq!(st[0].glare_ignored, 1, "{st:?}");
+    assert_eq!(st[0].answers_sent, 0, "{st:?}");
+    while let Ok(m) = taps.try_recv() {
+        assert_ne!(cmsg::decode(&m.payload).unwrap().kind, "answer");
+    }
+    assert!(sim.end_party(&p.session_id));
+    let _ = ours.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
