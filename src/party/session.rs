@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::status::HubStatus;
-use super::voice_links::{LinkContext, Outgoing, VoiceLinks};
+use super::voice_links::{LinkContext, Outgoing, VoiceLinks, VoicePath};
 use crate::audio::playout::{MemberInfo, Silence};
 use crate::psn::client::PsnClient;
 use crate::psn::custom_message::DEFAULT_CHANNEL;
@@ -53,6 +53,8 @@ pub struct SessionContext {
     pub include_own_console: bool,
     /// Local addresses for the peers' host candidates.
     pub udp_addrs: Vec<String>,
+    /// Peer-to-peer, bridge, or both (the `voice_path` setting).
+    pub voice_path: VoicePath,
 }
 
 /// The playout, as the session drives it.
@@ -127,6 +129,8 @@ impl SessionContext {
             status: self.status.clone(),
             include_own_console: self.include_own_console,
             udp_addrs: self.udp_addrs.clone(),
+            path: self.voice_path,
+            client: Some(self.client.clone()),
         }
     }
 
@@ -193,7 +197,7 @@ async fn follow_one_party(
         PushOptions::default(),
     );
     let (peer_tx, mut peer_events) = mpsc::channel::<PeerEvent>(1024);
-    let mut links = VoiceLinks::new(ctx.link_context(), &me, peer_tx);
+    let mut links = VoiceLinks::new(ctx.link_context(), &me, &session_id, peer_tx);
     for m in roster.values() {
         links.member_present(m, Instant::now());
     }

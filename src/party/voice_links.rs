@@ -11,20 +11,30 @@
 //!   member: a console that keeps its own offer sees it answered, and one that yields to ours
 //!   just answers too, which we ignore, and the retry after a failed link offers again.
 //! - A link that fails or closes is offered again after [`OFFER_GRACE`].
+//! - The rtcBridge ([`super::bridge_link`]), by the `voice_path` setting ([`VoicePath`]):
+//!   `auto` puts a member on the bridge when peer-to-peer with them fails (the peer reports
+//!   Failed, or is not connected [`P2P_TIMEOUT`] after our offer or answer) and keeps them there
+//!   while they stay in the party; `bridge` uses only the bridge (no offers, members' offers
+//!   ignored); `p2p` never opens one. What the bridge sends is routed by the stream's msid:
+//!   a roster member's account id is that member (only while they are on the bridge, so a
+//!   voice is never heard twice), anything else is the pseudo-member "party (bridge)"
+//!   ([`BRIDGE_MEMBER`], `member` = `"bridge"` picks it), which the mix plays.
 //!
 //! The session (src/party/session.rs) sends what these methods return and feeds them the
 //! push events; this module owns the peers and starts each member's pipeline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::bridge_link::{BridgeLink, BRIDGE_PEER};
 use super::feed::{member_feed, PacketSender};
 use super::session::PlayoutControl;
 use super::status::{HubStatus, MemberState};
 use crate::audio::playout::{MemberInfo, Silence};
+use crate::psn::client::PsnClient;
 use crate::psn::custom_message::{
     decode_payload, encode_payload, Message, Recipient, Signal, UserRef, PLATFORM_MOBILE_APP,
     PLATFORM_PS5,
@@ -41,6 +51,36 @@ pub const OFFER_GRACE: Duration = Duration::from_secs(3);
 pub const ANSWER_WAIT: Duration = Duration::from_secs(5);
 /// Offers per member before we stop offering (their own offer is still answered).
 pub const MAX_OFFERS: u32 = 3;
+/// A link not connected this long after our offer or answer has failed.
+pub const P2P_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long after a failed bridge we try again.
+pub const BRIDGE_RETRY: Duration = Duration::from_secs(10);
+/// The playout id and the online id of the pseudo-member that plays what the bridge sends
+/// without naming a member.
+pub const BRIDGE_MEMBER: &str = "bridge";
+pub const BRIDGE_MEMBER_NAME: &str = "party (bridge)";
+
+/// Which way voices come (the `voice_path` setting, docs/settings.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VoicePath {
+    /// Peer-to-peer, the bridge for members it fails with (`"auto"`, the default).
+    #[default]
+    Auto,
+    /// Peer-to-peer only (`"p2p"`).
+    P2p,
+    /// The bridge only (`"bridge"`).
+    Bridge,
+}
+
+impl VoicePath {
+    pub fn from_setting(value: &str) -> VoicePath {
+        match value.trim() {
+            "p2p" => VoicePath::P2p,
+            "bridge" => VoicePath::Bridge,
+            _ => VoicePath::Auto,
+        }
+    }
+}
 
 /// A customMessage to send: recipient and payload.
 pub type Outgoing = (Recipient, String);
@@ -53,6 +93,9 @@ pub struct LinkContext {
     /// Whether the user's own console is heard in the mix.
     pub include_own_console: bool,
     pub udp_addrs: Vec<String>,
+    pub path: VoicePath,
+    /// The PSN client for the bridge's calls (`None` in tests without PSN: no bridge).
+    pub client: Option<Arc<PsnClient>>,
 }
 
 impl LinkContext {
@@ -74,6 +117,9 @@ pub enum LinkRole {
 struct Link {
     peer: Arc<WebrtcPeer>,
     role: LinkRole,
+    /// When we offered or answered, and whether it has connected since.
+    opened: Instant,
+    connected: bool,
     /// The member's packet feed and playout entry, once negotiated.
     feed: Option<(PacketSender, MemberInfo)>,
 }
@@ -92,10 +138,25 @@ pub struct VoiceLinks {
     links: HashMap<MemberId, Link>,
     plans: HashMap<String, OfferPlan>,
     seq: u64,
+    session_id: String,
+    /// Console members' online ids by account id.
+    names: HashMap<String, String>,
+    /// Members whose voice comes over the bridge (peer-to-peer failed).
+    bridged: HashSet<String>,
+    bridge: Option<BridgeLink>,
+    /// Not before this instant (after a failure) is a bridge opened again.
+    bridge_retry_at: Option<Instant>,
+    /// The bridge's streams in the playout, by playout id (account id or [`BRIDGE_MEMBER`]).
+    bridge_feeds: HashMap<String, (PacketSender, MemberInfo)>,
 }
 
 impl VoiceLinks {
-    pub fn new(ctx: LinkContext, me: &str, peer_tx: mpsc::Sender<PeerEvent>) -> Self {
+    pub fn new(
+        ctx: LinkContext,
+        me: &str,
+        session_id: &str,
+        peer_tx: mpsc::Sender<PeerEvent>,
+    ) -> Self {
         VoiceLinks {
             ctx,
             me: me.to_owned(),
@@ -103,7 +164,18 @@ impl VoiceLinks {
             links: HashMap::new(),
             plans: HashMap::new(),
             seq: 1,
+            session_id: session_id.to_owned(),
+            names: HashMap::new(),
+            bridged: HashSet::new(),
+            bridge: None,
+            bridge_retry_at: None,
+            bridge_feeds: HashMap::new(),
         }
+    }
+
+    /// Whether the member's voice comes over the bridge.
+    pub fn on_bridge(&self, account_id: &str) -> bool {
+        self.ctx.path == VoicePath::Bridge || self.bridged.contains(account_id)
     }
 
     /// The link state of a member (for tests and status).
@@ -116,6 +188,10 @@ impl VoiceLinks {
         if !self.wants_voice(m) {
             return;
         }
+        self.names.insert(m.account_id.clone(), m.online_id.clone());
+        if self.ctx.path == VoicePath::Bridge {
+            return;
+        }
         self.plans.entry(m.account_id.clone()).or_insert(OfferPlan {
             due: now + OFFER_GRACE,
             sent: 0,
@@ -126,15 +202,30 @@ impl VoiceLinks {
         m.is_console() && (m.account_id != self.me || self.ctx.include_own_console)
     }
 
-    /// Offers to every member whose grace ran out without a link. Returns the messages.
+    /// Every 250 ms or so: links that did not connect in time fail, offers whose grace ran
+    /// out go out (returned, for the session to send), and the bridge opens if it is wanted.
     pub async fn offers_due(
         &mut self,
         roster: &HashMap<String, RosterMember>,
         now: Instant,
     ) -> Vec<Outgoing> {
+        let stalled: Vec<String> = self
+            .links
+            .iter()
+            .filter(|(_, l)| !l.connected && now.saturating_duration_since(l.opened) >= P2P_TIMEOUT)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        for id in stalled {
+            log::info!(
+                "voice with member {} did not connect within {P2P_TIMEOUT:?}",
+                mask(&id)
+            );
+            self.p2p_failed(&id, now).await;
+        }
+        self.open_bridge_if_wanted(now).await;
         let due: Vec<RosterMember> = roster
             .values()
-            .filter(|m| self.wants_voice(m))
+            .filter(|m| self.wants_voice(m) && !self.on_bridge(&m.account_id))
             .filter(|m| {
                 // An open offer of ours is due again when ANSWER_WAIT has passed.
                 let live = self.role(&m.account_id) == Some(LinkRole::Live);
@@ -151,6 +242,115 @@ impl VoiceLinks {
             }
         }
         out
+    }
+
+    /// Peer-to-peer with `account_id` failed: on `auto` the member goes on the bridge, else we
+    /// offer again after the grace.
+    async fn p2p_failed(&mut self, account_id: &str, now: Instant) {
+        self.drop_link(account_id).await;
+        if self.ctx.path == VoicePath::Auto && self.names.contains_key(account_id) {
+            if self.bridged.insert(account_id.to_owned()) {
+                log::info!("member {} goes on the bridge", mask(account_id));
+            }
+        } else if let Some(plan) = self.plans.get_mut(account_id) {
+            plan.due = now + OFFER_GRACE;
+            plan.sent = 0;
+        }
+    }
+
+    async fn open_bridge_if_wanted(&mut self, now: Instant) {
+        let wanted = match self.ctx.path {
+            VoicePath::Bridge => true,
+            VoicePath::Auto => !self.bridged.is_empty(),
+            VoicePath::P2p => false,
+        };
+        if !wanted || self.bridge.is_some() || self.bridge_retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        let Some(client) = self.ctx.client.clone() else {
+            return;
+        };
+        log::info!("opening the rtcBridge");
+        match BridgeLink::open(
+            client,
+            &self.session_id,
+            self.ctx.udp_addrs.clone(),
+            self.peer_tx.clone(),
+        )
+        .await
+        {
+            Ok(bridge) => {
+                log::info!(
+                    "rtcBridge answered (Opus at {} Hz)",
+                    bridge.params.clock_rate
+                );
+                self.bridge = Some(bridge);
+            }
+            Err(e) => {
+                log::warn!("the rtcBridge failed: {e}");
+                self.ctx.set(|s| s.error = Some(e));
+                self.bridge_retry_at = Some(now + BRIDGE_RETRY);
+            }
+        }
+    }
+
+    async fn close_bridge(&mut self) {
+        if let Some(bridge) = self.bridge.take() {
+            bridge.close().await;
+        }
+        for (id, (_, info)) in self.bridge_feeds.drain() {
+            if id == BRIDGE_MEMBER {
+                self.ctx.playout.remove_member(&id);
+            } else {
+                self.ctx.playout.add_member(info, Box::new(Silence));
+            }
+        }
+    }
+
+    /// A packet from the bridge, on the stream named `stream` (its msid stream id).
+    fn route_bridge_packet(&mut self, stream: &str, packet: &crate::voice::peer::RtpEvent) {
+        let target = if self.names.contains_key(stream) {
+            if !self.on_bridge(stream) {
+                return; // their voice comes peer-to-peer
+            }
+            stream
+        } else {
+            BRIDGE_MEMBER
+        };
+        if !self.bridge_feeds.contains_key(target) {
+            let Some(params) = self.bridge.as_ref().map(|b| b.params.clone()) else {
+                return;
+            };
+            let mut config = MemberConfig::new(params.clock_rate, params.opus_pt);
+            config.red_pt = params.red_pt;
+            let Ok(pipeline) = Member::new(config) else {
+                return;
+            };
+            let own_console = target == self.me;
+            let info = match self.names.get(target) {
+                Some(online_id) => MemberInfo {
+                    account_id: target.to_owned(),
+                    online_id: online_id.clone(),
+                    in_mix: !own_console || self.ctx.include_own_console,
+                    takes_slot: !own_console,
+                },
+                None => MemberInfo {
+                    account_id: BRIDGE_MEMBER.to_owned(),
+                    online_id: BRIDGE_MEMBER_NAME.to_owned(),
+                    in_mix: true,
+                    takes_slot: false,
+                },
+            };
+            log::info!("the bridge carries {}", info.online_id);
+            let (feed, audio) = member_feed(pipeline, self.ctx.playout.epoch());
+            self.ctx.playout.add_member(info.clone(), Box::new(audio));
+            self.ctx
+                .set(|s| s.set_member_state(target, MemberState::Connected));
+            self.bridge_feeds.insert(target.to_owned(), (feed, info));
+        }
+        if let Some((feed, _)) = self.bridge_feeds.get_mut(target) {
+            feed.send(packet);
+        }
     }
 
     /// Our offer to `m` on a new connection (any earlier one of ours is closed).
@@ -175,6 +375,8 @@ impl VoiceLinks {
             Link {
                 peer,
                 role: LinkRole::Offering,
+                opened: Instant::now(),
+                connected: false,
                 feed: None,
             },
         );
@@ -257,6 +459,10 @@ impl VoiceLinks {
         let online_id = entry.map(|m| m.online_id.clone()).unwrap_or_default();
         let platform = entry.map_or("PS5", |m| m.platform.as_str()).to_owned();
         let member: MemberId = owner.account_id.as_str().into();
+        if self.on_bridge(&owner.account_id) {
+            log::debug!("{online_id} offered, but their voice comes over the bridge");
+            return None;
+        }
         if self.role(&owner.account_id) == Some(LinkRole::Offering) {
             // Glare: the member's offer wins (module docs).
             log::info!("{online_id} offered while our offer was out: answering theirs");
@@ -348,6 +554,7 @@ impl VoiceLinks {
             }
         };
         let (feed, stream) = member_feed(pipeline, self.ctx.playout.epoch());
+        self.bridge_feeds.remove(owner.account_id.as_str());
         let own_console = owner.account_id == self.me;
         let info = MemberInfo {
             account_id: owner.account_id.clone(),
@@ -356,11 +563,18 @@ impl VoiceLinks {
             takes_slot: !own_console,
         };
         self.ctx.playout.add_member(info.clone(), Box::new(stream));
+        // Keep when we offered: the connect timeout counts from there.
+        let opened = self
+            .links
+            .get(member)
+            .map_or_else(Instant::now, |l| l.opened);
         self.links.insert(
             member.clone(),
             Link {
                 peer,
                 role: LinkRole::Live,
+                opened,
+                connected: false,
                 feed: Some((feed, info)),
             },
         );
@@ -373,6 +587,15 @@ impl VoiceLinks {
     pub async fn on_peer_event(&mut self, event: PeerEvent) {
         match event {
             PeerEvent::Rtp(packet) => {
+                if let Some(stream) = packet
+                    .member
+                    .strip_prefix(BRIDGE_PEER)
+                    .and_then(|s| s.strip_prefix(':'))
+                {
+                    let stream = stream.to_owned();
+                    self.route_bridge_packet(&stream, &packet);
+                    return;
+                }
                 if let Some(feed) = self
                     .links
                     .get_mut(&packet.member)
@@ -381,17 +604,27 @@ impl VoiceLinks {
                     feed.0.send(&packet);
                 }
             }
+            PeerEvent::State { member, state } if &*member == BRIDGE_PEER => {
+                log::info!("rtcBridge connection: {state:?}");
+                if matches!(state, PeerState::Failed | PeerState::Closed) && self.bridge.is_some() {
+                    self.close_bridge().await;
+                    self.bridge_retry_at = Some(Instant::now() + BRIDGE_RETRY);
+                }
+            }
             PeerEvent::State { member, state } => {
+                if !self.links.contains_key(&member) {
+                    return; // a connection we closed already
+                }
                 log::info!("voice connection of member {}: {state:?}", mask(&member));
                 self.ctx
                     .set(|s| s.set_member_state(&member, MemberState::from(state)));
-                if matches!(state, PeerState::Failed | PeerState::Closed) {
-                    self.drop_link(&member).await;
-                    // Offer again after the grace, unless they offer first.
-                    if let Some(plan) = self.plans.get_mut(&*member) {
-                        plan.due = Instant::now() + OFFER_GRACE;
-                        plan.sent = 0;
+                if state == PeerState::Connected {
+                    if let Some(link) = self.links.get_mut(&member) {
+                        link.connected = true;
                     }
+                }
+                if matches!(state, PeerState::Failed | PeerState::Closed) {
+                    self.p2p_failed(&member, Instant::now()).await;
                 }
             }
         }
@@ -400,6 +633,9 @@ impl VoiceLinks {
     /// The member left the party.
     pub async fn member_left(&mut self, account_id: &str) {
         self.plans.remove(account_id);
+        self.names.remove(account_id);
+        self.bridged.remove(account_id);
+        self.bridge_feeds.remove(account_id);
         self.drop_link(account_id).await;
     }
 
@@ -420,6 +656,7 @@ impl VoiceLinks {
             link.peer.close().await;
         }
         self.plans.clear();
+        self.close_bridge().await;
     }
 }
 
@@ -488,8 +725,10 @@ mod tests {
             status: Arc::new(Mutex::new(HubStatus::default())),
             include_own_console: false,
             udp_addrs: vec!["127.0.0.1:0".into()],
+            path: VoicePath::Auto,
+            client: None,
         };
-        VoiceLinks::new(ctx, ME, mpsc::channel(256).0)
+        VoiceLinks::new(ctx, ME, "session", mpsc::channel(256).0)
     }
 
     /// The member's side: a customMessage from MEMBER to us.

@@ -74,6 +74,8 @@ struct Handler {
     member: MemberId,
     events: mpsc::Sender<PeerEvent>,
     gathered: Arc<Notify>,
+    /// Name each track's packets `<member>:<msid stream id>` (a bridge carries several).
+    tag_streams: bool,
 }
 
 impl Handler {
@@ -106,7 +108,11 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let member = self.member.clone();
+        let member: MemberId = if self.tag_streams {
+            format!("{}:{}", self.member, track.stream_id().await).into()
+        } else {
+            self.member.clone()
+        };
         let events = self.events.clone();
         tokio::spawn(async move {
             while let Some(ev) = track.poll().await {
@@ -140,6 +146,7 @@ pub struct WebrtcPeer {
     pc: Mutex<Option<Arc<dyn PeerConnection>>>,
     /// What the member's offer negotiated (clock rate for the jitter buffer).
     negotiated: Mutex<Option<AudioParams>>,
+    tag_streams: bool,
 }
 
 impl WebrtcPeer {
@@ -150,7 +157,15 @@ impl WebrtcPeer {
             events,
             pc: Mutex::new(None),
             negotiated: Mutex::new(None),
+            tag_streams: false,
         }
+    }
+
+    /// A connection that carries several streams (an rtcBridge): each track's packets are
+    /// named `<member>:<its a=msid stream id>`, so the receiver can tell whose voice it is.
+    pub fn tagging_streams(mut self) -> Self {
+        self.tag_streams = true;
+        self
     }
 
     /// The audio parameters of the last answered offer.
@@ -214,6 +229,7 @@ impl WebrtcPeer {
             member: self.member.clone(),
             events: self.events.clone(),
             gathered,
+            tag_streams: self.tag_streams,
         });
         let ice_servers = if self.options.stun_servers.is_empty() {
             vec![]

@@ -60,6 +60,10 @@ pub struct VoiceSpec {
     pub silence_ms: Option<u64>,
     /// The member offers first (true) or waits for the user's offer and answers it (false).
     pub offers: bool,
+    /// Peer-to-peer with the user works (true) or never connects (false: the member's SDPs
+    /// name a candidate nobody listens on, as behind a NAT that blocks it); the bridge then
+    /// carries the member's voice.
+    pub p2p: bool,
     /// Seed of the impairment RNG (and the first sequence number / timestamp); `None` = from
     /// the member's account id, so runs repeat.
     pub seed: Option<u64>,
@@ -79,6 +83,7 @@ impl Default for VoiceSpec {
             talk_ms: None,
             silence_ms: None,
             offers: true,
+            p2p: true,
             seed: None,
         }
     }
@@ -466,7 +471,7 @@ impl MemberCtx {
                                 reject(&self.w, format!("voice member {}: answer without an offer", self.account));
                                 continue;
                             };
-                            match apply_answer(&p.pc, &s.sdp).await {
+                            match apply_answer(&p.pc, &self.remote(&s.sdp)).await {
                                 Ok(()) => {
                                     pending_offer = None;
                                     applied_answer = Some(s.sdp.clone());
@@ -540,6 +545,40 @@ impl MemberCtx {
             inner.lock().member_hooks.remove(&self.account);
         }
         alive
+    }
+
+    /// The SDP as sent: with `p2p: false` every candidate names port 9 on 127.0.0.1, where
+    /// nothing answers, so ICE never connects.
+    fn reachable(&self, sdp: String) -> String {
+        if self.spec.p2p {
+            return sdp;
+        }
+        let mut out = String::new();
+        for line in sdp.lines() {
+            if line.starts_with("a=candidate:") {
+                let mut f: Vec<&str> = line.split(' ').collect();
+                if f.len() > 5 {
+                    f[5] = "9";
+                }
+                out.push_str(&f.join(" "));
+            } else {
+                out.push_str(line);
+            }
+            out.push_str("\r\n");
+        }
+        out
+    }
+
+    /// The user's SDP as this member's stack sees it: with `p2p: false` without the user's
+    /// candidates (the member never reaches the user either).
+    fn remote(&self, sdp: &str) -> String {
+        if self.spec.p2p {
+            return sdp.to_owned();
+        }
+        sdp.lines()
+            .filter(|l| !l.starts_with("a=candidate:"))
+            .map(|l| format!("{l}\r\n"))
+            .collect()
     }
 
     fn seed(&self) -> u64 {
@@ -628,7 +667,7 @@ impl MemberCtx {
                 reject(&w, format!("voice member {account}: never connected"));
                 return;
             }
-            send_media(w, account, spec, tone, seed, (ssrc, pt), track).await;
+            send_media(w, account, spec, vec![tone], seed, (ssrc, pt), track).await;
         })
     }
 
@@ -650,7 +689,7 @@ impl MemberCtx {
             .await
             .ok_or("no local description")?
             .sdp;
-        let sdp = recorded_offer(&real, self.spec.clock_rate, ssrc, &uuid)?;
+        let sdp = self.reachable(recorded_offer(&real, self.spec.clock_rate, ssrc, &uuid)?);
         set_status(&self.w, &self.account, |v| v.ssrc = ssrc);
         let sender = self.start_sender(track, connected, ssrc, OPUS_PT);
         Ok((Peer { pc, sender }, self.signal(user, "offer", sdp, seq)))
@@ -671,10 +710,11 @@ impl MemberCtx {
         };
         // This member's stack knows Opus at its own clock only (as a PS5 does at 16 kHz); the
         // stack would otherwise match any Opus of the offer, clock aside.
-        let desc = match RTCSessionDescription::offer(without_other_opus(offer, opus_pt)) {
-            Ok(d) => d,
-            Err(e) => return Err(closing(pc, e2s(e)).await),
-        };
+        let desc =
+            match RTCSessionDescription::offer(self.remote(&without_other_opus(offer, opus_pt))) {
+                Ok(d) => d,
+                Err(e) => return Err(closing(pc, e2s(e)).await),
+            };
         if let Err(e) = pc.set_remote_description(desc).await {
             return Err(closing(pc, e2s(e)).await);
         }
@@ -696,7 +736,7 @@ impl MemberCtx {
             return Err(closing(pc, "no local description".into()).await);
         };
         let sdp = match recorded_answer(&local.sdp, offer, opus_pt, ssrc, &uuid) {
-            Ok(sdp) => sdp,
+            Ok(sdp) => self.reachable(sdp),
             Err(e) => return Err(closing(pc, e).await),
         };
         set_status(&self.w, &self.account, |v| {
@@ -1008,11 +1048,13 @@ pub fn sample(tone: f64, amp: f64, k: u64, rate: u32) -> f32 {
     (amp * env * s / 1.45) as f32
 }
 
-async fn send_media(
+/// Sends `tones` (summed; one for a member, several for a bridge's mix) as Opus on `track`
+/// until the member (`account`) is gone, with its network impairments and talkspurts.
+pub(crate) async fn send_media(
     w: Weak<Inner>,
     account: String,
     spec: VoiceSpec,
-    tone: f64,
+    tones: Vec<f64>,
     seed: u64,
     (ssrc, pt): (u32, u8),
     track: Arc<TrackLocalStaticRTP>,
@@ -1059,7 +1101,10 @@ async fn send_media(
         let talking = cycle.is_none_or(|(t, s)| at_ms % (t + s) < t);
         for (i, x) in pcm.iter_mut().enumerate() {
             *x = if talking {
-                sample(tone, spec.amplitude, k + i as u64, clock)
+                tones
+                    .iter()
+                    .map(|&tone| sample(tone, spec.amplitude, k + i as u64, clock))
+                    .sum()
             } else {
                 0.0
             };
