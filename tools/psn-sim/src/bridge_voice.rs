@@ -11,8 +11,8 @@
 //! - `Mix`: one stream, stream id `-` (names nobody), the sum of the members' voices.
 //!
 //! The user's answer (`POST …/answer`) is applied to that connection; sending starts once it is
-//! connected. Deleting the peer or the bridge closes it. A bridge not linked to a party offers
-//! the recorded `recvonly` shape with no connection behind it, as before.
+//! connected. Deleting the peer or the bridge closes it. A bridge not linked to a party with
+//! voice members offers the recorded `recvonly` shape with no connection behind it, as before.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
@@ -148,13 +148,13 @@ fn party_voices(inner: &Inner, bridge_id: &str) -> Option<Vec<Voice>> {
 }
 
 /// A live offer for a new bridge peer (`addPeer`, `reoffer`). `None`: the bridge is not linked
-/// to a party, the recorded static offer stands.
+/// to a party with voice members, the recorded static offer stands.
 pub(crate) async fn offer(
     inner: &Arc<Inner>,
     bridge_id: &str,
     peer_id: &str,
 ) -> Option<Result<String, String>> {
-    let voices = party_voices(inner, bridge_id)?;
+    let voices = party_voices(inner, bridge_id).filter(|v| !v.is_empty())?;
     Some(live_offer(inner, bridge_id, peer_id, voices).await)
 }
 
