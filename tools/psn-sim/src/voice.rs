@@ -186,7 +186,13 @@ pub struct VoiceStatus {
     pub ssrc: u32,
     /// The impairments in force now (from the spec; changed by `set_member_network`).
     pub network: Network,
+    /// Wall-clock time (ns since the Unix epoch) at which each talkspurt's first packet was
+    /// sent (at most the last [`MAX_ONSETS`]): the demo measures latency from these.
+    pub talk_onsets_unix_ns: Vec<u64>,
 }
+
+/// How many talkspurt onsets a status keeps.
+pub const MAX_ONSETS: usize = 1000;
 
 /// A member's sender-side impairments, changeable while it talks.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -1088,6 +1094,7 @@ pub(crate) async fn send_media(
         _ => None,
     };
     let mut frames: u64 = 0;
+    let mut was_talking_frame = false;
     loop {
         iv.tick().await;
         let Some(net) = w
@@ -1099,6 +1106,18 @@ pub(crate) async fn send_media(
         let at_ms = frames * u64::from(spec.ptime_ms);
         frames += 1;
         let talking = cycle.is_none_or(|(t, s)| at_ms % (t + s) < t);
+        if talking && !was_talking_frame {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            set_status(&w, &account, |v| {
+                if v.talk_onsets_unix_ns.len() >= MAX_ONSETS {
+                    v.talk_onsets_unix_ns.remove(0);
+                }
+                v.talk_onsets_unix_ns.push(now);
+            });
+        }
+        was_talking_frame = talking;
         for (i, x) in pcm.iter_mut().enumerate() {
             *x = if talking {
                 tones
