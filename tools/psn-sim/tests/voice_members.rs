@@ -863,3 +863,92 @@ async fn impairments_reach_the_user() {
     assert_eq!(sim.voice_status()[0].network, psn_sim::Network::default());
     let _ = pc.close().await;
 }
+
+/// A bridge linked to a party sends each voice member's audio down, one stream per member
+/// named by account id in `a=msid`; every call about the bridge needs its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_bridge_sends_each_members_voice_down() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let voice = VoiceSpec {
+        tone_hz: Some(470.0),
+        offers: false,
+        ..Default::default()
+    };
+    let p = sim.start_party_with("bridged", &[MemberSpec::with_voice("ivy", "PS5", voice)]);
+    let ivy = p.members[1].0.clone();
+    let sid = &p.session_id;
+    let mut hdrs = sign_in(&sim).await;
+    let (st, body) = api(
+        &sim,
+        &hdrs,
+        &format!("/api/sessionManager/v2/partySessions/{sid}/members"),
+        r#"{"members":[{"accountId":"me","platform":"me"}]}"#,
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    hdrs.push(("x-psn-rtc-title-id", "METROPOL_AND".into()));
+    let (st, body) = api(&sim, &hdrs, "/api/rtcBridge/v1/bridges", "{}").await;
+    assert_eq!(st, 201, "{body}");
+    let b: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (bid, token) = (
+        b["bridge"]["bridgeId"].as_str().unwrap().to_owned(),
+        b["bridge"]["bridgeToken"].as_str().unwrap().to_owned(),
+    );
+    let mut link = hdrs.clone();
+    link.push(("x-psn-session-manager-ignore-conflict", "true".into()));
+    let body = serde_json::json!({"bridges": [{"bridgeId": bid, "bridgeToken": token}]});
+    let (st, _) = api(
+        &sim,
+        &link,
+        &format!("/api/sessionManager/v2/partySessions/{sid}/bridges"),
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let media = r#"{"mediaTypes":{"application":{"isRequired":true},"audio":{"isRequired":true,"opus":[{"bitrate":40,"channels":1,"codec":"CELT","ptime":40,"samplingRates":[16000]}]}}}"#;
+    let peers = format!("/api/rtcBridge/v1/bridges/{bid}/peers?allow_duid_duplication=false&g=2");
+    let (st, _) = api(&sim, &hdrs, &peers, media).await;
+    assert_eq!(st, 403, "add-peer without the bridge token");
+    let mut with_token = hdrs.clone();
+    with_token.push(("x-psn-bridge-token", token.clone()));
+    let (st, body) = api(&sim, &with_token, &peers, media).await;
+    assert_eq!(st, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let peer_id = v["peer"]["peerId"].as_str().unwrap().to_owned();
+    let offer = v["peer"]["offer"]["sdp"].as_str().unwrap().to_owned();
+    assert!(offer.contains(&format!("a=msid:{ivy} ")), "{offer}");
+    assert!(
+        offer.contains("opus/16000/2") && offer.contains("a=sendrecv"),
+        "{offer}"
+    );
+
+    let (pc, gathered, mut rx) = user_pc(16_000).await;
+    pc.set_remote_description(RTCSessionDescription::offer(offer).unwrap())
+        .await
+        .unwrap();
+    let a = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(a).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let answer = pc.local_description().await.unwrap().sdp;
+    let body = serde_json::json!({"answer": {"sdp": answer}}).to_string();
+    let answer_path = format!("/api/rtcBridge/v1/bridges/{bid}/peers/{peer_id}/answer");
+    let (st, _) = api(&sim, &hdrs, &answer_path, &body).await;
+    assert_eq!(st, 403, "answer without the bridge token");
+    let (st, body) = api(&sim, &with_token, &answer_path, &body).await;
+    assert_eq!(st, 204, "{body}");
+    let got = collect(&mut rx, 40, 8).await;
+    assert!(got.iter().all(|p| p.0 == 111), "the bridge's payload type");
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+    let (mut audio, mut buf) = (Vec::new(), vec![0f32; 5760]);
+    for p in &got {
+        let n = dec.decode_float(&p.4, &mut buf, false).unwrap();
+        audio.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(strongest(&audio, &[300.0, 470.0, 730.0]), 470.0);
+    let st = sim.bridge_status();
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].state, "connected", "{st:?}");
+    assert_eq!(st[0].streams, vec![ivy.clone()]);
+    assert!(sim.rejections().is_empty(), "{:?}", sim.rejections());
+    let _ = pc.close().await;
+}
