@@ -212,9 +212,10 @@ fn main() {
         let level = tone_dbfs(&captured.samples, RATE, 500.0);
         let gap = longest_silence(&captured.samples, 0.02);
         println!(
-            "    {:.2} s captured, tone {level:.1} dB, longest gap {:.1} ms; sender: {:?} sent, {:?} dropped",
+            "    {:.2} s captured, tone {level:.1} dB, longest gap {:.1} ms; sender {:?}: {:?} sent, {:?} dropped",
             captured.samples.len() as f64 / f64::from(RATE),
             gap as f64 / 48.0,
+            status.as_ref().map(|s| s.account_id.clone()),
             status.as_ref().map(|s| s.packets_sent),
             status.as_ref().map(|s| s.packets_dropped),
         );

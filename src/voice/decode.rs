@@ -45,18 +45,20 @@ const DECIMATE: usize = 4;
 /// conceals alone.
 const MIN_PERIODICITY: f32 = 0.5;
 /// Concealment timeline, in samples since the loss began: libopus's concealment crossfades
-/// into pitch repetition over the first 10 ms; the repetition holds full level until 40 ms,
-/// then fades linearly to zero at 110 ms (the jitter buffer plays silence after 100 ms).
+/// into pitch repetition over the first 10 ms; the repetition holds full level until 60 ms,
+/// then fades linearly (still above half level at 100 ms, when the jitter buffer turns to
+/// silence; zero at 150 ms if an FEC frame extends it).
 const LIBOPUS_PART: usize = 480;
-const HOLD: usize = 1920;
-const FADE_END: usize = 5280;
+const HOLD: usize = 2880;
+const FADE_END: usize = 7200;
+/// A 10 ms window of the first frame after a loss under this share of the frame's level at
+/// its end counts as starved (see [`PitchRepeat::resume`]).
+const STARVED: f32 = 0.4;
 /// Crossfade from the concealment back into decoded audio (2.5 ms).
 const SEAM: usize = 120;
-/// A frame after a loss under this share of the RMS before it is faded in from the
-/// repetition over its whole length.
-const WEAK_RESUME: f32 = 0.5;
-/// An FEC frame under this share of the RMS of the 10 ms before the loss is a poor LBRR
-/// (seen at 0.1-0.3 on a steady voice): the periodic concealment replaces it.
+/// An FEC frame under this share of the level the concealment would play (the RMS of the
+/// 10 ms before the loss, times the concealment's fade) is a poor LBRR: the repetition is
+/// added for the missing part ([`OpusDecoder::fill_weak_fec`]).
 const WEAK_FEC: f32 = 0.6;
 
 /// Waveform substitution for losses longer than libopus conceals well.
@@ -202,22 +204,43 @@ impl PitchRepeat {
     }
 
     /// `out` starts with decoded audio: if a repetition was playing, crossfade out of it.
+    ///
+    /// After a loss a periodic voice's first frame often comes out far too quiet in places (the
+    /// decoder's long-term predictor has no recent history) and takes 10-30 ms to reach its
+    /// level. When any 10 ms of it is under 0.4 of the level it reaches at its end (or the level
+    /// before the loss, if lower), the crossfade runs over the whole frame from a repetition at
+    /// that level; otherwise over 2.5 ms from the repetition as it was fading.
     fn resume(&mut self, out: &mut [f32]) {
         if self.lost > 0 && self.lag > 0 {
-            // A periodic voice decodes too quietly for a packet or so after a loss (its
-            // long-term predictor starts from the wrong history): then fade from the
-            // repetition into it over the whole frame instead of 2.5 ms.
-            let decoded = (out.iter().map(|v| v * v).sum::<f32>() / out.len().max(1) as f32).sqrt();
-            let n = if decoded < WEAK_RESUME * self.recent_rms() {
-                out.len()
+            let rms =
+                |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt();
+            let n = out.len();
+            let before = self.recent_rms();
+            let target = if n >= 4 * 480 {
+                rms(&out[n - 480..]).min(before)
             } else {
-                SEAM.min(out.len())
+                0.0
             };
-            for (i, x) in out[..n].iter_mut().enumerate() {
-                let w = (i + 1) as f32 / (n + 1) as f32;
-                let t = self.lost + i;
-                let rep = self.next_repeated() * Self::gain(t);
-                *x = *x * w + rep * (1.0 - w);
+            let starved = n >= 4 * 480
+                && target > 0.005
+                && out[..n - 480]
+                    .chunks(480)
+                    .any(|w| rms(w) < STARVED * target);
+            if starved {
+                let level = target / before.max(1e-6);
+                for (i, x) in out.iter_mut().enumerate() {
+                    let w = (i + 1) as f32 / (n + 1) as f32;
+                    let rep = self.next_repeated() * level;
+                    *x = *x * w + rep * (1.0 - w);
+                }
+            } else {
+                let n = SEAM.min(n);
+                for (i, x) in out[..n].iter_mut().enumerate() {
+                    let w = (i + 1) as f32 / (n + 1) as f32;
+                    let t = self.lost + i;
+                    let rep = self.next_repeated() * Self::gain(t);
+                    *x = *x * w + rep * (1.0 - w);
+                }
             }
         }
         self.lost = 0;
@@ -226,12 +249,6 @@ impl PitchRepeat {
 }
 
 /// Whether an FEC decode is much quieter than the voice before the loss.
-/// Only while the concealment would still play at full level: later in a long loss the FEC
-/// frame, weak or not, is better than a repetition that is fading out.
-fn weak(fec: &[f32], repeat: &PitchRepeat) -> bool {
-    let rms = (fec.iter().map(|v| v * v).sum::<f32>() / fec.len().max(1) as f32).sqrt();
-    repeat.lost < HOLD && rms < WEAK_FEC * repeat.recent_rms()
-}
 
 /// One member's Opus decoder (mono, 48 kHz; a stereo packet is downmixed by libopus).
 ///
@@ -302,6 +319,14 @@ impl OpusDecoder {
                 let _ = self
                     .fec_dec
                     .decode_float(payload, &mut self.scratch[..want], false);
+                if self.repeat.lost > LIBOPUS_PART {
+                    // The main decoder skipped part of the loss (or an FEC frame): 10 ms of its
+                    // own concealment first gives its long-term predictor a history at the
+                    // voice's level, so the packet does not start near silence.
+                    let _ = self
+                        .dec
+                        .decode_float(&[], &mut self.scratch[..LIBOPUS_PART], false);
+                }
                 match self.dec.decode_float(payload, out, false) {
                     Ok(n) if n == want => {
                         self.repeat.resume(out);
@@ -324,10 +349,10 @@ impl OpusDecoder {
                     // The pitch of the audio before the loss, for the seams.
                     let periodic = self.repeat.begin();
                     match self.fec_dec.decode_float(payload, &mut out[..n], true) {
-                        Ok(got) if got == n && periodic && weak(&out[..n], &self.repeat) => {
-                            self.stats.weak_fec += 1;
-                        }
                         Ok(got) if got == n => {
+                            if periodic {
+                                self.fill_weak_fec(&mut out[..n]);
+                            }
                             self.repeat.resume(&mut out[..n]);
                             if periodic {
                                 // The next real packet starts after a seam, as after a loss.
@@ -343,6 +368,25 @@ impl OpusDecoder {
             Frame::Plc { .. } => {}
         }
         self.conceal(out);
+    }
+
+    /// An FEC frame much weaker than the concealment would be (a poor LBRR, seen at a third of
+    /// the level on a steady voice's troughs) gets the repetition added for the missing part:
+    /// where the LBRR is right (a voice that really got quieter or changed) it still carries
+    /// the frame, where it is weak the repetition fills in.
+    fn fill_weak_fec(&mut self, out: &mut [f32]) {
+        let rms = (out.iter().map(|v| v * v).sum::<f32>() / out.len().max(1) as f32).sqrt();
+        let expected = self.repeat.recent_rms() * PitchRepeat::gain(self.repeat.lost);
+        if rms >= WEAK_FEC * expected || expected <= 0.0 {
+            return;
+        }
+        self.stats.weak_fec += 1;
+        let missing = 1.0 - rms / expected;
+        let start = self.repeat.lost;
+        for (i, x) in out.iter_mut().enumerate() {
+            let rep = self.repeat.next_repeated() * PitchRepeat::gain(start + i);
+            *x += rep * missing;
+        }
     }
 
     /// Fill `out` with concealment: libopus's, carried on by pitch repetition ([`PitchRepeat`]).
