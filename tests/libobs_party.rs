@@ -230,6 +230,11 @@ fn main() {
     });
 
     runner.run("the_party_setting_picks_a_party_by_session_id", || {
+        // The previous check's hub must be gone (its sources' destroys may still be queued in
+        // OBS), or this source would join that hub and its party setting.
+        support::wait_for(Duration::from_secs(5), || {
+            sim.count("leave") >= sim.count("join")
+        });
         let first = sim.start_party("First", &[("fay_ps", "PS5")]);
         let _end_first = EndParty(&sim, first.session_id.clone());
         let second = sim.start_party("Second", &[("gus_ps", "PS5")]);
