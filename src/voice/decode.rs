@@ -29,7 +29,7 @@ pub struct DecodeStats {
     pub plc: u64,
     /// Packets (or FEC sources) libopus refused; concealed instead.
     pub errors: u64,
-    /// FEC frames much quieter than the audio before the loss; concealed instead.
+    /// FEC frames much quieter than the concealment would be; the repetition was added.
     pub weak_fec: u64,
 }
 
@@ -68,10 +68,10 @@ const WEAK_FEC: f32 = 0.6;
 /// run of two or three lost 40 ms packets left 25-60 ms under -34 dBFS in the middle of a word,
 /// most of it *after* the loss, in the FEC frame and the packet after it. So libopus conceals
 /// only the first 10 ms, crossfading into a repetition of the last pitch period of what was
-/// played (the ITU-T G.711 Appendix I idea), held at full level to 40 ms and faded out by
-/// 110 ms; the decoder is not asked to conceal more, so it resumes at full level, and we
-/// crossfade from the repetition into the decoded audio (2.5 ms). Audio that is not periodic
-/// (noise, unvoiced sounds) is concealed by libopus alone, as before.
+/// played (the ITU-T G.711 Appendix I idea), held at full level to 60 ms and faded out by
+/// 150 ms; the decoder is not asked to conceal more, and we crossfade from the repetition into
+/// the decoded audio (see [`PitchRepeat::resume`]). Audio that is not periodic (noise,
+/// unvoiced sounds) is concealed by libopus alone, as before.
 struct PitchRepeat {
     history: Box<[f32; HISTORY]>,
     /// Samples concealed in the current loss (0: not in a loss).
@@ -247,8 +247,6 @@ impl PitchRepeat {
         self.frozen = false;
     }
 }
-
-/// Whether an FEC decode is much quieter than the voice before the loss.
 
 /// One member's Opus decoder (mono, 48 kHz; a stereo packet is downmixed by libopus).
 ///
