@@ -259,3 +259,43 @@ fn drift_in_a_noisy_room_is_absorbed_between_words() {
         "{r:?}"
     );
 }
+
+/// The capture-level measure the libobs check uses (`longest_silence`, |x| < 0.02) on
+/// psn-sim's member voice and encoder: with 10 % random loss and 0..40 ms jitter no gap is over
+/// 20 ms, runs of two or three lost 40 ms packets included (libopus's concealment alone left
+/// 25-35 ms).
+#[test]
+fn loss_runs_leave_no_sample_gap_over_20ms() {
+    use obs_psn_party::audio::analysis::longest_silence;
+    let mut worst = 0.0f64;
+    for (clock, seed) in [
+        (16_000, 7),
+        (48_000, 8),
+        (16_000, 21),
+        (16_000, 33),
+        (16_000, 45),
+    ] {
+        let sc = Scenario {
+            clock_rate: clock,
+            duration_ms: 60_000,
+            loss: 0.10,
+            jitter_ms: 40,
+            seed,
+            tone_hz: 500.0,
+            amplitude: 0.3,
+            psn_sim_voice: true,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let r = run_with(&sc, |_, block| out.extend_from_slice(block));
+        // From 1 s in (the stream has started) to the end of what was sent.
+        let talk = &out[48_000..(sc.duration_ms as usize - 100) * 48];
+        let gap_ms = longest_silence(talk, 0.02) as f64 / 48.0;
+        println!(
+            "clock {clock} seed {seed}: longest gap {gap_ms:.1} ms; lost {}, fec {}, decode {:?}",
+            r.lost, r.jitter.fec, r.decode
+        );
+        worst = worst.max(gap_ms);
+    }
+    assert!(worst <= 20.0, "a {worst:.1} ms gap");
+}

@@ -76,9 +76,41 @@ pub fn longest_silence(samples: &[f32], threshold: f32) -> usize {
     longest
 }
 
+/// Where sound starts after silence: the indices of samples whose magnitude reaches
+/// `threshold` after at least `min_silence` samples all below it (talkspurt onsets).
+pub fn onsets(samples: &[f32], threshold: f32, min_silence: usize) -> Vec<usize> {
+    let mut found = Vec::new();
+    let mut quiet = 0usize;
+    for (i, &s) in samples.iter().enumerate() {
+        if s.abs() >= threshold {
+            if quiet >= min_silence {
+                found.push(i);
+            }
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn onsets_after_silence_only() {
+        let mut x = vec![0.0f32; 1000];
+        x.extend(sine(500.0, 0.5, 960)); // onset at 1000 (sine(0) = 0: first loud sample later)
+        x.extend(vec![0.0; 50]); // a short pause is no onset
+        x.extend(sine(500.0, 0.5, 960));
+        x.extend(vec![0.0; 2000]);
+        x.extend(sine(500.0, 0.5, 960));
+        let found = onsets(&x, 0.1, 500);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!((1000..1010).contains(&found[0]), "{found:?}");
+        assert!((4970..4980).contains(&found[1]), "{found:?}");
+    }
 
     fn sine(hz: f64, amp: f32, n: usize) -> Vec<f32> {
         (0..n)

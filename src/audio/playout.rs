@@ -49,6 +49,10 @@ impl MemberSelector {
         if let Some(n) = text.strip_prefix("slot:") {
             return n.parse().ok().filter(|&n| n >= 1).map(MemberSelector::Slot);
         }
+        // "bridge": what the rtcBridge sends without naming a member (src/party/voice_links.rs).
+        if text == "bridge" {
+            return Some(MemberSelector::OnlineId("party (bridge)".to_owned()));
+        }
         (!text.is_empty()).then(|| MemberSelector::OnlineId(text.to_owned()))
     }
 }

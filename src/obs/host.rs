@@ -244,6 +244,12 @@ pub struct ModuleInfo {
     pub description: String,
 }
 
+/// OBS's clock now (`os_gettime_ns`), the clock of [`Captured::blocks`] timestamps.
+pub fn obs_now_ns() -> u64 {
+    // SAFETY: a plain clock read, no state.
+    unsafe { sys::os_gettime_ns() }
+}
+
 /// Audio a source delivered to OBS, as OBS's capture callback saw it
 /// (channel 0 of the output format, 48 kHz).
 #[derive(Debug, Default)]

@@ -18,6 +18,7 @@ use crate::audio::pump::{BlockOutput, Pump};
 use crate::audio::ring::{audio_ring, BLOCK_FRAMES, DEFAULT_CAPACITY_FRAMES};
 use crate::party::hub::{PartyHub, Subscription};
 use crate::party::session::PartyChoice;
+use crate::party::voice_links::VoicePath;
 
 /// Source ids, fixed for scripting (obs-websocket) and saved scenes.
 pub const PARTY_SOURCE_ID: &CStr = c"psn_party";
@@ -27,6 +28,8 @@ pub const MEMBER_SOURCE_ID: &CStr = c"psn_party_member";
 pub mod keys {
     /// `"follow"` (the party my account is in) or a party session id.
     pub const PARTY: &str = "party";
+    /// On both sources: `"auto"` (default), `"p2p"` or `"bridge"` (docs/settings.md).
+    pub const VOICE_PATH: &str = "voice_path";
     /// On `psn_party_member`: an online id, or `"slot:N"`.
     pub const MEMBER: &str = "member";
     #[cfg(feature = "test-producer")]
@@ -183,7 +186,8 @@ struct PartySource {
 impl PartySource {
     fn new(kind: SourceKind, source: *mut sys::obs_source_t, settings: &Settings) -> Option<Self> {
         let party = PartyChoice::from_setting(&settings.string(keys::PARTY));
-        let hub = PartyHub::shared(super::module::config_dir(), party)
+        let path = VoicePath::from_setting(&settings.string(keys::VOICE_PATH));
+        let hub = PartyHub::shared(super::module::config_dir(), party, path)
             .map_err(|e| log::error!("cannot start the party hub: {e}"))
             .ok()?;
         let mut this = PartySource {

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::session::{self, PartyChoice, PlayoutControl, SessionContext};
 use super::status::HubStatus;
+use super::voice_links::VoicePath;
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout, SubscriptionId, Target};
 use crate::audio::ring::RingWriter;
 use crate::psn::client::{ClientOptions, PsnClient};
@@ -57,6 +58,7 @@ pub struct PartyHub {
     session: Mutex<Option<SessionTask>>,
     runtime: RuntimeRef,
     party: PartyChoice,
+    voice_path: VoicePath,
 }
 
 impl PartyHub {
@@ -68,9 +70,13 @@ impl PartyHub {
     pub fn shared(
         config_dir: Option<PathBuf>,
         party: PartyChoice,
+        voice_path: VoicePath,
     ) -> std::io::Result<Arc<PartyHub>> {
         let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(hub) = shared.upgrade() {
+            if hub.voice_path != voice_path {
+                log::warn!("this source's voice_path differs from the one in use; the first source's applies");
+            }
             if hub.party != party {
                 log::warn!(
                     "this source's party setting differs from the party already followed; \
@@ -85,6 +91,7 @@ impl PartyHub {
             session: Mutex::new(None),
             runtime: RuntimeRef::acquire()?,
             party,
+            voice_path,
         });
         hub.start_session(config_dir);
         *shared = Arc::downgrade(&hub);
@@ -119,6 +126,7 @@ impl PartyHub {
             // Against the simulator everything is on loopback, and so must the
             // voice candidates be; otherwise every interface.
             udp_addrs: vec![if loopback { "127.0.0.1:0" } else { "0.0.0.0:0" }.into()],
+            voice_path: self.voice_path,
         };
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done) = std::sync::mpsc::channel();

@@ -1,7 +1,9 @@
 //! The party hub: one per module, shared by every source. It ties the PSN
 //! client (sign-in, party, push), the voice peers and the playout together.
 
+pub mod bridge_link;
 pub mod feed;
 pub mod hub;
 pub mod session;
 pub mod status;
+pub mod voice_links;

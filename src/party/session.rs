@@ -1,7 +1,7 @@
 //! The party session: the task on the module's runtime that signs in, finds
 //! the party the user is in, joins it as a `MOBILE_APP` member, follows the
-//! roster from push, answers each member's voice offer with a WebRTC peer, and
-//! hands each member's packets to the playout. When the party ends it looks
+//! roster from push, and leaves the voice links with each member to
+//! [`super::voice_links`] (offers, answers, packets into the playout). When the party ends it looks
 //! for the next one; when the last source goes it leaves.
 
 use std::collections::HashMap;
@@ -10,20 +10,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::feed::{member_feed, PacketSender};
-use super::status::{HubStatus, MemberState};
+use super::status::HubStatus;
+use super::voice_links::{LinkContext, Outgoing, VoiceLinks, VoicePath};
 use crate::audio::playout::{MemberInfo, Silence};
 use crate::psn::client::PsnClient;
-use crate::psn::custom_message::{
-    decode_payload, encode_payload, Message, Recipient, Signal, UserRef, DEFAULT_CHANNEL,
-    PLATFORM_MOBILE_APP,
-};
+use crate::psn::custom_message::DEFAULT_CHANNEL;
 use crate::psn::error::PsnError;
 use crate::psn::push::{PushClient, PushEvent, PushOptions};
 use crate::psn::session::{Member as RosterMember, PartyApi};
-use crate::voice::member::{Member, MemberConfig};
-use crate::voice::peer::webrtc_rs::WebrtcPeer;
-use crate::voice::peer::{MemberId, PeerEvent, PeerOptions, PeerState, VoicePeer};
+use crate::voice::peer::PeerEvent;
 
 /// How long leaving the party may take when the last source goes.
 const LEAVE_TIMEOUT: Duration = Duration::from_millis(350);
@@ -58,6 +53,8 @@ pub struct SessionContext {
     pub include_own_console: bool,
     /// Local addresses for the peers' host candidates.
     pub udp_addrs: Vec<String>,
+    /// Peer-to-peer, bridge, or both (the `voice_path` setting).
+    pub voice_path: VoicePath,
 }
 
 /// The playout, as the session drives it.
@@ -126,16 +123,21 @@ fn retry_after(error: &PsnError, failures: u32) -> Duration {
 }
 
 impl SessionContext {
+    fn link_context(&self) -> LinkContext {
+        LinkContext {
+            playout: self.playout.clone(),
+            status: self.status.clone(),
+            include_own_console: self.include_own_console,
+            udp_addrs: self.udp_addrs.clone(),
+            path: self.voice_path,
+            client: Some(self.client.clone()),
+        }
+    }
+
     fn set(&self, change: impl FnOnce(&mut HubStatus)) {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut status);
     }
-}
-
-/// One member's voice connection and where its packets go.
-struct Connection {
-    peer: Arc<WebrtcPeer>,
-    feed: PacketSender,
 }
 
 /// Signs in, finds and joins the party, and follows it until it ends.
@@ -195,8 +197,11 @@ async fn follow_one_party(
         PushOptions::default(),
     );
     let (peer_tx, mut peer_events) = mpsc::channel::<PeerEvent>(1024);
-    let mut connections: HashMap<MemberId, Connection> = HashMap::new();
-    let mut seq = 1u64;
+    let mut links = VoiceLinks::new(ctx.link_context(), &me, &session_id, peer_tx);
+    for m in roster.values() {
+        links.member_present(m, Instant::now());
+    }
+    let mut offer_tick = tokio::time::interval(Duration::from_millis(250));
 
     let result = loop {
         tokio::select! {
@@ -217,6 +222,7 @@ async fn follow_one_party(
                             if m.is_console() {
                                 ctx.playout.add_member(roster_info(ctx, &me, &m), Box::new(Silence));
                             }
+                            links.member_present(&m, Instant::now());
                             roster.insert(member_key(&m), m);
                         }
                         ctx.set(|s| s.set_roster(roster.values()));
@@ -230,7 +236,7 @@ async fn follow_one_party(
                             }
                             log::info!("member left: {}", m.online_id);
                             roster.remove(&member_key(&m));
-                            drop_connection(ctx, &mut connections, &m.account_id).await;
+                            links.member_left(&m.account_id).await;
                             ctx.playout.remove_member(&m.account_id);
                         }
                         ctx.set(|s| s.set_roster(roster.values()));
@@ -244,48 +250,47 @@ async fn follow_one_party(
                         break Ok(());
                     }
                     PushEvent::CustomMessage { session_id: sid, payload, .. } if sid == session_id => {
-                        let answer = handle_signal(ctx, &me, &roster, &payload, &peer_tx, &mut connections, &mut seq).await;
-                        if let Some((to, payload)) = answer {
-                            if let Err(e) = api.send_custom_message(&session_id, DEFAULT_CHANNEL, &payload, &[to]).await {
-                                // Surface the server's answer verbatim (PROTOCOL.md section 7); other members go on.
-                                log::warn!("sending a voice answer failed: {e}");
-                                ctx.set(|s| s.error = Some(e.to_string()));
-                            }
+                        if let Some(reply) = links.on_signal(&roster, &payload).await {
+                            send_signal(ctx, api, &session_id, reply).await;
                         }
                     }
                     PushEvent::Failed { error } => break Err(error),
                     _ => {}
                 }
             }
-            event = peer_events.recv() => {
-                match event {
-                    Some(PeerEvent::Rtp(packet)) => {
-                        if let Some(connection) = connections.get_mut(&packet.member) {
-                            connection.feed.send(&packet);
-                        }
-                    }
-                    Some(PeerEvent::State { member, state }) => {
-                        log::info!("voice connection of member {}: {state:?}", mask(&member));
-                        ctx.set(|s| s.set_member_state(&member, MemberState::from(state)));
-                        if matches!(state, PeerState::Failed | PeerState::Closed) {
-                            drop_connection(ctx, &mut connections, &member).await;
-                        }
-                    }
-                    None => {}
+            Some(event) = peer_events.recv() => links.on_peer_event(event).await,
+            _ = offer_tick.tick() => {
+                for offer in links.offers_due(&roster, Instant::now()).await {
+                    send_signal(ctx, api, &session_id, offer).await;
                 }
             }
         }
     };
 
-    for (_, connection) in connections.drain() {
-        connection.peer.close().await;
-    }
+    links.close_all().await;
     for m in roster.values() {
         ctx.playout.remove_member(&m.account_id);
     }
     push.stop().await;
     ctx.set(|s| s.left_party());
     result
+}
+
+/// Sends a voice offer or answer. A failure is surfaced verbatim (PROTOCOL.md section 7);
+/// other members go on.
+async fn send_signal(
+    ctx: &SessionContext,
+    api: &PartyApi,
+    session_id: &str,
+    (to, payload): Outgoing,
+) {
+    if let Err(e) = api
+        .send_custom_message(session_id, DEFAULT_CHANNEL, &payload, &[to])
+        .await
+    {
+        log::warn!("sending a voice message failed: {e}");
+        ctx.set(|s| s.error = Some(e.to_string()));
+    }
 }
 
 /// How the playout knows a console member of the roster.
@@ -303,141 +308,6 @@ fn roster_info(ctx: &SessionContext, me: &str, m: &RosterMember) -> MemberInfo {
 /// platform is part of the key.
 fn member_key(m: &RosterMember) -> String {
     format!("{}/{}", m.account_id, m.platform)
-}
-
-/// Account ids in logs are masked (they identify a person).
-fn mask(account_id: &str) -> String {
-    let tail: String = account_id
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("…{tail}")
-}
-
-async fn drop_connection(
-    ctx: &SessionContext,
-    connections: &mut HashMap<MemberId, Connection>,
-    account_id: &str,
-) {
-    if let Some(connection) = connections.remove(account_id) {
-        connection.peer.close().await;
-        ctx.playout.remove_member(account_id);
-    }
-}
-
-/// An offer from a member: answer it with a new peer, start the member's
-/// pipeline, and return the answer to send.
-async fn handle_signal(
-    ctx: &SessionContext,
-    me: &str,
-    roster: &HashMap<String, RosterMember>,
-    payload: &str,
-    peer_tx: &mpsc::Sender<PeerEvent>,
-    connections: &mut HashMap<MemberId, Connection>,
-    seq: &mut u64,
-) -> Option<(Recipient, String)> {
-    let message = match decode_payload(payload) {
-        Ok(message) => message,
-        Err(e) => {
-            log::warn!("a voice message could not be read: {e}");
-            return None;
-        }
-    };
-    let signal = message.signal;
-    if signal.to.account_id != me || signal.kind != "offer" {
-        return None;
-    }
-    // Whose audio mid 0 carries: the media's user, else the sender.
-    let owner = signal
-        .medias
-        .first()
-        .map(|m| m.user.clone())
-        .unwrap_or_else(|| signal.from.clone());
-    // The member on a console with that account (the user's own PS5 shares our account id).
-    let roster_entry = roster
-        .values()
-        .find(|m| m.account_id == owner.account_id && m.is_console());
-    let online_id = roster_entry
-        .map(|m| m.online_id.clone())
-        .unwrap_or_default();
-    let platform = roster_entry
-        .map_or("PS5", |m| m.platform.as_str())
-        .to_owned();
-    let member: MemberId = owner.account_id.as_str().into();
-    drop_connection(ctx, connections, &owner.account_id).await;
-
-    let options = PeerOptions {
-        udp_addrs: ctx.udp_addrs.clone(),
-        ..PeerOptions::default()
-    };
-    let peer = Arc::new(WebrtcPeer::new(member.clone(), options, peer_tx.clone()));
-    let answer = match peer.answer(&signal.sdp).await {
-        Ok(answer) => answer,
-        Err(e) => {
-            log::warn!("could not answer {online_id}'s voice offer: {e}");
-            ctx.set(|s| s.set_member_state(&member, MemberState::Failed(e.to_string())));
-            peer.close().await;
-            return None;
-        }
-    };
-    let Some(params) = peer.negotiated().await else {
-        peer.close().await;
-        return None;
-    };
-    let mut config = MemberConfig::new(params.clock_rate, params.opus_pt);
-    config.red_pt = params.red_pt;
-    let pipeline = match Member::new(config) {
-        Ok(pipeline) => pipeline,
-        Err(e) => {
-            log::warn!("could not start the decoder for {online_id}: {e}");
-            peer.close().await;
-            return None;
-        }
-    };
-    let (feed, stream) = member_feed(pipeline, ctx.playout.epoch());
-    let own_console = owner.account_id == me;
-    ctx.playout.add_member(
-        MemberInfo {
-            account_id: owner.account_id.clone(),
-            online_id: online_id.clone(),
-            in_mix: !own_console || ctx.include_own_console,
-            takes_slot: !own_console,
-        },
-        Box::new(stream),
-    );
-    connections.insert(member.clone(), Connection { peer, feed });
-    ctx.set(|s| s.set_member_state(&member, MemberState::Connecting));
-    log::info!(
-        "answering {}'s voice offer (Opus at {} Hz)",
-        if online_id.is_empty() {
-            "a member"
-        } else {
-            &online_id
-        },
-        params.clock_rate
-    );
-
-    let from = UserRef {
-        account_id: me.to_owned(),
-        platform: PLATFORM_MOBILE_APP,
-    };
-    *seq += 1;
-    let reply = Message::from_signal(Signal::new(
-        "answer",
-        from,
-        signal.from.clone(),
-        answer,
-        *seq,
-    ));
-    let to = Recipient {
-        account_id: signal.from.account_id.clone(),
-        platform,
-    };
-    Some((to, encode_payload(&reply)))
 }
 
 #[cfg(test)]

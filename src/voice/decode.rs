@@ -29,12 +29,240 @@ pub struct DecodeStats {
     pub plc: u64,
     /// Packets (or FEC sources) libopus refused; concealed instead.
     pub errors: u64,
+    /// FEC frames much quieter than the concealment would be; the repetition was added.
+    pub weak_fec: u64,
+}
+
+/// Output kept for concealment (60 ms).
+const HISTORY: usize = 2880;
+/// The pitch is searched over the last 20 ms, lags 2.5 to 20 ms (400 down to 50 Hz).
+const PITCH_WINDOW: usize = 960;
+const MIN_LAG: usize = 120;
+const MAX_LAG: usize = 960;
+/// Decimation for the pitch search (48 kHz -> 12 kHz is plenty for voice pitch).
+const DECIMATE: usize = 4;
+/// Below this normalised correlation the last audio is not periodic (noise, unvoiced): libopus
+/// conceals alone.
+const MIN_PERIODICITY: f32 = 0.5;
+/// Concealment timeline, in samples since the loss began: libopus's concealment crossfades
+/// into pitch repetition over the first 10 ms; the repetition holds full level until 60 ms,
+/// then fades linearly (still above half level at 100 ms, when the jitter buffer turns to
+/// silence; zero at 150 ms if an FEC frame extends it).
+const LIBOPUS_PART: usize = 480;
+const HOLD: usize = 2880;
+const FADE_END: usize = 7200;
+/// A 10 ms window of the first frame after a loss under this share of the frame's level at
+/// its end counts as starved (see [`PitchRepeat::resume`]).
+const STARVED: f32 = 0.4;
+/// Crossfade from the concealment back into decoded audio (2.5 ms).
+const SEAM: usize = 120;
+/// An FEC frame under this share of the level the concealment would play (the RMS of the
+/// 10 ms before the loss, times the concealment's fade) is a poor LBRR: the repetition is
+/// added for the missing part ([`OpusDecoder::fill_weak_fec`]).
+const WEAK_FEC: f32 = 0.6;
+
+/// Waveform substitution for losses longer than libopus conceals well.
+///
+/// libopus's concealment fades within a few tens of ms, and worse, the frames decoded after a
+/// long concealment are faded in from the concealment's low energy (SILK's "glue frames"): a
+/// run of two or three lost 40 ms packets left 25-60 ms under -34 dBFS in the middle of a word,
+/// most of it *after* the loss, in the FEC frame and the packet after it. So libopus conceals
+/// only the first 10 ms, crossfading into a repetition of the last pitch period of what was
+/// played (the ITU-T G.711 Appendix I idea), held at full level to 60 ms and faded out by
+/// 150 ms; the decoder is not asked to conceal more, and we crossfade from the repetition into
+/// the decoded audio (see [`PitchRepeat::resume`]). Audio that is not periodic (noise,
+/// unvoiced sounds) is concealed by libopus alone, as before.
+struct PitchRepeat {
+    history: Box<[f32; HISTORY]>,
+    /// Samples concealed in the current loss (0: not in a loss).
+    lost: usize,
+    /// The repeated period (0: the audio before the loss was not periodic).
+    lag: usize,
+    /// Position within the repeated period.
+    phase: usize,
+    /// A concealment is playing: the history keeps the audio from before the loss.
+    frozen: bool,
+    /// Scratch for the decimated pitch search.
+    scratch: Box<[f32; PITCH_WINDOW / DECIMATE + MAX_LAG / DECIMATE]>,
+}
+
+impl PitchRepeat {
+    fn new() -> Self {
+        Self {
+            history: Box::new([0.0; HISTORY]),
+            lost: 0,
+            lag: 0,
+            phase: 0,
+            frozen: false,
+            scratch: Box::new([0.0; PITCH_WINDOW / DECIMATE + MAX_LAG / DECIMATE]),
+        }
+    }
+
+    fn remember(&mut self, out: &[f32]) {
+        if self.frozen {
+            return;
+        }
+        let n = out.len().min(HISTORY);
+        self.history.copy_within(n.., 0);
+        self.history[HISTORY - n..].copy_from_slice(&out[out.len() - n..]);
+    }
+
+    /// The lag (a multiple of 4 samples) whose repetition best continues the last 20 ms, or 0.
+    fn find_lag(&mut self) -> usize {
+        let span = PITCH_WINDOW + MAX_LAG;
+        let src = &self.history[HISTORY - span..];
+        for (i, d) in self.scratch.iter_mut().enumerate() {
+            *d = src[i * DECIMATE..(i + 1) * DECIMATE].iter().sum::<f32>();
+        }
+        let x = &self.scratch[..];
+        let w = PITCH_WINDOW / DECIMATE;
+        let tail = &x[x.len() - w..];
+        let energy: f32 = tail.iter().map(|v| v * v).sum();
+        if energy <= 1e-9 {
+            return 0;
+        }
+        let mut best = (0.0f32, 0usize);
+        for lag in MIN_LAG / DECIMATE..=MAX_LAG / DECIMATE {
+            let past = &x[x.len() - w - lag..x.len() - lag];
+            let (mut xy, mut yy) = (0.0f32, 0.0f32);
+            for (a, b) in tail.iter().zip(past) {
+                xy += a * b;
+                yy += b * b;
+            }
+            if yy > 1e-9 {
+                let r = xy / (energy * yy).sqrt();
+                if r > best.0 + 0.02 {
+                    best = (r, lag);
+                }
+            }
+        }
+        if best.0 >= MIN_PERIODICITY {
+            best.1 * DECIMATE
+        } else {
+            0
+        }
+    }
+
+    fn gain(t: usize) -> f32 {
+        if t < HOLD {
+            1.0
+        } else if t < FADE_END {
+            (FADE_END - t) as f32 / (FADE_END - HOLD) as f32
+        } else {
+            0.0
+        }
+    }
+
+    /// RMS of the last 10 ms before the loss (or of the last 10 ms played).
+    fn recent_rms(&self) -> f32 {
+        let tail = &self.history[HISTORY - 480..];
+        (tail.iter().map(|v| v * v).sum::<f32>() / tail.len() as f32).sqrt()
+    }
+
+    /// The next sample of the repeated period, at full level.
+    fn next_repeated(&mut self) -> f32 {
+        let v = self.history[HISTORY - self.lag + self.phase];
+        self.phase = (self.phase + 1) % self.lag;
+        v
+    }
+
+    /// At the start of a loss: whether the last audio is periodic enough to repeat.
+    fn begin(&mut self) -> bool {
+        if self.lost == 0 {
+            self.lag = self.find_lag();
+            self.phase = 0;
+        }
+        self.lag > 0
+    }
+
+    /// How many of the next `n` concealed samples libopus should still produce.
+    fn libopus_part(&self, n: usize) -> usize {
+        LIBOPUS_PART.saturating_sub(self.lost).min(n)
+    }
+
+    /// `out` holds libopus's concealment (or zeros past [`LIBOPUS_PART`]): blend in the
+    /// repetition.
+    fn conceal(&mut self, out: &mut [f32]) {
+        self.frozen = true;
+        for x in out.iter_mut() {
+            let t = self.lost;
+            let w = (t as f32 / LIBOPUS_PART as f32).min(1.0);
+            let rep = self.next_repeated() * Self::gain(t);
+            *x = *x * (1.0 - w) + rep * w;
+            self.lost += 1;
+        }
+    }
+
+    /// An FEC frame was played (`out`) instead of the main decoder's output: remember it as
+    /// the end of a loss, so that the next real packet is crossfaded in from a repetition of
+    /// its last period.
+    fn after_fec(&mut self, out: &[f32]) {
+        self.lost = out.len().max(1);
+        // The repetition continues from the FEC frame's end, which `remember` puts at the end
+        // of the history before the next decode.
+        self.phase = 0;
+    }
+
+    /// `out` starts with decoded audio: if a repetition was playing, crossfade out of it.
+    ///
+    /// After a loss a periodic voice's first frame often comes out far too quiet in places (the
+    /// decoder's long-term predictor has no recent history) and takes 10-30 ms to reach its
+    /// level. When any 10 ms of it is under 0.4 of the level it reaches at its end (or the level
+    /// before the loss, if lower), the crossfade runs over the whole frame from a repetition at
+    /// that level; otherwise over 2.5 ms from the repetition as it was fading.
+    fn resume(&mut self, out: &mut [f32]) {
+        if self.lost > 0 && self.lag > 0 {
+            let rms =
+                |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt();
+            let n = out.len();
+            let before = self.recent_rms();
+            let target = if n >= 4 * 480 {
+                rms(&out[n - 480..]).min(before)
+            } else {
+                0.0
+            };
+            let starved = n >= 4 * 480
+                && target > 0.005
+                && out[..n - 480]
+                    .chunks(480)
+                    .any(|w| rms(w) < STARVED * target);
+            if starved {
+                let level = target / before.max(1e-6);
+                for (i, x) in out.iter_mut().enumerate() {
+                    let w = (i + 1) as f32 / (n + 1) as f32;
+                    let rep = self.next_repeated() * level;
+                    *x = *x * w + rep * (1.0 - w);
+                }
+            } else {
+                let n = SEAM.min(n);
+                for (i, x) in out[..n].iter_mut().enumerate() {
+                    let w = (i + 1) as f32 / (n + 1) as f32;
+                    let t = self.lost + i;
+                    let rep = self.next_repeated() * Self::gain(t);
+                    *x = *x * w + rep * (1.0 - w);
+                }
+            }
+        }
+        self.lost = 0;
+        self.frozen = false;
+    }
 }
 
 /// One member's Opus decoder (mono, 48 kHz; a stereo packet is downmixed by libopus).
+///
+/// In-band FEC is decoded by a second libopus decoder that follows the same packets. Decoding
+/// a lost frame from the next packet's LBRR leaves a decoder's state (its long-term predictor
+/// history above all) with the weaker LBRR signal, and the next one or two packets of a
+/// periodic voice then decode 3-10 dB too quiet: most of the gap after a recovered loss. So the
+/// main decoder never decodes FEC: it goes on from the last real packet, and the seam between
+/// the FEC frame and its output is crossfaded like the end of a concealment.
 pub struct OpusDecoder {
     dec: opus::Decoder,
+    fec_dec: opus::Decoder,
+    /// Where `fec_dec`'s decodes of real packets go (unheard; they keep its state in step).
+    scratch: Box<[f32; MAX_FRAME]>,
     stats: DecodeStats,
+    repeat: PitchRepeat,
 }
 
 impl std::fmt::Debug for OpusDecoder {
@@ -47,11 +275,16 @@ impl std::fmt::Debug for OpusDecoder {
 
 impl OpusDecoder {
     pub fn new() -> Result<Self, DecoderError> {
-        let dec = opus::Decoder::new(OUTPUT_RATE, opus::Channels::Mono)
-            .map_err(|e| DecoderError(e.to_string()))?;
+        let new = || {
+            opus::Decoder::new(OUTPUT_RATE, opus::Channels::Mono)
+                .map_err(|e| DecoderError(e.to_string()))
+        };
         Ok(Self {
-            dec,
+            dec: new()?,
+            fec_dec: new()?,
+            scratch: Box::new([0.0; MAX_FRAME]),
             stats: DecodeStats::default(),
+            repeat: PitchRepeat::new(),
         })
     }
 
@@ -65,19 +298,43 @@ impl OpusDecoder {
     pub fn decode(&mut self, frame: &Frame<'_>, out: &mut [f32]) -> usize {
         let want = frame.samples().min(MAX_FRAME).min(out.len());
         let out = &mut out[..want];
+        self.decode_into(frame, out);
+        self.repeat.remember(out);
+        want
+    }
+
+    fn decode_into(&mut self, frame: &Frame<'_>, out: &mut [f32]) {
+        let want = out.len();
         match *frame {
             Frame::Silence { .. } => {
                 out.fill(0.0);
-                return want;
+                self.repeat.lost = 0;
+                self.repeat.frozen = false;
+                return;
             }
             Frame::Packet { payload, .. } | Frame::Red { payload, .. } => {
                 self.stats.packets += 1;
+                let _ = self
+                    .fec_dec
+                    .decode_float(payload, &mut self.scratch[..want], false);
+                if self.repeat.lost > LIBOPUS_PART {
+                    // The main decoder skipped part of the loss (or an FEC frame): 10 ms of its
+                    // own concealment first gives its long-term predictor a history at the
+                    // voice's level, so the packet does not start near silence.
+                    let _ = self
+                        .dec
+                        .decode_float(&[], &mut self.scratch[..LIBOPUS_PART], false);
+                }
                 match self.dec.decode_float(payload, out, false) {
-                    Ok(n) if n == want => return want,
+                    Ok(n) if n == want => {
+                        self.repeat.resume(out);
+                        return;
+                    }
                     Ok(n) if n < want && n > 0 => {
                         // Shorter than its timestamps said: conceal the rest.
+                        self.repeat.resume(&mut out[..n]);
                         self.conceal(&mut out[n..]);
-                        return want;
+                        return;
                     }
                     _ => self.stats.errors += 1,
                 }
@@ -87,10 +344,20 @@ impl OpusDecoder {
                 // libopus: frame_size must be a multiple of 2.5 ms; it conceals what FEC can't cover.
                 let n = want / 120 * 120;
                 if n > 0 {
-                    match self.dec.decode_float(payload, &mut out[..n], true) {
+                    // The pitch of the audio before the loss, for the seams.
+                    let periodic = self.repeat.begin();
+                    match self.fec_dec.decode_float(payload, &mut out[..n], true) {
                         Ok(got) if got == n => {
+                            if periodic {
+                                self.fill_weak_fec(&mut out[..n]);
+                            }
+                            self.repeat.resume(&mut out[..n]);
+                            if periodic {
+                                // The next real packet starts after a seam, as after a loss.
+                                self.repeat.after_fec(&out[..n]);
+                            }
                             self.conceal(&mut out[n..]);
-                            return want;
+                            return;
                         }
                         _ => self.stats.errors += 1,
                     }
@@ -99,11 +366,43 @@ impl OpusDecoder {
             Frame::Plc { .. } => {}
         }
         self.conceal(out);
-        want
+    }
+
+    /// An FEC frame much weaker than the concealment would be (a poor LBRR, seen at a third of
+    /// the level on a steady voice's troughs) gets the repetition added for the missing part:
+    /// where the LBRR is right (a voice that really got quieter or changed) it still carries
+    /// the frame, where it is weak the repetition fills in.
+    fn fill_weak_fec(&mut self, out: &mut [f32]) {
+        let rms = (out.iter().map(|v| v * v).sum::<f32>() / out.len().max(1) as f32).sqrt();
+        let expected = self.repeat.recent_rms() * PitchRepeat::gain(self.repeat.lost);
+        if rms >= WEAK_FEC * expected || expected <= 0.0 {
+            return;
+        }
+        self.stats.weak_fec += 1;
+        let missing = 1.0 - rms / expected;
+        let start = self.repeat.lost;
+        for (i, x) in out.iter_mut().enumerate() {
+            let rep = self.repeat.next_repeated() * PitchRepeat::gain(start + i);
+            *x += rep * missing;
+        }
+    }
+
+    /// Fill `out` with concealment: libopus's, carried on by pitch repetition ([`PitchRepeat`]).
+    fn conceal(&mut self, out: &mut [f32]) {
+        if !self.repeat.begin() {
+            self.libopus_conceal(out);
+            self.repeat.lost += out.len();
+            self.repeat.frozen = true;
+            return;
+        }
+        let k = self.repeat.libopus_part(out.len());
+        self.libopus_conceal(&mut out[..k]);
+        out[k..].fill(0.0);
+        self.repeat.conceal(out);
     }
 
     /// Fill `out` with libopus concealment (zeros if libopus refuses).
-    fn conceal(&mut self, out: &mut [f32]) {
+    fn libopus_conceal(&mut self, out: &mut [f32]) {
         if out.is_empty() {
             return;
         }
@@ -118,6 +417,12 @@ impl OpusDecoder {
             }
         }
         out[done..].fill(0.0);
+        // The FEC decoder conceals the same stretch, to stay in step.
+        if done > 0 {
+            let _ = self
+                .fec_dec
+                .decode_float(&[], &mut self.scratch[..done], false);
+        }
     }
 }
 

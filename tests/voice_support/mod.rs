@@ -52,6 +52,9 @@ pub struct Scenario {
     pub celt: bool,
     /// Background noise the member's microphone picks up all the time (uniform, this RMS).
     pub noise_rms: f32,
+    /// psn-sim's member voice (`psn_sim::voice::sample` at `tone_hz`, `amplitude`) and its
+    /// encoder settings (24 kb/s, FEC for 10 % loss, DTX), as in the libobs checks.
+    pub psn_sim_voice: bool,
 }
 
 impl Default for Scenario {
@@ -74,6 +77,7 @@ impl Default for Scenario {
             word_gap_ms: 0,
             celt: false,
             noise_rms: 0.0,
+            psn_sim_voice: false,
         }
     }
 }
@@ -186,9 +190,15 @@ pub fn make_stream(sc: &Scenario) -> Stream {
     enc.set_inband_fec(true).unwrap();
     enc.set_packet_loss_perc(((sc.loss * 100.0) as i32).clamp(5, 30))
         .unwrap();
-    enc.set_bitrate(opus::Bitrate::Bits(32_000)).unwrap();
-    enc.set_signal(opus::Signal::Voice).unwrap();
-    let dtx = matches!(sc.pauses, Pauses::DtxPackets { .. } | Pauses::Silent { .. });
+    if sc.psn_sim_voice {
+        enc.set_packet_loss_perc(10).unwrap();
+        enc.set_bitrate(opus::Bitrate::Bits(24_000)).unwrap();
+    } else {
+        enc.set_bitrate(opus::Bitrate::Bits(32_000)).unwrap();
+        enc.set_signal(opus::Signal::Voice).unwrap();
+    }
+    let dtx =
+        sc.psn_sim_voice || matches!(sc.pauses, Pauses::DtxPackets { .. } | Pauses::Silent { .. });
     enc.set_dtx(dtx).unwrap();
     let frame16 = (16 * sc.ptime_ms) as usize;
     let ts_step = (u64::from(sc.clock_rate) * sc.ptime_ms / 1000) as u32;
@@ -209,7 +219,9 @@ pub fn make_stream(sc: &Scenario) -> Stream {
         for (k, s) in pcm.iter_mut().enumerate() {
             let n = i * frame16 as u64 + k as u64;
             let in_word_gap = sc.word_gap_ms > 0 && (n / 16) % 1000 >= 1000 - sc.word_gap_ms;
-            *s = if talk && !in_word_gap {
+            *s = if talk && !in_word_gap && sc.psn_sim_voice {
+                psn_sim::voice::sample(f64::from(sc.tone_hz), f64::from(sc.amplitude), n, 16_000)
+            } else if talk && !in_word_gap {
                 speech_like(n, sc.amplitude)
             } else {
                 0.0

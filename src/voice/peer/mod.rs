@@ -103,6 +103,17 @@ pub trait VoicePeer: Send + Sync {
     /// return our answer, complete with our gathered candidates.
     fn answer(&self, offer_sdp: &str) -> impl Future<Output = Result<String, PeerError>> + Send;
 
+    /// Start a connection from our side: a complete offer (receive-only audio BUNDLEd with a
+    /// data channel, Opus at 48 and 16 kHz, candidates gathered). Replaces any earlier one.
+    fn offer(&self) -> impl Future<Output = Result<String, PeerError>> + Send;
+
+    /// The member's answer to our last offer; returns what it negotiated (the Opus clock
+    /// and payload type the member will send).
+    fn accept_answer(
+        &self,
+        answer_sdp: &str,
+    ) -> impl Future<Output = Result<sdp::AudioParams, PeerError>> + Send;
+
     /// A candidate that arrived after the offer (`a=candidate:` line or its value).
     fn add_remote_candidate(
         &self,

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{mpsc, Mutex, Notify};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
@@ -73,6 +74,8 @@ struct Handler {
     member: MemberId,
     events: mpsc::Sender<PeerEvent>,
     gathered: Arc<Notify>,
+    /// Name each track's packets `<member>:<msid stream id>` (a bridge carries several).
+    tag_streams: bool,
 }
 
 impl Handler {
@@ -105,7 +108,11 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let member = self.member.clone();
+        let member: MemberId = if self.tag_streams {
+            format!("{}:{}", self.member, track.stream_id().await).into()
+        } else {
+            self.member.clone()
+        };
         let events = self.events.clone();
         tokio::spawn(async move {
             while let Some(ev) = track.poll().await {
@@ -139,6 +146,7 @@ pub struct WebrtcPeer {
     pc: Mutex<Option<Arc<dyn PeerConnection>>>,
     /// What the member's offer negotiated (clock rate for the jitter buffer).
     negotiated: Mutex<Option<AudioParams>>,
+    tag_streams: bool,
 }
 
 impl WebrtcPeer {
@@ -149,7 +157,15 @@ impl WebrtcPeer {
             events,
             pc: Mutex::new(None),
             negotiated: Mutex::new(None),
+            tag_streams: false,
         }
+    }
+
+    /// A connection that carries several streams (an rtcBridge): each track's packets are
+    /// named `<member>:<its a=msid stream id>`, so the receiver can tell whose voice it is.
+    pub fn tagging_streams(mut self) -> Self {
+        self.tag_streams = true;
+        self
     }
 
     /// The audio parameters of the last answered offer.
@@ -158,17 +174,62 @@ impl WebrtcPeer {
     }
 }
 
-impl VoicePeer for WebrtcPeer {
-    async fn answer(&self, offer_sdp: &str) -> Result<String, PeerError> {
-        let params =
-            audio_params(offer_sdp).ok_or_else(|| PeerError("offer has no Opus audio".into()))?;
-        let mut me = media_engine_for(&params)?;
+/// Our offer's Opus: the standard 48 kHz clock first, then the recorded members' 16 kHz clock
+/// (payload type 96 as they use it), so a member can answer either. RED wraps the 16 kHz Opus as
+/// in the recorded shape. What the answer picks is what the jitter buffer uses.
+pub const OFFER_OPUS_48K_PT: u8 = 111;
+pub const OFFER_OPUS_16K_PT: u8 = 96;
+pub const OFFER_RED_PT: u8 = 63;
+
+/// The codec table of our own offer (see [`OFFER_OPUS_48K_PT`]).
+pub fn media_engine_for_offer() -> Result<MediaEngine, PeerError> {
+    let mut me = MediaEngine::default();
+    for (pt, clock) in [(OFFER_OPUS_48K_PT, 48_000), (OFFER_OPUS_16K_PT, 16_000)] {
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: "audio/opus".to_owned(),
+                    clock_rate: clock,
+                    channels: 2,
+                    sdp_fmtp_line: "minptime=10;stereo=0;useinbandfec=1".to_owned(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: pt,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(err)?;
+    }
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: "audio/red".to_owned(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: format!("{OFFER_OPUS_16K_PT}/{OFFER_OPUS_16K_PT}"),
+                rtcp_feedback: vec![],
+            },
+            payload_type: OFFER_RED_PT,
+        },
+        RtpCodecKind::Audio,
+    )
+    .map_err(err)?;
+    Ok(me)
+}
+
+impl WebrtcPeer {
+    /// A new connection with this codec table and our handler; gathering signals `gathered`.
+    async fn build(
+        &self,
+        mut me: MediaEngine,
+        gathered: Arc<Notify>,
+    ) -> Result<Arc<dyn PeerConnection>, PeerError> {
         let registry = register_default_interceptors(Registry::new(), &mut me).map_err(err)?;
-        let gathered = Arc::new(Notify::new());
         let handler = Arc::new(Handler {
             member: self.member.clone(),
             events: self.events.clone(),
-            gathered: gathered.clone(),
+            gathered,
+            tag_streams: self.tag_streams,
         });
         let ice_servers = if self.options.stun_servers.is_empty() {
             vec![]
@@ -190,14 +251,16 @@ impl VoicePeer for WebrtcPeer {
             .build()
             .await
             .map_err(err)?;
-        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-        // One transport for the whole BUNDLE, even if the offer gathered one per m-line.
-        let offer_sdp = unify_bundle_transport(offer_sdp).into_owned();
-        let offer = RTCSessionDescription::offer(offer_sdp).map_err(err)?;
-        pc.set_remote_description(offer).await.map_err(err)?;
-        let answer = pc.create_answer(None).await.map_err(err)?;
-        pc.set_local_description(answer).await.map_err(err)?;
-        // PSN sends complete SDPs: answer with our candidates gathered.
+        Ok(Arc::new(pc))
+    }
+
+    /// Waits for gathering (PSN sends complete SDPs), keeps `pc` as this peer's connection and
+    /// returns its local description.
+    async fn finish_local(
+        &self,
+        pc: Arc<dyn PeerConnection>,
+        gathered: Arc<Notify>,
+    ) -> Result<String, PeerError> {
         let _ = tokio::time::timeout(self.options.gather_timeout, gathered.notified()).await;
         let local = pc
             .local_description()
@@ -206,8 +269,67 @@ impl VoicePeer for WebrtcPeer {
         if let Some(old) = self.pc.lock().await.replace(pc) {
             let _ = old.close().await;
         }
-        *self.negotiated.lock().await = Some(params);
         Ok(local.sdp)
+    }
+}
+
+impl VoicePeer for WebrtcPeer {
+    async fn answer(&self, offer_sdp: &str) -> Result<String, PeerError> {
+        let params =
+            audio_params(offer_sdp).ok_or_else(|| PeerError("offer has no Opus audio".into()))?;
+        let gathered = Arc::new(Notify::new());
+        let pc = self
+            .build(media_engine_for(&params)?, gathered.clone())
+            .await?;
+        // One transport for the whole BUNDLE, even if the offer gathered one per m-line.
+        let offer_sdp = unify_bundle_transport(offer_sdp).into_owned();
+        let offer = RTCSessionDescription::offer(offer_sdp).map_err(err)?;
+        pc.set_remote_description(offer).await.map_err(err)?;
+        let answer = pc.create_answer(None).await.map_err(err)?;
+        pc.set_local_description(answer).await.map_err(err)?;
+        let sdp = self.finish_local(pc, gathered).await?;
+        *self.negotiated.lock().await = Some(params);
+        Ok(sdp)
+    }
+
+    async fn offer(&self) -> Result<String, PeerError> {
+        let gathered = Arc::new(Notify::new());
+        let pc = self
+            .build(media_engine_for_offer()?, gathered.clone())
+            .await?;
+        // Receive only: the plugin has no microphone to send (the streamer's own voice
+        // reaches OBS from their mic); members answer sendonly or sendrecv.
+        pc.add_transceiver_from_kind(
+            RtpCodecKind::Audio,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .map_err(err)?;
+        // The data-channel m-line, BUNDLEd with the audio as in the members' offers.
+        pc.create_data_channel("psn", None).await.map_err(err)?;
+        let offer = pc.create_offer(None).await.map_err(err)?;
+        pc.set_local_description(offer).await.map_err(err)?;
+        *self.negotiated.lock().await = None;
+        self.finish_local(pc, gathered).await
+    }
+
+    async fn accept_answer(&self, answer_sdp: &str) -> Result<AudioParams, PeerError> {
+        let params =
+            audio_params(answer_sdp).ok_or_else(|| PeerError("answer has no Opus audio".into()))?;
+        let pc = self
+            .pc
+            .lock()
+            .await
+            .clone()
+            .ok_or_else(|| PeerError("no offer of ours to answer".into()))?;
+        let answer = RTCSessionDescription::answer(answer_sdp.to_owned()).map_err(err)?;
+        pc.set_remote_description(answer).await.map_err(err)?;
+        *self.negotiated.lock().await = Some(params.clone());
+        Ok(params)
     }
 
     async fn add_remote_candidate(&self, candidate: &str) -> Result<(), PeerError> {

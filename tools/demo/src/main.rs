@@ -3,7 +3,7 @@
 //! one PSN Party Member source per member and from the PSN Party mix.
 //!
 //! Writes `member-<n>-<online id>.wav` and `mix.wav`, `waveforms.png`, and
-//! prints a table (member, source, level, dominant frequency). No PSN
+//! prints a table (member, source, level, dominant frequency, latency). No PSN
 //! account and no network are needed: everything runs on 127.0.0.1.
 //!
 //! Usage: psn-party-demo --plugin target/release/libobs_psn_party.so [--out DIR] [--seconds N]
@@ -14,8 +14,8 @@ mod wav;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use obs_psn_party::audio::analysis::{dominant_hz, rms_dbfs, tone_dbfs};
-use obs_psn_party::obs::host::ObsHost;
+use obs_psn_party::audio::analysis::{dominant_hz, onsets, rms_dbfs, tone_dbfs};
+use obs_psn_party::obs::host::{obs_now_ns, Captured, ObsHost};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 
 const RATE: u32 = 48_000;
@@ -180,16 +180,34 @@ fn run(options: &Options) -> Result<(), String> {
     mix_audio.lock().unwrap().clear();
     println!("recording {} s ...", options.seconds);
     std::thread::sleep(Duration::from_secs(options.seconds));
+    // OBS's clock against the wall clock the simulator stamps talkspurt onsets with.
+    let obs_to_wall = unix_now_ns() as i128 - obs_now_ns() as i128;
+    let sent_onsets: Vec<Vec<u64>> = MEMBERS
+        .iter()
+        .map(|(name, _)| {
+            sim.voice_status()
+                .into_iter()
+                .find(|v| v.online_id == *name)
+                .map(|v| v.talk_onsets_unix_ns)
+                .unwrap_or_default()
+        })
+        .collect();
 
     let mut tracks = Vec::new();
     let mut problems = Vec::new();
     println!();
     println!(
-        "{:<14} {:<8} {:>10} {:>12} {:>10} {:>12}",
-        "member", "source", "level", "dominant", "expected", "own/others"
+        "{:<14} {:<8} {:>10} {:>12} {:>10} {:>12} {:>14}",
+        "member", "source", "level", "dominant", "expected", "own/others", "latency"
     );
     for (i, ((name, hz), (_, audio))) in MEMBERS.iter().zip(&members).enumerate() {
         let samples = audio.lock().unwrap().samples.clone();
+        let latencies =
+            talkspurt_latencies_ms(&audio.lock().unwrap(), &sent_onsets[i], obs_to_wall);
+        let latency = match median(&latencies) {
+            Some(ms) => format!("{ms:.0} ms (n={})", latencies.len()),
+            None => "-".into(),
+        };
         let own = tone_dbfs(&samples, RATE, *hz);
         let others = MEMBERS
             .iter()
@@ -197,14 +215,20 @@ fn run(options: &Options) -> Result<(), String> {
             .map(|(_, other)| tone_dbfs(&samples, RATE, *other))
             .fold(f64::NEG_INFINITY, f64::max);
         println!(
-            "{:<14} {:<8} {:>7.1} dB {:>9.0} Hz {:>7.0} Hz {:>9.1} dB",
+            "{:<14} {:<8} {:>7.1} dB {:>9.0} Hz {:>7.0} Hz {:>9.1} dB {:>14}",
             name,
             format!("slot:{}", i + 1),
             rms_dbfs(&samples),
             dominant_hz(&samples, RATE, 100, 2000),
             hz,
-            own - others
+            own - others,
+            latency
         );
+        if latencies.is_empty() {
+            problems.push(format!(
+                "no talkspurt onset of {name} was matched in the capture"
+            ));
+        }
         if (dominant_hz(&samples, RATE, 100, 2000) - hz).abs() > 2.0 || own - others < 30.0 {
             problems.push(format!("{name}'s source does not carry {name} alone"));
         }
@@ -214,13 +238,19 @@ fn run(options: &Options) -> Result<(), String> {
     }
     let mix_samples = mix_audio.lock().unwrap().samples.clone();
     println!(
-        "{:<14} {:<8} {:>7.1} dB {:>12} {:>10} {:>12}",
+        "{:<14} {:<8} {:>7.1} dB {:>12} {:>10} {:>12} {:>14}",
         "(everyone)",
         "mix",
         rms_dbfs(&mix_samples),
         "-",
         "-",
+        "-",
         "-"
+    );
+    println!(
+        "latency: median over talkspurts, from the member's first packet of a talkspurt leaving\n\
+         psn-sim (wall clock) to the talkspurt's first sample in the source's OBS capture (OBS\n\
+         timestamp); the first frame of a talkspurt is 40 ms of audio, encoded when it is sent."
     );
     wav::write_mono_16(&options.out.join("mix.wav"), RATE, &mix_samples)
         .map_err(|e| e.to_string())?;
@@ -249,4 +279,60 @@ fn run(options: &Options) -> Result<(), String> {
     } else {
         Err(problems.join("; "))
     }
+}
+
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// For every talkspurt onset in a capture (sound after 200 ms of silence), the time from the
+/// sender's onset before it (within 1 s) to the captured onset, in ms. The capture's sample
+/// times come from OBS's block timestamps; `obs_to_wall` turns them into wall-clock ns.
+fn talkspurt_latencies_ms(
+    captured: &Captured,
+    sent_unix_ns: &[u64],
+    obs_to_wall: i128,
+) -> Vec<f64> {
+    let found = onsets(&captured.samples, 0.02, RATE as usize / 5);
+    let mut latencies = Vec::new();
+    for index in found {
+        let Some(obs_ns) = sample_time_ns(&captured.blocks, index) else {
+            continue;
+        };
+        let heard = obs_ns as i128 + obs_to_wall;
+        let sent = sent_unix_ns
+            .iter()
+            .map(|&s| s as i128)
+            .filter(|&s| s <= heard && heard - s < 1_000_000_000)
+            .max();
+        if let Some(sent) = sent {
+            latencies.push((heard - sent) as f64 / 1e6);
+        }
+    }
+    latencies
+}
+
+/// The OBS timestamp of sample `index` of a capture made of `blocks` (timestamp, frames).
+fn sample_time_ns(blocks: &[(u64, u32)], index: usize) -> Option<u64> {
+    let mut start = 0usize;
+    for &(ts, frames) in blocks {
+        let end = start + frames as usize;
+        if index < end {
+            let offset = (index - start) as u64 * 1_000_000_000 / u64::from(RATE);
+            return Some(ts + offset);
+        }
+        start = end;
+    }
+    None
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
 }

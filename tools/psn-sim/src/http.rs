@@ -252,6 +252,7 @@ pub async fn serve(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, In
         Class::Web => party_info(&inner, &ctx),
         _ => error_body(404, CODE_NOT_FOUND, "Resource not found"),
     };
+    let resp = bridge_media(&inner, &ctx, resp).await;
     if resp.status().as_u16() == 400 {
         let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         st.rejections
@@ -786,6 +787,73 @@ pub(crate) fn payload_looks_right(p: &str, account: &str) -> bool {
 
 pub const BRIDGE_OFFER_SDP: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\na=rtpmap:111 opus/16000/2\r\na=ptime:40\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=sctp-port:5000\r\n";
 
+/// After a bridge call succeeded: its media (src/bridge_voice.rs). A new peer on a bridge linked
+/// to a party gets a live offer in place of the static one; an answer is applied to it; deleting
+/// closes it.
+async fn bridge_media(inner: &Arc<Inner>, ctx: &Ctx, resp: Resp) -> Resp {
+    use crate::bridge_voice as media;
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        return resp;
+    }
+    let bid = ctx.segs.get(4).cloned().unwrap_or_default();
+    let pid = ctx.segs.get(6).cloned().unwrap_or_default();
+    match ctx.endpoint {
+        "addPeer" | "reoffer" => {
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let mut v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let pid = if ctx.endpoint == "addPeer" {
+                v["peer"]["peerId"].as_str().unwrap_or_default().to_owned()
+            } else {
+                pid
+            };
+            match media::offer(inner, &bid, &pid).await {
+                Some(Ok(sdp)) => {
+                    if ctx.endpoint == "addPeer" {
+                        v["peer"]["offer"]["sdp"] = Value::String(sdp);
+                    } else {
+                        v["offer"]["sdp"] = Value::String(sdp);
+                    }
+                }
+                Some(Err(e)) => inner
+                    .lock()
+                    .rejections
+                    .push(format!("bridge peer {pid}: offer: {e}")),
+                None => {}
+            }
+            json_resp(status, v)
+        }
+        "answer" => {
+            let v: Value = serde_json::from_slice(&ctx.body).unwrap_or(Value::Null);
+            let sdp = v["answer"]["sdp"].as_str().unwrap_or_default();
+            match media::answer(inner, &pid, sdp).await {
+                Ok(_) => resp,
+                Err(e) => {
+                    inner
+                        .lock()
+                        .rejections
+                        .push(format!("bridge peer {pid}: answer: {e}"));
+                    error_body(400, CODE_BAD_REQUEST, "Bad Request (sdp)")
+                }
+            }
+        }
+        "deletePeer" => {
+            media::close(inner, &pid).await;
+            resp
+        }
+        "deleteBridge" => {
+            media::close_bridge(inner, &bid).await;
+            resp
+        }
+        _ => resp,
+    }
+}
+
 fn bridge(inner: &Inner, ctx: &Ctx) -> Result<Resp, Resp> {
     let bid = ctx.segs.get(4).cloned().unwrap_or_default();
     let pid = ctx.segs.get(6).cloned();
@@ -806,8 +874,10 @@ fn bridge(inner: &Inner, ctx: &Ctx) -> Result<Resp, Resp> {
         .bridges
         .get_mut(&bid)
         .ok_or_else(|| error_body(404, CODE_NOT_FOUND, "Resource not found"))?;
+    // Recorded on add-peer; required on every call about this bridge (the plugin sends it on
+    // all of them [I]), so a call without the bridge's token is refused.
     let token_ok = ctx.header("x-psn-bridge-token") == Some(b.token.as_str());
-    if ctx.endpoint == "addPeer" && !token_ok {
+    if !token_ok {
         return Err(error_body(403, CODE_NOT_PERMITTED, "Not permitted"));
     }
     match ctx.endpoint {

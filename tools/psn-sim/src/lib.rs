@@ -2,6 +2,7 @@
 //! loopback only. Tests start it in-process with [`start`]; the `psn-sim` binary runs it for demos.
 //! See docs/psn-sim.md for the control API.
 
+pub mod bridge_voice;
 pub mod cmsg;
 pub mod control;
 pub mod http;
@@ -348,6 +349,16 @@ impl SimHandle {
     /// What each voice member has done (signalling counts, packets, state), by account id order.
     pub fn voice_status(&self) -> Vec<VoiceStatus> {
         self.inner.lock().voice_status.values().cloned().collect()
+    }
+
+    /// What bridges send down from now on (src/bridge_voice.rs).
+    pub fn set_bridge_audio(&self, mode: bridge_voice::BridgeAudio) {
+        self.inner.lock().bridge_audio = mode;
+    }
+
+    /// Every bridge peer with live media, by peer id.
+    pub fn bridge_status(&self) -> Vec<bridge_voice::BridgeStatus> {
+        bridge_voice::status(&self.inner).into_values().collect()
     }
 
     /// In-process stand-in for the plugin's `POST .../members`: the user's MOBILE_APP member

@@ -249,6 +249,10 @@ pub struct State {
     pub default_voice: Option<crate::voice::VoiceSpec>,
     /// In-process taps on the customMessages members post (what the user's push socket gets).
     pub user_taps: Vec<mpsc::UnboundedSender<UserInbound>>,
+    /// What bridges send down, and their live peers (src/bridge_voice.rs).
+    pub bridge_audio: crate::bridge_voice::BridgeAudio,
+    pub bridge_status: BTreeMap<String, crate::bridge_voice::BridgeStatus>,
+    pub(crate) bridge_media: HashMap<String, crate::bridge_voice::BridgeMedia>,
 }
 
 /// A customMessage a member posted, as an in-process test sees it ([`crate::SimHandle::user_messages`]).
@@ -289,6 +293,9 @@ impl State {
             voice_status: BTreeMap::new(),
             default_voice: None,
             user_taps: Vec::new(),
+            bridge_audio: Default::default(),
+            bridge_status: BTreeMap::new(),
+            bridge_media: HashMap::new(),
         }
     }
 

@@ -60,6 +60,10 @@ pub struct VoiceSpec {
     pub silence_ms: Option<u64>,
     /// The member offers first (true) or waits for the user's offer and answers it (false).
     pub offers: bool,
+    /// Peer-to-peer with the user works (true) or never connects (false: the member's SDPs
+    /// name a candidate nobody listens on, as behind a NAT that blocks it); the bridge then
+    /// carries the member's voice.
+    pub p2p: bool,
     /// Seed of the impairment RNG (and the first sequence number / timestamp); `None` = from
     /// the member's account id, so runs repeat.
     pub seed: Option<u64>,
@@ -79,6 +83,7 @@ impl Default for VoiceSpec {
             talk_ms: None,
             silence_ms: None,
             offers: true,
+            p2p: true,
             seed: None,
         }
     }
@@ -172,6 +177,8 @@ pub struct VoiceStatus {
     pub answers_sent: u32,
     pub answers_received: u32,
     pub offers_received: u32,
+    /// The user's offers ignored because this member's own offer was out (glare).
+    pub glare_ignored: u32,
     /// RTP packets written (duplicates counted, dropped ones not).
     pub packets_sent: u64,
     /// Packets dropped by the `loss` setting.
@@ -179,7 +186,13 @@ pub struct VoiceStatus {
     pub ssrc: u32,
     /// The impairments in force now (from the spec; changed by `set_member_network`).
     pub network: Network,
+    /// Wall-clock time (ns since the Unix epoch) at which each talkspurt's first packet was
+    /// sent (at most the last [`MAX_ONSETS`]): the demo measures latency from these.
+    pub talk_onsets_unix_ns: Vec<u64>,
 }
+
+/// How many talkspurt onsets a status keeps.
+pub const MAX_ONSETS: usize = 1000;
 
 /// A member's sender-side impairments, changeable while it talks.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -464,7 +477,7 @@ impl MemberCtx {
                                 reject(&self.w, format!("voice member {}: answer without an offer", self.account));
                                 continue;
                             };
-                            match apply_answer(&p.pc, &s.sdp).await {
+                            match apply_answer(&p.pc, &self.remote(&s.sdp)).await {
                                 Ok(()) => {
                                     pending_offer = None;
                                     applied_answer = Some(s.sdp.clone());
@@ -480,6 +493,12 @@ impl MemberCtx {
                         }
                         "offer" => {
                             set_status(&self.w, &self.account, |v| v.offers_received += 1);
+                            if pending_offer.is_some() {
+                                // Glare: this member keeps its own offer (the member's offer
+                                // wins, docs/voice.md); the user is expected to answer it.
+                                set_status(&self.w, &self.account, |v| v.glare_ignored += 1);
+                                continue;
+                            }
                             match self.make_answer(&s.sdp).await {
                                 Ok((p, sdp)) => {
                                     if let Some(old) = peer.replace(p) { old.close().await; }
@@ -532,6 +551,40 @@ impl MemberCtx {
             inner.lock().member_hooks.remove(&self.account);
         }
         alive
+    }
+
+    /// The SDP as sent: with `p2p: false` every candidate names port 9 on 127.0.0.1, where
+    /// nothing answers, so ICE never connects.
+    fn reachable(&self, sdp: String) -> String {
+        if self.spec.p2p {
+            return sdp;
+        }
+        let mut out = String::new();
+        for line in sdp.lines() {
+            if line.starts_with("a=candidate:") {
+                let mut f: Vec<&str> = line.split(' ').collect();
+                if f.len() > 5 {
+                    f[5] = "9";
+                }
+                out.push_str(&f.join(" "));
+            } else {
+                out.push_str(line);
+            }
+            out.push_str("\r\n");
+        }
+        out
+    }
+
+    /// The user's SDP as this member's stack sees it: with `p2p: false` without the user's
+    /// candidates (the member never reaches the user either).
+    fn remote(&self, sdp: &str) -> String {
+        if self.spec.p2p {
+            return sdp.to_owned();
+        }
+        sdp.lines()
+            .filter(|l| !l.starts_with("a=candidate:"))
+            .map(|l| format!("{l}\r\n"))
+            .collect()
     }
 
     fn seed(&self) -> u64 {
@@ -605,6 +658,7 @@ impl MemberCtx {
         track: Arc<TrackLocalStaticRTP>,
         connected: Arc<Notify>,
         ssrc: u32,
+        pt: u8,
     ) -> tokio::task::JoinHandle<()> {
         let w = self.w.clone();
         let account = self.account.clone();
@@ -619,7 +673,7 @@ impl MemberCtx {
                 reject(&w, format!("voice member {account}: never connected"));
                 return;
             }
-            send_media(w, account, spec, tone, seed, ssrc, track).await;
+            send_media(w, account, spec, vec![tone], seed, (ssrc, pt), track).await;
         })
     }
 
@@ -641,9 +695,9 @@ impl MemberCtx {
             .await
             .ok_or("no local description")?
             .sdp;
-        let sdp = recorded_offer(&real, self.spec.clock_rate, ssrc, &uuid)?;
+        let sdp = self.reachable(recorded_offer(&real, self.spec.clock_rate, ssrc, &uuid)?);
         set_status(&self.w, &self.account, |v| v.ssrc = ssrc);
-        let sender = self.start_sender(track, connected, ssrc);
+        let sender = self.start_sender(track, connected, ssrc, OPUS_PT);
         Ok((Peer { pc, sender }, self.signal(user, "offer", sdp, seq)))
     }
 
@@ -652,15 +706,21 @@ impl MemberCtx {
         if !offer.contains("m=audio") {
             return Err("offer has no m=audio".into());
         }
+        // The PS5 sends Opus at its own clock: the offer must carry it.
+        let opus_pt = offered_pt(offer, &format!("opus/{}/2", self.spec.clock_rate))
+            .ok_or_else(|| format!("offer has no opus/{}/2", self.spec.clock_rate))?;
         let (pc, gathered, connected) = self.new_pc().await?;
         let closing = |pc: Arc<dyn PeerConnection>, e: String| async move {
             let _ = pc.close().await;
             e
         };
-        let desc = match RTCSessionDescription::offer(offer.to_string()) {
-            Ok(d) => d,
-            Err(e) => return Err(closing(pc, e2s(e)).await),
-        };
+        // This member's stack knows Opus at its own clock only (as a PS5 does at 16 kHz); the
+        // stack would otherwise match any Opus of the offer, clock aside.
+        let desc =
+            match RTCSessionDescription::offer(self.remote(&without_other_opus(offer, opus_pt))) {
+                Ok(d) => d,
+                Err(e) => return Err(closing(pc, e2s(e)).await),
+            };
         if let Err(e) = pc.set_remote_description(desc).await {
             return Err(closing(pc, e2s(e)).await);
         }
@@ -681,14 +741,18 @@ impl MemberCtx {
         let Some(local) = pc.local_description().await else {
             return Err(closing(pc, "no local description".into()).await);
         };
+        let sdp = match recorded_answer(&local.sdp, offer, opus_pt, ssrc, &uuid) {
+            Ok(sdp) => self.reachable(sdp),
+            Err(e) => return Err(closing(pc, e).await),
+        };
         set_status(&self.w, &self.account, |v| {
             v.ssrc = ssrc;
             if v.state != "connected" {
                 v.state = "answering".into();
             }
         });
-        let sender = self.start_sender(track, connected, ssrc);
-        Ok((Peer { pc, sender }, local.sdp))
+        let sender = self.start_sender(track, connected, ssrc, opus_pt);
+        Ok((Peer { pc, sender }, sdp))
     }
 }
 
@@ -796,6 +860,174 @@ pub fn recorded_offer(real: &str, clock: u32, ssrc: u32, uuid: &str) -> Result<S
     Ok(out)
 }
 
+/// The payload type an SDP's `a=rtpmap` gives `encoding` (e.g. `opus/16000/2`), if any.
+pub fn offered_pt(sdp: &str, encoding: &str) -> Option<u8> {
+    sdp.lines().map(str::trim).find_map(|l| {
+        let rest = l.strip_prefix("a=rtpmap:")?;
+        let (pt, enc) = rest.split_once(' ')?;
+        enc.eq_ignore_ascii_case(encoding)
+            .then(|| pt.parse().ok())
+            .flatten()
+    })
+}
+
+/// `offer` without the Opus payload types other than `keep` (for the member's own stack).
+fn without_other_opus(offer: &str, keep: u8) -> String {
+    let drop: Vec<String> = offer
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| {
+            let (pt, enc) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+            (enc.to_ascii_lowercase().starts_with("opus/") && pt != keep.to_string())
+                .then(|| pt.to_owned())
+        })
+        .collect();
+    let mut out = String::new();
+    for line in offer.lines().map(str::trim_end) {
+        let names_dropped = drop.iter().any(|pt| {
+            ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+                .iter()
+                .any(|p| line.starts_with(&format!("{p}{pt} ")))
+        });
+        if names_dropped {
+            continue;
+        }
+        if line.starts_with("m=audio ") {
+            let kept: Vec<&str> = line
+                .split(' ')
+                .enumerate()
+                .filter(|(i, f)| *i < 3 || !drop.iter().any(|d| d == f))
+                .map(|(_, f)| f)
+                .collect();
+            out.push_str(&kept.join(" "));
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// A member's answer to the user's offer in the recorded member shape (PROTOCOL.md section 6):
+/// Opus at the member's clock on the payload type the offer gave it, `stereo=0;useinbandfec=1`,
+/// `ptime:40`, RED when offered over that Opus, the BUNDLE with the data channel when offered,
+/// `setup:active`, candidates inline; keys and candidates from the stack's real answer.
+pub fn recorded_answer(
+    real: &str,
+    offer: &str,
+    opus_pt: u8,
+    ssrc: u32,
+    uuid: &str,
+) -> Result<String, String> {
+    let pick = |prefix: &str| -> Result<String, String> {
+        real.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no {prefix} in the stack's answer"))
+    };
+    let ufrag = pick("a=ice-ufrag:")?;
+    let pwd = pick("a=ice-pwd:")?;
+    let fp = pick("a=fingerprint:sha-256")?;
+    let mut cands: Vec<String> = real
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 "))
+        .map(str::to_owned)
+        .collect();
+    cands.dedup();
+    if cands.is_empty() {
+        return Err("no 127.0.0.1 candidate gathered".into());
+    }
+    let cands = cands.join("\r\n");
+    let rtpmap = offer
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&format!("a=rtpmap:{opus_pt} ")))
+        .ok_or("no opus rtpmap")?
+        .to_owned();
+    let red_pt = offer.lines().map(str::trim).find_map(|l| {
+        let rest = l.strip_prefix("a=fmtp:")?;
+        let (pt, params) = rest.split_once(' ')?;
+        (params.trim() == format!("{opus_pt}/{opus_pt}")).then(|| pt.to_owned())
+    });
+    let has_datachannel = offer.contains("webrtc-datachannel");
+    let direction = if offer.contains("a=recvonly") {
+        "a=sendonly"
+    } else {
+        "a=sendrecv"
+    };
+    let extmaps: Vec<String> = offer
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("a=extmap:"))
+        .map(str::to_owned)
+        .collect();
+    let mut pts = vec![opus_pt.to_string()];
+    pts.extend(red_pt.clone());
+    let sess: u64 = rand::rng().random_range(1..i64::MAX as u64);
+    let cname = crate::state::random_token(16);
+    let mut sdp = vec![
+        "v=0".to_string(),
+        format!("o=- {sess} 2 IN IP4 127.0.0.1"),
+        "s=-".into(),
+        "t=0 0".into(),
+        if has_datachannel {
+            "a=group:BUNDLE 0 1".into()
+        } else {
+            "a=group:BUNDLE 0".into()
+        },
+        "a=extmap-allow-mixed".into(),
+        "a=msid-semantic: WMS".into(),
+        format!("m=audio 9 UDP/TLS/RTP/SAVPF {}", pts.join(" ")),
+        "c=IN IP4 0.0.0.0".into(),
+        "a=rtcp:9 IN IP4 0.0.0.0".into(),
+        cands.clone(),
+        ufrag.clone(),
+        pwd.clone(),
+        "a=ice-options:trickle".into(),
+        fp.clone(),
+        "a=setup:active".into(),
+        "a=mid:0".into(),
+    ];
+    sdp.extend(extmaps);
+    sdp.extend([
+        direction.to_string(),
+        format!("a=msid:- {uuid}_1_CELT/40"),
+        "a=rtcp-mux".into(),
+        "a=rtcp-rsize".into(),
+        rtpmap,
+        format!("a=rtcp-fb:{opus_pt} transport-cc"),
+        format!("a=fmtp:{opus_pt} minptime=10;stereo=0;useinbandfec=1"),
+    ]);
+    if let Some(red) = &red_pt {
+        sdp.push(format!("a=rtpmap:{red} red/48000/2"));
+        sdp.push(format!("a=fmtp:{red} {opus_pt}/{opus_pt}"));
+    }
+    sdp.extend([
+        "a=ptime:40".to_string(),
+        format!("a=ssrc:{ssrc} cname:{cname}"),
+        format!("a=ssrc:{ssrc} msid:- {uuid}_1_CELT/40"),
+    ]);
+    if has_datachannel {
+        sdp.extend([
+            "m=application 9 UDP/DTLS/SCTP webrtc-datachannel".to_string(),
+            "c=IN IP4 0.0.0.0".into(),
+            ufrag,
+            pwd,
+            "a=ice-options:trickle".into(),
+            fp,
+            "a=setup:active".into(),
+            "a=mid:1".into(),
+            "a=sctp-port:5000".into(),
+            "a=max-message-size:262144".into(),
+        ]);
+    }
+    let mut out = sdp.join("\r\n");
+    out.push_str("\r\n");
+    Ok(out)
+}
+
 /// One sample of the member's voice: a "syllabic" tone. The fundamental at `tone` plus weak
 /// harmonics 2..6 (at most 0.3/h, weights changing every syllable, none at or above 0.45 of the
 /// sample rate) under a 200 ms syllable envelope (0.3..1.0, raised sine squared); the peak stays
@@ -822,13 +1054,62 @@ pub fn sample(tone: f64, amp: f64, k: u64, rate: u32) -> f32 {
     (amp * env * s / 1.45) as f32
 }
 
-async fn send_media(
+/// Talkspurt edges ramp over this long: a voice starts and stops, it does not step. (A hard
+/// cut at a frame boundary left a step in the signal that the encoder turned into a click at
+/// the end of every talkspurt: the demo's "spikes".)
+pub const EDGE_MS: u64 = 5;
+
+/// One frame (`pcm.len()` samples at `clock`) of the voice starting at sample `k`, `at_ms`
+/// into the stream: `tones` summed while talking (per `cycle` = (talk ms, silence ms)),
+/// silence otherwise, ramped in and out over [`EDGE_MS`] at talkspurt edges.
+pub fn talk_frame(
+    tones: &[f64],
+    amp: f64,
+    k: u64,
+    clock: u32,
+    cycle: Option<(u64, u64)>,
+    at_ms: u64,
+    pcm: &mut [f32],
+) {
+    let per_ms = u64::from(clock) / 1000;
+    let edge = (EDGE_MS * per_ms) as f32;
+    for (i, x) in pcm.iter_mut().enumerate() {
+        // Where this sample is in its talk/silence cycle, in samples.
+        let gain = match cycle {
+            None => 1.0,
+            Some((t, s)) => {
+                let pos = (at_ms * per_ms + i as u64) % ((t + s) * per_ms);
+                let talk = t * per_ms;
+                if pos >= talk {
+                    0.0
+                } else {
+                    let from_start = (pos as f32 + 1.0) / edge;
+                    let to_end = (talk - pos) as f32 / edge;
+                    from_start.min(to_end).min(1.0)
+                }
+            }
+        };
+        *x = if gain > 0.0 {
+            let v: f32 = tones
+                .iter()
+                .map(|&tone| sample(tone, amp, k + i as u64, clock))
+                .sum();
+            v * gain
+        } else {
+            0.0
+        };
+    }
+}
+
+/// Sends `tones` (summed; one for a member, several for a bridge's mix) as Opus on `track`
+/// until the member (`account`) is gone, with its network impairments and talkspurts.
+pub(crate) async fn send_media(
     w: Weak<Inner>,
     account: String,
     spec: VoiceSpec,
-    tone: f64,
+    tones: Vec<f64>,
     seed: u64,
-    ssrc: u32,
+    (ssrc, pt): (u32, u8),
     track: Arc<TrackLocalStaticRTP>,
 ) {
     let clock = spec.clock_rate;
@@ -860,6 +1141,7 @@ async fn send_media(
         _ => None,
     };
     let mut frames: u64 = 0;
+    let mut was_talking_frame = false;
     loop {
         iv.tick().await;
         let Some(net) = w
@@ -871,13 +1153,19 @@ async fn send_media(
         let at_ms = frames * u64::from(spec.ptime_ms);
         frames += 1;
         let talking = cycle.is_none_or(|(t, s)| at_ms % (t + s) < t);
-        for (i, x) in pcm.iter_mut().enumerate() {
-            *x = if talking {
-                sample(tone, spec.amplitude, k + i as u64, clock)
-            } else {
-                0.0
-            };
+        if talking && !was_talking_frame {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            set_status(&w, &account, |v| {
+                if v.talk_onsets_unix_ns.len() >= MAX_ONSETS {
+                    v.talk_onsets_unix_ns.remove(0);
+                }
+                v.talk_onsets_unix_ns.push(now);
+            });
         }
+        was_talking_frame = talking;
+        talk_frame(&tones, spec.amplitude, k, clock, cycle, at_ms, &mut pcm);
         k += frame as u64;
         let n = match enc.encode_float(&pcm, &mut buf) {
             Ok(n) => n,
@@ -897,7 +1185,7 @@ async fn send_media(
             header: rtp::header::Header {
                 version: 2,
                 marker: !was_talking,
-                payload_type: OPUS_PT,
+                payload_type: pt,
                 sequence_number: seq,
                 timestamp: this_ts,
                 ssrc,
@@ -989,6 +1277,56 @@ mod tests {
         let at48 = recorded_offer(real, 48_000, 1, "u").unwrap();
         assert!(at48.contains("a=rtpmap:96 opus/48000/2"));
         assert!(recorded_offer("", 16_000, 1, "u").is_err());
+    }
+
+    /// Talkspurts end (and start) without a click: decoded, no sample near an edge is louder
+    /// than the voice's own peak. (With a hard cut, the last frames before DTX decoded to
+    /// peaks up to 1.8 times the voice's.)
+    #[test]
+    fn talkspurt_edges_do_not_click() {
+        let clock = 16_000;
+        let frame = 640;
+        let mut enc =
+            opus::Encoder::new(clock, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        let _ = enc.set_inband_fec(true);
+        let _ = enc.set_packet_loss_perc(10);
+        let _ = enc.set_dtx(true);
+        let _ = enc.set_bitrate(opus::Bitrate::Bits(24_000));
+        let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+        let cycle = Some((1500, 700));
+        let mut pcm = vec![0f32; frame];
+        let mut buf = vec![0u8; 1500];
+        let mut out = vec![0f32; 1920];
+        let (mut steady, mut worst) = (0f32, 0f32);
+        for f in 0..(3 * 2200 / 40) as u64 {
+            let at_ms = f * 40;
+            talk_frame(
+                &[470.0],
+                0.3,
+                f * frame as u64,
+                clock,
+                cycle,
+                at_ms,
+                &mut pcm,
+            );
+            let n = enc.encode_float(&pcm, &mut buf).unwrap();
+            if n <= 2 {
+                continue; // DTX: not sent
+            }
+            dec.decode_float(&buf[..n], &mut out, false).unwrap();
+            let peak = out.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let pos = at_ms % 2200;
+            if (200..1300).contains(&pos) {
+                steady = steady.max(peak);
+            } else {
+                worst = worst.max(peak);
+            }
+        }
+        println!("steady peak {steady:.3}, near the edges {worst:.3}");
+        assert!(
+            worst <= 1.1 * steady,
+            "a click: {worst:.3} against {steady:.3}"
+        );
     }
 
     #[test]

@@ -369,6 +369,22 @@ async fn a_member_that_does_not_offer_answers_the_users_offer_at_48k() {
     let s = cmsg::decode(&m.payload).unwrap();
     assert_eq!(s.kind, "answer");
     assert_eq!(s.from_account, dave);
+    // The recorded member shape: Opus at the member's clock only, its fmtp, ptime 40,
+    // setup:active, the data channel BUNDLEd, candidates inline.
+    for line in [
+        "a=group:BUNDLE 0 1",
+        "opus/48000/2",
+        "a=fmtp:96 minptime=10;stereo=0;useinbandfec=1",
+        "a=ptime:40",
+        "a=setup:active",
+        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+        "a=sctp-port:5000",
+        " 127.0.0.1 ",
+        "_1_CELT/40",
+    ] {
+        assert!(s.sdp.contains(line), "{line} missing:\n{}", s.sdp);
+    }
+    assert_eq!(s.sdp.matches("opus/").count(), 1, "{}", s.sdp);
     pc.set_remote_description(RTCSessionDescription::answer(s.sdp).unwrap())
         .await
         .unwrap();
@@ -661,6 +677,44 @@ async fn talkspurts_send_nothing_in_silence() {
     let _ = pc.close().await;
 }
 
+/// Glare: the user's offer reaches a member whose own offer is still out. The member keeps its
+/// offer (the member's offer wins, as the plugin decides too) and answers nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glare_the_member_keeps_its_own_offer() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let mut taps = sim.user_messages();
+    let p = sim.start_party_with("glare", &[MemberSpec::voice("gil", "PS5")]);
+    sim.user_join(&p.session_id);
+    let gil = p.members[1].0.clone();
+    let m = tokio::time::timeout(Duration::from_secs(3), taps.recv())
+        .await
+        .expect("gil offers")
+        .unwrap();
+    let theirs = cmsg::decode(&m.payload).unwrap();
+    assert_eq!(theirs.kind, "offer");
+    let (ours, gathered, _rx) = user_pc(16_000).await;
+    ours.add_transceiver_from_kind(RtpCodecKind::Audio, None)
+        .await
+        .unwrap();
+    ours.create_data_channel("psn", None).await.unwrap();
+    let o = ours.create_offer(None).await.unwrap();
+    ours.set_local_description(o).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let offer = ours.local_description().await.unwrap().sdp;
+    let payload = user_signal(&sim, &gil, "PS5", "offer", offer);
+    sim.user_send_custom_message(&p.session_id, &gil, "miranda:12", &payload)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let st = sim.voice_status();
+    assert_eq!(st[0].glare_ignored, 1, "{st:?}");
+    assert_eq!(st[0].answers_sent, 0, "{st:?}");
+    while let Ok(m) = taps.try_recv() {
+        assert_ne!(cmsg::decode(&m.payload).unwrap().kind, "answer");
+    }
+    assert!(sim.end_party(&p.session_id));
+    let _ = ours.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_offers_are_repeated_and_a_rejoin_gets_a_new_offer() {
     let sim = psn_sim::start(SimConfig::default()).await.unwrap();
@@ -807,5 +861,94 @@ async fn impairments_reach_the_user() {
         );
     }
     assert_eq!(sim.voice_status()[0].network, psn_sim::Network::default());
+    let _ = pc.close().await;
+}
+
+/// A bridge linked to a party sends each voice member's audio down, one stream per member
+/// named by account id in `a=msid`; every call about the bridge needs its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_bridge_sends_each_members_voice_down() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let voice = VoiceSpec {
+        tone_hz: Some(470.0),
+        offers: false,
+        ..Default::default()
+    };
+    let p = sim.start_party_with("bridged", &[MemberSpec::with_voice("ivy", "PS5", voice)]);
+    let ivy = p.members[1].0.clone();
+    let sid = &p.session_id;
+    let mut hdrs = sign_in(&sim).await;
+    let (st, body) = api(
+        &sim,
+        &hdrs,
+        &format!("/api/sessionManager/v2/partySessions/{sid}/members"),
+        r#"{"members":[{"accountId":"me","platform":"me"}]}"#,
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    hdrs.push(("x-psn-rtc-title-id", "METROPOL_AND".into()));
+    let (st, body) = api(&sim, &hdrs, "/api/rtcBridge/v1/bridges", "{}").await;
+    assert_eq!(st, 201, "{body}");
+    let b: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (bid, token) = (
+        b["bridge"]["bridgeId"].as_str().unwrap().to_owned(),
+        b["bridge"]["bridgeToken"].as_str().unwrap().to_owned(),
+    );
+    let mut link = hdrs.clone();
+    link.push(("x-psn-session-manager-ignore-conflict", "true".into()));
+    let body = serde_json::json!({"bridges": [{"bridgeId": bid, "bridgeToken": token}]});
+    let (st, _) = api(
+        &sim,
+        &link,
+        &format!("/api/sessionManager/v2/partySessions/{sid}/bridges"),
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let media = r#"{"mediaTypes":{"application":{"isRequired":true},"audio":{"isRequired":true,"opus":[{"bitrate":40,"channels":1,"codec":"CELT","ptime":40,"samplingRates":[16000]}]}}}"#;
+    let peers = format!("/api/rtcBridge/v1/bridges/{bid}/peers?allow_duid_duplication=false&g=2");
+    let (st, _) = api(&sim, &hdrs, &peers, media).await;
+    assert_eq!(st, 403, "add-peer without the bridge token");
+    let mut with_token = hdrs.clone();
+    with_token.push(("x-psn-bridge-token", token.clone()));
+    let (st, body) = api(&sim, &with_token, &peers, media).await;
+    assert_eq!(st, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let peer_id = v["peer"]["peerId"].as_str().unwrap().to_owned();
+    let offer = v["peer"]["offer"]["sdp"].as_str().unwrap().to_owned();
+    assert!(offer.contains(&format!("a=msid:{ivy} ")), "{offer}");
+    assert!(
+        offer.contains("opus/16000/2") && offer.contains("a=sendrecv"),
+        "{offer}"
+    );
+
+    let (pc, gathered, mut rx) = user_pc(16_000).await;
+    pc.set_remote_description(RTCSessionDescription::offer(offer).unwrap())
+        .await
+        .unwrap();
+    let a = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(a).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    let answer = pc.local_description().await.unwrap().sdp;
+    let body = serde_json::json!({"answer": {"sdp": answer}}).to_string();
+    let answer_path = format!("/api/rtcBridge/v1/bridges/{bid}/peers/{peer_id}/answer");
+    let (st, _) = api(&sim, &hdrs, &answer_path, &body).await;
+    assert_eq!(st, 403, "answer without the bridge token");
+    let (st, body) = api(&sim, &with_token, &answer_path, &body).await;
+    assert_eq!(st, 204, "{body}");
+    let got = collect(&mut rx, 40, 8).await;
+    assert!(got.iter().all(|p| p.0 == 111), "the bridge's payload type");
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+    let (mut audio, mut buf) = (Vec::new(), vec![0f32; 5760]);
+    for p in &got {
+        let n = dec.decode_float(&p.4, &mut buf, false).unwrap();
+        audio.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(strongest(&audio, &[300.0, 470.0, 730.0]), 470.0);
+    let st = sim.bridge_status();
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].state, "connected", "{st:?}");
+    assert_eq!(st[0].streams, vec![ivy.clone()]);
+    assert!(sim.rejections().is_empty(), "{:?}", sim.rejections());
     let _ = pc.close().await;
 }
