@@ -58,6 +58,8 @@ pub struct SessionContext {
     pub include_own_console: bool,
     /// Local addresses for the peers' host candidates.
     pub udp_addrs: Vec<String>,
+    /// The jitter buffer preset for members who connect from now on.
+    pub jitter: Arc<Mutex<super::hub::JitterPreset>>,
 }
 
 /// The playout, as the session drives it.
@@ -389,6 +391,8 @@ async fn handle_signal(
         return None;
     };
     let mut config = MemberConfig::new(params.clock_rate, params.opus_pt);
+    let preset = *ctx.jitter.lock().unwrap_or_else(|e| e.into_inner());
+    config.jitter = preset.config(params.clock_rate);
     config.red_pt = params.red_pt;
     let pipeline = match Member::new(config) {
         Ok(pipeline) => pipeline,
