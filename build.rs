@@ -84,6 +84,7 @@ const FUNCTIONS: &[&str] = &[
     "obs_property_list_item_string",
     "obs_property_set_long_description",
     "obs_property_set_enabled",
+    "obs_property_set_visible",
     "obs_property_text_set_info_type",
     "obs_property_int_set_suffix",
     "obs_property_group_content",

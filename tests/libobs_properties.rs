@@ -343,6 +343,7 @@ fn main() {
             .status()
             .map_err(|e| e.to_string())?;
         println!("    second start: {status}; requests: {:?}", sim.counts());
+        *mix_cell.borrow_mut() = Some(host.create_source("psn_party", "PSN Party", "{}")?);
         ensure(status.success(), || format!("second start: {status}"))?;
         ensure(sim.count("join") > joins_before, || {
             "the second start did not join".into()
@@ -414,6 +415,7 @@ fn second_start(work: &Path) -> ! {
             .unwrap_or_default()
     );
     drop(mix);
-    std::thread::sleep(Duration::from_millis(300));
+    let report = host.shutdown();
+    println!("    second start: libobs shut down in {:?}", report.took);
     std::process::exit(if ok.is_some() { 0 } else { 1 });
 }

@@ -176,6 +176,12 @@ impl Prop {
         self
     }
 
+    pub fn visible(self, visible: bool) -> Prop {
+        // SAFETY: a valid property.
+        unsafe { sys::obs_property_set_visible(self.0, visible) };
+        self
+    }
+
     pub fn suffix(self, text: &str) -> Prop {
         let text = c(text);
         // SAFETY: a valid int property; OBS copies the string.

@@ -531,7 +531,12 @@ fn party_properties(view: &View, settings: &Settings) -> Props {
     props.group("account", &text("Group.Account"), account);
 
     let mut party = Props::new();
-    party.info("status", &view.status.summary(text));
+    party.info("party_status", &view.status.headline(text));
+    // The whole roster on one line, for scripts and tests (the dialog shows
+    // it as the Members group).
+    party
+        .info("status", &view.status.summary(text))
+        .visible(false);
     party.list(
         keys::PARTY,
         &text("Party.Choice"),
@@ -622,7 +627,7 @@ fn member_properties(view: &View) -> Props {
     if !view.signed_in() {
         props.error("status", &text("MemberSource.SignInFirst"));
     } else {
-        props.info("status", &view.status.summary(text));
+        props.info("status", &view.status.headline(text));
     }
     let rows = view.member_rows(text);
     let mut items: Vec<(String, String)> = rows

@@ -248,10 +248,12 @@ async fn follow_one_party(
                     PushEvent::CustomMessage { session_id: sid, payload, .. } if sid == session_id => {
                         let answer = handle_signal(ctx, &me, &roster, &payload, &peer_tx, &mut connections, &mut seq).await;
                         if let Some((to, payload)) = answer {
+                            let member = to.account_id.clone();
                             if let Err(e) = api.send_custom_message(&session_id, DEFAULT_CHANNEL, &payload, &[to]).await {
-                                // Surface the server's answer verbatim (PROTOCOL.md section 7); other members go on.
+                                // Surface the server's answer verbatim (PROTOCOL.md section 7) on that
+                                // member's line; other members go on.
                                 log::warn!("sending a voice answer failed: {e}");
-                                ctx.set(|s| s.error = Some(e.to_string()));
+                                ctx.set(|s| s.set_member_state(&member, MemberState::Failed(super::status::answer_failure(&e))));
                             }
                         }
                     }

@@ -135,10 +135,16 @@ impl HubStatus {
     }
 
     /// The voice state of the (console) member with this account id.
+    /// A failure stays shown until the member's voice connects again (a
+    /// new attempt's "connecting" would hide why the last one failed).
     pub fn set_member_state(&mut self, account_id: &str, state: MemberState) {
         for m in self.members.values_mut() {
             if m.account_id == account_id && m.platform != "MOBILE_APP" {
-                m.state = state.clone();
+                let keep_failure = matches!(m.state, MemberState::Failed(_))
+                    && matches!(state, MemberState::Connecting | MemberState::Disconnected);
+                if !keep_failure {
+                    m.state = state.clone();
+                }
             }
         }
     }
@@ -303,19 +309,53 @@ impl View {
                     MemberState::Connected => text("Member.Connected"),
                     MemberState::Disconnected => text("Member.Disconnected"),
                 };
-                let name = if own_console {
-                    text("Member.OwnConsole").replace("%1", &m.online_id)
+                let line = if own_console {
+                    text("Member.OwnConsole")
+                        .replace("%1", &m.online_id)
+                        .replace("%2", &m.platform)
                 } else {
-                    m.online_id.clone()
+                    format!("{} ({}): {state}", m.online_id, m.platform)
                 };
                 MemberRow {
                     account_id: m.account_id.clone(),
                     online_id: m.online_id.clone(),
                     own_console,
-                    line: format!("{name} ({}): {state}", m.platform),
+                    line,
                 }
             })
             .collect()
+    }
+}
+
+/// Why sending our answer to a member's call failed, in a few plain words
+/// (the log has the full server answer).
+pub fn answer_failure(error: &crate::psn::error::PsnError) -> String {
+    use crate::psn::error::PsnError;
+    match error {
+        PsnError::Api { status, .. } => {
+            format!("PSN refused to pass on our answer to their call, HTTP {status}")
+        }
+        PsnError::RateLimited { .. } => "PSN is rate limiting us".into(),
+        PsnError::Unreachable { .. } | PsnError::Timeout { .. } => "PSN cannot be reached".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A short line for the dialog: the party and how many are in it (the
+/// Members group lists them).
+impl HubStatus {
+    pub fn headline(&self, text: impl Fn(&str) -> String) -> String {
+        let Some(name) = &self.party_name else {
+            return self.summary(text);
+        };
+        let others = self
+            .members
+            .values()
+            .filter(|m| Some(&m.account_id) != self.account_id.as_ref())
+            .count();
+        text("Status.InPartyShort")
+            .replace("%1", name)
+            .replace("%2", &others.to_string())
     }
 }
 
@@ -430,6 +470,13 @@ mod tests {
         assert_eq!(rows[0].line, "alice (PS5): <Member.Speaking:%1:%2:%3>");
         assert_eq!(rows[1].line, "bob (PS5): <Member.MutedByConsent:%1:%2:%3>");
         assert!(rows[2].line.contains("<Member.Failed:no route"));
+        v.status.set_member_state("4", MemberState::Connecting);
+        assert!(
+            matches!(v.status.members["4/PS5"].state, MemberState::Failed(_)),
+            "a new attempt keeps the failure shown until it connects"
+        );
+        v.status.set_member_state("4", MemberState::Connected);
+        assert_eq!(v.status.members["4/PS5"].state, MemberState::Connected);
         assert_eq!(ordinal(1), "1st");
         assert_eq!(ordinal(12), "12th");
         assert_eq!(ordinal(23), "23rd");
