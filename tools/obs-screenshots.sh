@@ -74,7 +74,7 @@ run_inside() {
   sleep 2.5
   shot "$wid" props-party-member-failed.png
   # 4. The member source (OBS closes the open dialog for the next).
-  wid="$(open_dialog "Ann" 520)"
+  wid="$(open_dialog "Ann" 260)"
   shot "$wid" props-member.png
   kill -INT "$obs_pid"
   for _ in $(seq 1 100); do kill -0 "$obs_pid" 2>/dev/null || break; sleep 0.1; done

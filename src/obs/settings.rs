@@ -9,6 +9,8 @@ pub struct Settings {
     data: *mut sys::obs_data_t,
 }
 
+// Only the test producer reads doubles.
+#[cfg_attr(not(feature = "test-producer"), allow(dead_code))]
 impl Settings {
     /// # Safety
     /// `data` must be a valid `obs_data_t` for as long as the view is used.

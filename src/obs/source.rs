@@ -484,7 +484,7 @@ unsafe extern "C" fn properties(data: *mut c_void) -> *mut sys::obs_properties_t
         let settings = unsafe { SourceSettings::of(source.source) };
         Some(match source.kind {
             SourceKind::Party => party_properties(&view, &settings),
-            SourceKind::Member => member_properties(&view),
+            SourceKind::Member => member_properties(&view, &settings),
         })
     });
     guarded("properties", ptr::null_mut(), || {
@@ -622,28 +622,45 @@ fn audio_group(props: &mut Props, jitter: bool) {
 }
 
 /// The PSN Party Member source's dialog: who, their state, sync offset.
-fn member_properties(view: &View) -> Props {
+fn member_properties(view: &View, settings: &Settings) -> Props {
     let mut props = Props::new();
+    let chosen = settings.string(keys::MEMBER);
+    let rows = view.member_rows(text);
     if !view.signed_in() {
         props.error("status", &text("MemberSource.SignInFirst"));
     } else {
-        props.info("status", &view.status.headline(text));
+        let mut line = view.status.headline(text);
+        if let Some(row) = rows
+            .iter()
+            .find(|r| r.online_id.eq_ignore_ascii_case(&chosen))
+        {
+            line = format!("{line}\n{}", row.line);
+        }
+        props.info("status", &line);
     }
-    let rows = view.member_rows(text);
-    let mut items: Vec<(String, String)> = rows
-        .iter()
-        .filter(|r| !r.own_console)
-        .map(|r| (r.line.clone(), r.online_id.clone()))
+    let others: Vec<_> = rows.iter().filter(|r| !r.own_console).collect();
+    let mut items: Vec<(String, String)> = (1..=others.len().max(4))
+        .map(|n| {
+            (
+                text("MemberSource.Slot").replace("%1", &ordinal(n)),
+                format!("slot:{n}"),
+            )
+        })
         .collect();
-    let slots = items.len().max(4);
-    for n in 1..=slots {
+    items.extend(
+        others
+            .iter()
+            .map(|r| (r.online_id.clone(), r.online_id.clone())),
+    );
+    // A choice made by a script, or a member not here right now, stays listed.
+    if !chosen.is_empty() && !items.iter().any(|(_, v)| v.eq_ignore_ascii_case(&chosen)) {
         items.push((
-            text("MemberSource.Slot").replace("%1", &ordinal(n)),
-            format!("slot:{n}"),
+            text("MemberSource.NotHere").replace("%1", &chosen),
+            chosen.clone(),
         ));
     }
     props
-        .list(keys::MEMBER, &text("MemberSource.Member"), true, &items)
+        .list(keys::MEMBER, &text("MemberSource.Member"), false, &items)
         .tooltip(&text("MemberSource.MemberTooltip"));
     audio_group(&mut props, false);
     props

@@ -546,7 +546,7 @@ pub fn link_id_from_link(link: &str) -> Option<String> {
     if !(host == "party.playstation.com" || host.ends_with(".party.playstation.com")) {
         return None;
     }
-    let id = url.path_segments()?.filter(|s| !s.is_empty()).next_back()?;
+    let id = url.path_segments()?.rfind(|s| !s.is_empty())?;
     id.chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         .then(|| id.to_owned())
