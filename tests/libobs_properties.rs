@@ -325,7 +325,7 @@ fn main() {
             format!("{} secrets in the saved scene", leaked.len())
         })?;
         ensure(
-            saved.contains("\"party\"") || saved.contains("only_allowed_members"),
+            saved.contains("slot:1") && saved.contains("client_id"),
             || format!("settings not saved: {saved}"),
         )
     });
