@@ -58,8 +58,18 @@ run_inside() {
   shot "$wid" props-party-signed-out.png
   # 2. Sign in as a user would: click into the NPSSO field, type, click Sign in.
   eval "$(cat "$home/coords")"
-  xdotool mousemove --window "$wid" "$npsso_x" "$npsso_y" click 1
-  xdotool type --delay 5 "$npsso"
+  # Typing into a fresh X server can drop keys: check what reached the
+  # settings (obs-websocket) and type again if it is not the whole NPSSO.
+  for _ in 1 2 3; do
+    xdotool mousemove --window "$wid" "$npsso_x" "$npsso_y" click 1
+    sleep 0.5
+    xdotool key --clearmodifiers ctrl+a BackSpace
+    xdotool type --delay 25 "$npsso"
+    sleep 0.5
+    typed="$(ws GetInputSettings '{"inputName": "PSN Party"}' | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["inputSettings"].get("npsso",""))')"
+    [ "$typed" = "$npsso" ] && break
+    echo "obs-screenshots: the NPSSO field got ${#typed} of ${#npsso} characters; typing again" >&2
+  done
   xdotool mousemove --window "$wid" "$signin_x" "$signin_y" click 1
   # Wait until all four members are connected.
   for _ in $(seq 1 60); do
