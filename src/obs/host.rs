@@ -365,6 +365,85 @@ impl HostSource {
         }
     }
 
+    /// Clicks the button property `name` as the dialog would; returns what
+    /// the callback returned (true: redraw), or None if there is no such button.
+    pub fn click(&self, name: &str) -> Option<bool> {
+        let name = cstring(name).ok()?;
+        // SAFETY: OBS builds the properties; the callback runs on this thread;
+        // we destroy the properties afterwards.
+        unsafe {
+            let props = sys::obs_source_properties(self.source);
+            let prop = sys::obs_properties_get(props, name.as_ptr());
+            let clicked = (!prop.is_null())
+                .then(|| sys::obs_property_button_clicked(prop, self.source.cast()));
+            sys::obs_properties_destroy(props);
+            clicked
+        }
+    }
+
+    /// The (label, value) items of the string list property `name`.
+    pub fn list_items(&self, name: &str) -> Vec<(String, String)> {
+        let mut items = Vec::new();
+        let Ok(name) = cstring(name) else {
+            return items;
+        };
+        // SAFETY: OBS builds the properties; we read and destroy them.
+        unsafe {
+            let props = sys::obs_source_properties(self.source);
+            let prop = sys::obs_properties_get(props, name.as_ptr());
+            if !prop.is_null() {
+                for i in 0..sys::obs_property_list_item_count(prop) {
+                    items.push((
+                        lossy(sys::obs_property_list_item_name(prop, i)),
+                        lossy(sys::obs_property_list_item_string(prop, i)),
+                    ));
+                }
+            }
+            sys::obs_properties_destroy(props);
+        }
+        items
+    }
+
+    /// What a scene-collection save writes for this source (obs_save_source).
+    pub fn saved_json(&self) -> String {
+        // SAFETY: valid source; we release the saved data.
+        unsafe {
+            let data = sys::obs_save_source(self.source);
+            let json = lossy(sys::obs_data_get_json(data));
+            sys::obs_data_release(data);
+            json
+        }
+    }
+
+    /// The names of every property, inside groups too ("group/name").
+    pub fn all_property_names(&self) -> Vec<String> {
+        unsafe fn walk(props: *mut sys::obs_properties_t, prefix: &str, out: &mut Vec<String>) {
+            // SAFETY: (caller) `props` is valid while we walk it.
+            unsafe {
+                let mut prop = sys::obs_properties_first(props);
+                while !prop.is_null() {
+                    let name = lossy(sys::obs_property_name(prop));
+                    out.push(format!("{prefix}{name}"));
+                    let group = sys::obs_property_group_content(prop);
+                    if !group.is_null() {
+                        walk(group, &format!("{name}/"), out);
+                    }
+                    if !sys::obs_property_next(&mut prop) {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut names = Vec::new();
+        // SAFETY: OBS builds the properties; we walk and destroy them.
+        unsafe {
+            let props = sys::obs_source_properties(self.source);
+            walk(props, "", &mut names);
+            sys::obs_properties_destroy(props);
+        }
+        names
+    }
+
     /// The names of the properties the source shows.
     pub fn property_names(&self) -> Vec<String> {
         let mut names = Vec::new();

@@ -4,6 +4,7 @@ mod guard;
 pub mod host;
 mod log;
 pub mod module;
+mod properties;
 mod settings;
 pub mod source;
 pub mod sys;

@@ -9,16 +9,20 @@ use std::ptr;
 
 use super::guard::guarded;
 use super::module::{text, text_ptr};
-use super::settings::Settings;
+use super::properties::Props;
+use super::settings::{Settings, SourceSettings};
 use super::sys;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::audio::playout::{MemberSelector, Target};
 use crate::audio::pump::{BlockOutput, Pump};
 use crate::audio::ring::{audio_ring, BLOCK_FRAMES, DEFAULT_CAPACITY_FRAMES};
-use crate::party::hub::{PartyHub, Subscription};
+use crate::party::hub::{Consent, JitterPreset, PartyHub, Subscription};
 use crate::party::session::PartyChoice;
+use crate::party::status::{ordinal, View};
 use crate::party::voice_links::VoicePath;
+use crate::psn::secret::Secret;
 
 /// Source ids, fixed for scripting (obs-websocket) and saved scenes.
 pub const PARTY_SOURCE_ID: &CStr = c"psn_party";
@@ -32,6 +36,23 @@ pub mod keys {
     pub const VOICE_PATH: &str = "voice_path";
     /// On `psn_party_member`: an online id, or `"slot:N"`.
     pub const MEMBER: &str = "member";
+    /// The NPSSO typed into the Account group: taken by "Sign in", never saved.
+    pub const NPSSO: &str = "npsso";
+    /// Advanced: used only when the environment and .env have none.
+    pub const CLIENT_ID: &str = "client_id";
+    /// Advanced: taken by "Sign in" into psn-client.json (0600), never saved.
+    pub const CLIENT_SECRET: &str = "client_secret";
+    pub const PARTY_LINK: &str = "party_link";
+    /// "Capture only members I allow".
+    pub const ONLY_ALLOWED: &str = "only_allowed_members";
+    pub const NEW_MEMBERS_MUTED: &str = "new_members_muted";
+    /// `allow_<account id>`: one checkbox per member.
+    pub const ALLOW_PREFIX: &str = "allow_";
+    pub const INCLUDE_OWN_CONSOLE: &str = "include_own_console";
+    /// Milliseconds; positive delays the party audio.
+    pub const SYNC_OFFSET_MS: &str = "sync_offset_ms";
+    /// `"low"`, `"balanced"` or `"stable"`.
+    pub const JITTER: &str = "jitter";
     #[cfg(feature = "test-producer")]
     pub const TEST_TONE_HZ: &str = "test_tone_hz";
     #[cfg(feature = "test-producer")]
@@ -75,6 +96,7 @@ fn register(id: &'static CStr, kind: SourceKind) {
             SourceKind::Member => member_defaults,
         }),
         get_properties: Some(properties),
+        save: Some(save),
         icon_type: sys::obs_icon_type::OBS_ICON_TYPE_AUDIO_INPUT,
         ..Default::default()
     };
@@ -88,6 +110,14 @@ struct SourcePtr(*mut sys::obs_source_t);
 // SAFETY: libobs allows obs_source_output_audio from any thread, and the pump
 // is joined in `destroy`, before OBS frees the source.
 unsafe impl Send for SourcePtr {}
+// SAFETY: shared only to call thread-safe libobs functions (update_properties).
+unsafe impl Sync for SourcePtr {}
+
+impl SourcePtr {
+    fn get(&self) -> *mut sys::obs_source_t {
+        self.0
+    }
+}
 
 /// Hands pump blocks to OBS as mono f32 at 48 kHz.
 struct ObsAudioOutput {
@@ -181,6 +211,8 @@ struct PartySource {
     producer: Producer,
     pump: Option<Pump>,
     failed: bool,
+    /// Redraws this source's properties when the hub's view changes.
+    listener: u64,
 }
 
 impl PartySource {
@@ -198,7 +230,14 @@ impl PartySource {
             producer: Producer::Nothing,
             pump: None,
             failed: false,
+            listener: 0,
         };
+        let me = SourcePtr(source);
+        this.listener = this.hub.add_listener(Box::new(move || {
+            // SAFETY: the listener is removed in `shutdown`, before OBS frees
+            // the source; OBS queues the redraw to its UI thread.
+            unsafe { sys::obs_source_update_properties(me.get()) }
+        }));
         this.update(settings);
         log::debug!("{kind:?} source created");
         Some(this)
@@ -212,6 +251,7 @@ impl PartySource {
         if settings.string(keys::TEST_PANIC) == "update" {
             panic!("test panic requested by the test_panic setting");
         }
+        self.apply_party_settings(settings);
         let feed = Feed::from_settings(self.kind, settings);
         if self.feed.as_ref() == Some(&feed) {
             return;
@@ -223,6 +263,50 @@ impl PartySource {
             self.restart(&feed);
         }
         self.feed = Some(feed);
+    }
+
+    /// What the PSN Party source's settings ask of the shared hub, and
+    /// the sync offset of either source.
+    fn apply_party_settings(&self, settings: &Settings) {
+        let offset_ns = settings.int(keys::SYNC_OFFSET_MS).clamp(-1000, 20_000) * 1_000_000;
+        // SAFETY: our live source.
+        unsafe { sys::obs_source_set_sync_offset(self.source, offset_ns) };
+        if self.kind != SourceKind::Party {
+            return;
+        }
+        self.hub
+            .set_party(PartyChoice::from_setting(&settings.string(keys::PARTY)));
+        self.hub.set_consent(Consent {
+            only_allowed: settings.bool(keys::ONLY_ALLOWED),
+            new_members_muted: settings.bool(keys::NEW_MEMBERS_MUTED),
+            allowed: settings
+                .user_bools_with_prefix(keys::ALLOW_PREFIX)
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+        });
+        self.hub
+            .set_include_own_console(settings.bool(keys::INCLUDE_OWN_CONSOLE));
+        self.hub
+            .set_jitter(JitterPreset::from_setting(&settings.string(keys::JITTER)));
+    }
+
+    /// "Sign in": takes the NPSSO (and a typed client secret) out of the
+    /// settings and hands them to the hub. Returns at once.
+    fn sign_in(&self) {
+        // SAFETY: our live source.
+        let settings = unsafe { SourceSettings::of(self.source) };
+        let npsso = settings.string(keys::NPSSO).trim().to_owned();
+        let client_id = settings.string(keys::CLIENT_ID).trim().to_owned();
+        let client_secret = settings.string(keys::CLIENT_SECRET).trim().to_owned();
+        settings.erase(keys::NPSSO);
+        settings.erase(keys::CLIENT_SECRET);
+        if npsso.is_empty() {
+            self.hub.note_sign_in_problem(text("Account.NpssoMissing"));
+            return;
+        }
+        let credentials = (!client_id.is_empty() && !client_secret.is_empty())
+            .then(|| (client_id, Secret::new(client_secret)));
+        self.hub.sign_in(Secret::new(npsso), credentials);
     }
 
     /// A fresh ring and pump, fed by `feed`.
@@ -263,6 +347,7 @@ impl PartySource {
 
     /// Stops everything this source started and waits for it.
     fn shutdown(&mut self) {
+        self.hub.remove_listener(self.listener);
         self.stop_feed();
         self.feed = None;
     }
@@ -356,6 +441,8 @@ unsafe extern "C" fn update(data: *mut c_void, settings: *mut sys::obs_data_t) {
 
 fn common_defaults(settings: &Settings) {
     settings.set_default_string(keys::PARTY, "follow");
+    settings.set_default_string(keys::JITTER, "balanced");
+    settings.set_default_int(keys::SYNC_OFFSET_MS, 0);
     #[cfg(feature = "test-producer")]
     settings.set_default_double(keys::TEST_AMPLITUDE, 0.5);
     #[cfg(feature = "test-producer")]
@@ -378,24 +465,260 @@ unsafe extern "C" fn member_defaults(settings: *mut sys::obs_data_t) {
     });
 }
 
+/// Keeps secrets out of the scene collection: OBS calls this just before it
+/// writes the settings (obs_save_source).
+unsafe extern "C" fn save(_data: *mut c_void, settings: *mut sys::obs_data_t) {
+    guarded("save", (), || {
+        // SAFETY: OBS passes valid settings for the duration of the call.
+        let settings = unsafe { Settings::from_raw(settings) };
+        settings.erase(keys::NPSSO);
+        settings.erase(keys::CLIENT_SECRET);
+    });
+}
+
 unsafe extern "C" fn properties(data: *mut c_void) -> *mut sys::obs_properties_t {
     // What the hub knows right now (a copy: nothing here waits on the network).
-    let status = with_source(data, "properties", None, |source| Some(source.hub.status()))
-        .map(|status| status.summary(text))
-        .unwrap_or_else(|| text("Status.NotConnected"));
-    let status = std::ffi::CString::new(status).unwrap_or_default();
-    guarded("properties", ptr::null_mut(), || {
-        // SAFETY: a fresh properties object that OBS takes ownership of; OBS
-        // copies the strings.
-        unsafe {
-            let props = sys::obs_properties_create();
-            sys::obs_properties_add_text(
-                props,
-                c"status".as_ptr(),
-                status.as_ptr(),
-                sys::obs_text_type::OBS_TEXT_INFO,
-            );
-            props
+    let built = with_source(data, "properties", None, |source| {
+        let view = source.hub.view();
+        // Opening the dialog refreshes the party list (on the runtime).
+        if source.kind == SourceKind::Party && view.signed_in() {
+            source.hub.refresh_parties_if_stale();
         }
+        // SAFETY: our live source.
+        let settings = unsafe { SourceSettings::of(source.source) };
+        Some(match source.kind {
+            SourceKind::Party => party_properties(&view, &settings),
+            SourceKind::Member => member_properties(&view, &settings),
+        })
+    });
+    guarded("properties", ptr::null_mut(), || {
+        built
+            .unwrap_or_else(|| {
+                let mut props = Props::new();
+                props.info("status", &text("Status.NotConnected"));
+                props
+            })
+            .into_raw()
     })
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The PSN Party source's dialog: Account, Party, Members, Audio, Advanced.
+fn party_properties(view: &View, settings: &Settings) -> Props {
+    let mut props = Props::new();
+
+    let mut account = Props::new();
+    let line = view.account_line(text, now_unix());
+    let problem =
+        view.account.error.is_some() || (!view.signed_in() && view.status.problem().is_some());
+    if problem {
+        account.error("account_status", &line);
+    } else {
+        account.info("account_status", &line);
+    }
+    if view.signed_in() {
+        account.button("sign_out", &text("Account.SignOut"), sign_out_clicked);
+    } else {
+        account
+            .password(keys::NPSSO, &text("Account.Npsso"))
+            .tooltip(&text("Account.NpssoTooltip"));
+        account.info("npsso_hint", &text("Account.NpssoHint"));
+        account
+            .button("sign_in", &text("Account.SignIn"), sign_in_clicked)
+            .enabled(!view.account.busy);
+    }
+    props.group("account", &text("Group.Account"), account);
+
+    let mut party = Props::new();
+    party.info("party_status", &view.status.headline(text));
+    // The whole roster on one line, for scripts and tests (the dialog shows
+    // it as the Members group).
+    party
+        .info("status", &view.status.summary(text))
+        .visible(false);
+    party.list(
+        keys::PARTY,
+        &text("Party.Choice"),
+        false,
+        &view.party_items(text),
+    );
+    party.button("refresh_parties", &text("Party.Refresh"), refresh_clicked);
+    if let Some(error) = &view.parties.error {
+        party.error("parties_error", &text("Status.Error").replace("%1", error));
+    }
+    party
+        .text_input(keys::PARTY_LINK, &text("Party.Link"))
+        .tooltip(&text("Party.LinkTooltip"));
+    party.button("join_link", &text("Party.JoinLink"), join_link_clicked);
+    if let Some(error) = &view.account.link_error {
+        party.error("link_error", &text("Status.Error").replace("%1", error));
+    }
+    props.group("party_group", &text("Group.Party"), party);
+
+    let mut members = Props::new();
+    let rows = view.member_rows(text);
+    let only_allowed = settings.bool(keys::ONLY_ALLOWED);
+    if rows.is_empty() {
+        members.info("members_none", &text("Members.None"));
+    }
+    for row in &rows {
+        let key = format!("{}{}", keys::ALLOW_PREFIX, row.account_id);
+        if only_allowed && !row.own_console {
+            // Unchecked until the user decides, when new members start muted.
+            settings.set_default_bool(&key, !settings.bool(keys::NEW_MEMBERS_MUTED));
+            members.checkbox(&key, &row.line);
+        } else {
+            members.info(&format!("member_{}", row.account_id), &row.line);
+        }
+    }
+    members
+        .checkbox(keys::ONLY_ALLOWED, &text("Members.OnlyAllowed"))
+        .tooltip(&text("Members.OnlyAllowedTooltip"))
+        .reload_on_change(reload);
+    members
+        .checkbox(keys::NEW_MEMBERS_MUTED, &text("Members.NewMuted"))
+        .enabled(only_allowed);
+    members.checkbox(
+        keys::INCLUDE_OWN_CONSOLE,
+        &text("Members.IncludeOwnConsole"),
+    );
+    props.group("members", &text("Group.Members"), members);
+
+    audio_group(&mut props, true);
+
+    let mut advanced = Props::new();
+    advanced.info("advanced_hint", &text("Advanced.Hint"));
+    advanced.text_input(keys::CLIENT_ID, &text("Advanced.ClientId"));
+    advanced.password(keys::CLIENT_SECRET, &text("Advanced.ClientSecret"));
+    props.group("advanced", &text("Group.Advanced"), advanced);
+    props
+}
+
+fn audio_group(props: &mut Props, jitter: bool) {
+    let mut audio = Props::new();
+    audio
+        .int(
+            keys::SYNC_OFFSET_MS,
+            &text("Audio.SyncOffset"),
+            -1000,
+            20_000,
+            10,
+        )
+        .suffix(" ms")
+        .tooltip(&text("Audio.SyncOffsetTooltip"));
+    if jitter {
+        let items = [
+            ("Audio.JitterLow", "low"),
+            ("Audio.JitterBalanced", "balanced"),
+            ("Audio.JitterStable", "stable"),
+        ]
+        .map(|(k, v)| (text(k), v.to_owned()));
+        audio
+            .list(keys::JITTER, &text("Audio.Jitter"), false, &items)
+            .tooltip(&text("Audio.JitterTooltip"));
+    }
+    props.group("audio", &text("Group.Audio"), audio);
+}
+
+/// The PSN Party Member source's dialog: who, their state, sync offset.
+fn member_properties(view: &View, settings: &Settings) -> Props {
+    let mut props = Props::new();
+    let chosen = settings.string(keys::MEMBER);
+    let rows = view.member_rows(text);
+    if !view.signed_in() {
+        props.error("status", &text("MemberSource.SignInFirst"));
+    } else {
+        let mut line = view.status.headline(text);
+        if let Some(row) = rows
+            .iter()
+            .find(|r| r.online_id.eq_ignore_ascii_case(&chosen))
+        {
+            line = format!("{line}\n{}", row.line);
+        }
+        props.info("status", &line);
+    }
+    let others: Vec<_> = rows.iter().filter(|r| !r.own_console).collect();
+    let mut items: Vec<(String, String)> = (1..=others.len().max(4))
+        .map(|n| {
+            (
+                text("MemberSource.Slot").replace("%1", &ordinal(n)),
+                format!("slot:{n}"),
+            )
+        })
+        .collect();
+    items.extend(
+        others
+            .iter()
+            .map(|r| (r.online_id.clone(), r.online_id.clone())),
+    );
+    // A choice made by a script, or a member not here right now, stays listed.
+    if !chosen.is_empty() && !items.iter().any(|(_, v)| v.eq_ignore_ascii_case(&chosen)) {
+        items.push((
+            text("MemberSource.NotHere").replace("%1", &chosen),
+            chosen.clone(),
+        ));
+    }
+    props
+        .list(keys::MEMBER, &text("MemberSource.Member"), false, &items)
+        .tooltip(&text("MemberSource.MemberTooltip"));
+    audio_group(&mut props, false);
+    props
+}
+
+/// Runs a button's action on the source behind `data`; `true` redraws.
+fn on_click(data: *mut c_void, what: &'static str, action: impl FnOnce(&PartySource)) -> bool {
+    with_source(data, what, false, |source| {
+        action(source);
+        true
+    })
+}
+
+unsafe extern "C" fn sign_in_clicked(
+    _props: *mut sys::obs_properties_t,
+    _prop: *mut sys::obs_property_t,
+    data: *mut c_void,
+) -> bool {
+    on_click(data, "sign in", |s| s.sign_in())
+}
+
+unsafe extern "C" fn sign_out_clicked(
+    _props: *mut sys::obs_properties_t,
+    _prop: *mut sys::obs_property_t,
+    data: *mut c_void,
+) -> bool {
+    on_click(data, "sign out", |s| s.hub.sign_out())
+}
+
+unsafe extern "C" fn refresh_clicked(
+    _props: *mut sys::obs_properties_t,
+    _prop: *mut sys::obs_property_t,
+    data: *mut c_void,
+) -> bool {
+    on_click(data, "refresh parties", |s| s.hub.refresh_parties())
+}
+
+unsafe extern "C" fn join_link_clicked(
+    _props: *mut sys::obs_properties_t,
+    _prop: *mut sys::obs_property_t,
+    data: *mut c_void,
+) -> bool {
+    on_click(data, "join by link", |s| {
+        // SAFETY: our live source.
+        let settings = unsafe { SourceSettings::of(s.source) };
+        s.hub.follow_link(&settings.string(keys::PARTY_LINK));
+    })
+}
+
+/// A property whose change shows or hides others.
+unsafe extern "C" fn reload(
+    _props: *mut sys::obs_properties_t,
+    _prop: *mut sys::obs_property_t,
+    _settings: *mut sys::obs_data_t,
+) -> bool {
+    true
 }

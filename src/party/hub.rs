@@ -2,40 +2,221 @@
 //! however many sources exist). Created by the first source, gone with the
 //! last, like the runtime: it owns the playout clock and runs the party
 //! session on the runtime.
+//!
+//! Everything the properties dialog asks of it (sign in, sign out, refresh the
+//! party list, switch party) returns at once: the work runs on the runtime and
+//! the sources are told to redraw their properties when the result is in.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::session::{self, PartyChoice, PlayoutControl, SessionContext};
-use super::status::HubStatus;
+use super::status::{AccountView, HubStatus, PartyEntry, PartyList, View};
 use super::voice_links::VoicePath;
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout, SubscriptionId, Target};
-use crate::audio::ring::RingWriter;
+use crate::audio::ring::{RingWriter, BLOCK_FRAMES};
 use crate::psn::client::{ClientOptions, PsnClient};
 use crate::psn::config::{is_loopback_host, PsnConfig};
+use crate::psn::error::PsnError;
+use crate::psn::secret::Secret;
+use crate::psn::session::PartyApi;
+use crate::psn::token_store::{write_atomic, TokenStore};
 use crate::runtime::RuntimeRef;
+use crate::voice::jitter::JitterConfig;
 
 static SHARED: Mutex<Weak<PartyHub>> = Mutex::new(Weak::new());
 
 /// How long the last source's destroy waits for the session to leave the party.
 /// With the runtime's own 500 ms shutdown bound, destroy stays under 1 s.
 const SESSION_STOP_TIMEOUT: Duration = Duration::from_millis(400);
+/// How often the hub looks for changes worth redrawing the properties for.
+const VIEW_POLL: Duration = Duration::from_millis(250);
+/// How long a fetched party list counts as current when the dialog opens.
+const PARTIES_FRESH: Duration = Duration::from_secs(10);
+/// A member whose voice peaked above this in the last `SPEAKING_HOLD` is "speaking".
+const SPEAKING_LEVEL: f32 = 0.01;
+const SPEAKING_HOLD_NS: u64 = 400_000_000;
+
+/// Where the client id and secret typed into the properties are kept (never
+/// in the scene collection): a 0600 file beside the token store.
+pub const CLIENT_FILE_NAME: &str = "psn-client.json";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How much delay the jitter buffer may add to ride out a bad network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JitterPreset {
+    LowLatency,
+    #[default]
+    Balanced,
+    Stable,
+}
+
+impl JitterPreset {
+    /// The `jitter` setting: `"low"`, `"balanced"` or `"stable"`.
+    pub fn from_setting(value: &str) -> JitterPreset {
+        match value {
+            "low" => JitterPreset::LowLatency,
+            "stable" => JitterPreset::Stable,
+            _ => JitterPreset::Balanced,
+        }
+    }
+
+    /// The jitter buffer's tuning for a member (Balanced is the buffer's own default).
+    pub fn config(self, clock_rate: u32) -> JitterConfig {
+        let mut c = JitterConfig::new(clock_rate);
+        match self {
+            JitterPreset::LowLatency => {
+                c.initial_target_ms = 40;
+                c.min_target_ms = 20;
+                c.max_target_ms = 100;
+            }
+            JitterPreset::Balanced => {}
+            JitterPreset::Stable => {
+                c.initial_target_ms = 120;
+                c.min_target_ms = 80;
+                c.max_target_ms = 400;
+                c.capacity = c.capacity.max(160);
+            }
+        }
+        c
+    }
+}
+
+/// Who may be heard ("Capture only members I allow").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Consent {
+    /// Off (the default): everyone is heard.
+    pub only_allowed: bool,
+    /// In that mode, members with no choice of their own yet start muted.
+    pub new_members_muted: bool,
+    /// The user's choices, by account id.
+    pub allowed: HashMap<String, bool>,
+}
+
+impl Consent {
+    pub fn allows(&self, account_id: &str) -> bool {
+        if !self.only_allowed {
+            return true;
+        }
+        self.allowed
+            .get(account_id)
+            .copied()
+            .unwrap_or(!self.new_members_muted)
+    }
+}
+
+/// Per-member switch and level meter, read and written without locks by the
+/// playout thread.
+#[derive(Debug)]
+struct MemberGate {
+    allowed: AtomicBool,
+    last_pull_ns: AtomicU64,
+    last_voice_ns: AtomicU64,
+}
+
+impl MemberGate {
+    fn speaking(&self) -> bool {
+        let voice = self.last_voice_ns.load(Ordering::Relaxed);
+        voice > 0
+            && self
+                .last_pull_ns
+                .load(Ordering::Relaxed)
+                .saturating_sub(voice)
+                < SPEAKING_HOLD_NS
+    }
+}
+
+/// A member's audio behind their gate: silent when not allowed (in the mix
+/// and in their own source alike).
+struct GatedAudio {
+    inner: Box<dyn MemberAudio>,
+    gate: Arc<MemberGate>,
+}
+
+impl MemberAudio for GatedAudio {
+    fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK_FRAMES]) {
+        self.inner.pull_10ms(now_ns, out);
+        let peak = out.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+        self.gate.last_pull_ns.store(now_ns, Ordering::Relaxed);
+        if peak > SPEAKING_LEVEL {
+            self.gate.last_voice_ns.store(now_ns, Ordering::Relaxed);
+        }
+        if !self.gate.allowed.load(Ordering::Relaxed) {
+            out.fill(0.0);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Gates {
+    consent: Mutex<Consent>,
+    members: Mutex<HashMap<String, Arc<MemberGate>>>,
+}
+
+impl Gates {
+    fn gate(&self, account_id: &str) -> Arc<MemberGate> {
+        let allowed = lock(&self.consent).allows(account_id);
+        let mut members = lock(&self.members);
+        let gate = members
+            .entry(account_id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(MemberGate {
+                    allowed: AtomicBool::new(allowed),
+                    last_pull_ns: AtomicU64::new(0),
+                    last_voice_ns: AtomicU64::new(0),
+                })
+            })
+            .clone();
+        gate.allowed.store(allowed, Ordering::Relaxed);
+        gate
+    }
+
+    fn set_consent(&self, consent: Consent) {
+        let mut current = lock(&self.consent);
+        if *current == consent {
+            return;
+        }
+        for (id, gate) in lock(&self.members).iter() {
+            gate.allowed.store(consent.allows(id), Ordering::Relaxed);
+        }
+        *current = consent;
+    }
+
+    fn muted(&self, account_id: &str) -> bool {
+        !lock(&self.consent).allows(account_id)
+    }
+
+    fn speaking(&self, account_id: &str) -> bool {
+        lock(&self.members)
+            .get(account_id)
+            .is_some_and(|g| g.speaking())
+    }
+}
 
 /// The playout, shared by the hub (for subscriptions) and the session (for members).
-struct SharedPlayout(Mutex<Playout>);
+struct SharedPlayout {
+    playout: Mutex<Playout>,
+    gates: Arc<Gates>,
+}
 
 impl SharedPlayout {
     fn with<R>(&self, f: impl FnOnce(&Playout) -> R) -> R {
-        let playout = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f(&playout)
+        f(&lock(&self.playout))
     }
 }
 
 impl PlayoutControl for SharedPlayout {
     fn add_member(&self, info: MemberInfo, audio: Box<dyn MemberAudio>) {
+        let gate = self.gates.gate(&info.account_id);
+        let audio = Box::new(GatedAudio { inner: audio, gate });
         self.with(|p| p.add_member(info, audio));
     }
     fn remove_member(&self, account_id: &str) {
@@ -52,89 +233,101 @@ struct SessionTask {
     done: std::sync::mpsc::Receiver<()>,
 }
 
-pub struct PartyHub {
+impl SessionTask {
+    /// Asks the session to leave and waits (blocking) up to `limit`.
+    fn stop_and_wait(self, limit: Duration) {
+        let _ = self.stop.send(true);
+        if self.done.recv_timeout(limit).is_err() {
+            log::warn!("the party session did not stop in time");
+        }
+    }
+}
+
+type Listener = Box<dyn Fn() + Send + Sync>;
+
+/// The hub's state, reachable from tasks on the runtime. Dropping it has no
+/// side effects (the `PartyHub` around it stops what runs), so a task may
+/// hold it for as long as it likes.
+struct HubShared {
+    config_dir: Option<PathBuf>,
     playout: Arc<SharedPlayout>,
+    gates: Arc<Gates>,
     status: Arc<Mutex<HubStatus>>,
     session: Mutex<Option<SessionTask>>,
-    runtime: RuntimeRef,
-    party: PartyChoice,
+    party: Mutex<PartyChoice>,
+    client: Mutex<Option<Arc<PsnClient>>>,
+    include_own_console: AtomicBool,
+    jitter: Arc<Mutex<JitterPreset>>,
+    account: Mutex<AccountView>,
+    parties: Mutex<PartyList>,
+    parties_fetched: Mutex<Option<Instant>>,
+    listeners: Mutex<Vec<(u64, Listener)>>,
+    next_listener: AtomicU64,
+    /// Bumped by every change the view shows that `View` cannot see.
+    generation: AtomicU64,
+    /// How voices come (`voice_path`): the first source's setting applies.
     voice_path: VoicePath,
+}
+
+pub struct PartyHub {
+    shared: Arc<HubShared>,
+    runtime: RuntimeRef,
 }
 
 impl PartyHub {
     /// The module's hub, started if no source holds it. `config_dir` is the
     /// plugin's config directory (token store, `.env`).
     ///
-    /// One hub follows one party: the first source's `party` setting decides;
-    /// a later source that asks for another party is told so in the log.
+    /// One hub follows one party: the first source's `party` setting decides
+    /// (the PSN Party source may switch it later with `set_party`).
     pub fn shared(
         config_dir: Option<PathBuf>,
         party: PartyChoice,
         voice_path: VoicePath,
     ) -> std::io::Result<Arc<PartyHub>> {
-        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = lock(&SHARED);
         if let Some(hub) = shared.upgrade() {
-            if hub.voice_path != voice_path {
+            if hub.shared.voice_path != voice_path {
                 log::warn!("this source's voice_path differs from the one in use; the first source's applies");
-            }
-            if hub.party != party {
-                log::warn!(
-                    "this source's party setting differs from the party already followed; \
-                     all sources follow one party (remove the other sources to switch)"
-                );
             }
             return Ok(hub);
         }
-        let hub = Arc::new(PartyHub {
-            playout: Arc::new(SharedPlayout(Mutex::new(Playout::start()?))),
+        let gates = Arc::new(Gates::default());
+        let inner = Arc::new(HubShared {
+            playout: Arc::new(SharedPlayout {
+                playout: Mutex::new(Playout::start()?),
+                gates: gates.clone(),
+            }),
+            gates,
+            config_dir,
             status: Arc::default(),
             session: Mutex::new(None),
-            runtime: RuntimeRef::acquire()?,
-            party,
+            party: Mutex::new(party),
+            client: Mutex::new(None),
+            include_own_console: AtomicBool::new(false),
+            jitter: Arc::default(),
+            account: Mutex::default(),
+            parties: Mutex::default(),
+            parties_fetched: Mutex::default(),
+            listeners: Mutex::default(),
+            next_listener: AtomicU64::new(1),
+            generation: AtomicU64::new(0),
             voice_path,
         });
-        hub.start_session(config_dir);
+        let hub = Arc::new(PartyHub {
+            shared: inner,
+            runtime: RuntimeRef::acquire()?,
+        });
+        if let Some(client) = hub.shared.make_client() {
+            hub.shared.load_account(&client);
+            *lock(&hub.shared.client) = Some(client);
+        }
+        let handle = hub.runtime.handle().clone();
+        hub.shared.start_session(&handle);
+        hub.runtime.spawn(watch_view(Arc::downgrade(&hub.shared)));
         *shared = Arc::downgrade(&hub);
         log::debug!("party hub started");
         Ok(hub)
-    }
-
-    /// Reads the configuration and, if it is usable, starts following the party.
-    fn start_session(&self, config_dir: Option<PathBuf>) {
-        let client = PsnConfig::from_env(config_dir.as_deref())
-            .and_then(|config| PsnClient::new(config, ClientOptions::default()));
-        let client = match client {
-            Ok(client) => client,
-            Err(e) => {
-                log::warn!("PSN is not configured: {e}");
-                self.status.lock().unwrap_or_else(|e| e.into_inner()).error = Some(e.to_string());
-                return;
-            }
-        };
-        let loopback = client
-            .config()
-            .endpoints
-            .api
-            .host()
-            .is_some_and(|h| is_loopback_host(&h));
-        let context = SessionContext {
-            party: self.party.clone(),
-            client,
-            playout: self.playout.clone(),
-            status: self.status.clone(),
-            include_own_console: false,
-            // Against the simulator everything is on loopback, and so must the
-            // voice candidates be; otherwise every interface.
-            udp_addrs: vec![if loopback { "127.0.0.1:0" } else { "0.0.0.0:0" }.into()],
-            voice_path: self.voice_path,
-        };
-        let (stop, stop_rx) = watch::channel(false);
-        let (done_tx, done) = std::sync::mpsc::channel();
-        self.runtime.spawn(async move {
-            session::run(context, stop_rx).await;
-            let _ = done_tx.send(());
-        });
-        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(SessionTask { stop, done });
     }
 
     pub fn runtime(&self) -> &RuntimeRef {
@@ -143,15 +336,190 @@ impl PartyHub {
 
     /// A copy of what the hub knows, for display.
     pub fn status(&self) -> HubStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.shared.status).clone()
+    }
+
+    /// Everything the properties show, copied (nothing here waits on the network).
+    pub fn view(&self) -> View {
+        self.shared.view()
+    }
+
+    /// Calls `listener` (from a runtime thread) whenever the view changes;
+    /// returns the id to remove it with.
+    pub fn add_listener(&self, listener: Listener) -> u64 {
+        let id = self.shared.next_listener.fetch_add(1, Ordering::Relaxed);
+        lock(&self.shared.listeners).push((id, listener));
+        id
+    }
+
+    /// After this returns the listener is not running and will not run again.
+    pub fn remove_listener(&self, id: u64) {
+        lock(&self.shared.listeners).retain(|(i, _)| *i != id);
+    }
+
+    /// Exchanges the NPSSO on the runtime; stores the client secret (if
+    /// given) first. Returns at once.
+    pub fn sign_in(&self, npsso: Secret, credentials: Option<(String, Secret)>) {
+        let shared = self.shared.clone();
+        shared.set_account(|a| {
+            a.busy = true;
+            a.error = None;
+        });
+        let handle = self.runtime.handle().clone();
+        self.runtime.spawn(async move {
+            if let Some((id, secret)) = credentials {
+                if let Err(e) = shared.save_client_credentials(&id, &secret) {
+                    log::warn!("{e}");
+                    shared.set_account(|a| a.error = Some(e.to_string()));
+                }
+            }
+            // A fresh client: the credentials may have changed.
+            let Some(client) = shared.make_client() else {
+                shared.set_account(|a| a.busy = false);
+                return;
+            };
+            let outcome = client.sign_in_with_npsso(npsso).await;
+            match outcome {
+                Ok(_) => {
+                    log::info!("signed in to PSN from the properties");
+                    shared.load_account(&client);
+                    *lock(&shared.client) = Some(client);
+                    shared.set_account(|a| a.error = None);
+                    // The waiting session starts now, not after its backoff.
+                    shared.restart_session(&handle).await;
+                    shared.refresh_parties().await;
+                }
+                Err(e) => {
+                    log::warn!("PSN sign-in failed: {e}");
+                    shared.set_account(|a| a.error = Some(e.to_string()));
+                }
+            }
+            shared.set_account(|a| a.busy = false);
+        });
+    }
+
+    /// Leaves the party, deletes the stored tokens. Returns at once.
+    pub fn sign_out(&self) {
+        let shared = self.shared.clone();
+        let handle = self.runtime.handle().clone();
+        self.runtime.spawn(async move {
+            shared.stop_session().await;
+            let client = lock(&shared.client).clone();
+            let result = match client {
+                Some(client) => client.sign_out().await,
+                None => shared.token_store().map_or(Ok(()), |s| s.delete()),
+            };
+            if let Err(e) = result {
+                log::warn!("sign-out: {e}");
+            }
+            *lock(&shared.status) = HubStatus::default();
+            *lock(&shared.parties) = PartyList::default();
+            shared.set_account(|a| *a = AccountView::default());
+            log::info!("signed out of PSN; stored tokens deleted");
+            // The session waits for the next sign-in.
+            shared.start_session(&handle);
+        });
+    }
+
+    /// Shows a sign-in problem found before asking PSN (e.g. no NPSSO typed).
+    pub fn note_sign_in_problem(&self, message: String) {
+        self.shared.set_account(|a| a.error = Some(message));
+    }
+
+    /// As `refresh_parties`, unless the list is fresh (the dialog redraws
+    /// often; each redraw must not ask PSN again).
+    pub fn refresh_parties_if_stale(&self) {
+        let mut fetched = lock(&self.shared.parties_fetched);
+        if fetched.is_some_and(|at| at.elapsed() < PARTIES_FRESH) {
+            return;
+        }
+        *fetched = Some(Instant::now());
+        drop(fetched);
+        self.refresh_parties();
+    }
+
+    /// Fetches my current parties for the party list. Returns at once.
+    pub fn refresh_parties(&self) {
+        let shared = self.shared.clone();
+        if lock(&shared.parties).refreshing {
+            return;
+        }
+        lock(&shared.parties).refreshing = true;
+        self.runtime
+            .spawn(async move { shared.refresh_parties().await });
+    }
+
+    /// Follows another party (the PSN Party source's `party` setting).
+    pub fn set_party(&self, party: PartyChoice) {
+        {
+            let mut current = lock(&self.shared.party);
+            if *current == party {
+                return;
+            }
+            *current = party;
+        }
+        let shared = self.shared.clone();
+        let handle = self.runtime.handle().clone();
+        self.runtime
+            .spawn(async move { shared.restart_session(&handle).await });
+    }
+
+    /// Resolves a party link (`https://party.playstation.com/...`) to its
+    /// party and follows it. Returns at once; the result shows in the view.
+    pub fn follow_link(&self, link: &str) {
+        let Some(link_id) = link_id_from_link(link) else {
+            self.shared
+                .set_account(|a| a.link_error = Some(LINK_NOT_UNDERSTOOD.into()));
+            return;
+        };
+        let shared = self.shared.clone();
+        let handle = self.runtime.handle().clone();
+        self.runtime.spawn(async move {
+            let Some(client) = lock(&shared.client).clone() else {
+                return;
+            };
+            match PartyApi::new(client).party_info(&link_id).await {
+                Ok(info) if !info.session_id.is_empty() => {
+                    shared.set_account(|a| a.link_error = None);
+                    *lock(&shared.party) = PartyChoice::Session(info.session_id);
+                    shared.restart_session(&handle).await;
+                }
+                Ok(_) => shared.set_account(|a| a.link_error = Some(LINK_NOT_UNDERSTOOD.into())),
+                Err(e) => {
+                    log::warn!("party link: {e}");
+                    shared.set_account(|a| a.link_error = Some(e.to_string()))
+                }
+            }
+        });
+    }
+
+    pub fn set_consent(&self, consent: Consent) {
+        self.shared.gates.set_consent(consent);
+    }
+
+    /// Whether the user's own console is heard in the mix (off by default).
+    pub fn set_include_own_console(&self, include: bool) {
+        if self
+            .shared
+            .include_own_console
+            .swap(include, Ordering::Relaxed)
+            == include
+        {
+            return;
+        }
+        if let Some(me) = lock(&self.shared.status).account_id.clone() {
+            self.shared.playout.with(|p| p.set_in_mix(&me, include));
+        }
+    }
+
+    /// For members who connect from now on.
+    pub fn set_jitter(&self, preset: JitterPreset) {
+        *lock(&self.shared.jitter) = preset;
     }
 
     /// Feeds `writer` from `target` until the returned guard is dropped.
     pub fn subscribe(self: &Arc<Self>, target: Target, writer: RingWriter) -> Subscription {
-        let id = self.playout.with(|p| p.subscribe(target, writer));
+        let id = self.shared.playout.with(|p| p.subscribe(target, writer));
         Subscription {
             hub: self.clone(),
             id,
@@ -159,32 +527,270 @@ impl PartyHub {
     }
 
     pub fn add_member(&self, info: MemberInfo, audio: Box<dyn MemberAudio>) {
-        self.playout.add_member(info, audio);
+        self.shared.playout.add_member(info, audio);
     }
 
     pub fn remove_member(&self, account_id: &str) {
-        self.playout.remove_member(account_id);
+        self.shared.playout.remove_member(account_id);
     }
+}
+
+/// What the user sees when a link is not one we can read.
+const LINK_NOT_UNDERSTOOD: &str =
+    "That is not a party link: copy the link from the party on your PlayStation (party.playstation.com/…)";
+
+/// The link id of a party link: its last path segment. The format is
+/// inferred (PROTOCOL.md section 3 knows only `partyInfo/{linkId}`), see
+/// docs/settings.md.
+pub fn link_id_from_link(link: &str) -> Option<String> {
+    let link = link.trim();
+    let with_scheme = if link.contains("://") {
+        link.to_owned()
+    } else {
+        format!("https://{link}")
+    };
+    let url = url::Url::parse(&with_scheme).ok()?;
+    let host = url.host_str()?;
+    if !(host == "party.playstation.com" || host.ends_with(".party.playstation.com")) {
+        return None;
+    }
+    let id = url.path_segments()?.rfind(|s| !s.is_empty())?;
+    id.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        .then(|| id.to_owned())
+}
+
+impl HubShared {
+    fn token_store(&self) -> Option<TokenStore> {
+        self.config_dir.as_deref().map(TokenStore::in_dir)
+    }
+
+    /// The configuration: environment and `.env` first; the client id and
+    /// secret from the properties only when those have none.
+    fn config(&self) -> Result<PsnConfig, PsnError> {
+        let mut config = PsnConfig::from_env(self.config_dir.as_deref())?;
+        if config.credentials().is_err() {
+            if let Some((id, secret)) = self.config_dir.as_deref().and_then(load_client_file) {
+                config.client_id = Some(id);
+                config.client_secret = Some(secret);
+            }
+        }
+        Ok(config)
+    }
+
+    fn make_client(&self) -> Option<Arc<PsnClient>> {
+        match self
+            .config()
+            .and_then(|config| PsnClient::new(config, ClientOptions::default()))
+        {
+            Ok(client) => Some(client),
+            Err(e) => {
+                log::warn!("PSN is not configured: {e}");
+                lock(&self.status).error = Some(e.to_string());
+                self.set_account(|a| a.error = Some(e.to_string()));
+                None
+            }
+        }
+    }
+
+    fn save_client_credentials(&self, id: &str, secret: &Secret) -> Result<(), PsnError> {
+        let Some(dir) = &self.config_dir else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(dir).map_err(|e| PsnError::Storage {
+            what: dir.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let text = serde_json::json!({"client_id": id, "client_secret": secret.expose()});
+        write_atomic(
+            &dir.join(CLIENT_FILE_NAME),
+            text.to_string().as_bytes(),
+            0o600,
+        )
+    }
+
+    /// What the token store says about the sign-in (account, expiry).
+    fn load_account(&self, client: &PsnClient) {
+        let stored = client
+            .config()
+            .config_dir
+            .as_deref()
+            .and_then(|d| TokenStore::in_dir(d).load().ok().flatten());
+        self.set_account(|a| {
+            a.account_id = stored.as_ref().map(|t| t.account_id.clone());
+            a.refresh_expires_at_unix = stored.as_ref().map(|t| t.refresh_expires_at_unix);
+        });
+    }
+
+    fn set_account(&self, change: impl FnOnce(&mut AccountView)) {
+        change(&mut lock(&self.account));
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn view(&self) -> View {
+        let status = lock(&self.status).clone();
+        let mut account = lock(&self.account).clone();
+        // The session learns our account too (e.g. signed in from the environment).
+        if account.account_id.is_none() {
+            account.account_id = status.account_id.clone();
+        }
+        let mut speaking = Vec::new();
+        let mut muted = Vec::new();
+        for m in status.members.values() {
+            if self.gates.speaking(&m.account_id) {
+                speaking.push(m.account_id.clone());
+            }
+            if self.gates.muted(&m.account_id) {
+                muted.push(m.account_id.clone());
+            }
+        }
+        View {
+            status,
+            account,
+            parties: lock(&self.parties).clone(),
+            party: lock(&self.party).clone(),
+            speaking,
+            muted,
+        }
+    }
+
+    fn start_session(self: &Arc<Self>, handle: &tokio::runtime::Handle) {
+        let Some(client) = lock(&self.client).clone() else {
+            return;
+        };
+        let loopback = client
+            .config()
+            .endpoints
+            .api
+            .host()
+            .is_some_and(|h| is_loopback_host(&h));
+        let context = SessionContext {
+            party: lock(&self.party).clone(),
+            client,
+            playout: self.playout.clone(),
+            status: self.status.clone(),
+            include_own_console: self.include_own_console.load(Ordering::Relaxed),
+            jitter: self.jitter.clone(),
+            // Against the simulator everything is on loopback, and so must the
+            // voice candidates be; otherwise every interface.
+            udp_addrs: vec![if loopback { "127.0.0.1:0" } else { "0.0.0.0:0" }.into()],
+            voice_path: self.voice_path,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        handle.spawn(async move {
+            session::run(context, stop_rx).await;
+            let _ = done_tx.send(());
+        });
+        let old = lock(&self.session).replace(SessionTask { stop, done });
+        if let Some(old) = old {
+            let _ = old.stop.send(true);
+        }
+    }
+
+    /// Stops the session (it leaves its party) without blocking the runtime.
+    async fn stop_session(&self) {
+        let task = lock(&self.session).take();
+        if let Some(task) = task {
+            let _ =
+                tokio::task::spawn_blocking(move || task.stop_and_wait(SESSION_STOP_TIMEOUT * 2))
+                    .await;
+        }
+        lock(&self.status).left_party();
+    }
+
+    async fn restart_session(self: &Arc<Self>, handle: &tokio::runtime::Handle) {
+        self.stop_session().await;
+        self.start_session(handle);
+    }
+
+    async fn refresh_parties(&self) {
+        lock(&self.parties).refreshing = true;
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        let client = lock(&self.client).clone();
+        let result = match client {
+            Some(client) if client.is_signed_in().await => {
+                let me = client.account_id().await.unwrap_or_default();
+                PartyApi::new(client).list_parties().await.map(|parties| {
+                    let online_id = parties
+                        .iter()
+                        .flat_map(|p| p.members.iter())
+                        .find(|m| m.account_id == me)
+                        .map(|m| m.online_id.clone());
+                    if online_id.is_some() {
+                        self.set_account(|a| a.online_id = online_id);
+                    }
+                    parties
+                        .into_iter()
+                        .map(|p| PartyEntry {
+                            session_id: p.session_id,
+                            name: p.session_name,
+                            members: p.members.iter().filter(|m| m.is_console()).count(),
+                        })
+                        .collect()
+                })
+            }
+            _ => Ok(Vec::new()),
+        };
+        let mut list = lock(&self.parties);
+        list.refreshing = false;
+        match result {
+            Ok(parties) => {
+                list.parties = parties;
+                list.error = None;
+            }
+            Err(e) => {
+                log::warn!("listing parties: {e}");
+                list.error = Some(e.to_string());
+            }
+        }
+        drop(list);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn notify(&self) {
+        for (_, listener) in lock(&self.listeners).iter() {
+            listener();
+        }
+    }
+}
+
+/// Tells the sources to redraw their properties whenever what they show
+/// changes (speaking is left out: it would redraw the dialog all the time).
+async fn watch_view(hub: Weak<HubShared>) {
+    let mut last: Option<(u64, HubStatus)> = None;
+    loop {
+        tokio::time::sleep(VIEW_POLL).await;
+        let Some(shared) = hub.upgrade() else { return };
+        let now = (
+            shared.generation.load(Ordering::Relaxed),
+            lock(&shared.status).clone(),
+        );
+        if last.as_ref() != Some(&now) {
+            if last.is_some() {
+                shared.notify();
+            }
+            last = Some(now);
+        }
+    }
+}
+
+/// `psn-client.json`: the client id and secret typed into the properties.
+fn load_client_file(dir: &Path) -> Option<(String, Secret)> {
+    let text = std::fs::read_to_string(dir.join(CLIENT_FILE_NAME)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let id = v.get("client_id")?.as_str()?.trim().to_owned();
+    let secret = v.get("client_secret")?.as_str()?.trim().to_owned();
+    (!id.is_empty() && !secret.is_empty()).then(|| (id, Secret::new(secret)))
 }
 
 impl Drop for PartyHub {
     fn drop(&mut self) {
-        let session = self
-            .session
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(session) = session {
-            let _ = session.stop.send(true);
-            if session.done.recv_timeout(SESSION_STOP_TIMEOUT).is_err() {
-                log::warn!("the party session did not stop in time");
-            }
+        if let Some(session) = lock(&self.shared.session).take() {
+            session.stop_and_wait(SESSION_STOP_TIMEOUT);
         }
-        self.playout
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stop();
+        lock(&self.shared.listeners).clear();
+        lock(&self.shared.playout.playout).stop();
         log::debug!("party hub stopped");
     }
 }
@@ -198,12 +804,89 @@ pub struct Subscription {
 impl Subscription {
     /// Points the feed at another member (or the mix) without a new ring.
     pub fn retarget(&self, target: Target) {
-        self.hub.playout.with(|p| p.retarget(self.id, target));
+        self.hub
+            .shared
+            .playout
+            .with(|p| p.retarget(self.id, target));
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.playout.with(|p| p.unsubscribe(self.id));
+        self.hub.shared.playout.with(|p| p.unsubscribe(self.id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consent_is_off_by_default_and_remembers_choices() {
+        let mut c = Consent::default();
+        assert!(c.allows("1"));
+        c.only_allowed = true;
+        assert!(
+            c.allows("1"),
+            "new members are heard unless they start muted"
+        );
+        c.new_members_muted = true;
+        assert!(!c.allows("1"));
+        c.allowed.insert("1".into(), true);
+        assert!(c.allows("1"));
+        c.allowed.insert("2".into(), false);
+        c.new_members_muted = false;
+        assert!(!c.allows("2"));
+    }
+
+    #[test]
+    fn a_gated_member_is_silent_and_still_metered() {
+        struct Tone;
+        impl MemberAudio for Tone {
+            fn pull_10ms(&mut self, _now: u64, out: &mut [f32; BLOCK_FRAMES]) {
+                out.fill(0.5);
+            }
+        }
+        let gates = Gates::default();
+        let gate = gates.gate("7");
+        let mut audio = GatedAudio {
+            inner: Box::new(Tone),
+            gate,
+        };
+        let mut block = [0.0; BLOCK_FRAMES];
+        audio.pull_10ms(1_000, &mut block);
+        assert!(block.iter().all(|s| *s == 0.5));
+        gates.set_consent(Consent {
+            only_allowed: true,
+            new_members_muted: true,
+            allowed: HashMap::new(),
+        });
+        audio.pull_10ms(2_000, &mut block);
+        assert!(block.iter().all(|s| *s == 0.0), "not allowed: silent");
+        assert!(gates.speaking("7") && gates.muted("7"));
+    }
+
+    #[test]
+    fn party_links() {
+        assert_eq!(
+            link_id_from_link("https://party.playstation.com/AbC-12_x").as_deref(),
+            Some("AbC-12_x")
+        );
+        assert_eq!(
+            link_id_from_link(" party.playstation.com/join/xyz ").as_deref(),
+            Some("xyz")
+        );
+        assert_eq!(link_id_from_link("https://evil.example/xyz"), None);
+        assert_eq!(link_id_from_link("https://party.playstation.com/"), None);
+    }
+
+    #[test]
+    fn jitter_presets_order_their_delay() {
+        let low = JitterPreset::LowLatency.config(48_000);
+        let mid = JitterPreset::Balanced.config(48_000);
+        let high = JitterPreset::Stable.config(48_000);
+        assert!(low.max_target_ms < mid.max_target_ms && mid.max_target_ms < high.max_target_ms);
+        assert_eq!(JitterPreset::from_setting("stable"), JitterPreset::Stable);
+        assert_eq!(JitterPreset::from_setting("?"), JitterPreset::Balanced);
     }
 }

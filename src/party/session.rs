@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::status::HubStatus;
+use super::status::{HubStatus, MemberState};
 use super::voice_links::{LinkContext, Outgoing, VoiceLinks, VoicePath};
 use crate::audio::playout::{MemberInfo, Silence};
 use crate::psn::client::PsnClient;
@@ -55,6 +55,8 @@ pub struct SessionContext {
     pub udp_addrs: Vec<String>,
     /// Peer-to-peer, bridge, or both (the `voice_path` setting).
     pub voice_path: VoicePath,
+    /// The jitter buffer preset for members who connect from now on.
+    pub jitter: Arc<Mutex<super::hub::JitterPreset>>,
 }
 
 /// The playout, as the session drives it.
@@ -131,6 +133,7 @@ impl SessionContext {
             udp_addrs: self.udp_addrs.clone(),
             path: self.voice_path,
             client: Some(self.client.clone()),
+            jitter: self.jitter.clone(),
         }
     }
 
@@ -284,12 +287,21 @@ async fn send_signal(
     session_id: &str,
     (to, payload): Outgoing,
 ) {
+    let to_account = to.account_id.clone();
     if let Err(e) = api
         .send_custom_message(session_id, DEFAULT_CHANNEL, &payload, &[to])
         .await
     {
+        // Surface the server's answer verbatim (PROTOCOL.md section 7) on that member's
+        // line; other members go on.
         log::warn!("sending a voice message failed: {e}");
-        ctx.set(|s| s.error = Some(e.to_string()));
+        let member = to_account;
+        ctx.set(|s| {
+            s.set_member_state(
+                &member,
+                MemberState::Failed(super::status::answer_failure(&e)),
+            )
+        });
     }
 }
 

@@ -49,20 +49,31 @@ pub struct HubStatus {
     pub error: Option<String>,
     /// Set when no party with the user's console was found.
     pub no_party: bool,
+    /// Set when the party we were in ended (until the next one is joined).
+    pub party_ended: bool,
 }
 
 impl HubStatus {
+    /// The session's last problem, unless it is only "not signed in yet"
+    /// (a state the Account group already shows, not a fault).
+    pub fn problem(&self) -> Option<&str> {
+        let error = self.error.as_deref()?;
+        (error != crate::psn::error::PsnError::NotSignedIn.to_string()).then_some(error)
+    }
+
     /// One line for the source properties, built from locale templates
     /// (`text(key)`; `%1`, `%2`, `%3` are filled in).
     pub fn summary(&self, text: impl Fn(&str) -> String) -> String {
-        if let Some(error) = &self.error {
+        if let Some(error) = self.problem() {
             return text("Status.Error").replace("%1", error);
         }
         if self.account_id.is_none() {
             return text("Status.NotConnected");
         }
         let Some(name) = &self.party_name else {
-            return text(if self.no_party {
+            return text(if self.party_ended {
+                "Status.PartyEnded"
+            } else if self.no_party {
                 "Status.NoParty"
             } else {
                 "Status.SignedIn"
@@ -98,6 +109,7 @@ impl HubStatus {
         self.party_id = Some(party_id.to_owned());
         self.party_name = Some(party_name.to_owned());
         self.no_party = false;
+        self.party_ended = false;
         self.set_roster(roster);
     }
 
@@ -123,10 +135,16 @@ impl HubStatus {
     }
 
     /// The voice state of the (console) member with this account id.
+    /// A failure stays shown until the member's voice connects again (a
+    /// new attempt's "connecting" would hide why the last one failed).
     pub fn set_member_state(&mut self, account_id: &str, state: MemberState) {
         for m in self.members.values_mut() {
             if m.account_id == account_id && m.platform != "MOBILE_APP" {
-                m.state = state.clone();
+                let keep_failure = matches!(m.state, MemberState::Failed(_))
+                    && matches!(state, MemberState::Connecting | MemberState::Disconnected);
+                if !keep_failure {
+                    m.state = state.clone();
+                }
             }
         }
     }
@@ -140,6 +158,7 @@ impl HubStatus {
 
     pub fn note_party_ended(&mut self) {
         self.left_party();
+        self.party_ended = true;
     }
 
     pub fn left_party(&mut self) {
@@ -147,6 +166,209 @@ impl HubStatus {
         self.party_name = None;
         self.members.clear();
     }
+}
+
+/// The signed-in account, as the Account group shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountView {
+    pub account_id: Option<String>,
+    pub online_id: Option<String>,
+    /// When the stored sign-in (refresh token) runs out, Unix seconds.
+    pub refresh_expires_at_unix: Option<u64>,
+    /// A sign-in is under way.
+    pub busy: bool,
+    /// The last sign-in problem, in words a user can act on.
+    pub error: Option<String>,
+    /// The last party-link problem.
+    pub link_error: Option<String>,
+}
+
+/// One of my current parties, for the party list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartyEntry {
+    pub session_id: String,
+    pub name: String,
+    /// Members on a console.
+    pub members: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartyList {
+    pub parties: Vec<PartyEntry>,
+    pub refreshing: bool,
+    pub error: Option<String>,
+}
+
+/// One roster line of the Members group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    pub account_id: String,
+    pub online_id: String,
+    /// The user's own console (same account as the plugin).
+    pub own_console: bool,
+    /// "alice_ps (PS5): speaking".
+    pub line: String,
+}
+
+/// Everything the properties dialog shows, copied out of the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub status: HubStatus,
+    pub account: AccountView,
+    pub parties: PartyList,
+    pub party: crate::party::session::PartyChoice,
+    /// Account ids whose voice was heard in the last moments.
+    pub speaking: Vec<String>,
+    /// Account ids muted by the consent setting.
+    pub muted: Vec<String>,
+}
+
+const DAY_SECS: u64 = 86_400;
+
+impl View {
+    pub fn signed_in(&self) -> bool {
+        self.account.account_id.is_some()
+    }
+
+    /// The Account group's status line.
+    pub fn account_line(&self, text: impl Fn(&str) -> String, now_unix: u64) -> String {
+        if self.account.busy {
+            return text("Account.SigningIn");
+        }
+        if let Some(error) = &self.account.error {
+            return text("Status.Error").replace("%1", error);
+        }
+        let Some(account_id) = &self.account.account_id else {
+            // The session's own problem (e.g. an expired sign-in) says more.
+            return match self.status.problem() {
+                Some(error) => text("Status.Error").replace("%1", error),
+                None => text("Account.SignedOut"),
+            };
+        };
+        let who = self
+            .account
+            .online_id
+            .clone()
+            .or_else(|| {
+                self.status
+                    .members
+                    .values()
+                    .find(|m| &m.account_id == account_id)
+                    .map(|m| m.online_id.clone())
+            })
+            .unwrap_or_else(|| text("Account.ThisAccount"));
+        match self.account.refresh_expires_at_unix {
+            Some(at) if at > now_unix => text("Account.SignedInDays")
+                .replace("%1", &who)
+                .replace("%2", &((at - now_unix) / DAY_SECS).to_string()),
+            _ => text("Account.SignedIn").replace("%1", &who),
+        }
+    }
+
+    /// The party list: "follow" first, then my parties, then a saved party
+    /// session id that is not among them (so a script's choice stays visible).
+    pub fn party_items(&self, text: impl Fn(&str) -> String) -> Vec<(String, String)> {
+        let mut items = vec![(text("Party.Follow"), "follow".to_owned())];
+        for p in &self.parties.parties {
+            let name = if p.name.is_empty() {
+                text("Party.Unnamed")
+            } else {
+                p.name.clone()
+            };
+            let label = text("Party.Item")
+                .replace("%1", &name)
+                .replace("%2", &p.members.to_string());
+            items.push((label, p.session_id.clone()));
+        }
+        if let crate::party::session::PartyChoice::Session(id) = &self.party {
+            if !items.iter().any(|(_, v)| v == id) {
+                items.push((text("Party.Saved").replace("%1", id), id.clone()));
+            }
+        }
+        items
+    }
+
+    /// The roster, in join order of the status map (account id order), with
+    /// each member's state in words.
+    pub fn member_rows(&self, text: impl Fn(&str) -> String) -> Vec<MemberRow> {
+        let me = self.status.account_id.as_deref();
+        self.status
+            .members
+            .values()
+            .filter(|m| m.platform != "MOBILE_APP")
+            .map(|m| {
+                let own_console = Some(m.account_id.as_str()) == me;
+                let state = match &m.state {
+                    MemberState::Failed(why) => text("Member.Failed").replace("%1", why),
+                    _ if self.muted.contains(&m.account_id) => text("Member.MutedByConsent"),
+                    MemberState::Connected if self.speaking.contains(&m.account_id) => {
+                        text("Member.Speaking")
+                    }
+                    MemberState::Waiting => text("Member.Waiting"),
+                    MemberState::Connecting => text("Member.Connecting"),
+                    MemberState::Connected => text("Member.Connected"),
+                    MemberState::Disconnected => text("Member.Disconnected"),
+                };
+                let line = if own_console {
+                    text("Member.OwnConsole")
+                        .replace("%1", &m.online_id)
+                        .replace("%2", &m.platform)
+                } else {
+                    format!("{} ({}): {state}", m.online_id, m.platform)
+                };
+                MemberRow {
+                    account_id: m.account_id.clone(),
+                    online_id: m.online_id.clone(),
+                    own_console,
+                    line,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Why sending our answer to a member's call failed, in a few plain words
+/// (the log has the full server answer).
+pub fn answer_failure(error: &crate::psn::error::PsnError) -> String {
+    use crate::psn::error::PsnError;
+    match error {
+        PsnError::Api { status, .. } => {
+            format!("PSN refused to pass on our answer to their call, HTTP {status}")
+        }
+        PsnError::RateLimited { .. } => "PSN is rate limiting us".into(),
+        PsnError::Unreachable { .. } | PsnError::Timeout { .. } => "PSN cannot be reached".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A short line for the dialog: the party and how many are in it (the
+/// Members group lists them).
+impl HubStatus {
+    pub fn headline(&self, text: impl Fn(&str) -> String) -> String {
+        let Some(name) = &self.party_name else {
+            return self.summary(text);
+        };
+        let others = self
+            .members
+            .values()
+            .filter(|m| Some(&m.account_id) != self.account_id.as_ref())
+            .count();
+        text("Status.InPartyShort")
+            .replace("%1", name)
+            .replace("%2", &others.to_string())
+    }
+}
+
+/// "1st", "2nd", "3rd", "4th", ... "11th", "12th", "13th", "21st".
+pub fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 #[cfg(test)]
@@ -181,5 +403,82 @@ mod tests {
             line.starts_with("<Status.InParty:Friday:1:alice (<Member.Connected"),
             "{line}"
         );
+    }
+
+    fn view() -> View {
+        View {
+            status: HubStatus::default(),
+            account: AccountView::default(),
+            parties: PartyList::default(),
+            party: crate::party::session::PartyChoice::Follow,
+            speaking: vec![],
+            muted: vec![],
+        }
+    }
+
+    #[test]
+    fn the_account_line_says_who_and_for_how_long() {
+        let mut v = view();
+        assert_eq!(v.account_line(keys, 0), "<Account.SignedOut:%1:%2:%3>");
+        v.account.busy = true;
+        assert!(v.account_line(keys, 0).starts_with("<Account.SigningIn"));
+        v.account.busy = false;
+        v.account.account_id = Some("1".into());
+        v.account.online_id = Some("me_ps".into());
+        v.account.refresh_expires_at_unix = Some(10 * DAY_SECS + 5);
+        assert_eq!(
+            v.account_line(keys, 5),
+            "<Account.SignedInDays:me_ps:10:%3>"
+        );
+        v.account.error = Some("Your NPSSO has expired".into());
+        assert!(v.account_line(keys, 5).contains("Your NPSSO has expired"));
+    }
+
+    #[test]
+    fn party_items_keep_a_saved_session_id() {
+        let mut v = view();
+        v.parties.parties.push(PartyEntry {
+            session_id: "s1".into(),
+            name: "Friday".into(),
+            members: 4,
+        });
+        let items = v.party_items(keys);
+        assert_eq!(items[0].1, "follow");
+        assert_eq!(items[1], ("<Party.Item:Friday:4:%3>".into(), "s1".into()));
+        v.party = crate::party::session::PartyChoice::Session("old".into());
+        assert_eq!(v.party_items(keys).last().unwrap().1, "old");
+    }
+
+    #[test]
+    fn member_rows_show_consent_speaking_and_failure() {
+        let mut v = view();
+        let m = |id: &str, name: &str| Member {
+            account_id: id.into(),
+            online_id: name.into(),
+            platform: "PS5".into(),
+        };
+        let (a, b, c) = (m("2", "alice"), m("3", "bob"), m("4", "cat"));
+        v.status
+            .joined("sid", "Friday", "1", [&a, &b, &c].into_iter());
+        v.status.set_member_state("2", MemberState::Connected);
+        v.status.set_member_state("3", MemberState::Connected);
+        v.status
+            .set_member_state("4", MemberState::Failed("no route".into()));
+        v.speaking = vec!["2".into()];
+        v.muted = vec!["3".into()];
+        let rows = v.member_rows(keys);
+        assert_eq!(rows[0].line, "alice (PS5): <Member.Speaking:%1:%2:%3>");
+        assert_eq!(rows[1].line, "bob (PS5): <Member.MutedByConsent:%1:%2:%3>");
+        assert!(rows[2].line.contains("<Member.Failed:no route"));
+        v.status.set_member_state("4", MemberState::Connecting);
+        assert!(
+            matches!(v.status.members["4/PS5"].state, MemberState::Failed(_)),
+            "a new attempt keeps the failure shown until it connects"
+        );
+        v.status.set_member_state("4", MemberState::Connected);
+        assert_eq!(v.status.members["4/PS5"].state, MemberState::Connected);
+        assert_eq!(ordinal(1), "1st");
+        assert_eq!(ordinal(12), "12th");
+        assert_eq!(ordinal(23), "23rd");
     }
 }

@@ -96,9 +96,17 @@ pub struct LinkContext {
     pub path: VoicePath,
     /// The PSN client for the bridge's calls (`None` in tests without PSN: no bridge).
     pub client: Option<Arc<PsnClient>>,
+    /// The jitter buffer preset for members who connect from now on.
+    pub jitter: Arc<Mutex<super::hub::JitterPreset>>,
 }
 
 impl LinkContext {
+    /// The jitter buffer's settings for a member's stream, from the user's preset.
+    fn jitter_config(&self, clock_rate: u32) -> crate::voice::jitter::JitterConfig {
+        let preset = *self.jitter.lock().unwrap_or_else(|e| e.into_inner());
+        preset.config(clock_rate)
+    }
+
     fn set(&self, change: impl FnOnce(&mut HubStatus)) {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut status);
@@ -322,6 +330,7 @@ impl VoiceLinks {
                 return;
             };
             let mut config = MemberConfig::new(params.clock_rate, params.opus_pt);
+            config.jitter = self.ctx.jitter_config(params.clock_rate);
             config.red_pt = params.red_pt;
             let Ok(pipeline) = Member::new(config) else {
                 return;
@@ -543,6 +552,7 @@ impl VoiceLinks {
         params: &AudioParams,
     ) -> bool {
         let mut config = MemberConfig::new(params.clock_rate, params.opus_pt);
+        config.jitter = self.ctx.jitter_config(params.clock_rate);
         config.red_pt = params.red_pt;
         let pipeline = match Member::new(config) {
             Ok(pipeline) => pipeline,
@@ -727,6 +737,7 @@ mod tests {
             udp_addrs: vec!["127.0.0.1:0".into()],
             path: VoicePath::Auto,
             client: None,
+            jitter: Arc::default(),
         };
         VoiceLinks::new(ctx, ME, "session", mpsc::channel(256).0)
     }
