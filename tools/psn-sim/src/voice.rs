@@ -179,6 +179,23 @@ pub struct VoiceStatus {
     pub ssrc: u32,
     /// The impairments in force now (from the spec; changed by `set_member_network`).
     pub network: Network,
+    /// When the first packet of each of the latest talkspurts (marker bit) was written to the
+    /// socket, after any jitter delay: the latency benchmark's start times (in-process only).
+    #[serde(skip)]
+    pub talk_onsets: Vec<std::time::Instant>,
+}
+
+/// Talkspurt onsets kept per member.
+const MAX_ONSETS: usize = 512;
+
+fn note_onset(w: &Weak<Inner>, account: &str) {
+    let at = std::time::Instant::now();
+    set_status(w, account, |v| {
+        if v.talk_onsets.len() == MAX_ONSETS {
+            v.talk_onsets.remove(0);
+        }
+        v.talk_onsets.push(at);
+    });
 }
 
 /// A member's sender-side impairments, changeable while it talks.
@@ -931,14 +948,22 @@ async fn send_media(
                 0
             };
             set_status(&w, &account, |v| v.packets_sent += 1);
+            let onset = p.header.marker;
             if delay == 0 {
+                if onset {
+                    note_onset(&w, &account);
+                }
                 if track.write_rtp(p).await.is_err() {
                     return;
                 }
             } else {
                 let t = track.clone();
+                let onset = onset.then(|| (w.clone(), account.clone()));
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(delay)).await;
+                    if let Some((w, account)) = onset {
+                        note_onset(&w, &account);
+                    }
                     let _ = t.write_rtp(p).await;
                 });
             }
