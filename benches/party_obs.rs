@@ -5,14 +5,14 @@
 //! `startup`, `latency`, `steady`. Environment: `BENCH_STEADY_SECONDS` (600),
 //! `BENCH_LATENCY_SECONDS` (30), `BENCH_STARTUP_RUNS` (6).
 //!
-//! - startup (4): a 16-member party is running; the time from `obs_source_create` of the mix
+//! - startup (4): a full party (14 voices) is running; the time from `obs_source_create` of the mix
 //!   source to the first audible sample in OBS's capture callback. The first run signs in
 //!   with the NPSSO; the later ones are "signed in" (token store), as a streamer adding the
 //!   source again.
-//! - latency (2): 16 members talk in spurts; psn-sim notes when it writes the first packet of
+//! - latency (2): the 14 voice members talk in spurts; psn-sim notes when it writes the first packet of
 //!   every talkspurt to the socket (after its jitter delay); the time to the OBS capture
 //!   callback that first carries that talkspurt's sound, per member source. 0 and 30 ms jitter.
-//! - steady (5): 16 members talking in spurts for `BENCH_STEADY_SECONDS`, each in a source of
+//! - steady (5): a full party talking in spurts for `BENCH_STEADY_SECONDS`, each in a source of
 //!   its own plus the mix on an output channel; OBS must not grow its audio buffering after
 //!   the first second of audio. Prints CPU per thread group and memory.
 //! - role `obs-process` (3, run by tools/bench/compare.sh): only libobs and the plugin in this
@@ -28,7 +28,9 @@ use obs_psn_party::obs::host::{Captured, LogLine, ObsHost};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use support::{ensure, Runner};
 
-const MEMBERS: usize = 16;
+/// Voice members in the party: PSN parties hold 16 members, and two of them are the
+/// streamer's own console and the plugin's MOBILE_APP member (psn-sim refuses a 17th).
+const MEMBERS: usize = 14;
 const TONES: [f64; 16] = [
     300.0, 470.0, 730.0, 1030.0, 330.0, 510.0, 770.0, 1090.0, 360.0, 550.0, 810.0, 1150.0, 390.0,
     590.0, 850.0, 1210.0,
@@ -287,26 +289,21 @@ fn latency(
 
 // ---------------------------------------------------------------- 5: steady state
 
-/// CPU ticks (utime + stime) of every thread of this process, by thread name.
-fn thread_cpu_ticks() -> BTreeMap<(u32, String), u64> {
+/// CPU time (ns, from schedstat: exact, not sampled at ticks) of every thread of this
+/// process, by thread id and name.
+fn thread_cpu_ns() -> BTreeMap<(u32, String), u64> {
     let mut out = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return out;
     };
     for entry in dir.flatten() {
         let tid: u32 = entry.file_name().to_string_lossy().parse().unwrap_or(0);
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // comm is in parentheses and may hold spaces: split after the last ')'.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_string();
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let ticks = fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        out.insert((tid, name), ticks);
+        let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let ns = std::fs::read_to_string(entry.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+            .unwrap_or(0);
+        out.insert((tid, name.trim().to_string()), ns);
     }
     out
 }
@@ -320,7 +317,7 @@ fn thread_group(name: &str) -> &'static str {
     } else if name.starts_with("psn-rt") {
         "plugin: network (WebRTC peers, PSN)"
     } else if name.starts_with("sim-rt") {
-        "psn-sim (16 senders: encode, SRTP)"
+        "psn-sim (the senders: encode, SRTP)"
     } else if name.contains("audio") {
         "OBS audio thread"
     } else {
@@ -332,11 +329,10 @@ fn group_cpu(
     before: &BTreeMap<(u32, String), u64>,
     after: &BTreeMap<(u32, String), u64>,
 ) -> BTreeMap<&'static str, f64> {
-    let tick = 100.0; // USER_HZ on Linux
     let mut groups = BTreeMap::new();
     for (key, &t) in after {
         let t0 = before.get(key).copied().unwrap_or(0);
-        *groups.entry(thread_group(&key.1)).or_insert(0.0) += (t - t0) as f64 / tick;
+        *groups.entry(thread_group(&key.1)).or_insert(0.0) += t.saturating_sub(t0) as f64 / 1e9;
     }
     groups
 }
@@ -363,14 +359,14 @@ fn steady(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
         members.push(host.create_source("psn_party_member", &format!("steady{i}"), &settings)?);
     }
     let connected = support::wait_for(Duration::from_secs(30), || all_connected(sim, prefix));
-    ensure(connected.is_some(), || "not all 16 members connected".into())?;
+    ensure(connected.is_some(), || "not all members connected".into())?;
     let heard = support::wait_for(Duration::from_secs(10), || {
         first_audible(&mix_audio.lock().unwrap(), 0).is_some()
     });
     ensure(heard.is_some(), || "the mix never became audible".into())?;
     let audio_started = first_audible(&mix_audio.lock().unwrap(), 0).unwrap();
-    println!("    all connected; measuring {seconds} s of 16 members");
-    let cpu_before = thread_cpu_ticks();
+    println!("    all connected; measuring {seconds} s of {MEMBERS} voices");
+    let cpu_before = thread_cpu_ns();
     let start = Instant::now();
     let mut rss_peak = support::rss_kib();
     let mut rss_at_1min = None;
@@ -380,7 +376,7 @@ fn steady(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
         std::thread::sleep(Duration::from_secs(5));
         let mut audio = mix_audio.lock().unwrap();
         windows += 1;
-        // 16 members in spurts: some are always talking.
+        // 14 voices in spurts: some are always talking.
         if !audio.samples.iter().any(|s| s.abs() > AUDIBLE) {
             quiet_windows += 1;
         }
@@ -393,7 +389,7 @@ fn steady(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = group_cpu(&cpu_before, &thread_cpu_ticks());
+    let cpu = group_cpu(&cpu_before, &thread_cpu_ns());
     let rss_end = support::rss_kib();
     drop(members);
     drop(mix);
@@ -670,7 +666,7 @@ fn user_signal(sim: &psn_sim::SimHandle, to: &str, kind: &str, sdp: String) -> S
     })
 }
 
-/// Headless Chromium answering the 16 members' offers in a page, measured like the OBS
+/// Headless Chromium answering the members' offers in a page, measured like the OBS
 /// process. Returns (cpu s/min, peak Pss MiB, Pss MiB added by the party, audible members).
 fn chromium_side(
     runtime: &tokio::runtime::Runtime,

@@ -179,8 +179,8 @@ pub struct VoiceStatus {
     pub ssrc: u32,
     /// The impairments in force now (from the spec; changed by `set_member_network`).
     pub network: Network,
-    /// When the first packet of each of the latest talkspurts (marker bit) was written to the
-    /// socket, after any jitter delay: the latency benchmark's start times (in-process only).
+    /// When the first packet of each of the latest talkspurts (talk/silence cycle) was written
+    /// to the socket, after any jitter delay: the latency benchmark's start times (in-process).
     #[serde(skip)]
     pub talk_onsets: Vec<std::time::Instant>,
 }
@@ -877,6 +877,7 @@ async fn send_media(
         _ => None,
     };
     let mut frames: u64 = 0;
+    let mut talked = false;
     loop {
         iv.tick().await;
         let Some(net) = w
@@ -888,6 +889,9 @@ async fn send_media(
         let at_ms = frames * u64::from(spec.ptime_ms);
         frames += 1;
         let talking = cycle.is_none_or(|(t, s)| at_ms % (t + s) < t);
+        // The first frame of a talkspurt (not DTX's occasional refresh frames in a pause).
+        let talk_onset = talking && !talked;
+        talked = talking;
         for (i, x) in pcm.iter_mut().enumerate() {
             *x = if talking {
                 sample(tone, spec.amplitude, k + i as u64, clock)
@@ -910,6 +914,7 @@ async fn send_media(
             was_talking = false;
             continue;
         }
+        let onset_seq = talk_onset.then_some(seq);
         let pkt = rtp::Packet {
             header: rtp::header::Header {
                 version: 2,
@@ -948,7 +953,7 @@ async fn send_media(
                 0
             };
             set_status(&w, &account, |v| v.packets_sent += 1);
-            let onset = p.header.marker;
+            let onset = onset_seq == Some(p.header.sequence_number);
             if delay == 0 {
                 if onset {
                     note_onset(&w, &account);
