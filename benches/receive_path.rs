@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use counting_alloc::{thread_allocations, CountingAllocator};
 use cpu_time::ThreadTime;
 use criterion::{BatchSize, Criterion};
-use obs_psn_party::audio::playout::{MemberInfo, PlayoutEngine, Target, MemberSelector};
+use obs_psn_party::audio::playout::{MemberInfo, MemberSelector, PlayoutEngine, Target};
 use obs_psn_party::audio::pump::{BlockOutput, PumpStats, PumpStep};
 use obs_psn_party::audio::ring::{audio_ring, RingReader, BLOCK_FRAMES, DEFAULT_CAPACITY_FRAMES};
 use obs_psn_party::party::feed::{member_feed, PacketSender};
@@ -137,13 +137,19 @@ fn path() -> Path {
         engine,
         pumps,
         stats: PumpStats::default(),
-        sink: Sink { now_ns: 0, acc: 0.0 },
+        sink: Sink {
+            now_ns: 0,
+            acc: 0.0,
+        },
     }
 }
 
 /// The recording's packets, `loops` times over, with sequence numbers, timestamps and send
 /// times carried on, so a longer run is one continuous stream per member.
-fn packets_looped(rec: &Recording, loops: u64) -> impl Iterator<Item = recorded::RecordedPacket> + '_ {
+fn packets_looped(
+    rec: &Recording,
+    loops: u64,
+) -> impl Iterator<Item = recorded::RecordedPacket> + '_ {
     let sent = rec.sent_per_member();
     let ts_per_loop = (rec.duration_ns / 1_000_000 * u64::from(CLOCK_RATE) / 1000) as u32;
     (0..loops).flat_map(move |l| {

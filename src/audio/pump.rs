@@ -134,7 +134,12 @@ impl PumpStep {
     }
 
     /// Moves what is due from `reader` to `output`. Never waits, never allocates.
-    pub fn run(&mut self, reader: &mut RingReader, output: &mut impl BlockOutput, stats: &PumpStats) {
+    pub fn run(
+        &mut self,
+        reader: &mut RingReader,
+        output: &mut impl BlockOutput,
+        stats: &PumpStats,
+    ) {
         let now = output.now_ns();
         if self.clock.is_behind(now) {
             // A real gap: whatever piled up meanwhile is late already. Keep
@@ -158,7 +163,9 @@ impl PumpStep {
             output.output(&self.block, timestamp);
             stats.blocks.fetch_add(1, Ordering::Relaxed);
         }
-        stats.reanchors.store(self.clock.reanchors(), Ordering::Relaxed);
+        stats
+            .reanchors
+            .store(self.clock.reanchors(), Ordering::Relaxed);
     }
 }
 
