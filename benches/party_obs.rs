@@ -863,7 +863,7 @@ fn chromium_side(
         let (cpu0, _, _) = tree_usage(pid);
         let t0 = Instant::now();
         let mut pss_peak = 0;
-        let mut audible = vec![false; MEMBERS];
+        let mut audible = [false; MEMBERS];
         while t0.elapsed() < Duration::from_secs(seconds) {
             std::thread::sleep(Duration::from_millis(500));
             let (_, pss, _) = tree_usage(pid);

@@ -47,7 +47,7 @@ impl Recording {
         let frames = seconds * 1000 / PTIME_MS;
         let mut packets = Vec::new();
         for m in 0..members {
-            let mut rng = SmallRng::seed_from_u64(seed ^ (m as u64 + 1) * 0x9e37_79b9);
+            let mut rng = SmallRng::seed_from_u64(seed ^ ((m as u64 + 1) * 0x9e37_79b9));
             let mut enc =
                 opus::Encoder::new(CLOCK_RATE, opus::Channels::Mono, opus::Application::Voip)
                     .expect("opus encoder");
