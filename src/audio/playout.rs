@@ -211,6 +211,17 @@ impl PlayoutEngine {
         }
     }
 
+    /// Puts a member in the roster, as [`Playout::add_member`] does on the clock thread
+    /// (the benchmarks drive the engine on virtual time).
+    pub fn add_member(&mut self, info: MemberInfo, audio: Box<dyn MemberAudio>) {
+        self.apply(Command::AddMember(info, audio));
+    }
+
+    /// Starts feeding `writer` from `target`, as [`Playout::subscribe`] does.
+    pub fn subscribe(&mut self, id: SubscriptionId, target: Target, writer: RingWriter) {
+        self.apply(Command::Subscribe(id, target, writer));
+    }
+
     /// Produces one 10 ms block for every subscription.
     pub fn tick(&mut self, now_ns: u64) {
         self.mixer.begin();

@@ -104,11 +104,44 @@ fn pump_loop(
     stop: &AtomicBool,
     stats: &PumpStats,
 ) {
-    let mut clock = SampleClock::new(SAMPLE_RATE);
-    let mut block = [0.0f32; BLOCK_FRAMES];
+    let mut pump = PumpStep::new();
     while !stop.load(Ordering::Acquire) {
+        pump.run(reader, output, stats);
+        std::thread::park_timeout(IDLE_WAKE);
+    }
+}
+
+/// What the pump does each time it wakes: hand OBS every whole block that is
+/// due, stamped by the source's clock. Public so the benchmarks can drive it
+/// on virtual time (benches/receive_path.rs); the pump thread is this in a loop.
+pub struct PumpStep {
+    clock: SampleClock,
+    block: [f32; BLOCK_FRAMES],
+}
+
+impl Default for PumpStep {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PumpStep {
+    pub fn new() -> Self {
+        PumpStep {
+            clock: SampleClock::new(SAMPLE_RATE),
+            block: [0.0; BLOCK_FRAMES],
+        }
+    }
+
+    /// Moves what is due from `reader` to `output`. Never waits, never allocates.
+    pub fn run(
+        &mut self,
+        reader: &mut RingReader,
+        output: &mut impl BlockOutput,
+        stats: &PumpStats,
+    ) {
         let now = output.now_ns();
-        if clock.is_behind(now) {
+        if self.clock.is_behind(now) {
             // A real gap: whatever piled up meanwhile is late already. Keep
             // only the newest bit so the source's delay does not grow.
             let excess = reader.available_frames().saturating_sub(MAX_BACKLOG_FRAMES);
@@ -120,15 +153,19 @@ fn pump_loop(
                     .fetch_add(excess as u64, Ordering::Relaxed);
             }
         }
-        while clock.next_ns().is_none_or(|next| next <= now + MAX_LEAD_NS)
-            && reader.pop_block(&mut block)
+        while self
+            .clock
+            .next_ns()
+            .is_none_or(|next| next <= now + MAX_LEAD_NS)
+            && reader.pop_block(&mut self.block)
         {
-            let timestamp = clock.stamp(BLOCK_FRAMES, now);
-            output.output(&block, timestamp);
+            let timestamp = self.clock.stamp(BLOCK_FRAMES, now);
+            output.output(&self.block, timestamp);
             stats.blocks.fetch_add(1, Ordering::Relaxed);
         }
-        stats.reanchors.store(clock.reanchors(), Ordering::Relaxed);
-        std::thread::park_timeout(IDLE_WAKE);
+        stats
+            .reanchors
+            .store(self.clock.reanchors(), Ordering::Relaxed);
     }
 }
 

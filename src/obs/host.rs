@@ -257,6 +257,8 @@ pub struct Captured {
     /// (timestamp ns, frames) of every callback.
     pub blocks: Vec<(u64, u32)>,
     pub samples: Vec<f32>,
+    /// When each callback ran, with `samples.len()` after it (benchmarks time onsets by it).
+    pub arrivals: Vec<(Instant, usize)>,
 }
 
 impl Captured {
@@ -264,6 +266,7 @@ impl Captured {
     pub fn clear(&mut self) {
         self.blocks.clear();
         self.samples.clear();
+        self.arrivals.clear();
     }
 }
 
@@ -292,6 +295,8 @@ unsafe extern "C" fn capture_callback(
             let samples = unsafe { std::slice::from_raw_parts(plane, frames) };
             captured.samples.extend_from_slice(samples);
         }
+        let total = captured.samples.len();
+        captured.arrivals.push((Instant::now(), total));
     }
 }
 

@@ -214,6 +214,8 @@ pub struct JitterBuffer {
     now_ns: u64,
     /// The last packet played carried in-band FEC (so the next one likely will).
     fec_capable: bool,
+    /// The sender's VAD called the last played packet "not speech".
+    last_nonspeech: bool,
     /// The stream carries RED (the next packet likely brings a copy of a missing one).
     red_seen: bool,
     /// The last primary packet pushed: (seq, timestamp + duration, marker, DTX).
@@ -261,6 +263,7 @@ impl JitterBuffer {
             fec_until_ns: 0,
             now_ns: 0,
             fec_capable: false,
+            last_nonspeech: false,
             red_seen: false,
             last_primary: None,
             markers_unreliable: false,
@@ -646,6 +649,8 @@ impl JitterBuffer {
                 }
                 self.last_played_seq = self.slots[i].seq;
                 self.fec_capable = self.slots[i].fec;
+                self.last_nonspeech =
+                    crate::voice::rtp::opus_vad(&self.slots[i].payload) == Some(false);
                 self.plc_run_ns = 0;
                 self.stall_run = 0;
                 self.stats.played += 1;
@@ -667,6 +672,14 @@ impl JitterBuffer {
                     self.state = State::Idle;
                     continue;
                 }
+            }
+            if next.is_none() && self.last_nonspeech {
+                // Nothing follows a packet the sender's VAD called not speech: a pause, as a
+                // DTX refresh frame ends one. Silence, not 120 ms of concealment (CPU, noise).
+                self.last_nonspeech = false;
+                self.stats.dtx_gaps += 1;
+                self.state = State::Idle;
+                continue;
             }
             let early_ns = self.ts_to_ns(cursor.saturating_sub(queued_ts).saturating_sub(desired));
             let red_at = self
@@ -701,6 +714,7 @@ impl JitterBuffer {
                 self.cursor += dur;
                 self.plc_run_ns = 0;
                 self.stats.red += 1;
+                self.last_nonspeech = false;
                 let samples = self.to48(dur);
                 return Frame::Red {
                     payload: &self.slots[r].payload,
@@ -712,6 +726,7 @@ impl JitterBuffer {
                 self.cursor += self.from48(samples);
                 self.plc_run_ns = 0;
                 self.stats.fec += 1;
+                self.last_nonspeech = false;
                 return Frame::Fec {
                     payload: &self.slots[n].payload,
                     samples,

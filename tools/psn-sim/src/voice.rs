@@ -189,6 +189,20 @@ pub struct VoiceStatus {
     /// Wall-clock time (ns since the Unix epoch) at which each talkspurt's first packet was
     /// sent (at most the last [`MAX_ONSETS`]): the demo measures latency from these.
     pub talk_onsets_unix_ns: Vec<u64>,
+    /// When the first packet of each of the latest talkspurts (talk/silence cycle) was written
+    /// to the socket, after any jitter delay: the latency benchmark's start times (in-process).
+    #[serde(skip)]
+    pub talk_onsets: Vec<std::time::Instant>,
+}
+
+fn note_onset(w: &Weak<Inner>, account: &str) {
+    let at = std::time::Instant::now();
+    set_status(w, account, |v| {
+        if v.talk_onsets.len() >= MAX_ONSETS {
+            v.talk_onsets.remove(0);
+        }
+        v.talk_onsets.push(at);
+    });
 }
 
 /// How many talkspurt onsets a status keeps.
@@ -1153,7 +1167,9 @@ pub(crate) async fn send_media(
         let at_ms = frames * u64::from(spec.ptime_ms);
         frames += 1;
         let talking = cycle.is_none_or(|(t, s)| at_ms % (t + s) < t);
-        if talking && !was_talking_frame {
+        // The first frame of a talkspurt (not DTX's occasional refresh frames in a pause).
+        let talk_onset = talking && !was_talking_frame;
+        if talk_onset {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
@@ -1181,6 +1197,7 @@ pub(crate) async fn send_media(
             was_talking = false;
             continue;
         }
+        let onset_seq = talk_onset.then_some(seq);
         let pkt = rtp::Packet {
             header: rtp::header::Header {
                 version: 2,
@@ -1219,14 +1236,22 @@ pub(crate) async fn send_media(
                 0
             };
             set_status(&w, &account, |v| v.packets_sent += 1);
+            let onset = onset_seq == Some(p.header.sequence_number);
             if delay == 0 {
+                if onset {
+                    note_onset(&w, &account);
+                }
                 if track.write_rtp(p).await.is_err() {
                     return;
                 }
             } else {
                 let t = track.clone();
+                let onset = onset.then(|| (w.clone(), account.clone()));
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(delay)).await;
+                    if let Some((w, account)) = onset {
+                        note_onset(&w, &account);
+                    }
                     let _ = t.write_rtp(p).await;
                 });
             }
