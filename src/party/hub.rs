@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::error_text::{link_not_understood, user_text};
 use super::session::{self, PartyChoice, PlayoutControl, SessionContext};
 use super::status::{AccountView, HubStatus, PartyEntry, PartyList, View};
 use super::voice_links::VoicePath;
@@ -370,7 +371,7 @@ impl PartyHub {
             if let Some((id, secret)) = credentials {
                 if let Err(e) = shared.save_client_credentials(&id, &secret) {
                     log::warn!("{e}");
-                    shared.set_account(|a| a.error = Some(e.to_string()));
+                    shared.set_account(|a| a.error = Some(user_text(&e)));
                 }
             }
             // A fresh client: the credentials may have changed.
@@ -391,7 +392,7 @@ impl PartyHub {
                 }
                 Err(e) => {
                     log::warn!("PSN sign-in failed: {e}");
-                    shared.set_account(|a| a.error = Some(e.to_string()));
+                    shared.set_account(|a| a.error = Some(user_text(&e)));
                 }
             }
             shared.set_account(|a| a.busy = false);
@@ -469,7 +470,7 @@ impl PartyHub {
     pub fn follow_link(&self, link: &str) {
         let Some(link_id) = link_id_from_link(link) else {
             self.shared
-                .set_account(|a| a.link_error = Some(LINK_NOT_UNDERSTOOD.into()));
+                .set_account(|a| a.link_error = Some(link_not_understood()));
             return;
         };
         let shared = self.shared.clone();
@@ -484,10 +485,10 @@ impl PartyHub {
                     *lock(&shared.party) = PartyChoice::Session(info.session_id);
                     shared.restart_session(&handle).await;
                 }
-                Ok(_) => shared.set_account(|a| a.link_error = Some(LINK_NOT_UNDERSTOOD.into())),
+                Ok(_) => shared.set_account(|a| a.link_error = Some(link_not_understood())),
                 Err(e) => {
                     log::warn!("party link: {e}");
-                    shared.set_account(|a| a.link_error = Some(e.to_string()))
+                    shared.set_account(|a| a.link_error = Some(user_text(&e)))
                 }
             }
         });
@@ -534,10 +535,6 @@ impl PartyHub {
         self.shared.playout.remove_member(account_id);
     }
 }
-
-/// What the user sees when a link is not one we can read.
-const LINK_NOT_UNDERSTOOD: &str =
-    "That is not a party link: copy the link from the party on your PlayStation (party.playstation.com/…)";
 
 /// The link id of a party link: its last path segment. The format is
 /// inferred (PROTOCOL.md section 3 knows only `partyInfo/{linkId}`), see
@@ -586,8 +583,8 @@ impl HubShared {
             Ok(client) => Some(client),
             Err(e) => {
                 log::warn!("PSN is not configured: {e}");
-                lock(&self.status).error = Some(e.to_string());
-                self.set_account(|a| a.error = Some(e.to_string()));
+                lock(&self.status).error = Some(user_text(&e));
+                self.set_account(|a| a.error = Some(user_text(&e)));
                 None
             }
         }
@@ -741,7 +738,7 @@ impl HubShared {
             }
             Err(e) => {
                 log::warn!("listing parties: {e}");
-                list.error = Some(e.to_string());
+                list.error = Some(user_text(&e));
             }
         }
         drop(list);

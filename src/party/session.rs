@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use super::error_text::user_text;
 use super::status::{HubStatus, MemberState};
 use super::voice_links::{LinkContext, Outgoing, VoiceLinks, VoicePath};
 use crate::audio::playout::{MemberInfo, Silence};
@@ -103,7 +104,7 @@ pub async fn run(ctx: SessionContext, mut stop: watch::Receiver<bool>) {
                     last_error = text;
                 }
                 let wait = retry_after(&e, failures);
-                ctx.set(|s| s.error = Some(e.to_string()));
+                ctx.set(|s| s.error = Some(user_text(&e)));
                 wait
             }
         };
@@ -299,7 +300,7 @@ async fn send_signal(
         ctx.set(|s| {
             s.set_member_state(
                 &member,
-                MemberState::Failed(super::status::answer_failure(&e)),
+                MemberState::Failed(super::error_text::answer_failure(&e)),
             )
         });
     }

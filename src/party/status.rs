@@ -23,7 +23,7 @@ impl From<PeerState> for MemberState {
             PeerState::Connecting => MemberState::Connecting,
             PeerState::Connected => MemberState::Connected,
             PeerState::Disconnected | PeerState::Closed => MemberState::Disconnected,
-            PeerState::Failed => MemberState::Failed("the connection failed".into()),
+            PeerState::Failed => MemberState::Failed(super::error_text::connection_failed()),
         }
     }
 }
@@ -324,20 +324,6 @@ impl View {
                 }
             })
             .collect()
-    }
-}
-
-/// Why sending our answer to a member's call failed, in a few plain words
-/// (the log has the full server answer).
-pub fn answer_failure(error: &crate::psn::error::PsnError) -> String {
-    use crate::psn::error::PsnError;
-    match error {
-        PsnError::Api { status, .. } => {
-            format!("PSN refused to pass on our answer to their call, HTTP {status}")
-        }
-        PsnError::RateLimited { .. } => "PSN is rate limiting us".into(),
-        PsnError::Unreachable { .. } | PsnError::Timeout { .. } => "PSN cannot be reached".into(),
-        other => other.to_string(),
     }
 }
 
