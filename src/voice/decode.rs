@@ -31,6 +31,8 @@ pub struct DecodeStats {
     pub errors: u64,
     /// FEC frames much quieter than the concealment would be; the repetition was added.
     pub weak_fec: u64,
+    /// Packets the FEC decoder decoded to stay in step (only while packets are being lost).
+    pub fec_follow: u64,
 }
 
 /// Output kept for concealment (60 ms).
@@ -256,13 +258,75 @@ impl PitchRepeat {
 /// periodic voice then decode 3-10 dB too quiet: most of the gap after a recovered loss. So the
 /// main decoder never decodes FEC: it goes on from the last real packet, and the seam between
 /// the FEC frame and its output is crossfaded like the end of a concealment.
+///
+/// The second decoder costs as much as the first, so it follows the packets only while the
+/// network is losing them: from the first loss until [`FOLLOW_PACKETS`] real packets have come
+/// without one. At a loss after a clean stretch it is first reset and brought in step with the
+/// last [`RECENT`] packets (kept for that), which gives SILK its predictor history back. On a
+/// clean stream the receive path decodes each packet once (see docs/performance.md).
 pub struct OpusDecoder {
     dec: opus::Decoder,
     fec_dec: opus::Decoder,
     /// Where `fec_dec`'s decodes of real packets go (unheard; they keep its state in step).
     scratch: Box<[f32; MAX_FRAME]>,
+    /// Real packets `fec_dec` still follows (0: it is idle and out of step).
+    follow_left: u32,
+    /// The last [`RECENT`] real packets, to bring an idle `fec_dec` in step at a loss.
+    recent: RecentPackets,
     stats: DecodeStats,
     repeat: PitchRepeat,
+}
+
+/// After a loss, the FEC decoder follows this many real packets (20 s of 40 ms packets).
+const FOLLOW_PACKETS: u32 = 500;
+/// Packets replayed into an idle FEC decoder at a loss (120 ms of 40 ms packets).
+const RECENT: usize = 6;
+/// The largest packet kept for that (libopus's largest is 1275 bytes per frame; a packet of
+/// several frames may be longer, and is then not kept: the replay starts after it).
+const RECENT_BYTES: usize = 1500;
+
+/// A fixed ring of the last few packets' bytes (copied: no allocation per packet).
+struct RecentPackets {
+    bytes: Box<[[u8; RECENT_BYTES]; RECENT]>,
+    len: [usize; RECENT],
+    samples: [usize; RECENT],
+    /// Where the next packet goes.
+    next: usize,
+}
+
+impl RecentPackets {
+    fn new() -> Self {
+        Self {
+            bytes: Box::new([[0; RECENT_BYTES]; RECENT]),
+            len: [0; RECENT],
+            samples: [0; RECENT],
+            next: 0,
+        }
+    }
+
+    fn push(&mut self, payload: &[u8], samples: usize) {
+        let i = self.next;
+        if payload.len() <= RECENT_BYTES {
+            self.bytes[i][..payload.len()].copy_from_slice(payload);
+            self.len[i] = payload.len();
+            self.samples[i] = samples;
+        } else {
+            self.len[i] = 0;
+        }
+        self.next = (i + 1) % RECENT;
+    }
+
+    fn clear(&mut self) {
+        self.len = [0; RECENT];
+    }
+
+    /// The kept packets, oldest first, with the samples each decodes to.
+    fn oldest_first(&self) -> impl Iterator<Item = (&[u8], usize)> {
+        (0..RECENT)
+            .map(move |k| (self.next + k) % RECENT)
+            .filter(move |&i| self.len[i] > 0)
+            .map(move |i| (&self.bytes[i][..self.len[i]], self.samples[i]))
+    }
 }
 
 impl std::fmt::Debug for OpusDecoder {
@@ -283,6 +347,8 @@ impl OpusDecoder {
             dec: new()?,
             fec_dec: new()?,
             scratch: Box::new([0.0; MAX_FRAME]),
+            follow_left: 0,
+            recent: RecentPackets::new(),
             stats: DecodeStats::default(),
             repeat: PitchRepeat::new(),
         })
@@ -314,9 +380,15 @@ impl OpusDecoder {
             }
             Frame::Packet { payload, .. } | Frame::Red { payload, .. } => {
                 self.stats.packets += 1;
-                let _ = self
-                    .fec_dec
-                    .decode_float(payload, &mut self.scratch[..want], false);
+                if self.follow_left > 0 {
+                    self.follow_left -= 1;
+                    self.stats.fec_follow += 1;
+                    let _ = self
+                        .fec_dec
+                        .decode_float(payload, &mut self.scratch[..want], false);
+                } else {
+                    self.recent.push(payload, want);
+                }
                 if self.repeat.lost > LIBOPUS_PART {
                     // The main decoder skipped part of the loss (or an FEC frame): 10 ms of its
                     // own concealment first gives its long-term predictor a history at the
@@ -346,6 +418,7 @@ impl OpusDecoder {
                 if n > 0 {
                     // The pitch of the audio before the loss, for the seams.
                     let periodic = self.repeat.begin();
+                    self.fec_decoder_in_step();
                     match self.fec_dec.decode_float(payload, &mut out[..n], true) {
                         Ok(got) if got == n => {
                             if periodic {
@@ -387,8 +460,25 @@ impl OpusDecoder {
         }
     }
 
+    /// The network is losing packets: make sure the FEC decoder follows them from here on,
+    /// bringing it in step first if it was idle.
+    fn fec_decoder_in_step(&mut self) {
+        if self.follow_left == 0 {
+            let _ = self.fec_dec.reset_state();
+            for (payload, samples) in self.recent.oldest_first() {
+                let n = samples.min(MAX_FRAME);
+                let _ = self
+                    .fec_dec
+                    .decode_float(payload, &mut self.scratch[..n], false);
+            }
+            self.recent.clear();
+        }
+        self.follow_left = FOLLOW_PACKETS;
+    }
+
     /// Fill `out` with concealment: libopus's, carried on by pitch repetition ([`PitchRepeat`]).
     fn conceal(&mut self, out: &mut [f32]) {
+        self.fec_decoder_in_step();
         if !self.repeat.begin() {
             self.libopus_conceal(out);
             self.repeat.lost += out.len();
@@ -455,5 +545,67 @@ mod tests {
         // asks for more than out holds
         let f = Frame::Plc { samples: 99_999 };
         assert_eq!(d.decode(&f, &mut out), 1920);
+    }
+
+    /// 40 ms of a 440 Hz tone encoded as the members send it (16 kHz, mono, FEC on).
+    fn packets(n: usize) -> Vec<Vec<u8>> {
+        let mut enc =
+            opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        enc.set_inband_fec(true).unwrap();
+        enc.set_packet_loss_perc(10).unwrap();
+        let mut k = 0usize;
+        (0..n)
+            .map(|_| {
+                let pcm: Vec<f32> = (0..640)
+                    .map(|i| {
+                        let t = (k + i) as f32 / 16_000.0;
+                        0.3 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()
+                    })
+                    .collect();
+                k += 640;
+                enc.encode_vec_float(&pcm, 1500).unwrap()
+            })
+            .collect()
+    }
+
+    /// The second decoder costs a full decode per packet: it runs only after a loss.
+    #[test]
+    fn the_fec_decoder_follows_only_after_a_loss() {
+        let mut d = OpusDecoder::new().unwrap();
+        let mut out = [0.0f32; 1920];
+        let p = packets(20);
+        for q in &p[..10] {
+            d.decode(
+                &Frame::Packet {
+                    payload: q,
+                    samples: 1920,
+                },
+                &mut out,
+            );
+        }
+        assert_eq!(d.stats().fec_follow, 0, "clean stream");
+        // Packet 10 lost: recovered from 11's FEC, then the stream goes on.
+        d.decode(
+            &Frame::Fec {
+                payload: &p[11],
+                samples: 1920,
+            },
+            &mut out,
+        );
+        let fec_rms = (out.iter().map(|v| v * v).sum::<f32>() / 1920.0).sqrt();
+        assert!(
+            fec_rms > 0.1,
+            "the FEC frame carries the tone: rms {fec_rms}"
+        );
+        for q in &p[11..] {
+            d.decode(
+                &Frame::Packet {
+                    payload: q,
+                    samples: 1920,
+                },
+                &mut out,
+            );
+        }
+        assert_eq!(d.stats().fec_follow, 9);
     }
 }

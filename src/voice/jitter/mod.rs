@@ -673,14 +673,6 @@ impl JitterBuffer {
                     continue;
                 }
             }
-            if next.is_none() && self.last_nonspeech {
-                // Nothing follows a packet the sender's VAD called not speech: a pause, as a
-                // DTX refresh frame ends one. Silence, not 120 ms of concealment (CPU, noise).
-                self.last_nonspeech = false;
-                self.stats.dtx_gaps += 1;
-                self.state = State::Idle;
-                continue;
-            }
             let early_ns = self.ts_to_ns(cursor.saturating_sub(queued_ts).saturating_sub(desired));
             let red_at = self
                 .slots
@@ -771,6 +763,15 @@ impl JitterBuffer {
         }
         if advance {
             self.cursor += self.from48(samples);
+        }
+        if self.last_nonspeech {
+            // The last packet played was one the sender's VAD called not speech: what is
+            // missing is most likely a pause (a DTX refresh frame ends one), at worst the
+            // continuation of non-speech. Silence costs nothing; libopus's concealment of it
+            // cost a third of every pause in CPU (decision 0006). The playout keeps its place
+            // (no re-anchor), so a late successor still brings its FEC in time.
+            self.stats.silence_samples += samples as u64;
+            return Frame::Silence { samples };
         }
         self.stats.plc_samples += samples as u64;
         Frame::Plc { samples }
