@@ -24,6 +24,10 @@ use super::trace::Trace;
 /// What the client waits for after a 429 that says nothing about when to come back
 /// (PROTOCOL.md section 1: no rate-limit headers were seen).
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// The largest response body the client reads (PSN's largest recorded answers are a few KB).
+/// A server that sends more (a fault, a hostile or broken proxy) gets a clear error instead of
+/// the plugin's memory: reqwest by itself reads any length until the request's timeout.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The TLS setup of every connection the client makes (HTTP and the push WebSocket): rustls with
 /// the ring provider and the webpki roots. Certificates are always verified.
@@ -367,11 +371,7 @@ impl Http {
             .map_err(|e| transport_error(req.endpoint, &e))?;
         let status = resp.status().as_u16();
         let resp_headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| transport_error(req.endpoint, &e))?
-            .to_vec();
+        let body = read_body(resp, req.endpoint).await?;
         if let Some(t) = &self.trace {
             let loc = resp_headers.get("location").and_then(|v| v.to_str().ok());
             t.response(status, loc, &String::from_utf8_lossy(&body));
@@ -408,6 +408,33 @@ fn header_name(k: &str) -> Result<HeaderName> {
 fn header_value(v: &str) -> Result<HeaderValue> {
     HeaderValue::from_str(v)
         .map_err(|_| PsnError::Config("a header value has characters HTTP does not allow".into()))
+}
+
+/// Reads a response body of at most [`MAX_BODY_BYTES`], chunk by chunk (a declared or
+/// streamed larger body is refused as soon as it is known to be too large).
+async fn read_body(mut resp: reqwest::Response, endpoint: &'static str) -> Result<Vec<u8>> {
+    let too_large = || PsnError::Protocol {
+        endpoint: endpoint.to_string(),
+        detail: format!("the response is larger than {MAX_BODY_BYTES} bytes"),
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transport_error(endpoint, &e))?
+    {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn transport_error(endpoint: &str, e: &reqwest::Error) -> PsnError {

@@ -26,6 +26,16 @@ use super::session::{Member, PartyApi};
 pub const DATA_TYPE_PREFIX: &str = "psn:sessionManager:sys:";
 pub const SUBPROTOCOL: &str = "np-pushpacket";
 pub const PUSH_PATH: &str = "/np/pushNotification";
+/// The largest push message read (recorded frames are under 2 KB; tungstenite's own default
+/// is 64 MiB, which a broken or hostile server could make the plugin hold).
+pub const MAX_PUSH_MESSAGE_BYTES: usize = 256 * 1024;
+
+fn push_socket_limits() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_PUSH_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_PUSH_MESSAGE_BYTES))
+}
+
 /// The interval partyInfo advertises (`msPollingInterval`, PROTOCOL.md section 3).
 pub const ADVERTISED_POLL_INTERVAL: Duration = Duration::from_millis(5000);
 
@@ -578,7 +588,12 @@ async fn connect(client: &Arc<PsnClient>, opts: &PushOptions) -> Result<Ws> {
     let connector = tokio_tungstenite::Connector::Rustls(tls_config(false));
     let (mut ws, _) = tokio::time::timeout(
         opts.connect_timeout,
-        tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(connector)),
+        tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            Some(push_socket_limits()),
+            false,
+            Some(connector),
+        ),
     )
     .await
     .map_err(|_| PsnError::Timeout {
