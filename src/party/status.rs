@@ -58,7 +58,8 @@ impl HubStatus {
     /// (a state the Account group already shows, not a fault).
     pub fn problem(&self) -> Option<&str> {
         let error = self.error.as_deref()?;
-        (error != crate::psn::error::PsnError::NotSignedIn.to_string()).then_some(error)
+        (error != super::error_text::user_text(&crate::psn::error::PsnError::NotSignedIn))
+            .then_some(error)
     }
 
     /// One line for the source properties, built from locale templates

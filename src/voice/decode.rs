@@ -205,6 +205,22 @@ impl PitchRepeat {
         self.phase = 0;
     }
 
+    /// `out` is an FEC frame that follows audio from the main decoder: the two decoders'
+    /// states differ (the FEC decoder also decoded earlier FEC frames), so their outputs do not
+    /// meet. Crossfade over [`SEAM`] from the repetition of what was just played, which does.
+    /// Leaves the repetition's phase alone (the weak-FEC fill counts from it).
+    fn seam_into(&self, out: &mut [f32]) {
+        if self.lag == 0 || self.lost > 0 {
+            return;
+        }
+        let n = SEAM.min(out.len());
+        for (i, x) in out[..n].iter_mut().enumerate() {
+            let w = (i + 1) as f32 / (n + 1) as f32;
+            let rep = self.history[HISTORY - self.lag + i % self.lag];
+            *x = *x * w + rep * (1.0 - w);
+        }
+    }
+
     /// `out` starts with decoded audio: if a repetition was playing, crossfade out of it.
     ///
     /// After a loss a periodic voice's first frame often comes out far too quiet in places (the
@@ -230,9 +246,13 @@ impl PitchRepeat {
                     .any(|w| rms(w) < STARVED * target);
             if starved {
                 let level = target / before.max(1e-6);
+                // The repetition starts at the level it was playing and eases to the frame's
+                // over 10 ms (a jump to the new level at the seam was a click).
+                let from = Self::gain(self.lost).max(level);
                 for (i, x) in out.iter_mut().enumerate() {
                     let w = (i + 1) as f32 / (n + 1) as f32;
-                    let rep = self.next_repeated() * level;
+                    let ease = (i as f32 / 480.0).min(1.0);
+                    let rep = self.next_repeated() * (from + (level - from) * ease);
                     *x = *x * w + rep * (1.0 - w);
                 }
             } else {
@@ -393,9 +413,11 @@ impl OpusDecoder {
                     // The main decoder skipped part of the loss (or an FEC frame): 10 ms of its
                     // own concealment first gives its long-term predictor a history at the
                     // voice's level, so the packet does not start near silence.
-                    let _ = self
-                        .dec
-                        .decode_float(&[], &mut self.scratch[..LIBOPUS_PART], false);
+                    let _ = self.dec.decode_float(
+                        &[],
+                        &mut self.scratch[MAX_FRAME - LIBOPUS_PART..],
+                        false,
+                    );
                 }
                 match self.dec.decode_float(payload, out, false) {
                     Ok(n) if n == want => {
@@ -423,6 +445,7 @@ impl OpusDecoder {
                         Ok(got) if got == n => {
                             if periodic {
                                 self.fill_weak_fec(&mut out[..n]);
+                                self.repeat.seam_into(&mut out[..n]);
                             }
                             self.repeat.resume(&mut out[..n]);
                             if periodic {
@@ -478,6 +501,12 @@ impl OpusDecoder {
 
     /// Fill `out` with concealment: libopus's, carried on by pitch repetition ([`PitchRepeat`]).
     fn conceal(&mut self, out: &mut [f32]) {
+        if out.is_empty() {
+            // Nothing to conceal (an FEC frame covered it all). Going on would freeze the
+            // repetition's history before the FEC frame, and the next seam would start from
+            // audio the FEC frame had moved on from: a click at every recovered loss.
+            return;
+        }
         self.fec_decoder_in_step();
         if !self.repeat.begin() {
             self.libopus_conceal(out);
