@@ -383,6 +383,7 @@ impl PartyHub {
             match outcome {
                 Ok(_) => {
                     log::info!("signed in to PSN from the properties");
+                    lock(&shared.status).sign_in_lost = false;
                     shared.load_account(&client);
                     *lock(&shared.client) = Some(client);
                     shared.set_account(|a| a.error = None);
@@ -627,8 +628,15 @@ impl HubShared {
     fn view(&self) -> View {
         let status = lock(&self.status).clone();
         let mut account = lock(&self.account).clone();
-        // The session learns our account too (e.g. signed in from the environment).
-        if account.account_id.is_none() {
+        if status.sign_in_lost {
+            // The session found the sign-in gone: the Account group offers Sign in again.
+            account.account_id = None;
+            account.refresh_expires_at_unix = None;
+            if account.error.is_none() {
+                account.error = status.error.clone();
+            }
+        } else if account.account_id.is_none() {
+            // The session learns our account too (e.g. signed in from the environment).
             account.account_id = status.account_id.clone();
         }
         let mut speaking = Vec::new();

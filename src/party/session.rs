@@ -115,6 +115,41 @@ pub async fn run(ctx: SessionContext, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Waits until the access token is due for its refresh (or the retry after a failed one);
+/// forever when signed out.
+async fn refresh_due(client: &PsnClient, retry_at: Option<Instant>) {
+    match client.access_refresh_at().await {
+        Some(at) => {
+            let at = at.into_std();
+            let at = retry_at.map_or(at, |r| r.max(at));
+            tokio::time::sleep_until(at.into()).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Refreshes the access token ahead of its expiry even when nothing else calls PSN (a party
+/// with push up and everyone connected makes no calls for hours): the sign-in is known to be
+/// good, or its loss is shown at once, not at the next member's join. The voices keep playing
+/// either way. Returns when to retry after a failure.
+async fn keep_signed_in(ctx: &SessionContext) -> Option<Instant> {
+    match ctx.client.access_token().await {
+        Ok(_) => {
+            log::debug!("PSN access token refreshed ahead of its expiry");
+            None
+        }
+        Err(e) => {
+            log::warn!("refreshing the PSN sign-in: {e}");
+            let lost = matches!(e, PsnError::SignInExpired | PsnError::NotSignedIn);
+            ctx.set(|s| {
+                s.error = Some(user_text(&e));
+                s.sign_in_lost |= lost;
+            });
+            Some(Instant::now() + retry_after(&e, 4))
+        }
+    }
+}
+
 /// Backoff with jitter, or what PSN said to wait.
 fn retry_after(error: &PsnError, failures: u32) -> Duration {
     if let PsnError::RateLimited { retry_after } = error {
@@ -206,6 +241,8 @@ async fn follow_one_party(
         links.member_present(m, Instant::now());
     }
     let mut offer_tick = tokio::time::interval(Duration::from_millis(250));
+    // After a failed refresh, when to try again (a transient failure must not become a storm).
+    let mut refresh_retry_at: Option<Instant> = None;
 
     let result = loop {
         tokio::select! {
@@ -263,6 +300,9 @@ async fn follow_one_party(
                 }
             }
             Some(event) = peer_events.recv() => links.on_peer_event(event).await,
+            _ = refresh_due(&ctx.client, refresh_retry_at) => {
+                refresh_retry_at = keep_signed_in(ctx).await;
+            }
             _ = offer_tick.tick() => {
                 for offer in links.offers_due(&roster, Instant::now()).await {
                     send_signal(ctx, api, &session_id, offer).await;

@@ -51,6 +51,9 @@ pub struct HubStatus {
     pub no_party: bool,
     /// Set when the party we were in ended (until the next one is joined).
     pub party_ended: bool,
+    /// Set when PSN refused the sign-in while the session ran (a refresh found it revoked or
+    /// expired): the account shows as signed out, with the error, until the user signs in.
+    pub sign_in_lost: bool,
 }
 
 impl HubStatus {
@@ -111,6 +114,7 @@ impl HubStatus {
         self.party_name = Some(party_name.to_owned());
         self.no_party = false;
         self.party_ended = false;
+        self.sign_in_lost = false;
         self.set_roster(roster);
     }
 

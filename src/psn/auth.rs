@@ -43,6 +43,14 @@ impl Tokens {
         now + refresh_margin(self.access_lifetime) >= self.access_expires_at
     }
 
+    /// When the access token is due for its refresh (a tenth of its lifetime, at most 5 min,
+    /// before it expires).
+    pub fn refresh_at(&self) -> Instant {
+        self.access_expires_at
+            .checked_sub(refresh_margin(self.access_lifetime))
+            .unwrap_or(self.access_expires_at)
+    }
+
     pub fn refresh_expired(&self, now: Instant) -> bool {
         now >= self.refresh_expires_at
     }

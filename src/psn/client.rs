@@ -140,6 +140,11 @@ impl PsnClient {
         self.refresh_locked(&mut guard).await
     }
 
+    /// When the access token is due for its refresh; `None` when signed out.
+    pub async fn access_refresh_at(&self) -> Option<Instant> {
+        self.tokens.lock().await.as_ref().map(|t| t.refresh_at())
+    }
+
     /// Refreshes now unless someone already replaced `stale` (after a 401).
     async fn refresh_after_401(&self, stale: &Secret) -> Result<Secret> {
         let mut guard = self.tokens.lock().await;

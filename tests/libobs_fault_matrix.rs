@@ -1,0 +1,389 @@
+//! The fault matrix of issue 6 (docs/reliability.md), in real libobs against psn-sim: what a
+//! network blip, an expiring sign-in, a failing PSN, an ended party or a churning party does to
+//! the sources a streamer has on air. Each check prints `FIGURE ...` lines.
+//!
+//! `cargo test --features test-producer --test libobs_fault_matrix [NAME]` (re-runs itself
+//! under xvfb-run when there is no X display). `PSN_PARTY_LONG=1` runs the long variants.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use obs_psn_party::audio::analysis::{longest_silence, tone_dbfs};
+use obs_psn_party::obs::host::{HostSource, ObsHost};
+use psn_sim::voice::{MemberSpec, VoiceSpec};
+use psn_sim::{Fault, SimHandle};
+use support::{ensure, Runner};
+
+const RATE: u32 = 48_000;
+/// Access tokens live this long in the first check, so the plugin refreshes them mid-stream.
+const SHORT_ACCESS_SECS: u64 = 12;
+
+fn long() -> bool {
+    std::env::var_os("PSN_PARTY_LONG").is_some()
+}
+
+fn main() {
+    support::ensure_display();
+    let work = support::scratch_dir("fault-matrix");
+    let plugin = support::stage_plugin(&work);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime for psn-sim");
+    let sim = runtime
+        .block_on(psn_sim::start(psn_sim::SimConfig::default()))
+        .expect("psn-sim starts");
+    let _runtime_context = runtime.enter();
+    for (key, value) in sim.plugin_env() {
+        std::env::set_var(key, value);
+    }
+    // Before the first sign-in: the first two checks run on short-lived access tokens.
+    sim.set_lifetimes(SHORT_ACCESS_SECS, 3600);
+    let host = ObsHost::start(&work.join("config")).expect("libobs starts");
+    let mut runner = Runner::new();
+    runner.run_always("module_loads", || {
+        host.load_module(&plugin.binary, &plugin.data).map(|_| ())
+    });
+
+    runner.run("access_token_expires_mid_stream", || {
+        let party = sim.start_party_with("Tokens", &[voice("ann_ps", 470.0)]);
+        let _end = EndParty(&sim, party.session_id.clone());
+        let _mix = host.create_source("psn_party", "mix", "{}")?;
+        let mut member = host.create_source("psn_party_member", "ann", r#"{"member":"slot:1"}"#)?;
+        let audio = member.start_capture();
+        wait_connected(&sim, 1)?;
+        std::thread::sleep(Duration::from_millis(800));
+        audio.lock().unwrap().clear();
+        let tokens_before = sim.count("token");
+        // Three lifetimes: at least two refreshes ahead of expiry.
+        std::thread::sleep(Duration::from_secs(3 * SHORT_ACCESS_SECS));
+        let refreshes = sim.count("token") - tokens_before;
+        let samples = audio.lock().unwrap().samples.clone();
+        let gap_ms = longest_silence(&samples, 0.02) as f64 / 48.0;
+        let level = tone_dbfs(&samples, RATE, 470.0);
+        println!(
+            "FIGURE access token expires mid-stream: {refreshes} refreshes in {} s (lifetime {SHORT_ACCESS_SECS} s), longest gap {gap_ms:.1} ms, tone {level:.1} dB",
+            3 * SHORT_ACCESS_SECS
+        );
+        ensure(refreshes >= 2, || format!("{refreshes} refreshes"))?;
+        ensure(gap_ms <= 100.0, || format!("a {gap_ms:.1} ms gap across the refreshes"))?;
+        ensure(level > -30.0, || format!("tone at {level:.1} dB"))?;
+
+        Ok(())
+    });
+
+    // Still on short-lived tokens: the next refresh after the revocation fails. Then the user
+    // signs in again from the properties, as the status asks.
+    runner.run("refresh_token_revoked_means_sign_in_again_without_a_storm", || {
+        let party = sim.start_party_with("Revoked", &[voice("ann_ps", 470.0)]);
+        let _end = EndParty(&sim, party.session_id.clone());
+        let mix = host.create_source("psn_party", "mix", "{}")?;
+        let mut member = host.create_source("psn_party_member", "ann", r#"{"member":"slot:1"}"#)?;
+        let audio = member.start_capture();
+        wait_connected(&sim, 1)?;
+        // Then the refresh token is revoked (the user signed out everywhere): the next refresh
+        // fails, the status says so, nothing hammers PSN, the voice already here keeps playing.
+        sim.fault(Fault::RevokeRefreshTokens);
+        let t0 = Instant::now();
+        let told = support::wait_for(Duration::from_secs(3 * SHORT_ACCESS_SECS), || {
+            status_of(&mix).to_lowercase().contains("sign in again")
+        });
+        let requests = sim.total_requests();
+        audio.lock().unwrap().clear();
+        std::thread::sleep(Duration::from_secs(10));
+        let later = sim.total_requests() - requests;
+        let level = tone_dbfs(&audio.lock().unwrap().samples, RATE, 470.0);
+        println!(
+            "FIGURE refresh token revoked: \"sign in again\" shown {:.1} s after (at the next refresh), {later} requests in the 10 s after, the member's tone still {level:.1} dB",
+            told.map_or(f64::NAN, |_| t0.elapsed().as_secs_f64())
+        );
+        ensure(told.is_some(), || format!("status: {}", status_of(&mix)))?;
+        ensure(later <= 2, || format!("{later} requests after the sign-in was gone: a storm"))?;
+        ensure(level > -30.0, || format!("the voice stopped: {level:.1} dB"))?;
+        sim.set_lifetimes(3600, 3600);
+        mix.update(&format!(r#"{{"npsso": "{}"}}"#, sim.config().npsso))?;
+        mix.click("sign_in");
+        let back = support::wait_for(Duration::from_secs(10), || {
+            !status_of(&mix).to_lowercase().contains("sign in again")
+        });
+        println!("    signed in again from the properties after {back:?}: {}", status_of(&mix));
+        ensure(back.is_some(), || {
+            let log: Vec<String> = host
+                .log_lines()
+                .into_iter()
+                .map(|l| l.text)
+                .filter(|t| t.contains("obs-psn-party"))
+                .collect();
+            format!("status: {}\n{}", status_of(&mix), log[log.len().saturating_sub(12)..].join("\n"))
+        })?;
+        let heard = support::wait_for(Duration::from_secs(15), || {
+            let a = audio.lock().unwrap();
+            let n = a.samples.len();
+            status_of(&mix).contains("ann_ps (connected)")
+                && n > RATE as usize / 2
+                && tone_dbfs(&a.samples[n - RATE as usize / 2..], RATE, 470.0) > -30.0
+        });
+        println!("FIGURE sign in again from the properties: the member heard again after {heard:?}");
+        ensure(heard.is_some(), || format!("not heard again: {}", status_of(&mix)))?;
+        Ok(())
+    });
+
+    runner.run("psn_errors_and_rate_limits_at_run_time_are_ridden_out", || {
+        let party = sim.start_party_with("Errors", &[voice("ann_ps", 470.0)]);
+        let _end = EndParty(&sim, party.session_id.clone());
+        let mix = host.create_source("psn_party", "mix", "{}")?;
+        wait_connected(&sim, 1)?;
+        // 5xx on the next six PSN calls, then a newcomer the roster must still get.
+        sim.reset_counts();
+        sim.fault(Fault::ServerError { count: 6, status: Some(503), endpoint: None });
+        let t0 = Instant::now();
+        sim.member_join_with(&party.session_id, &voice("ben_ps", 730.0));
+        let seen = support::wait_for(Duration::from_secs(40), || {
+            status_of(&mix).contains("ben_ps (connected)")
+        });
+        let requests = sim.total_requests();
+        println!(
+            "FIGURE 5xx at run time: 6 answered 503, newcomer connected {:.1} s after joining, {requests} requests in all",
+            t0.elapsed().as_secs_f64()
+        );
+        ensure(seen.is_some(), || format!("newcomer never shown: {}", status_of(&mix)))?;
+        ensure(requests < 40, || format!("{requests} requests: a storm"))?;
+        // 429 with a retry time: nothing is sent before it, and the plugin comes back after.
+        sim.reset_counts();
+        sim.fault(Fault::RateLimit { count: 1, retry_after_secs: Some(4), endpoint: None });
+        let t0 = Instant::now();
+        sim.member_join_with(&party.session_id, &voice("cat_ps", 1030.0));
+        let limited = support::wait_for(Duration::from_secs(10), || sim.total_requests() >= 1);
+        ensure(limited.is_some(), || "the plugin sent nothing after the join".into())?;
+        let first = sim.total_requests();
+        std::thread::sleep(Duration::from_secs(3));
+        let during = sim.total_requests() - first;
+        let seen = support::wait_for(Duration::from_secs(30), || {
+            status_of(&mix).contains("cat_ps (connected)")
+        });
+        println!(
+            "FIGURE 429 with retry-after 4 s: {during} requests in the 3 s after it, newcomer connected {:.1} s after joining",
+            t0.elapsed().as_secs_f64()
+        );
+        ensure(during == 0, || format!("{during} requests while rate limited"))?;
+        ensure(seen.is_some(), || format!("did not recover: {}", status_of(&mix)))?;
+        Ok(())
+    });
+
+    runner.run("a_dropped_push_socket_loses_no_member", || {
+        let party = sim.start_party_with("Push", &[voice("ann_ps", 470.0)]);
+        let _end = EndParty(&sim, party.session_id.clone());
+        let mix = host.create_source("psn_party", "mix", "{}")?;
+        wait_connected(&sim, 1)?;
+        let connections = sim.push_connections();
+        sim.fault(Fault::DropPush);
+        let t0 = Instant::now();
+        sim.member_join_with(&party.session_id, &voice("ben_ps", 730.0));
+        let seen = support::wait_for(Duration::from_secs(30), || {
+            status_of(&mix).contains("ben_ps (connected)")
+        });
+        let back = support::wait_for(Duration::from_secs(20), || sim.push_connections() >= connections);
+        println!(
+            "FIGURE push socket dropped: member who joined meanwhile connected after {:.1} s, push back after {:?}",
+            t0.elapsed().as_secs_f64(),
+            back
+        );
+        ensure(seen.is_some(), || format!("the newcomer was missed: {}", status_of(&mix)))?;
+        ensure(back.is_some(), || "push never reconnected".into())?;
+        Ok(())
+    });
+
+    runner.run("party_ended_then_the_next_party_is_followed", || {
+        let party = sim.start_party_with("First", &[voice("ann_ps", 470.0)]);
+        let mix = host.create_source("psn_party", "mix", "{}")?;
+        let mut member = host.create_source("psn_party_member", "m", r#"{"member":"slot:1"}"#)?;
+        let audio = member.start_capture();
+        wait_connected(&sim, 1)?;
+        sim.end_party(&party.session_id);
+        let ended = support::wait_for(Duration::from_secs(15), || {
+            let s = status_of(&mix);
+            s.contains("party ended") || s.contains("not in a party")
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        audio.lock().unwrap().clear();
+        std::thread::sleep(Duration::from_secs(1));
+        let quiet = tone_dbfs(&audio.lock().unwrap().samples, RATE, 470.0);
+        println!("    after the end: {} ({quiet:.1} dB)", status_of(&mix));
+        ensure(ended.is_some(), || format!("status after the end: {}", status_of(&mix)))?;
+        ensure(quiet < -60.0, || format!("still {quiet:.1} dB after the party ended"))?;
+        let t0 = Instant::now();
+        let next = sim.start_party_with("Second", &[voice("ben_ps", 730.0)]);
+        let _end = EndParty(&sim, next.session_id.clone());
+        let heard = support::wait_for(Duration::from_secs(40), || {
+            let a = audio.lock().unwrap();
+            let n = a.samples.len();
+            n > RATE as usize / 2 && tone_dbfs(&a.samples[n - RATE as usize / 2..], RATE, 730.0) > -30.0
+        });
+        println!(
+            "FIGURE party ended: sources quiet, status \"party ended\"; the next party followed and heard {:.1} s after it started",
+            t0.elapsed().as_secs_f64()
+        );
+        ensure(heard.is_some(), || format!("the next party was not followed: {}", status_of(&mix)))?;
+        Ok(())
+    });
+
+    runner.run("fifty_member_joins_and_leaves", || {
+        let party = sim.start_party_with("Churn", &[voice("steady_ps", 470.0)]);
+        let _end = EndParty(&sim, party.session_id.clone());
+        let mix = host.create_source("psn_party", "mix", "{}")?;
+        let mut member =
+            host.create_source("psn_party_member", "steady", r#"{"member":"steady_ps"}"#)?;
+        let audio = member.start_capture();
+        wait_connected(&sim, 1)?;
+        std::thread::sleep(Duration::from_secs(1));
+        let threads_before = support::thread_count();
+        let rss_before = support::rss_kib();
+        audio.lock().unwrap().clear();
+        let count = 50;
+        let span = if long() { Duration::from_secs(60) } else { Duration::from_secs(30) };
+        let t0 = Instant::now();
+        let mut present: Vec<String> = Vec::new();
+        for i in 0..count {
+            let id = sim
+                .member_join_with(&party.session_id, &voice(&format!("churn{i:02}"), 600.0 + 7.0 * i as f64))
+                .ok_or("join refused")?;
+            present.push(id);
+            // Up to three newcomers at once; the oldest leaves.
+            if present.len() > 3 {
+                let gone = present.remove(0);
+                sim.member_leave(&party.session_id, &gone);
+            }
+            std::thread::sleep(span / count);
+        }
+        for gone in present.drain(..) {
+            sim.member_leave(&party.session_id, &gone);
+        }
+        let settled = support::wait_for(Duration::from_secs(20), || {
+            let s = status_of(&mix);
+            !s.contains("churn") && s.contains("steady_ps")
+        });
+        // The plugin's peers are gone when the threads are back.
+        let threads_back = support::wait_for(Duration::from_secs(20), || {
+            support::thread_count() <= threads_before + 2
+        });
+        let samples = audio.lock().unwrap().samples.clone();
+        let gap_ms = longest_silence(&samples, 0.02) as f64 / 48.0;
+        println!(
+            "FIGURE 50 member joins and leaves in {:.0} s: roster right after {settled:?}, threads {threads_before} -> {}, RSS +{} KiB, the steady member's longest gap {gap_ms:.1} ms",
+            t0.elapsed().as_secs_f64(),
+            support::thread_count(),
+            support::rss_kib().saturating_sub(rss_before)
+        );
+        ensure(settled.is_some(), || format!("roster at the end: {}", status_of(&mix)))?;
+        ensure(threads_back.is_some(), || {
+            format!("threads {threads_before} -> {}", support::thread_count())
+        })?;
+        ensure(gap_ms <= 100.0, || format!("the steady member had a {gap_ms:.1} ms gap"))?;
+        Ok(())
+    });
+
+    runner.run("create_destroy_cycles_while_connected", || {
+        let party = sim.start_party_with("Cycles", &[voice("ann_ps", 470.0), voice("ben_ps", 730.0)]);
+        let _end = EndParty(&sim, party.session_id.clone());
+        let _mix = host.create_source("psn_party", "mix", "{}")?;
+        wait_connected(&sim, 2)?;
+        let cycles = if long() { 500 } else { 100 };
+        // One cycle first: lazily made things (locale, thread pools) are not leaks.
+        drop(host.create_source("psn_party_member", "warm", r#"{"member":"slot:1"}"#)?);
+        drop(host.create_source("psn_party", "warm2", "{}")?);
+        std::thread::sleep(Duration::from_millis(300));
+        let (threads0, rss0, fds0) = (support::thread_count(), support::rss_kib(), fd_count());
+        let t0 = Instant::now();
+        let mut rss_half = 0;
+        for i in 0..cycles {
+            let member = host.create_source("psn_party_member", &format!("m{i}"), r#"{"member":"slot:1"}"#)?;
+            let party_source = host.create_source("psn_party", &format!("p{i}"), "{}")?;
+            drop(member);
+            drop(party_source);
+            if i + 1 == cycles / 2 {
+                rss_half = support::rss_kib();
+            }
+        }
+        let took = t0.elapsed();
+        let back = support::wait_for(Duration::from_secs(5), || support::thread_count() <= threads0);
+        let (threads1, rss1, fds1) = (support::thread_count(), support::rss_kib(), fd_count());
+        let connected = sim.voice_status().iter().filter(|v| v.state == "connected").count();
+        println!(
+            "FIGURE {cycles} create/destroy cycles of each source while connected ({:.1} ms per pair): threads {threads0} -> {threads1}, fds {fds0} -> {fds1}, RSS {rss0} -> {rss_half} (half way) -> {rss1} KiB, members still connected {connected}/2",
+            took.as_secs_f64() * 1000.0 / f64::from(cycles)
+        );
+        ensure(back.is_some(), || format!("threads {threads0} -> {threads1}"))?;
+        ensure(fds1 <= fds0 + 2, || format!("fds {fds0} -> {fds1}"))?;
+        // The allocator keeps freed pages in its per-thread arenas, so RSS grows at first and
+        // levels off; a leak grows it at the same rate all the way. The second half must add
+        // less than half what the first did, and under 4 MiB.
+        let (first, second) = (rss_half.saturating_sub(rss0), rss1.saturating_sub(rss_half));
+        ensure(second * 2 <= first.max(1024) && second <= 4 * 1024, || {
+            format!("RSS {rss0} -> {rss_half} (half way) -> {rss1} KiB: still growing")
+        })?;
+        ensure(connected == 2, || "the party's voices dropped".into())?;
+        Ok(())
+    });
+
+    let report = host.shutdown();
+    println!(
+        "FIGURE OBS exit while streaming: shutdown took {:?}, {} libobs allocations leaked",
+        report.took, report.leaks
+    );
+    runner.run("obs_exit_is_prompt_and_leak_free", || {
+        ensure(report.leaks == 0, || format!("{} leaks", report.leaks))?;
+        ensure(report.took < Duration::from_secs(1), || {
+            format!("took {:?}", report.took)
+        })
+    });
+    drop(sim);
+    drop(_runtime_context);
+    drop(runtime);
+    let _ = std::fs::remove_dir_all(&work);
+    runner.finish();
+}
+
+fn voice(online_id: &str, hz: f64) -> MemberSpec {
+    MemberSpec::with_voice(
+        online_id,
+        "PS5",
+        VoiceSpec {
+            tone_hz: Some(hz),
+            ..VoiceSpec::default()
+        },
+    )
+}
+
+fn wait_connected(sim: &SimHandle, n: usize) -> Result<(), String> {
+    let ok = support::wait_for(Duration::from_secs(15), || {
+        sim.voice_status()
+            .iter()
+            .filter(|v| v.state == "connected")
+            .count()
+            >= n
+    });
+    ensure(ok.is_some(), || format!("voice: {:?}", sim.voice_status()))
+}
+
+fn status_of(source: &HostSource) -> String {
+    source.property_description("status").unwrap_or_default()
+}
+
+fn account_status_of(source: &HostSource) -> String {
+    source
+        .property_description("account_status")
+        .unwrap_or_default()
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Ends a party when the check is over, passed or failed.
+struct EndParty<'a>(&'a SimHandle, String);
+
+impl Drop for EndParty<'_> {
+    fn drop(&mut self) {
+        self.0.end_party(&self.1);
+    }
+}
