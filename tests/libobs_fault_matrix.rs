@@ -367,12 +367,6 @@ fn status_of(source: &HostSource) -> String {
     source.property_description("status").unwrap_or_default()
 }
 
-fn account_status_of(source: &HostSource) -> String {
-    source
-        .property_description("account_status")
-        .unwrap_or_default()
-}
-
 fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
