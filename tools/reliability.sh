@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The reliability figures of issue 6 (docs/reliability.md), printed by one command:
-# the fault matrix against psn-sim in real libobs, the lifecycle rows, the jitter-buffer rows on
-# virtual time, the hostile-server tests, and a short libFuzzer run of every fuzz target.
+# the fault matrix against psn-sim in real libobs, the jitter-buffer rows on virtual time, the
+# hostile-server tests, and a short libFuzzer run of every fuzz target.
 # Usage: tools/reliability.sh [--write] [FUZZ_SECONDS]
 #   --write        also put the figures into docs/reliability.md (between its FIGURES markers),
 #                  with the date and the commit
@@ -24,7 +24,7 @@ echo "== commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src test
 status=0
 # --nocapture: the libtest harness keeps a passing test's output otherwise, FIGURE lines included.
 cargo test --features test-producer \
-    --test libobs_faults --test libobs_lifecycle --test voice_faults --test psn_hostile \
+    --test libobs_fault_matrix --test psn_hostile --test voice_member --test voice_jitter \
     -- --nocapture || status=1
 
 if [[ "$fuzz_seconds" != 0 ]]; then
