@@ -243,6 +243,8 @@ async fn follow_one_party(
     let mut offer_tick = tokio::time::interval(Duration::from_millis(250));
     // After a failed refresh, when to try again (a transient failure must not become a storm).
     let mut refresh_retry_at: Option<Instant> = None;
+    // The push socket went down since the last roster: catch up when it is back.
+    let mut push_was_down = false;
 
     let result = loop {
         tokio::select! {
@@ -259,6 +261,9 @@ async fn follow_one_party(
                             if m.account_id == me && !m.is_console() {
                                 continue;
                             }
+                            if roster.contains_key(&member_key(&m)) {
+                                continue;
+                            }
                             log::info!("member joined: {}", m.online_id);
                             if m.is_console() {
                                 ctx.playout.add_member(roster_info(ctx, &me, &m), Box::new(Silence));
@@ -267,6 +272,51 @@ async fn follow_one_party(
                             roster.insert(member_key(&m), m);
                         }
                         ctx.set(|s| s.set_roster(roster.values()));
+                    }
+                    PushEvent::Disconnected { .. } => push_was_down = true,
+                    PushEvent::Connected if push_was_down => {
+                        // Events sent while the socket was down are not replayed: read the
+                        // roster and catch up with who joined and left meanwhile.
+                        push_was_down = false;
+                        match api.roster(&session_id).await {
+                            Ok(Some(members)) => {
+                                let present: std::collections::HashSet<String> =
+                                    members.iter().map(member_key).collect();
+                                for m in members {
+                                    if (m.account_id == me && !m.is_console())
+                                        || roster.contains_key(&member_key(&m))
+                                    {
+                                        continue;
+                                    }
+                                    log::info!("member joined while push was down: {}", m.online_id);
+                                    if m.is_console() {
+                                        ctx.playout.add_member(roster_info(ctx, &me, &m), Box::new(Silence));
+                                    }
+                                    links.member_present(&m, Instant::now());
+                                    roster.insert(member_key(&m), m);
+                                }
+                                let gone: Vec<String> = roster
+                                    .iter()
+                                    .filter(|(k, _)| !present.contains(*k))
+                                    .map(|(k, _)| k.clone())
+                                    .collect();
+                                for key in gone {
+                                    if let Some(m) = roster.remove(&key) {
+                                        log::info!("member left while push was down: {}", m.online_id);
+                                        links.member_left(&m.account_id).await;
+                                        ctx.playout.remove_member(&m.account_id);
+                                    }
+                                }
+                                ctx.set(|s| s.set_roster(roster.values()));
+                            }
+                            Ok(None) => {
+                                log::info!("the party ended while push was down");
+                                ctx.set(|s| s.note_party_ended());
+                                break Ok(());
+                            }
+                            // The voices go on; the next reconnect or event tries again.
+                            Err(e) => log::warn!("re-reading the roster after push came back: {e}"),
+                        }
                     }
                     PushEvent::MembersLeft { session_id: sid, members } if sid == session_id => {
                         let mut we_left = false;
