@@ -34,7 +34,9 @@ missing=0
 for command in "${commands[@]}"; do
   where=""
   for script in "${ci_scripts[@]}"; do
-    if grep -v '^\s*#' "$script" | grep -qF -- "$command"; then where="$script"; break; fi
+    # No `grep -q` here: it exits at the first match, the writer upstream then dies of SIGPIPE
+    # and, under pipefail, a command that is there reads as missing (CI failed this way).
+    if grep -v '^\s*#' "$script" | grep -F -- "$command" >/dev/null; then where="$script"; break; fi
   done
   if [ -n "$where" ]; then
     echo "check-readme: ok   $command   (run by $where)"
