@@ -131,23 +131,25 @@ fn main() {
         let _end = EndParty(&sim, party.session_id.clone());
         let mix = host.create_source("psn_party", "mix", "{}")?;
         wait_connected(&sim, 1)?;
-        // 5xx on the next six PSN calls, then a newcomer the roster must still get. Known to
-        // fail now and then (docs/reliability.md, "open"): run only with PSN_PARTY_LONG=1 until
-        // that is fixed, so CI stays meaningful.
-        if long() {
+        // 5xx on the next six PSN calls, then a newcomer the roster must still get.
         sim.reset_counts();
         sim.fault(Fault::ServerError { count: 6, status: Some(503), endpoint: None });
         let t0 = Instant::now();
         sim.member_join_with(&party.session_id, &voice("ben_ps", 730.0));
-        let seen = support::wait_for(Duration::from_secs(90), || connected(&sim, "ben_ps"));
+        // Heard again, peer-to-peer or over the bridge (the member's own offers may all have
+        // been answered into the outage; then peer-to-peer has failed and the bridge carries
+        // them): the properties say connected, with no error left from the outage.
+        let seen = support::wait_for(Duration::from_secs(60), || {
+            status_of(&mix).contains("ben_ps (connected)")
+        });
         let requests = sim.total_requests();
+        let path = if connected(&sim, "ben_ps") { "peer-to-peer" } else { "over the bridge" };
         println!(
-            "FIGURE 5xx at run time: 6 answered 503, newcomer connected {:.1} s after joining, {requests} requests in all",
+            "FIGURE 5xx at run time: 6 answered 503, newcomer connected {path} {:.1} s after joining, {requests} requests in all",
             t0.elapsed().as_secs_f64()
         );
-        ensure(seen.is_some(), || format!("newcomer never shown: {}", status_of(&mix)))?;
+        ensure(seen.is_some(), || format!("newcomer never connected: {}", status_of(&mix)))?;
         ensure(requests < 40, || format!("{requests} requests: a storm"))?;
-        }
         // 429 with a retry time: nothing is sent before it, and the plugin comes back after.
         sim.reset_counts();
         sim.fault(Fault::RateLimit { count: 1, retry_after_secs: Some(4), endpoint: None });

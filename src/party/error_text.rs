@@ -84,6 +84,14 @@ pub fn connection_failed() -> String {
     localized("Failure.Connection", &[], || "the connection failed".into())
 }
 
+/// PSN's voice relay (rtcBridge) could not be opened; the detail goes to the log only.
+pub fn bridge_failed(retry_secs: u64) -> String {
+    let secs = retry_secs.to_string();
+    localized("Error.BridgeFailed", &[&secs], || {
+        format!("PSN's voice relay could not be opened: trying again in {secs} s")
+    })
+}
+
 /// The party link field holds something that is not a party link.
 pub fn link_not_understood() -> String {
     localized("Error.LinkNotUnderstood", &[], || {
@@ -214,5 +222,6 @@ mod tests {
         ] {
             lookup(key);
         }
+        assert_eq!(fill("Error.BridgeFailed", &["10"]), bridge_failed(10));
     }
 }

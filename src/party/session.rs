@@ -131,7 +131,9 @@ async fn refresh_due(client: &PsnClient, retry_at: Option<Instant>) {
 /// Refreshes the access token ahead of its expiry even when nothing else calls PSN (a party
 /// with push up and everyone connected makes no calls for hours): the sign-in is known to be
 /// good, or its loss is shown at once, not at the next member's join. The voices keep playing
-/// either way. Returns when to retry after a failure.
+/// either way. A transient failure (5xx, timeout) is only logged and retried: the token still
+/// has a tenth of its life left, and a status line that cries wolf while every voice plays
+/// teaches streamers to ignore it. Returns when to retry after a failure.
 async fn keep_signed_in(ctx: &SessionContext) -> Option<Instant> {
     match ctx.client.access_token().await {
         Ok(_) => {
@@ -140,12 +142,13 @@ async fn keep_signed_in(ctx: &SessionContext) -> Option<Instant> {
         }
         Err(e) => {
             log::warn!("refreshing the PSN sign-in: {e}");
-            let lost = matches!(e, PsnError::SignInExpired | PsnError::NotSignedIn);
-            ctx.set(|s| {
-                s.error = Some(user_text(&e));
-                s.sign_in_lost |= lost;
-            });
-            Some(Instant::now() + retry_after(&e, 4))
+            if matches!(e, PsnError::SignInExpired | PsnError::NotSignedIn) {
+                ctx.set(|s| {
+                    s.error = Some(user_text(&e));
+                    s.sign_in_lost = true;
+                });
+            }
+            Some(Instant::now() + retry_after(&e, 2))
         }
     }
 }
@@ -342,7 +345,7 @@ async fn follow_one_party(
                     }
                     PushEvent::CustomMessage { session_id: sid, payload, .. } if sid == session_id => {
                         if let Some(reply) = links.on_signal(&roster, &payload).await {
-                            send_signal(ctx, api, &session_id, reply).await;
+                            send_signal(ctx, api, &mut links, &session_id, reply).await;
                         }
                     }
                     PushEvent::Failed { error } => break Err(error),
@@ -355,7 +358,7 @@ async fn follow_one_party(
             }
             _ = offer_tick.tick() => {
                 for offer in links.offers_due(&roster, Instant::now()).await {
-                    send_signal(ctx, api, &session_id, offer).await;
+                    send_signal(ctx, api, &mut links, &session_id, offer).await;
                 }
             }
         }
@@ -375,14 +378,18 @@ async fn follow_one_party(
 async fn send_signal(
     ctx: &SessionContext,
     api: &PartyApi,
+    links: &mut VoiceLinks,
     session_id: &str,
     (to, payload): Outgoing,
 ) {
     let to_account = to.account_id.clone();
-    if let Err(e) = api
+    let sent = api
         .send_custom_message(session_id, DEFAULT_CHANNEL, &payload, &[to])
-        .await
-    {
+        .await;
+    links
+        .signal_sent(&to_account, sent.is_ok(), Instant::now())
+        .await;
+    if let Err(e) = sent {
         // Surface the server's answer verbatim (PROTOCOL.md section 7) on that member's
         // line; other members go on.
         log::warn!("sending a voice message failed: {e}");

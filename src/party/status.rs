@@ -166,7 +166,9 @@ impl HubStatus {
         self.party_ended = true;
     }
 
+    /// Out of the party: its problems (a failed bridge, say) are over with it.
     pub fn left_party(&mut self) {
+        self.error = None;
         self.party_id = None;
         self.party_name = None;
         self.members.clear();

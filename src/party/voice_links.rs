@@ -252,6 +252,34 @@ impl VoiceLinks {
         out
     }
 
+    /// What became of our offer or answer to `account_id`. The time a link has to connect
+    /// ([`P2P_TIMEOUT`]) runs from when the member can have our description: a PSN outage that
+    /// loses it is not a failed peer-to-peer path and must not send the member to the bridge.
+    /// A lost description leaves nothing to connect: the link is dropped and our own offer goes
+    /// out after the grace (unless the member offers again first), without counting against
+    /// [`MAX_OFFERS`].
+    pub async fn signal_sent(&mut self, account_id: &str, delivered: bool, now: Instant) {
+        if delivered {
+            if let Some(link) = self.links.get_mut(account_id) {
+                link.opened = now;
+            }
+            return;
+        }
+        if !self.links.contains_key(account_id) {
+            return;
+        }
+        self.drop_link(account_id).await;
+        if self.ctx.path == VoicePath::Bridge {
+            return;
+        }
+        let plan = self
+            .plans
+            .entry(account_id.to_owned())
+            .or_insert(OfferPlan { due: now, sent: 0 });
+        plan.sent = plan.sent.saturating_sub(1);
+        plan.due = now + OFFER_GRACE;
+    }
+
     /// Peer-to-peer with `account_id` failed: on `auto` the member goes on the bridge, else we
     /// offer again after the grace.
     async fn p2p_failed(&mut self, account_id: &str, now: Instant) {
@@ -293,10 +321,13 @@ impl VoiceLinks {
                     bridge.params.clock_rate
                 );
                 self.bridge = Some(bridge);
+                // PSN answers again: an earlier failure's error is over.
+                self.ctx.set(|s| s.error = None);
             }
             Err(e) => {
                 log::warn!("the rtcBridge failed: {e}");
-                self.ctx.set(|s| s.error = Some(e));
+                let text = super::error_text::bridge_failed(BRIDGE_RETRY.as_secs());
+                self.ctx.set(|s| s.error = Some(text));
                 self.bridge_retry_at = Some(now + BRIDGE_RETRY);
             }
         }
@@ -833,5 +864,39 @@ mod tests {
         links.close_all().await;
         member_offering.close().await;
         member_answering.close().await;
+    }
+
+    /// PSN lost our answer (a 5xx on customMessage): that is no peer-to-peer failure. The
+    /// member is not sent to the bridge; our own offer goes out after the grace instead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_answer_is_followed_by_our_offer_not_the_bridge() {
+        let playout = Arc::new(Recorded::default());
+        let mut links = links(playout.clone());
+        let roster = roster();
+        let t0 = Instant::now();
+        links.member_present(&roster.values().next().unwrap().clone(), t0);
+        let member = member_peer();
+        let their_offer = member.offer().await.unwrap();
+        let reply = links
+            .on_signal(&roster, &from_member("offer", their_offer))
+            .await
+            .expect("their offer is answered");
+        assert_eq!(decode_payload(&reply.1).unwrap().signal.kind, "answer");
+        let lost_at = t0 + Duration::from_secs(1);
+        links.signal_sent(MEMBER, false, lost_at).await;
+        assert_eq!(links.role(MEMBER), None, "nothing left to connect");
+
+        // Long past P2P_TIMEOUT: still not on the bridge, and our offer is out.
+        let later = lost_at + P2P_TIMEOUT + OFFER_GRACE;
+        let offers = links.offers_due(&roster, later).await;
+        assert!(!links.on_bridge(MEMBER));
+        assert_eq!(offers.len(), 1);
+        assert_eq!(decode_payload(&offers[0].1).unwrap().signal.kind, "offer");
+        // Delivered: the link's clock starts now, so it has not stalled half a timeout on.
+        links.signal_sent(MEMBER, true, later).await;
+        links.offers_due(&roster, later + P2P_TIMEOUT / 2).await;
+        assert!(!links.on_bridge(MEMBER));
+        links.close_all().await;
+        member.close().await;
     }
 }
