@@ -25,6 +25,9 @@ fn long() -> bool {
 
 fn main() {
     support::ensure_display();
+    if let Ok(phase) = std::env::var(EXIT_PHASE_VAR) {
+        exit_during(&phase);
+    }
     let work = support::scratch_dir("fault-matrix");
     let plugin = support::stage_plugin(&work);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime for psn-sim");
@@ -321,6 +324,36 @@ fn main() {
         Ok(())
     });
 
+    runner.run("obs_exit_while_signing_in_and_while_connecting", || {
+        for phase in ["signing_in", "connecting"] {
+            let started = Instant::now();
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .env(EXIT_PHASE_VAR, phase)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::inherit())
+                .spawn()
+                .map_err(|e| format!("starting the {phase} child: {e}"))?;
+            let done = support::wait_for(Duration::from_secs(60), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            });
+            if done.is_none() {
+                let _ = child.kill();
+                return Err(format!(
+                    "exit while {phase}: the process did not end within 60 s"
+                ));
+            }
+            let status = child.wait().map_err(|e| e.to_string())?;
+            let mut out = String::new();
+            std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out)
+                .map_err(|e| e.to_string())?;
+            print!("{out}");
+            ensure(status.success(), || {
+                format!("exit while {phase}: {status} after {:?}", started.elapsed())
+            })?;
+        }
+        Ok(())
+    });
+
     let report = host.shutdown();
     println!(
         "FIGURE OBS exit while streaming: shutdown took {:?}, {} libobs allocations leaked",
@@ -337,6 +370,93 @@ fn main() {
     drop(runtime);
     let _ = std::fs::remove_dir_all(&work);
     runner.finish();
+}
+
+/// Set in a child process of this test: the phase at which that child exits OBS.
+const EXIT_PHASE_VAR: &str = "PSN_PARTY_EXIT_DURING";
+
+/// A child process (one libobs per process): brings the plugin to `phase` (`signing_in`: the
+/// token request hangs in psn-sim; `connecting`: the member's voice is answered but ICE can
+/// never complete) with the party source on an output channel, as in a scene, and exits OBS
+/// there the way OBS does. Prints a FIGURE line; exits non-zero when the exit took 1 s or more
+/// or leaked.
+fn exit_during(phase: &str) -> ! {
+    let work = support::scratch_dir(&format!("fault-exit-{phase}"));
+    let plugin = support::stage_plugin(&work);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime for psn-sim");
+    let sim = runtime
+        .block_on(psn_sim::start(psn_sim::SimConfig::default()))
+        .expect("psn-sim starts");
+    let _runtime_context = runtime.enter();
+    for (key, value) in sim.plugin_env() {
+        std::env::set_var(key, value);
+    }
+    let host = ObsHost::start(&work.join("config")).expect("libobs starts");
+    host.load_module(&plugin.binary, &plugin.data)
+        .expect("the plugin loads");
+    let settings = match phase {
+        "signing_in" => {
+            sim.start_party_with("Exit", &[voice("ann_ps", 470.0)]);
+            sim.fault(Fault::Slow {
+                count: 1,
+                delay_ms: 30_000,
+                endpoint: Some("token".into()),
+            });
+            "{}"
+        }
+        "connecting" => {
+            let unreachable = VoiceSpec {
+                tone_hz: Some(470.0),
+                p2p: false,
+                ..VoiceSpec::default()
+            };
+            sim.start_party_with(
+                "Exit",
+                &[MemberSpec::with_voice("ann_ps", "PS5", unreachable)],
+            );
+            // Peer-to-peer only: ICE keeps checking (no bridge to fall back to).
+            r#"{"voice_path": "p2p"}"#
+        }
+        other => panic!("unknown exit phase {other}"),
+    };
+    let mut source = host
+        .create_source("psn_party", "mix", settings)
+        .expect("the source is created");
+    source.set_output_channel(1);
+    let reached = support::wait_for(Duration::from_secs(20), || match phase {
+        "signing_in" => sim.count("token") >= 1,
+        _ => sim
+            .voice_status()
+            .iter()
+            .any(|v| v.answers_received >= 1 && v.state != "connected"),
+    });
+    assert!(
+        reached.is_some(),
+        "never reached {phase}: {:?}",
+        sim.voice_status()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // OBS's own exit: the frontend clears the scene collection (releasing the sources),
+    // then calls obs_shutdown.
+    let t0 = Instant::now();
+    drop(source);
+    let released = t0.elapsed();
+    let report = host.shutdown();
+    let took = t0.elapsed();
+    println!(
+        "FIGURE OBS exit while {}: {:?} in all (source released in {:?}, obs_shutdown {:?}), {} libobs allocations leaked",
+        phase.replace('_', " "),
+        took,
+        released,
+        report.took,
+        report.leaks
+    );
+    let ok = took < Duration::from_secs(1) && report.leaks == 0;
+    drop(sim);
+    drop(_runtime_context);
+    drop(runtime);
+    let _ = std::fs::remove_dir_all(&work);
+    std::process::exit(if ok { 0 } else { 1 });
 }
 
 fn voice(online_id: &str, hz: f64) -> MemberSpec {
