@@ -196,6 +196,64 @@ fn main() {
         Ok(())
     });
 
+    runner.run("one_members_connection_dies_only_their_source_goes_quiet", || {
+        let party = sim.start_party_with("Drop", &[voice("ann_ps", 470.0), voice("ben_ps", 730.0)]);
+        let _end = EndParty(&sim, party.session_id.clone());
+        let mix = host.create_source("psn_party", "mix", "{}")?;
+        let mut ann = host.create_source("psn_party_member", "ann", r#"{"member":"ann_ps"}"#)?;
+        let mut ben = host.create_source("psn_party_member", "ben", r#"{"member":"ben_ps"}"#)?;
+        let ann_audio = ann.start_capture();
+        let ben_audio = ben.start_capture();
+        wait_connected(&sim, 2)?;
+        std::thread::sleep(Duration::from_millis(800));
+        ann_audio.lock().unwrap().clear();
+        ben_audio.lock().unwrap().clear();
+        let ann_id = sim
+            .voice_status()
+            .into_iter()
+            .find(|v| v.online_id == "ann_ps")
+            .map(|v| v.account_id)
+            .ok_or("ann_ps has no voice")?;
+        std::thread::sleep(Duration::from_secs(1));
+        let t0 = Instant::now();
+        ensure(sim.member_drop_voice(&ann_id), || "psn-sim: no such member".into())?;
+        // Her line says what happened, while ben's stays connected.
+        let mut reason = String::new();
+        let noticed = support::wait_for(Duration::from_secs(30), || {
+            let status = status_of(&mix);
+            let line = status.split("ann_ps (").nth(1).unwrap_or("").to_owned();
+            let ok = !line.starts_with("connected") && status.contains("ben_ps (connected)");
+            if ok {
+                reason = line.split(')').next().unwrap_or("").to_owned();
+            }
+            ok
+        });
+        // She is heard again (the plugin retries: over the bridge, or by offering again).
+        let back = support::wait_for(Duration::from_secs(30), || {
+            let a = ann_audio.lock().unwrap();
+            let n = a.samples.len();
+            t0.elapsed() > Duration::from_millis(500)
+                && n > RATE as usize / 2
+                && tone_dbfs(&a.samples[n - RATE as usize / 2..], RATE, 470.0) > -30.0
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let ann_samples = ann_audio.lock().unwrap().samples.clone();
+        let ben_samples = ben_audio.lock().unwrap().samples.clone();
+        let ann_quiet_ms = longest_silence(&ann_samples, 0.02) as f64 / 48.0;
+        let ben_gap_ms = longest_silence(&ben_samples, 0.02) as f64 / 48.0;
+        let ben_level = tone_dbfs(&ben_samples, RATE, 730.0);
+        println!(
+            "FIGURE one member's connection dies: noticed after {noticed:?} (\"ann_ps ({reason})\"), her source quiet {ann_quiet_ms:.0} ms, heard again {:.1} s after, the other member's longest gap {ben_gap_ms:.1} ms at {ben_level:.1} dB",
+            back.map_or(f64::NAN, |_| t0.elapsed().as_secs_f64() - 1.0)
+        );
+        ensure(noticed.is_some(), || format!("never shown: {}", status_of(&mix)))?;
+        ensure(back.is_some(), || format!("not heard again: {}", status_of(&mix)))?;
+        ensure(ann_quiet_ms > 100.0, || format!("her source never went quiet ({ann_quiet_ms:.0} ms)"))?;
+        ensure(ben_gap_ms < 100.0, || format!("the other member's source had a {ben_gap_ms:.0} ms gap"))?;
+        ensure(ben_level > -30.0, || format!("the other member's tone at {ben_level:.1} dB"))?;
+        Ok(())
+    });
+
     runner.run("party_ended_then_the_next_party_is_followed", || {
         let party = sim.start_party_with("First", &[voice("ann_ps", 470.0)]);
         let mix = host.create_source("psn_party", "mix", "{}")?;

@@ -18,11 +18,17 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
-    RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
 use super::sdp::{audio_params, unify_bundle_transport, AudioParams};
 use super::{MemberId, PeerError, PeerEvent, PeerOptions, PeerState, RtpEvent, VoicePeer};
+
+/// How long a connection may stay "disconnected" (no answer to ICE consent checks for 5 s)
+/// before it counts as failed and the member is reconnected (docs/reliability.md). The stack's
+/// 25 s left a member whose connection died silent for half a minute; 8 s still rides out a
+/// network blip of 10 s or so (disconnected after 5, back before 5 + 8).
+pub const ICE_FAILED_AFTER_DISCONNECTED: std::time::Duration = std::time::Duration::from_secs(8);
 
 fn err(e: impl std::fmt::Display) -> PeerError {
     PeerError(e.to_string())
@@ -242,8 +248,12 @@ impl WebrtcPeer {
         let config = RTCConfigurationBuilder::new()
             .with_ice_servers(ice_servers)
             .build();
+        let settings = SettingEngineBuilder::new()
+            .with_ice_timeouts(None, Some(ICE_FAILED_AFTER_DISCONNECTED), None)
+            .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(config)
+            .with_setting_engine(settings)
             .with_media_engine(me)
             .with_interceptor_registry(registry)
             .with_handler(handler)

@@ -346,6 +346,17 @@ impl SimHandle {
         }
     }
 
+    /// The voice member's peer connection dies: closed at once, with nothing said in
+    /// signalling (false: no such voice member). The member answers the next offer it gets.
+    pub fn member_drop_voice(&self, account_id: &str) -> bool {
+        let mut inner = self.inner.lock();
+        if !inner.voice_status.contains_key(account_id) {
+            return false;
+        }
+        inner.voice_drop_requests.insert(account_id.to_owned());
+        true
+    }
+
     /// What each voice member has done (signalling counts, packets, state), by account id order.
     pub fn voice_status(&self) -> Vec<VoiceStatus> {
         self.inner.lock().voice_status.values().cloned().collect()

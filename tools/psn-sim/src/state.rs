@@ -247,6 +247,8 @@ pub struct State {
     pub next_voice: u32,
     pub voice_status: BTreeMap<String, crate::voice::VoiceStatus>,
     pub default_voice: Option<crate::voice::VoiceSpec>,
+    /// Voice members asked to drop their peer connection (`SimHandle::member_drop_voice`).
+    pub voice_drop_requests: std::collections::HashSet<String>,
     /// In-process taps on the customMessages members post (what the user's push socket gets).
     pub user_taps: Vec<mpsc::UnboundedSender<UserInbound>>,
     /// What bridges send down, and their live peers (src/bridge_voice.rs).
@@ -292,6 +294,7 @@ impl State {
             next_voice: 0,
             voice_status: BTreeMap::new(),
             default_voice: None,
+            voice_drop_requests: Default::default(),
             user_taps: Vec::new(),
             bridge_audio: Default::default(),
             bridge_status: BTreeMap::new(),

@@ -176,6 +176,8 @@ pub struct VoiceStatus {
     pub offers_sent: u32,
     pub answers_sent: u32,
     pub answers_received: u32,
+    /// Times the member's connection was dropped on request (`member_drop_voice`).
+    pub voice_drops: u32,
     pub offers_received: u32,
     /// The user's offers ignored because this member's own offer was out (glare).
     pub glare_ignored: u32,
@@ -541,6 +543,19 @@ impl MemberCtx {
                         Presence::Waiting => break true,
                         Presence::UserIn { .. } => {}
                     }
+                    if self.drop_requested() {
+                        // The connection dies under the member (their router restarted, say):
+                        // closed, nothing said in signalling, no offer of its own after it.
+                        if let Some(p) = peer.take() {
+                            p.close().await;
+                        }
+                        pending_offer = None;
+                        applied_answer = None;
+                        set_status(&self.w, &self.account, |v| {
+                            v.state = "dropped".into();
+                            v.voice_drops += 1;
+                        });
+                    }
                     if let Some((payload, n, at)) = pending_offer.as_mut() {
                         if Instant::now() >= *at {
                             if *n >= MAX_OFFERS {
@@ -565,6 +580,13 @@ impl MemberCtx {
             inner.lock().member_hooks.remove(&self.account);
         }
         alive
+    }
+
+    /// Whether the test asked this member to drop its connection (the request is taken).
+    fn drop_requested(&self) -> bool {
+        self.w
+            .upgrade()
+            .is_some_and(|inner| inner.lock().voice_drop_requests.remove(&self.account))
     }
 
     /// The SDP as sent: with `p2p: false` every candidate names port 9 on 127.0.0.1, where
