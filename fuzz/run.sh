@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs both fuzz targets for SECONDS each (default 30). Needs the nightly toolchain and cargo-fuzz
+# Runs every fuzz target for SECONDS each (default 30). Needs the nightly toolchain and cargo-fuzz
 # (`cargo install cargo-fuzz`). Seeds the corpus with valid inputs first.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-30}"
-mkdir -p corpus/custom_message_decode corpus/push_frame_parse
+targets=(custom_message_decode push_frame_parse rtp_into_member sdp_offer psn_text_parsers)
+for t in "${targets[@]}"; do mkdir -p "corpus/$t"; done
+cp ../tests/voice_fixtures/*.sdp corpus/sdp_offer/ 2>/dev/null || true
+printf '%s' '{"error":{"referenceId":"r-1","code":2285581,"message":"Resource not found"}}' > corpus/psn_text_parsers/error.json
 printf '%s' '{"version":"3.0","method":3001,"dataType":"psn:sessionManager:sys:v2:ps:members:created","to":{"accountId":"1"},"body":{"data":{"sessionId":"s","customProperties":{"from":{"accountId":"2"}},"members":[{"accountId":"2","onlineId":"b","platform":"PS5"}]}}}' > corpus/push_frame_parse/members_created.json
-for t in custom_message_decode push_frame_parse; do
+for t in "${targets[@]}"; do
   cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -max_len=4096 2>&1 | tail -n 3
 done
