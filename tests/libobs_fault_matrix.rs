@@ -211,7 +211,7 @@ fn main() {
         let ann_id = sim
             .voice_status()
             .into_iter()
-            .find(|v| v.online_id == "ann_ps")
+            .find(|v| v.online_id == "ann_ps" && v.session_id == party.session_id)
             .map(|v| v.account_id)
             .ok_or("ann_ps has no voice")?;
         std::thread::sleep(Duration::from_secs(1));

@@ -243,6 +243,21 @@ async fn follow_one_party(
     for m in roster.values() {
         links.member_present(m, Instant::now());
     }
+    // Voice offers and answers go out in order from their own task, so a slow PSN delays the
+    // signalling, never the loop below (which forwards every member's packets).
+    let (signal_tx, signal_rx) = mpsc::channel::<(Outgoing, Instant)>(256);
+    let (result_tx, mut signal_results) = mpsc::channel::<SignalResult>(256);
+    let signal_sender = tokio::spawn(send_signals(
+        api.clone(),
+        session_id.clone(),
+        signal_rx,
+        result_tx,
+    ));
+    let queue = |message: Outgoing| {
+        if signal_tx.try_send((message, Instant::now())).is_err() {
+            log::warn!("voice signalling is backed up; a message was dropped");
+        }
+    };
     let mut offer_tick = tokio::time::interval(Duration::from_millis(250));
     // After a failed refresh, when to try again (a transient failure must not become a storm).
     let mut refresh_retry_at: Option<Instant> = None;
@@ -345,7 +360,7 @@ async fn follow_one_party(
                     }
                     PushEvent::CustomMessage { session_id: sid, payload, .. } if sid == session_id => {
                         if let Some(reply) = links.on_signal(&roster, &payload).await {
-                            send_signal(ctx, api, &mut links, &session_id, reply).await;
+                            queue(reply);
                         }
                     }
                     PushEvent::Failed { error } => break Err(error),
@@ -353,17 +368,36 @@ async fn follow_one_party(
                 }
             }
             Some(event) = peer_events.recv() => links.on_peer_event(event).await,
+            Some((to, queued_at, result)) = signal_results.recv() => {
+                let applies = links
+                    .signal_sent(&to, queued_at, result.is_ok(), Instant::now())
+                    .await;
+                if let Err(e) = result {
+                    // Surface the server's answer verbatim (PROTOCOL.md section 7) on that
+                    // member's line; other members go on.
+                    log::warn!("sending a voice message failed: {e}");
+                    if applies {
+                        ctx.set(|s| {
+                            s.set_member_state(
+                                &to,
+                                MemberState::Failed(super::error_text::answer_failure(&e)),
+                            )
+                        });
+                    }
+                }
+            }
             _ = refresh_due(&ctx.client, refresh_retry_at) => {
                 refresh_retry_at = keep_signed_in(ctx).await;
             }
             _ = offer_tick.tick() => {
                 for offer in links.offers_due(&roster, Instant::now()).await {
-                    send_signal(ctx, api, &mut links, &session_id, offer).await;
+                    queue(offer);
                 }
             }
         }
     };
 
+    signal_sender.abort();
     links.close_all().await;
     for m in roster.values() {
         ctx.playout.remove_member(&m.account_id);
@@ -373,33 +407,27 @@ async fn follow_one_party(
     result
 }
 
-/// Sends a voice offer or answer. A failure is surfaced verbatim (PROTOCOL.md section 7);
-/// other members go on.
-async fn send_signal(
-    ctx: &SessionContext,
-    api: &PartyApi,
-    links: &mut VoiceLinks,
-    session_id: &str,
-    (to, payload): Outgoing,
+/// A voice message's recipient (account id), when it was queued, and what PSN said.
+type SignalResult = (String, Instant, Result<(), PsnError>);
+
+/// Sends the queued voice offers and answers in order, reporting each outcome back to the
+/// session's loop. A failure is reported, not retried here (PROTOCOL.md section 7; see
+/// `VoiceLinks::signal_sent`).
+async fn send_signals(
+    api: PartyApi,
+    session_id: String,
+    mut queue: mpsc::Receiver<(Outgoing, Instant)>,
+    results: mpsc::Sender<SignalResult>,
 ) {
-    let to_account = to.account_id.clone();
-    let sent = api
-        .send_custom_message(session_id, DEFAULT_CHANNEL, &payload, &[to])
-        .await;
-    links
-        .signal_sent(&to_account, sent.is_ok(), Instant::now())
-        .await;
-    if let Err(e) = sent {
-        // Surface the server's answer verbatim (PROTOCOL.md section 7) on that member's
-        // line; other members go on.
-        log::warn!("sending a voice message failed: {e}");
-        let member = to_account;
-        ctx.set(|s| {
-            s.set_member_state(
-                &member,
-                MemberState::Failed(super::error_text::answer_failure(&e)),
-            )
-        });
+    while let Some(((to, payload), queued_at)) = queue.recv().await {
+        let account_id = to.account_id.clone();
+        let sent = api
+            .send_custom_message(&session_id, DEFAULT_CHANNEL, &payload, &[to])
+            .await
+            .map(|_| ());
+        if results.send((account_id, queued_at, sent)).await.is_err() {
+            return;
+        }
     }
 }
 

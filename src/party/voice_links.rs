@@ -152,6 +152,9 @@ pub struct VoiceLinks {
     /// Members whose voice comes over the bridge (peer-to-peer failed).
     bridged: HashSet<String>,
     bridge: Option<BridgeLink>,
+    /// A bridge being opened, in its own task: opening takes several PSN calls, and the
+    /// session's loop (which forwards every member's packets) must not wait on them.
+    bridge_opening: Option<tokio::task::JoinHandle<Result<BridgeLink, String>>>,
     /// Not before this instant (after a failure) is a bridge opened again.
     bridge_retry_at: Option<Instant>,
     /// The bridge's streams in the playout, by playout id (account id or [`BRIDGE_MEMBER`]).
@@ -176,6 +179,7 @@ impl VoiceLinks {
             names: HashMap::new(),
             bridged: HashSet::new(),
             bridge: None,
+            bridge_opening: None,
             bridge_retry_at: None,
             bridge_feeds: HashMap::new(),
         }
@@ -252,25 +256,33 @@ impl VoiceLinks {
         out
     }
 
-    /// What became of our offer or answer to `account_id`. The time a link has to connect
-    /// ([`P2P_TIMEOUT`]) runs from when the member can have our description: a PSN outage that
-    /// loses it is not a failed peer-to-peer path and must not send the member to the bridge.
-    /// A lost description leaves nothing to connect: the link is dropped and our own offer goes
-    /// out after the grace (unless the member offers again first), without counting against
-    /// [`MAX_OFFERS`].
-    pub async fn signal_sent(&mut self, account_id: &str, delivered: bool, now: Instant) {
-        if delivered {
-            if let Some(link) = self.links.get_mut(account_id) {
-                link.opened = now;
-            }
-            return;
+    /// What became of our offer or answer to `account_id`, queued for sending at `queued_at`.
+    /// The time a link has to connect ([`P2P_TIMEOUT`]) runs from when the member can have our
+    /// description: a PSN outage that loses it is not a failed peer-to-peer path and must not
+    /// send the member to the bridge. A lost description leaves nothing to connect: the link is
+    /// dropped and our own offer goes out after the grace (unless the member offers again
+    /// first), without counting against [`MAX_OFFERS`]. A result about an older link (one
+    /// replaced since the message was queued) changes nothing; returns whether it applied.
+    pub async fn signal_sent(
+        &mut self,
+        account_id: &str,
+        queued_at: Instant,
+        delivered: bool,
+        now: Instant,
+    ) -> bool {
+        let Some(link) = self.links.get_mut(account_id) else {
+            return false;
+        };
+        if link.opened > queued_at {
+            return false;
         }
-        if !self.links.contains_key(account_id) {
-            return;
+        if delivered {
+            link.opened = now;
+            return true;
         }
         self.drop_link(account_id).await;
         if self.ctx.path == VoicePath::Bridge {
-            return;
+            return true;
         }
         let plan = self
             .plans
@@ -278,6 +290,7 @@ impl VoiceLinks {
             .or_insert(OfferPlan { due: now, sent: 0 });
         plan.sent = plan.sent.saturating_sub(1);
         plan.due = now + OFFER_GRACE;
+        true
     }
 
     /// Peer-to-peer with `account_id` failed: on `auto` the member goes on the bridge, else we
@@ -295,45 +308,60 @@ impl VoiceLinks {
     }
 
     async fn open_bridge_if_wanted(&mut self, now: Instant) {
+        if let Some(task) = self.bridge_opening.take_if(|t| t.is_finished()) {
+            let opened = task
+                .await
+                .unwrap_or_else(|e| Err(format!("the bridge task: {e}")));
+            match opened {
+                Ok(bridge) => {
+                    log::info!(
+                        "rtcBridge answered (Opus at {} Hz)",
+                        bridge.params.clock_rate
+                    );
+                    self.bridge = Some(bridge);
+                    // PSN answers again: an earlier failure's error is over.
+                    self.ctx.set(|s| s.error = None);
+                }
+                Err(e) => {
+                    log::warn!("the rtcBridge failed: {e}");
+                    let text = super::error_text::bridge_failed(BRIDGE_RETRY.as_secs());
+                    self.ctx.set(|s| s.error = Some(text));
+                    self.bridge_retry_at = Some(now + BRIDGE_RETRY);
+                }
+            }
+            return;
+        }
         let wanted = match self.ctx.path {
             VoicePath::Bridge => true,
             VoicePath::Auto => !self.bridged.is_empty(),
             VoicePath::P2p => false,
         };
-        if !wanted || self.bridge.is_some() || self.bridge_retry_at.is_some_and(|t| now < t) {
+        if !wanted
+            || self.bridge.is_some()
+            || self.bridge_opening.is_some()
+            || self.bridge_retry_at.is_some_and(|t| now < t)
+        {
             return;
         }
         let Some(client) = self.ctx.client.clone() else {
             return;
         };
         log::info!("opening the rtcBridge");
-        match BridgeLink::open(
-            client,
-            &self.session_id,
-            self.ctx.udp_addrs.clone(),
-            self.peer_tx.clone(),
-        )
-        .await
-        {
-            Ok(bridge) => {
-                log::info!(
-                    "rtcBridge answered (Opus at {} Hz)",
-                    bridge.params.clock_rate
-                );
-                self.bridge = Some(bridge);
-                // PSN answers again: an earlier failure's error is over.
-                self.ctx.set(|s| s.error = None);
-            }
-            Err(e) => {
-                log::warn!("the rtcBridge failed: {e}");
-                let text = super::error_text::bridge_failed(BRIDGE_RETRY.as_secs());
-                self.ctx.set(|s| s.error = Some(text));
-                self.bridge_retry_at = Some(now + BRIDGE_RETRY);
-            }
-        }
+        let session_id = self.session_id.clone();
+        let udp_addrs = self.ctx.udp_addrs.clone();
+        let peer_tx = self.peer_tx.clone();
+        self.bridge_opening = Some(tokio::spawn(async move {
+            BridgeLink::open(client, &session_id, udp_addrs, peer_tx).await
+        }));
     }
 
     async fn close_bridge(&mut self) {
+        if let Some(task) = self.bridge_opening.take() {
+            // Let it finish (bounded) so the bridge it made is closed on PSN too.
+            if let Ok(Ok(Ok(bridge))) = tokio::time::timeout(Duration::from_secs(2), task).await {
+                bridge.close().await;
+            }
+        }
         if let Some(bridge) = self.bridge.take() {
             bridge.close().await;
         }
@@ -684,7 +712,10 @@ impl VoiceLinks {
     /// keeps their slot while in the party).
     async fn drop_link(&mut self, account_id: &str) {
         if let Some(link) = self.links.remove(account_id) {
-            link.peer.close().await;
+            // Closed in its own task: closing a connection takes tens of milliseconds, and
+            // the session's loop forwards the other members' packets meanwhile.
+            let peer = link.peer.clone();
+            tokio::spawn(async move { peer.close().await });
             if let Some((_, info)) = link.feed {
                 self.ctx.playout.add_member(info, Box::new(Silence));
             }
@@ -883,7 +914,11 @@ mod tests {
             .expect("their offer is answered");
         assert_eq!(decode_payload(&reply.1).unwrap().signal.kind, "answer");
         let lost_at = t0 + Duration::from_secs(1);
-        links.signal_sent(MEMBER, false, lost_at).await;
+        assert!(
+            links
+                .signal_sent(MEMBER, Instant::now(), false, lost_at)
+                .await
+        );
         assert_eq!(links.role(MEMBER), None, "nothing left to connect");
 
         // Long past P2P_TIMEOUT: still not on the bridge, and our offer is out.
@@ -893,7 +928,10 @@ mod tests {
         assert_eq!(offers.len(), 1);
         assert_eq!(decode_payload(&offers[0].1).unwrap().signal.kind, "offer");
         // Delivered: the link's clock starts now, so it has not stalled half a timeout on.
-        links.signal_sent(MEMBER, true, later).await;
+        assert!(links.signal_sent(MEMBER, Instant::now(), true, later).await);
+        // A late result about a message queued before that changes nothing.
+        assert!(!links.signal_sent(MEMBER, t0, false, later).await);
+        assert_eq!(links.role(MEMBER), Some(LinkRole::Offering));
         links.offers_due(&roster, later + P2P_TIMEOUT / 2).await;
         assert!(!links.on_bridge(MEMBER));
         links.close_all().await;
