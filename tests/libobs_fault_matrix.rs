@@ -52,7 +52,7 @@ fn main() {
         let _mix = host.create_source("psn_party", "mix", "{}")?;
         let mut member = host.create_source("psn_party_member", "ann", r#"{"member":"slot:1"}"#)?;
         let audio = member.start_capture();
-        wait_connected(&sim, 1)?;
+        wait_connected(&sim, &party.session_id, 1)?;
         std::thread::sleep(Duration::from_millis(800));
         audio.lock().unwrap().clear();
         let tokens_before = sim.count("token");
@@ -81,7 +81,7 @@ fn main() {
         let mix = host.create_source("psn_party", "mix", "{}")?;
         let mut member = host.create_source("psn_party_member", "ann", r#"{"member":"slot:1"}"#)?;
         let audio = member.start_capture();
-        wait_connected(&sim, 1)?;
+        wait_connected(&sim, &party.session_id, 1)?;
         // Then the refresh token is revoked (the user signed out everywhere): the next refresh
         // fails, the status says so, nothing hammers PSN, the voice already here keeps playing.
         sim.fault(Fault::RevokeRefreshTokens);
@@ -133,7 +133,7 @@ fn main() {
         let party = sim.start_party_with("Errors", &[voice("ann_ps", 470.0)]);
         let _end = EndParty(&sim, party.session_id.clone());
         let mix = host.create_source("psn_party", "mix", "{}")?;
-        wait_connected(&sim, 1)?;
+        wait_connected(&sim, &party.session_id, 1)?;
         // 5xx on the next six PSN calls, then a newcomer the roster must still get.
         sim.reset_counts();
         sim.fault(Fault::ServerError { count: 6, status: Some(503), endpoint: None });
@@ -146,7 +146,7 @@ fn main() {
             status_of(&mix).contains("ben_ps (connected)")
         });
         let requests = sim.total_requests();
-        let path = if connected(&sim, "ben_ps") { "peer-to-peer" } else { "over the bridge" };
+        let path = if connected(&sim, &party.session_id, "ben_ps") { "peer-to-peer" } else { "over the bridge" };
         println!(
             "FIGURE 5xx at run time: 6 answered 503, newcomer connected {path} {:.1} s after joining, {requests} requests in all",
             t0.elapsed().as_secs_f64()
@@ -163,7 +163,7 @@ fn main() {
         let first = sim.total_requests();
         std::thread::sleep(Duration::from_secs(3));
         let during = sim.total_requests() - first;
-        let seen = support::wait_for(Duration::from_secs(30), || connected(&sim, "cat_ps"));
+        let seen = support::wait_for(Duration::from_secs(30), || connected(&sim, &party.session_id, "cat_ps"));
         println!(
             "FIGURE 429 with retry-after 4 s: {during} requests in the 3 s after it, newcomer connected {:.1} s after joining",
             t0.elapsed().as_secs_f64()
@@ -177,7 +177,7 @@ fn main() {
         let party = sim.start_party_with("Push", &[voice("ann_ps", 470.0)]);
         let _end = EndParty(&sim, party.session_id.clone());
         let mix = host.create_source("psn_party", "mix", "{}")?;
-        wait_connected(&sim, 1)?;
+        wait_connected(&sim, &party.session_id, 1)?;
         let connections = sim.push_connections();
         sim.fault(Fault::DropPush);
         let t0 = Instant::now();
@@ -204,7 +204,7 @@ fn main() {
         let mut ben = host.create_source("psn_party_member", "ben", r#"{"member":"ben_ps"}"#)?;
         let ann_audio = ann.start_capture();
         let ben_audio = ben.start_capture();
-        wait_connected(&sim, 2)?;
+        wait_connected(&sim, &party.session_id, 2)?;
         std::thread::sleep(Duration::from_millis(800));
         ann_audio.lock().unwrap().clear();
         ben_audio.lock().unwrap().clear();
@@ -259,7 +259,7 @@ fn main() {
         let mix = host.create_source("psn_party", "mix", "{}")?;
         let mut member = host.create_source("psn_party_member", "m", r#"{"member":"slot:1"}"#)?;
         let audio = member.start_capture();
-        wait_connected(&sim, 1)?;
+        wait_connected(&sim, &party.session_id, 1)?;
         sim.end_party(&party.session_id);
         let ended = support::wait_for(Duration::from_secs(15), || {
             let s = status_of(&mix);
@@ -295,7 +295,7 @@ fn main() {
         let mut member =
             host.create_source("psn_party_member", "steady", r#"{"member":"steady_ps"}"#)?;
         let audio = member.start_capture();
-        wait_connected(&sim, 1)?;
+        wait_connected(&sim, &party.session_id, 1)?;
         std::thread::sleep(Duration::from_secs(1));
         let threads_before = support::thread_count();
         let rss_before = support::rss_kib();
@@ -347,7 +347,7 @@ fn main() {
         let party = sim.start_party_with("Cycles", &[voice("ann_ps", 470.0), voice("ben_ps", 730.0)]);
         let _end = EndParty(&sim, party.session_id.clone());
         let _mix = host.create_source("psn_party", "mix", "{}")?;
-        wait_connected(&sim, 2)?;
+        wait_connected(&sim, &party.session_id, 2)?;
         let cycles = if long() { 500 } else { 100 };
         // One cycle first: lazily made things (locale, thread pools) are not leaks.
         drop(host.create_source("psn_party_member", "warm", r#"{"member":"slot:1"}"#)?);
@@ -368,7 +368,11 @@ fn main() {
         let took = t0.elapsed();
         let back = support::wait_for(Duration::from_secs(5), || support::thread_count() <= threads0);
         let (threads1, rss1, fds1) = (support::thread_count(), support::rss_kib(), fd_count());
-        let connected = sim.voice_status().iter().filter(|v| v.state == "connected").count();
+        let connected = sim
+            .voice_status()
+            .iter()
+            .filter(|v| v.state == "connected" && v.session_id == party.session_id)
+            .count();
         println!(
             "FIGURE {cycles} create/destroy cycles of each source while connected ({:.1} ms per pair): threads {threads0} -> {threads1}, fds {fds0} -> {fds1}, RSS {rss0} -> {rss_half} (half way) -> {rss1} KiB, members still connected {connected}/2",
             took.as_secs_f64() * 1000.0 / f64::from(cycles)
@@ -528,11 +532,13 @@ fn voice(online_id: &str, hz: f64) -> MemberSpec {
     )
 }
 
-fn wait_connected(sim: &SimHandle, n: usize) -> Result<(), String> {
+/// `n` voice members of this party are connected (psn-sim keeps the states of earlier parties'
+/// members too, so they must not count).
+fn wait_connected(sim: &SimHandle, session_id: &str, n: usize) -> Result<(), String> {
     let ok = support::wait_for(Duration::from_secs(15), || {
         sim.voice_status()
             .iter()
-            .filter(|v| v.state == "connected")
+            .filter(|v| v.state == "connected" && v.session_id == session_id)
             .count()
             >= n
     });
@@ -540,10 +546,10 @@ fn wait_connected(sim: &SimHandle, n: usize) -> Result<(), String> {
 }
 
 /// The member's peer is connected to the plugin (psn-sim's side of the connection).
-fn connected(sim: &SimHandle, online_id: &str) -> bool {
+fn connected(sim: &SimHandle, session_id: &str, online_id: &str) -> bool {
     sim.voice_status()
         .iter()
-        .any(|v| v.online_id == online_id && v.state == "connected")
+        .any(|v| v.online_id == online_id && v.state == "connected" && v.session_id == session_id)
 }
 
 fn status_of(source: &HostSource) -> String {
