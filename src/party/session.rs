@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::error_text::user_text;
 use super::status::{HubStatus, MemberState};
-use super::voice_links::{LinkContext, Outgoing, VoiceLinks, VoicePath};
+use super::voice_links::{LinkContext, Outgoing, SignalOutcome, VoiceLinks, VoicePath};
 use crate::audio::playout::{MemberInfo, Silence};
 use crate::psn::client::PsnClient;
 use crate::psn::custom_message::DEFAULT_CHANNEL;
@@ -369,9 +369,11 @@ async fn follow_one_party(
             }
             Some(event) = peer_events.recv() => links.on_peer_event(event).await,
             Some((to, queued_at, result)) = signal_results.recv() => {
-                let applies = links
-                    .signal_sent(&to, queued_at, result.is_ok(), Instant::now())
-                    .await;
+                let outcome = match &result {
+                    Ok(()) => SignalOutcome::Delivered,
+                    Err(e) => SignalOutcome::Lost { transient: e.is_transient() },
+                };
+                let applies = links.signal_sent(&to, queued_at, outcome, Instant::now()).await;
                 if let Err(e) = result {
                     // Surface the server's answer verbatim (PROTOCOL.md section 7) on that
                     // member's line; other members go on.

@@ -85,6 +85,16 @@ impl VoicePath {
 /// A customMessage to send: recipient and payload.
 pub type Outgoing = (Recipient, String);
 
+/// What became of an offer or answer we sent ([`VoiceLinks::signal_sent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalOutcome {
+    Delivered,
+    /// PSN did not pass it on; `transient`: it may next time (5xx, timeout, rate limit).
+    Lost {
+        transient: bool,
+    },
+}
+
 /// What the links need from the session.
 #[derive(Clone)]
 pub struct LinkContext {
@@ -261,13 +271,15 @@ impl VoiceLinks {
     /// description: a PSN outage that loses it is not a failed peer-to-peer path and must not
     /// send the member to the bridge. A lost description leaves nothing to connect: the link is
     /// dropped and our own offer goes out after the grace (unless the member offers again
-    /// first), without counting against [`MAX_OFFERS`]. A result about an older link (one
+    /// first), without counting against [`MAX_OFFERS`] when the loss was transient (a refusal
+    /// counts, so a member PSN will not pass messages to gets at most that many offers). A
+    /// result about an older link (one
     /// replaced since the message was queued) changes nothing; returns whether it applied.
     pub async fn signal_sent(
         &mut self,
         account_id: &str,
         queued_at: Instant,
-        delivered: bool,
+        outcome: SignalOutcome,
         now: Instant,
     ) -> bool {
         let Some(link) = self.links.get_mut(account_id) else {
@@ -276,10 +288,13 @@ impl VoiceLinks {
         if link.opened > queued_at {
             return false;
         }
-        if delivered {
-            link.opened = now;
-            return true;
-        }
+        let transient = match outcome {
+            SignalOutcome::Delivered => {
+                link.opened = now;
+                return true;
+            }
+            SignalOutcome::Lost { transient } => transient,
+        };
         self.drop_link(account_id).await;
         if self.ctx.path == VoicePath::Bridge {
             return true;
@@ -288,7 +303,9 @@ impl VoiceLinks {
             .plans
             .entry(account_id.to_owned())
             .or_insert(OfferPlan { due: now, sent: 0 });
-        plan.sent = plan.sent.saturating_sub(1);
+        if transient {
+            plan.sent = plan.sent.saturating_sub(1);
+        }
         plan.due = now + OFFER_GRACE;
         true
     }
@@ -916,7 +933,12 @@ mod tests {
         let lost_at = t0 + Duration::from_secs(1);
         assert!(
             links
-                .signal_sent(MEMBER, Instant::now(), false, lost_at)
+                .signal_sent(
+                    MEMBER,
+                    Instant::now(),
+                    SignalOutcome::Lost { transient: true },
+                    lost_at
+                )
                 .await
         );
         assert_eq!(links.role(MEMBER), None, "nothing left to connect");
@@ -928,9 +950,14 @@ mod tests {
         assert_eq!(offers.len(), 1);
         assert_eq!(decode_payload(&offers[0].1).unwrap().signal.kind, "offer");
         // Delivered: the link's clock starts now, so it has not stalled half a timeout on.
-        assert!(links.signal_sent(MEMBER, Instant::now(), true, later).await);
+        assert!(
+            links
+                .signal_sent(MEMBER, Instant::now(), SignalOutcome::Delivered, later)
+                .await
+        );
         // A late result about a message queued before that changes nothing.
-        assert!(!links.signal_sent(MEMBER, t0, false, later).await);
+        let stale = SignalOutcome::Lost { transient: true };
+        assert!(!links.signal_sent(MEMBER, t0, stale, later).await);
         assert_eq!(links.role(MEMBER), Some(LinkRole::Offering));
         links.offers_due(&roster, later + P2P_TIMEOUT / 2).await;
         assert!(!links.on_bridge(MEMBER));
