@@ -254,6 +254,72 @@ fn main() {
         Ok(())
     });
 
+    // The streamer's router restarts: every packet to PSN and to the members vanishes for 10 s
+    // (psn-sim's relays drop the media both ways, ICE consent included; requests and push frames
+    // wait). The voices come back by themselves, with nothing restarted.
+    runner.run("network_gone_for_10_s_voices_back_within_3_s", || {
+        let party = sim.start_party_with("Blackout", &[voice("ann_ps", 470.0), voice("ben_ps", 730.0)]);
+        let _end = EndParty(&sim, party.session_id.clone());
+        let mix = host.create_source("psn_party", "mix", "{}")?;
+        let mut ann = host.create_source("psn_party_member", "ann", r#"{"member":"ann_ps"}"#)?;
+        let mut ben = host.create_source("psn_party_member", "ben", r#"{"member":"ben_ps"}"#)?;
+        let ann_audio = ann.start_capture();
+        let ben_audio = ben.start_capture();
+        wait_connected(&sim, &party.session_id, 2)?;
+        std::thread::sleep(Duration::from_millis(800));
+        let dropped_before = sim.network_dropped_packets();
+        sim.set_network(false);
+        std::thread::sleep(Duration::from_secs(1));
+        ann_audio.lock().unwrap().clear();
+        std::thread::sleep(Duration::from_secs(9));
+        let during = tone_dbfs(&ann_audio.lock().unwrap().samples, RATE, 470.0);
+        let status_during = status_of(&mix);
+        let dropped = sim.network_dropped_packets() - dropped_before;
+        sim.set_network(true);
+        let up_at = Instant::now();
+        ann_audio.lock().unwrap().clear();
+        ben_audio.lock().unwrap().clear();
+        let heard = |audio: &std::sync::Mutex<obs_psn_party::obs::host::Captured>, hz: f64| {
+            let a = audio.lock().unwrap();
+            let n = a.samples.len();
+            n > RATE as usize / 5 && tone_dbfs(&a.samples[n - RATE as usize / 5..], RATE, hz) > -30.0
+        };
+        let mut ann_back = None;
+        let mut ben_back = None;
+        support::wait_for(Duration::from_secs(20), || {
+            if ann_back.is_none() && heard(&ann_audio, 470.0) {
+                ann_back = Some(up_at.elapsed());
+            }
+            if ben_back.is_none() && heard(&ben_audio, 730.0) {
+                ben_back = Some(up_at.elapsed());
+            }
+            ann_back.is_some() && ben_back.is_some()
+        });
+        // Then steady again: both connected, no gap in the next 3 s.
+        ann_audio.lock().unwrap().clear();
+        std::thread::sleep(Duration::from_secs(3));
+        let steady_gap_ms = longest_silence(&ann_audio.lock().unwrap().samples, 0.02) as f64 / 48.0;
+        let status_after = status_of(&mix);
+        let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
+        println!(
+            "FIGURE network gone 10 s: {dropped} media packets dropped, tone during {during:.1} dB, heard again {:.2} s (ann) and {:.2} s (ben) after it returned, then longest gap {steady_gap_ms:.1} ms in 3 s",
+            secs(ann_back),
+            secs(ben_back)
+        );
+        println!("    status during: {status_during}");
+        println!("    status after: {status_after}");
+        ensure(dropped > 100, || format!("only {dropped} packets were dropped: the network was not cut"))?;
+        ensure(during < -60.0, || format!("the tone was {during:.1} dB with the network gone"))?;
+        let worst = secs(ann_back).max(secs(ben_back));
+        ensure(worst <= 3.0, || format!("voices back after {ann_back:?} / {ben_back:?}, status {status_after}"))?;
+        ensure(steady_gap_ms < 100.0, || format!("a {steady_gap_ms:.0} ms gap after the recovery"))?;
+        ensure(
+            status_after.contains("ann_ps (connected)") && status_after.contains("ben_ps (connected)"),
+            || format!("status after: {status_after}"),
+        )?;
+        Ok(())
+    });
+
     runner.run("party_ended_then_the_next_party_is_followed", || {
         let party = sim.start_party_with("First", &[voice("ann_ps", 470.0)]);
         let mix = host.create_source("psn_party", "mix", "{}")?;

@@ -5,10 +5,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use reqwest::Method;
-use serde::Deserialize;
 use tokio::time::Instant;
 use url::Url;
 
+use super::answers::TokenAnswer;
 use super::config::PsnConfig;
 use super::error::{PsnError, Result};
 use super::http::{HeaderSet, Http, Request};
@@ -89,15 +89,6 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// The token endpoint's answer (PROTOCOL.md section 2 step 3).
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    expires_in: u64,
-    refresh_token: Option<String>,
-    refresh_token_expires_in: Option<u64>,
 }
 
 /// NPSSO -> code. Returns the code and the `cid` that came with it.
@@ -249,7 +240,7 @@ async fn token_call(
             _ => resp.api_error(),
         });
     }
-    let t: TokenResponse = resp.json()?;
+    let t: TokenAnswer = resp.json()?;
     let account_id = account_id_from_jwt(&t.access_token)
         .ok_or_else(|| PsnError::protocol("token", "the access token carries no account_id"))?;
     let access_lifetime = Duration::from_secs(t.expires_in);

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use reqwest::Method;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
+use super::answers::{BridgeCreatedAnswer, PeerAddedAnswer, ReofferAnswer};
 use super::client::PsnClient;
 use super::error::{PsnError, Result};
 use super::http::{HeaderSet, Request};
@@ -41,11 +41,6 @@ pub fn media_types() -> Value {
 #[derive(Debug, Clone)]
 pub struct BridgeApi {
     client: Arc<PsnClient>,
-}
-
-#[derive(Deserialize)]
-struct Sdp {
-    sdp: String,
 }
 
 impl BridgeApi {
@@ -92,20 +87,7 @@ impl BridgeApi {
                     .json(json!({})),
             )
             .await?;
-        #[derive(Deserialize)]
-        struct R {
-            bridge: B,
-        }
-        #[derive(Deserialize)]
-        struct B {
-            #[serde(rename = "bridgeId")]
-            bridge_id: String,
-            #[serde(rename = "bridgeToken")]
-            bridge_token: String,
-            #[serde(rename = "bridgeHostingType", default)]
-            hosting_type: String,
-        }
-        let r: R = resp.json()?;
+        let r: BridgeCreatedAnswer = resp.json()?;
         Ok(Bridge {
             bridge_id: r.bridge.bridge_id,
             bridge_token: Secret::new(r.bridge.bridge_token),
@@ -126,17 +108,7 @@ impl BridgeApi {
                     .json(media_types()),
             )
             .await?;
-        #[derive(Deserialize)]
-        struct R {
-            peer: P,
-        }
-        #[derive(Deserialize)]
-        struct P {
-            #[serde(rename = "peerId")]
-            peer_id: String,
-            offer: Sdp,
-        }
-        let r: R = resp.json()?;
+        let r: PeerAddedAnswer = resp.json()?;
         Ok(Peer {
             peer_id: r.peer.peer_id,
             offer_sdp: r.peer.offer.sdp,
@@ -165,11 +137,7 @@ impl BridgeApi {
                     .json(media_types()),
             )
             .await?;
-        #[derive(Deserialize)]
-        struct R {
-            offer: Sdp,
-        }
-        Ok(resp.json::<R>()?.offer.sdp)
+        Ok(resp.json::<ReofferAnswer>()?.offer.sdp)
     }
 
     /// `GET .../bridges/{id}?fields=peer.peerId`: the bridge as PSN reports it (shape [U], kept raw).

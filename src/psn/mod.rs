@@ -19,6 +19,7 @@
 //! ```
 //! Every error is a [`PsnError`] whose `Display` tells the user what to do.
 
+pub mod answers;
 pub mod auth;
 pub mod bridge;
 pub mod client;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use url::Url;
 
+use super::answers::{PartiesAnswer, PartySessionsAnswer};
 use super::client::PsnClient;
 use super::error::{PsnError, Result};
 use super::http::{HeaderSet, Request};
@@ -151,12 +152,12 @@ impl PartyApi {
         url.query_pairs_mut().append_pair("limit", "11");
         let req = Request::new("bulkGet", Method::POST, url, HeaderSet::Api)
             .json(json!({"groupInvitedPartySessions": []}));
-        #[derive(Deserialize)]
-        struct R {
-            #[serde(default)]
-            parties: Vec<Party>,
-        }
-        Ok(self.client.call(req).await?.json::<R>()?.parties)
+        Ok(self
+            .client
+            .call(req)
+            .await?
+            .json::<PartiesAnswer>()?
+            .parties)
     }
 
     /// `GET .../partySessions?view=v3` with `X-PSN-SESSION-MANAGER-SESSION-IDS` (answer shape [I]:
@@ -166,12 +167,12 @@ impl PartyApi {
         url.query_pairs_mut().append_pair("view", "v3");
         let req = Request::new("partySessions v3", Method::GET, url, HeaderSet::Api)
             .header("X-PSN-SESSION-MANAGER-SESSION-IDS", session_ids.join(","));
-        #[derive(Deserialize)]
-        struct R {
-            #[serde(rename = "partySessions", default)]
-            party_sessions: Vec<Party>,
-        }
-        Ok(self.client.call(req).await?.json::<R>()?.party_sessions)
+        Ok(self
+            .client
+            .call(req)
+            .await?
+            .json::<PartySessionsAnswer>()?
+            .party_sessions)
     }
 
     /// The party that has my account on a console (the one the user is in on their PS5/PS4).

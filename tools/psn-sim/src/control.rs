@@ -41,6 +41,17 @@ pub async fn handle(inner: &Arc<Inner>, ctx: Ctx) -> Resp {
         ("GET", ["rejections"]) => json_resp(200, json!(h.rejections())),
         ("GET", ["messages"]) => json_resp(200, json!(h.received_messages())),
         ("GET", ["voice"]) => json_resp(200, json!(h.voice_status())),
+        ("POST", ["network"]) => match body.get("up").and_then(Value::as_bool) {
+            Some(up) => {
+                h.set_network(up);
+                ok()
+            }
+            None => error_body(
+                400,
+                CODE_BAD_REQUEST,
+                "bad network: expected {\"up\": true|false}",
+            ),
+        },
         ("POST", ["voice", account, "network"]) => {
             match serde_json::from_value::<crate::Network>(body) {
                 Ok(n) if n.validate().is_ok() => {

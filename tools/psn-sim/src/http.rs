@@ -193,6 +193,10 @@ pub async fn serve(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, In
     if class == Class::Control {
         return Ok(crate::control::handle(&inner, ctx).await);
     }
+    // The network is down: the request reaches PSN when it comes back (TCP retransmits), unless
+    // the client gave up first.
+    let mut network = inner.network_up.subscribe();
+    let _ = network.wait_for(|up| *up).await;
     // Faults and counting.
     let (delay, fault) = {
         let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -7,6 +7,7 @@ pub mod cmsg;
 pub mod control;
 pub mod http;
 pub mod push;
+pub mod relay;
 pub mod shape;
 pub mod state;
 pub mod voice;
@@ -21,7 +22,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 pub use state::{Fault, MemberInbound, ReceivedMessage, SimConfig, UserInbound};
 use state::{SimMember, State, MOBILE_APP};
@@ -30,6 +31,9 @@ pub use voice::{MemberSpec, Network, VoiceSpec, VoiceStatus};
 pub struct Inner {
     pub state: Mutex<State>,
     pub push_changed: Notify,
+    /// Whether the network works (`SimHandle::set_network`): while false, HTTP answers and
+    /// push frames are held and the members' media packets are dropped (src/relay.rs).
+    pub network_up: watch::Sender<bool>,
 }
 
 impl Inner {
@@ -108,6 +112,7 @@ pub async fn start_on(
     let inner = Arc::new(Inner {
         state: Mutex::new(st),
         push_changed: Notify::new(),
+        network_up: watch::channel(true).0,
     });
     let i2 = inner.clone();
     let http_task = tokio::spawn(async move {
@@ -344,6 +349,19 @@ impl SimHandle {
             }
             None => false,
         }
+    }
+
+    /// Takes the network away (false) or gives it back (true), for the user and every voice
+    /// member at once, the way a dead router does: requests and push frames wait (as TCP
+    /// would retransmit them), media packets of peer-to-peer members vanish both ways. The
+    /// bridge path's media is not cut (docs/psn-sim.md).
+    pub fn set_network(&self, up: bool) {
+        self.inner.network_up.send_replace(up);
+    }
+
+    /// Media packets the relays dropped while the network was down, since the process started.
+    pub fn network_dropped_packets(&self) -> u64 {
+        relay::DROPPED_WHILE_DOWN.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The voice member's peer connection dies: closed at once, with nothing said in

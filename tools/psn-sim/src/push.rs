@@ -128,9 +128,14 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
     };
     inner.push_changed.notify_waiters();
     let mut frozen = false;
+    // While the network is down nothing crosses the socket either way: frames wait, pings are
+    // not answered.
+    let mut network = inner.network_up.subscribe();
     loop {
+        let up = *network.borrow_and_update();
         tokio::select! {
-            cmd = rx.recv() => match cmd {
+            changed = network.changed() => if changed.is_err() { break; },
+            cmd = rx.recv(), if up => match cmd {
                 Some(PushCmd::Text(t)) => {
                     if ws.send(Message::text(t)).await.is_err() { break; }
                 }
@@ -140,7 +145,7 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
                     break;
                 }
             },
-            msg = ws.next(), if !frozen => match msg {
+            msg = ws.next(), if up && !frozen => match msg {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(Message::Text(_))) => {
                     let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());

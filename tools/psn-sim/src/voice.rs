@@ -25,6 +25,7 @@ use webrtc::peer_connection::{
 };
 
 use crate::cmsg::{self, Signal};
+use crate::relay::{member_sdp_via, user_sdp_via, Relay};
 use crate::state::MOBILE_APP;
 use crate::Inner;
 
@@ -329,6 +330,8 @@ enum Presence {
 struct Peer {
     pc: Arc<dyn PeerConnection>,
     sender: tokio::task::JoinHandle<()>,
+    /// The network this connection crosses (None when the member is not reachable p2p).
+    relay: Option<Relay>,
 }
 
 impl Peer {
@@ -493,7 +496,7 @@ impl MemberCtx {
                                 reject(&self.w, format!("voice member {}: answer without an offer", self.account));
                                 continue;
                             };
-                            match apply_answer(&p.pc, &self.remote(&s.sdp)).await {
+                            match apply_answer(&p.pc, &self.remote(&s.sdp, p.relay.as_ref())).await {
                                 Ok(()) => {
                                     pending_offer = None;
                                     applied_answer = Some(s.sdp.clone());
@@ -591,9 +594,13 @@ impl MemberCtx {
 
     /// The SDP as sent: with `p2p: false` every candidate names port 9 on 127.0.0.1, where
     /// nothing answers, so ICE never connects.
-    fn reachable(&self, sdp: String) -> String {
+    /// Otherwise its candidate names the relay (src/relay.rs) the connection crosses.
+    fn reachable(&self, sdp: String, relay: Option<&Relay>) -> String {
         if self.spec.p2p {
-            return sdp;
+            return match relay {
+                Some(relay) => member_sdp_via(relay, &sdp),
+                None => sdp,
+            };
         }
         let mut out = String::new();
         for line in sdp.lines() {
@@ -613,14 +620,29 @@ impl MemberCtx {
 
     /// The user's SDP as this member's stack sees it: with `p2p: false` without the user's
     /// candidates (the member never reaches the user either).
-    fn remote(&self, sdp: &str) -> String {
+    /// Otherwise the user's candidates name the relay.
+    fn remote(&self, sdp: &str, relay: Option<&Relay>) -> String {
         if self.spec.p2p {
-            return sdp.to_owned();
+            return match relay {
+                Some(relay) => user_sdp_via(relay, sdp),
+                None => sdp.to_owned(),
+            };
         }
         sdp.lines()
             .filter(|l| !l.starts_with("a=candidate:"))
             .map(|l| format!("{l}\r\n"))
             .collect()
+    }
+
+    /// The network a new p2p connection crosses.
+    async fn relay(&self) -> Result<Option<Relay>, String> {
+        if !self.spec.p2p {
+            return Ok(None);
+        }
+        let inner = self.w.upgrade().ok_or("the simulator is gone")?;
+        let network = inner.network_up.subscribe();
+        drop(inner);
+        Relay::bind(network).await.map(Some).map_err(e2s)
     }
 
     fn seed(&self) -> u64 {
@@ -715,6 +737,7 @@ impl MemberCtx {
 
     /// A new connection and the recorded-shape offer for it.
     async fn make_offer(&self, user: &str, seq: u64) -> Result<(Peer, String), String> {
+        let relay = self.relay().await?;
         let (pc, gathered, connected) = self.new_pc().await?;
         let ssrc = StdRng::seed_from_u64(self.seed() ^ 0x55).random::<u32>() | 1;
         let uuid = uuid::Uuid::new_v4().to_string();
@@ -731,10 +754,14 @@ impl MemberCtx {
             .await
             .ok_or("no local description")?
             .sdp;
-        let sdp = self.reachable(recorded_offer(&real, self.spec.clock_rate, ssrc, &uuid)?);
+        let sdp = self.reachable(
+            recorded_offer(&real, self.spec.clock_rate, ssrc, &uuid)?,
+            relay.as_ref(),
+        );
         set_status(&self.w, &self.account, |v| v.ssrc = ssrc);
         let sender = self.start_sender(track, connected, ssrc, OPUS_PT);
-        Ok((Peer { pc, sender }, self.signal(user, "offer", sdp, seq)))
+        let peer = Peer { pc, sender, relay };
+        Ok((peer, self.signal(user, "offer", sdp, seq)))
     }
 
     /// A new connection answering the user's offer; returns the answer SDP.
@@ -745,6 +772,7 @@ impl MemberCtx {
         // The PS5 sends Opus at its own clock: the offer must carry it.
         let opus_pt = offered_pt(offer, &format!("opus/{}/2", self.spec.clock_rate))
             .ok_or_else(|| format!("offer has no opus/{}/2", self.spec.clock_rate))?;
+        let relay = self.relay().await?;
         let (pc, gathered, connected) = self.new_pc().await?;
         let closing = |pc: Arc<dyn PeerConnection>, e: String| async move {
             let _ = pc.close().await;
@@ -752,11 +780,12 @@ impl MemberCtx {
         };
         // This member's stack knows Opus at its own clock only (as a PS5 does at 16 kHz); the
         // stack would otherwise match any Opus of the offer, clock aside.
-        let desc =
-            match RTCSessionDescription::offer(self.remote(&without_other_opus(offer, opus_pt))) {
-                Ok(d) => d,
-                Err(e) => return Err(closing(pc, e2s(e)).await),
-            };
+        let desc = match RTCSessionDescription::offer(
+            self.remote(&without_other_opus(offer, opus_pt), relay.as_ref()),
+        ) {
+            Ok(d) => d,
+            Err(e) => return Err(closing(pc, e2s(e)).await),
+        };
         if let Err(e) = pc.set_remote_description(desc).await {
             return Err(closing(pc, e2s(e)).await);
         }
@@ -778,7 +807,7 @@ impl MemberCtx {
             return Err(closing(pc, "no local description".into()).await);
         };
         let sdp = match recorded_answer(&local.sdp, offer, opus_pt, ssrc, &uuid) {
-            Ok(sdp) => self.reachable(sdp),
+            Ok(sdp) => self.reachable(sdp, relay.as_ref()),
             Err(e) => return Err(closing(pc, e).await),
         };
         set_status(&self.w, &self.account, |v| {
@@ -788,7 +817,7 @@ impl MemberCtx {
             }
         });
         let sender = self.start_sender(track, connected, ssrc, opus_pt);
-        Ok((Peer { pc, sender }, sdp))
+        Ok((Peer { pc, sender, relay }, sdp))
     }
 }
 

@@ -952,3 +952,29 @@ async fn a_linked_bridge_sends_each_members_voice_down() {
     assert!(sim.rejections().is_empty(), "{:?}", sim.rejections());
     let _ = pc.close().await;
 }
+
+/// With the network down a request is held, not answered, and goes through when the network
+/// comes back (as TCP would retransmit it); the control API keeps working throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_down_holds_requests_until_it_returns() {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let (st, _) = http(&sim, "POST", "/_sim/network", r#"{"up":"no"}"#).await;
+    assert_eq!(st, 400);
+    let (st, _) = http(&sim, "POST", "/_sim/network", r#"{"up":false}"#).await;
+    assert_eq!(st, 200);
+    let held = raw(&sim, "GET", "/api/not/a/psn/endpoint", &[], "");
+    tokio::pin!(held);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(600), &mut held)
+            .await
+            .is_err(),
+        "answered while the network was down"
+    );
+    let (st, _) = http(&sim, "GET", "/_sim/counts", "").await;
+    assert_eq!(st, 200, "the control API is not behind the network");
+    sim.set_network(true);
+    let (st, _, _) = tokio::time::timeout(Duration::from_secs(2), held)
+        .await
+        .expect("answered once the network was back");
+    assert_eq!(st, 404);
+}
