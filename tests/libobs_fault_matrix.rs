@@ -496,7 +496,7 @@ fn main() {
     drop(sim);
     drop(_runtime_context);
     drop(runtime);
-    let _ = std::fs::remove_dir_all(&work);
+    support::finish_scratch(&work);
     runner.finish();
 }
 
@@ -583,7 +583,7 @@ fn exit_during(phase: &str) -> ! {
     drop(sim);
     drop(_runtime_context);
     drop(runtime);
-    let _ = std::fs::remove_dir_all(&work);
+    support::finish_scratch(&work);
     std::process::exit(if ok { 0 } else { 1 });
 }
 

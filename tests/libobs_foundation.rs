@@ -252,7 +252,7 @@ fn main() {
             format!("shutdown took {:?}", report.took)
         })
     });
-    let _ = std::fs::remove_dir_all(&work);
+    support::finish_scratch(&work);
     runner.finish();
 }
 

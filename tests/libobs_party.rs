@@ -293,7 +293,7 @@ fn main() {
     drop(sim);
     drop(_runtime_context);
     drop(runtime);
-    let _ = std::fs::remove_dir_all(&work);
+    support::finish_scratch(&work);
     runner.finish();
 }
 

@@ -387,6 +387,7 @@ fn main() {
 
     mix_cell.borrow_mut().take();
     sim.end_party(&party.session_id);
+    support::finish_scratch(&work);
     runner.finish();
 }
 

@@ -42,7 +42,14 @@ fi
 
 
 home="$(mktemp -d /tmp/obs-psn-party-home.XXXXXX)"
-trap 'rm -rf "$home"' EXIT
+keep_artefacts() {
+  # Under tools/test.sh: OBS's logs and scene collection go to the suite's secret scan.
+  [ -n "${PSN_PARTY_SUITE_ARTEFACTS:-}" ] || return 0
+  local dest="$PSN_PARTY_SUITE_ARTEFACTS/obs-smoke"
+  mkdir -p "$dest"
+  cp -r "$home/.config/obs-studio/logs" "$home/.config/obs-studio/basic" "$home/obs-stdout.txt" "$dest/" 2>/dev/null || true
+}
+trap 'keep_artefacts; rm -rf "$home"' EXIT
 config="$home/.config/obs-studio"
 mkdir -p "$config"
 port=$((20000 + RANDOM % 20000))

@@ -9,14 +9,28 @@ tools/setup.sh
 echo "== every README command is run by CI"
 tools/check-readme.sh
 
+# Everything the suite writes (test output, OBS logs, settings, protocol traces, which are
+# switched on for the whole run) is kept here and scanned at the end for every secret psn-sim
+# handed out (tools/secret-scan.py).
+artefacts="$PWD/target/suite-artefacts"
+rm -rf "$artefacts"
+mkdir -p "$artefacts"
+export PSN_PARTY_SUITE_ARTEFACTS="$artefacts"
+export PSN_SIM_SECRET_LEDGER="$artefacts/secrets.ledger"
+export PSN_PARTY_TRACE=1
+
 echo "== cargo test (unit, simulator and libobs end-to-end tests)"
-cargo test --workspace --features obs-psn-party/test-producer
+cargo test --workspace --features obs-psn-party/test-producer 2>&1 | tee "$artefacts/cargo-test.log"
 
 echo "== real OBS Studio with the installed plugin"
-tools/obs-smoke.sh
+tools/obs-smoke.sh 2>&1 | tee "$artefacts/obs-smoke.log"
 
 echo "== the .deb in a clean Debian 12 root, with real OBS"
-tools/deb-check.sh
+tools/deb-check.sh 2>&1 | tee "$artefacts/deb-check.log"
 
 echo "== the demo (the README's main command)"
-tools/demo.sh
+tools/demo.sh 2>&1 | tee "$artefacts/demo.log"
+
+echo "== no secret in anything the suite wrote"
+tools/secret-scan.py --self-test
+tools/secret-scan.py "$artefacts/secrets.ledger" "$artefacts" target/demo

@@ -26,6 +26,11 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// Every log line libobs produced in this process, also after `ObsHost::shutdown`.
+pub fn captured_log_lines() -> Vec<LogLine> {
+    LOG.lock().map(|log| log.clone()).unwrap_or_default()
+}
+
 unsafe extern "C" fn log_handler(
     level: c_int,
     format: *const c_char,
@@ -212,7 +217,7 @@ impl ObsHost {
 
     /// Every log line OBS produced so far.
     pub fn log_lines(&self) -> Vec<LogLine> {
-        LOG.lock().map(|log| log.clone()).unwrap_or_default()
+        captured_log_lines()
     }
 
     /// libobs allocations currently live.

@@ -96,7 +96,13 @@ fn run(options: &Options) -> Result<(), String> {
         ));
     }
     std::fs::create_dir_all(&options.out).map_err(|e| e.to_string())?;
-    let scratch = std::env::temp_dir().join(format!("psn-party-demo-{}", std::process::id()));
+    // Under tools/test.sh the run's OBS log, settings and trace are kept for the suite's
+    // secret scan (tools/secret-scan.py); otherwise all of it goes at the end.
+    let artefacts = std::env::var_os("PSN_PARTY_SUITE_ARTEFACTS").map(PathBuf::from);
+    let scratch = artefacts
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("psn-party-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let (binary, data) =
         stage(&options.plugin, &scratch.join("plugins")).map_err(|e| e.to_string())?;
@@ -270,7 +276,16 @@ fn run(options: &Options) -> Result<(), String> {
         "OBS shut down in {:?}; Number of memory leaks: {}",
         report.took, report.leaks
     );
-    let _ = std::fs::remove_dir_all(&scratch);
+    if artefacts.is_some() {
+        let log: String = obs_psn_party::obs::host::captured_log_lines()
+            .iter()
+            .map(|l| format!("{}\n", l.text))
+            .collect();
+        let _ = std::fs::write(scratch.join("obs.log"), log);
+        let _ = std::fs::remove_dir_all(scratch.join("plugins"));
+    } else {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
     if report.leaks != 0 {
         problems.push(format!("{} libobs allocations leaked", report.leaks));
     }

@@ -407,7 +407,7 @@ fn auth(inner: &Inner, ctx: &Ctx) -> Resp {
         let cid = uuid::Uuid::new_v4().to_string();
         let account = st.cfg.account_id.clone();
         st.codes.insert(code.clone(), (account, Instant::now()));
-        st.secrets.push(code.clone());
+        st.remember_secrets([code.clone()]);
         let redirect_uri = ctx.q("redirect_uri").unwrap_or_default();
         return redirect(&format!("{redirect_uri}/?code={code}&cid={cid}"));
     }
@@ -712,7 +712,7 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
             let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             let id = uuid::Uuid::new_v4().to_string();
             let token = crate::state::random_token(32);
-            st.secrets.push(token.clone());
+            st.remember_secrets([token.clone()]);
             st.bridges.insert(
                 id.clone(),
                 crate::state::SimBridge {

@@ -266,9 +266,35 @@ pub struct UserInbound {
     pub payload: String,
 }
 
+/// A file every secret the simulator hands out is appended to, one a line, when set: the whole
+/// test suite's secret scan (tools/secret-scan.py) looks for them in everything the suite wrote.
+pub const SECRET_LEDGER_VAR: &str = "PSN_SIM_SECRET_LEDGER";
+
+fn append_to_ledger(secrets: &[String]) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os(SECRET_LEDGER_VAR) else {
+        return;
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
+    if let Ok(mut file) = file {
+        let lines: String = secrets.iter().map(|s| format!("{s}\n")).collect();
+        let _ = file.write_all(lines.as_bytes());
+    }
+}
+
 impl State {
+    /// Keeps secrets handed out for the leak checks (and the suite's ledger).
+    pub fn remember_secrets<const N: usize>(&mut self, secrets: [String; N]) {
+        append_to_ledger(&secrets);
+        self.secrets.extend(secrets);
+    }
+
     pub fn new(cfg: SimConfig) -> Self {
         let secrets = vec![cfg.npsso.clone(), cfg.client_secret.clone()];
+        append_to_ledger(&secrets);
         let mut online_ids = HashMap::new();
         online_ids.insert(cfg.account_id.clone(), cfg.online_id.clone());
         State {
@@ -443,8 +469,7 @@ impl State {
             .get(&rt)
             .map(|t| t.expires.saturating_duration_since(now).as_secs())
             .unwrap_or(0);
-        self.secrets
-            .extend([access.clone(), id_token.clone(), rt.clone()]);
+        self.remember_secrets([access.clone(), id_token.clone(), rt.clone()]);
         json!({
             "access_token": access,
             "token_type": "bearer",

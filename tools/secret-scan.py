@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""The whole suite's secret scan (issue 6): every secret psn-sim handed out during the suite
+(NPSSO, client secret, codes, access, ID and refresh tokens, bridge tokens; psn-sim appends
+them to the ledger named by PSN_SIM_SECRET_LEDGER) is looked for in everything the suite
+wrote: test output and panic messages, OBS logs, protocol traces, settings and scene JSON.
+
+    tools/secret-scan.py LEDGER PATH...    files, or folders walked whole
+    tools/secret-scan.py --self-test       shows that a planted secret is found
+
+A secret counts as leaked when it appears whole, or any 16-character piece from its start or
+its end does (a token cut short in a log line is still a leak). The plugin's two stores
+(psn-tokens.json, and psn-client.json for credentials typed into the properties) are where
+secrets belong: they are not searched, but must be private to the user (mode 0600). Findings name
+the file, line and kind of secret, never the secret. Exit 1 on any finding."""
+
+import os
+import re
+import sys
+import tempfile
+
+PIECE = 16
+STORES = ("psn-tokens.json", "psn-client.json")
+# Secrets are made of these (psn-sim's random tokens, base64url JWT segments).
+RUN = re.compile(rb"[A-Za-z0-9_-]{%d,}" % PIECE)
+
+
+def needles(secrets):
+    """(pieces of 16 characters -> secret index, short secrets searched whole)."""
+    pieces, short = {}, []
+    for i, s in enumerate(secrets):
+        b = s.encode()
+        if b.count(b".") == 2:  # a JWT: its signature is what no one else has
+            b = b.rsplit(b".", 1)[1]
+        if len(b) < PIECE or not RUN.fullmatch(b):
+            short.append((i, b))
+            continue
+        pieces[b[:PIECE]] = i
+        pieces[b[-PIECE:]] = i
+    return pieces, short
+
+
+def kind(secret):
+    if secret.count(".") == 2:
+        return "a JWT (access or ID token)"
+    if secret.startswith("sim-secret-"):
+        return "the client secret"
+    if secret.startswith("v3."):
+        return "an authorization code"
+    return "a %d-character token (NPSSO, refresh or bridge token)" % len(secret)
+
+
+def scan_file(path, pieces, short):
+    found = []
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return found
+    for m in RUN.finditer(data):
+        run = m.group()
+        for k in range(len(run) - PIECE + 1):
+            i = pieces.get(run[k:k + PIECE])
+            if i is not None:
+                found.append((data.count(b"\n", 0, m.start()) + 1, i))
+                break
+    for i, b in short:
+        at = data.find(b)
+        if at >= 0:
+            found.append((data.count(b"\n", 0, at) + 1, i))
+    return found
+
+
+def files_under(paths):
+    for p in paths:
+        if os.path.isdir(p):
+            for root, _, names in os.walk(p):
+                for n in sorted(names):
+                    yield os.path.join(root, n)
+        elif os.path.isfile(p):
+            yield p
+
+
+def scan(ledger, paths):
+    with open(ledger, encoding="utf-8") as f:
+        secrets = sorted({line.strip() for line in f if line.strip()})
+    pieces, short = needles(secrets)
+    findings, files, size = [], 0, 0
+    for path in files_under(paths):
+        if os.path.abspath(path) == os.path.abspath(ledger):
+            continue
+        if os.path.basename(path) in STORES:
+            if os.stat(path).st_mode & 0o777 != 0o600:
+                findings.append((path, 0, None))
+            continue
+        files += 1
+        size += os.path.getsize(path)
+        findings += [(path, line, i) for line, i in scan_file(path, pieces, short)]
+    return secrets, findings, files, size
+
+
+def report(ledger, paths):
+    secrets, findings, files, size = scan(ledger, paths)
+    for path, line, i in findings:
+        if i is None:
+            print("secret-scan: %s is readable by others (mode %o, must be 600)" % (path, os.stat(path).st_mode & 0o777))
+        else:
+            print("secret-scan: %s:%d carries %s" % (path, line, kind(secrets[i])))
+    print("secret-scan: %d secrets looked for in %d files (%.1f MB): %s"
+          % (len(secrets), files, size / 1e6, "%d found" % len(findings) if findings else "none found"))
+    if not secrets:
+        print("secret-scan: the ledger is empty: psn-sim wrote nothing to it", file=sys.stderr)
+        return 1
+    return 1 if findings else 0
+
+
+def self_test():
+    with tempfile.TemporaryDirectory() as d:
+        ledger = os.path.join(d, "ledger")
+        secrets = ["A" * 5 + "kq3ZP0x9LmW2vB7nT4rY8sU1", "eyJh.eyJz.Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4", "v3.Ab12Cd"]
+        with open(ledger, "w") as f:
+            f.write("\n".join(secrets) + "\n")
+        os.mkdir(os.path.join(d, "out"))
+        clean = os.path.join(d, "out", "clean.log")
+        with open(clean, "w") as f:
+            f.write("Authorization: Bearer <redacted>\nrefresh_token=<redacted 32 chars>\n")
+        assert not scan(ledger, [clean])[1], "a clean file was reported"
+        cases = {
+            "whole.log": "token %s here\n" % secrets[0],
+            "cut.log": 'line 1\n{"refresh_token":"%s..."}\n' % secrets[0][:20],
+            "tail.json": "x=%s\n" % secrets[1].split(".")[2][-18:],
+            "code.txt": "GET /?code=%s&cid=1\n" % secrets[2],
+        }
+        for name, text in cases.items():
+            path = os.path.join(d, "out", name)
+            with open(path, "w") as f:
+                f.write(text)
+            found = scan(ledger, [path])[1]
+            assert found, "%s: the planted secret was not found" % name
+        store = os.path.join(d, "out", STORES[0])
+        with open(store, "w") as f:
+            f.write(secrets[0])
+        os.chmod(store, 0o600)
+        found = scan(ledger, [os.path.join(d, "out")])[1]
+        assert len(found) == len(cases), found
+        os.chmod(store, 0o644)
+        found = scan(ledger, [os.path.join(d, "out")])[1]
+        assert (store, 0, None) in found, "a store readable by others was not reported"
+    print("secret-scan: self-test passed (planted secrets found whole, cut short and in a JWT; a private store skipped, a readable one reported)")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--self-test"]:
+        sys.exit(self_test())
+    if len(sys.argv) < 3:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    sys.exit(report(sys.argv[1], sys.argv[2:]))
