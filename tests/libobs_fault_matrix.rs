@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use obs_psn_party::audio::analysis::{longest_silence, tone_dbfs};
-use obs_psn_party::obs::host::{HostSource, ObsHost};
+use obs_psn_party::obs::host::{heap_in_use_bytes, HostSource, ObsHost};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use psn_sim::{Fault, SimHandle};
 use support::{ensure, Runner};
@@ -420,8 +420,18 @@ fn main() {
         drop(host.create_source("psn_party", "warm2", "{}")?);
         std::thread::sleep(Duration::from_millis(300));
         let (threads0, rss0, fds0) = (support::thread_count(), support::rss_kib(), fd_count());
+        let heap_kib = || heap_in_use_bytes().unwrap_or(0) / 1024;
+        // This test host keeps every OBS log line in memory: that part of the heap is ours.
+        let log_kib = || {
+            let lines = host.log_lines();
+            (lines.iter().map(|l| l.text.capacity()).sum::<usize>()
+                + lines.capacity() * std::mem::size_of_val(&lines[0]))
+                / 1024
+        };
+        let (heap0, log0) = (heap_kib(), log_kib());
         let t0 = Instant::now();
         let mut rss_half = 0;
+        let mut heap_half = 0;
         for i in 0..cycles {
             let member = host.create_source("psn_party_member", &format!("m{i}"), r#"{"member":"slot:1"}"#)?;
             let party_source = host.create_source("psn_party", &format!("p{i}"), "{}")?;
@@ -429,25 +439,41 @@ fn main() {
             drop(party_source);
             if i + 1 == cycles / 2 {
                 rss_half = support::rss_kib();
+                heap_half = heap_kib();
             }
         }
         let took = t0.elapsed();
         let back = support::wait_for(Duration::from_secs(5), || support::thread_count() <= threads0);
         let (threads1, rss1, fds1) = (support::thread_count(), support::rss_kib(), fd_count());
+        // Destroyed sources free some of their memory from background tasks: give it 10 s.
+        let heap_bound = 1024 * cycles as usize / 100;
+        let heap_at_end = heap_kib();
+        let log1 = log_kib();
+        let settled = support::wait_for(Duration::from_secs(10), || {
+            heap_kib() <= heap0 + heap_bound + log1.saturating_sub(log0)
+        });
+        let heap1 = heap_kib();
         let connected = sim
             .voice_status()
             .iter()
             .filter(|v| v.state == "connected" && v.session_id == party.session_id)
             .count();
         println!(
-            "FIGURE {cycles} create/destroy cycles of each source while connected ({:.1} ms per pair): threads {threads0} -> {threads1}, fds {fds0} -> {fds1}, RSS {rss0} -> {rss_half} (half way) -> {rss1} KiB, members still connected {connected}/2",
-            took.as_secs_f64() * 1000.0 / f64::from(cycles)
+            "FIGURE {cycles} create/destroy cycles of each source while connected ({:.1} ms per pair): threads {threads0} -> {threads1}, fds {fds0} -> {fds1}, RSS {rss0} -> {rss_half} (half way) -> {rss1} KiB, heap in use {heap0} -> {heap_half} (half way) -> {heap_at_end} (at the end) -> {heap1} KiB ({:.1} s later; of the growth, {} KiB is this host's copy of OBS's log), members still connected {connected}/2",
+            took.as_secs_f64() * 1000.0 / f64::from(cycles),
+            settled.map_or(10.0, |d| d.as_secs_f64()),
+            log1 as i64 - log0 as i64
         );
         ensure(back.is_some(), || format!("threads {threads0} -> {threads1}"))?;
         ensure(fds1 <= fds0 + 2, || format!("fds {fds0} -> {fds1}"))?;
-        // RSS is printed, not held: with the party's peers and the allocator's per-thread
-        // arenas in the same process it moves by several MiB either way between runs
-        // (docs/reliability.md, "open"). libobs's own allocations are held at exit (0 leaks).
+        // RSS is printed, not held: it also counts freed memory glibc keeps in its per-thread
+        // arenas, and moves by several MiB either way between runs. What is held is the heap
+        // actually in use (mallinfo2): a leak of 10 KiB per cycle would grow it by 1 MiB.
+        // libobs's own allocations are held at exit (0 leaks).
+        let heap_growth = heap1 as i64 - heap0 as i64 - (log1 as i64 - log0 as i64);
+        ensure(heap_growth <= heap_bound as i64, || {
+            format!("the heap in use grew {heap_growth} KiB over {cycles} cycles")
+        })?;
         ensure(connected == 2, || "the party's voices dropped".into())?;
         Ok(())
     });

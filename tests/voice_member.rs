@@ -177,8 +177,19 @@ fn dtx_pauses_are_not_losses() {
     }
 }
 
+/// Minutes of a drift check: `short`, or the 30 with `PSN_PARTY_LONG=1`
+/// (tools/reliability.sh).
+fn drift_minutes(short: u64) -> u64 {
+    if std::env::var_os("PSN_PARTY_LONG").is_some() {
+        30
+    } else {
+        short
+    }
+}
+
 #[test]
 fn drift_with_talkspurts_does_not_grow_the_delay() {
+    let minutes = drift_minutes(5);
     for ppm in [200.0, -200.0] {
         let sc = Scenario {
             drift_ppm: ppm,
@@ -188,12 +199,12 @@ fn drift_with_talkspurts_does_not_grow_the_delay() {
             },
             jitter_ms: 20,
             loss: 0.02,
-            duration_ms: 300_000,
+            duration_ms: minutes * 60_000,
             seed: 21,
             ..Default::default()
         };
         let r = run(&sc);
-        show(&format!("drift {ppm} ppm, 5 min"), &r);
+        show(&format!("drift {ppm} ppm, {minutes} min"), &r);
         common(&r);
         assert!((r.delay_last_ms - r.delay_first_ms).abs() <= 10.0, "{r:?}");
         assert!(r.unexplained_gaps(40).is_empty(), "{r:?}");
@@ -202,18 +213,19 @@ fn drift_with_talkspurts_does_not_grow_the_delay() {
 
 #[test]
 fn drift_without_pauses_is_absorbed_between_words() {
+    let minutes = drift_minutes(10);
     for ppm in [200.0, -200.0] {
         let sc = Scenario {
             drift_ppm: ppm,
             word_gap_ms: 150,
             jitter_ms: 20,
-            duration_ms: 600_000,
+            duration_ms: minutes * 60_000,
             seed: 31,
             ..Default::default()
         };
         let r = run(&sc);
         show(
-            &format!("drift {ppm} ppm, 10 min, no DTX, 150 ms word gaps"),
+            &format!("drift {ppm} ppm, {minutes} min, no DTX, 150 ms word gaps"),
             &r,
         );
         println!(

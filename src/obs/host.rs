@@ -26,6 +26,23 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// Bytes the C allocator has handed out and not taken back, over all its arenas and mmapped
+/// blocks (glibc's `mallinfo2`): what the process really holds on the heap, where RSS also
+/// counts freed memory the allocator keeps for reuse. Rust's and libobs's allocations both come
+/// from it. `None` off glibc.
+pub fn heap_in_use_bytes() -> Option<usize> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: reads the allocator's counters; no arguments, nothing kept.
+        let info = unsafe { libc::mallinfo2() };
+        Some(info.uordblks + info.hblkhd)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
 /// Every log line libobs produced in this process, also after `ObsHost::shutdown`.
 pub fn captured_log_lines() -> Vec<LogLine> {
     LOG.lock().map(|log| log.clone()).unwrap_or_default()

@@ -134,8 +134,9 @@ async fn refresh_due(client: &PsnClient, retry_at: Option<Instant>) {
 /// either way. A transient failure (5xx, timeout) is only logged and retried: the token still
 /// has a tenth of its life left, and a status line that cries wolf while every voice plays
 /// teaches streamers to ignore it. Returns when to retry after a failure.
-async fn keep_signed_in(ctx: &SessionContext) -> Option<Instant> {
-    match ctx.client.access_token().await {
+/// Runs in a task of its own, so a slow PSN never holds up the session's loop.
+async fn keep_signed_in(client: Arc<PsnClient>, status: Arc<Mutex<HubStatus>>) -> Option<Instant> {
+    match client.access_token().await {
         Ok(_) => {
             log::debug!("PSN access token refreshed ahead of its expiry");
             None
@@ -143,10 +144,9 @@ async fn keep_signed_in(ctx: &SessionContext) -> Option<Instant> {
         Err(e) => {
             log::warn!("refreshing the PSN sign-in: {e}");
             if matches!(e, PsnError::SignInExpired | PsnError::NotSignedIn) {
-                ctx.set(|s| {
-                    s.error = Some(user_text(&e));
-                    s.sign_in_lost = true;
-                });
+                let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
+                s.error = Some(user_text(&e));
+                s.sign_in_lost = true;
             }
             Some(Instant::now() + retry_after(&e, 2))
         }
@@ -261,6 +261,13 @@ async fn follow_one_party(
     let mut offer_tick = tokio::time::interval(Duration::from_millis(250));
     // After a failed refresh, when to try again (a transient failure must not become a storm).
     let mut refresh_retry_at: Option<Instant> = None;
+    // The refresh and the roster re-read run in tasks of their own: the loop below forwards
+    // every member's packets and must never wait on PSN.
+    let mut refreshing: Option<tokio::task::JoinHandle<()>> = None;
+    let (refresh_tx, mut refresh_results) = mpsc::channel::<Option<Instant>>(1);
+    let mut roster_reads: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let (roster_tx, mut roster_results) =
+        mpsc::channel::<Result<Option<Vec<RosterMember>>, PsnError>>(4);
     // The push socket went down since the last roster: catch up when it is back.
     let mut push_was_down = false;
 
@@ -296,45 +303,11 @@ async fn follow_one_party(
                         // Events sent while the socket was down are not replayed: read the
                         // roster and catch up with who joined and left meanwhile.
                         push_was_down = false;
-                        match api.roster(&session_id).await {
-                            Ok(Some(members)) => {
-                                let present: std::collections::HashSet<String> =
-                                    members.iter().map(member_key).collect();
-                                for m in members {
-                                    if (m.account_id == me && !m.is_console())
-                                        || roster.contains_key(&member_key(&m))
-                                    {
-                                        continue;
-                                    }
-                                    log::info!("member joined while push was down: {}", m.online_id);
-                                    if m.is_console() {
-                                        ctx.playout.add_member(roster_info(ctx, &me, &m), Box::new(Silence));
-                                    }
-                                    links.member_present(&m, Instant::now());
-                                    roster.insert(member_key(&m), m);
-                                }
-                                let gone: Vec<String> = roster
-                                    .iter()
-                                    .filter(|(k, _)| !present.contains(*k))
-                                    .map(|(k, _)| k.clone())
-                                    .collect();
-                                for key in gone {
-                                    if let Some(m) = roster.remove(&key) {
-                                        log::info!("member left while push was down: {}", m.online_id);
-                                        links.member_left(&m.account_id).await;
-                                        ctx.playout.remove_member(&m.account_id);
-                                    }
-                                }
-                                ctx.set(|s| s.set_roster(roster.values()));
-                            }
-                            Ok(None) => {
-                                log::info!("the party ended while push was down");
-                                ctx.set(|s| s.note_party_ended());
-                                break Ok(());
-                            }
-                            // The voices go on; the next reconnect or event tries again.
-                            Err(e) => log::warn!("re-reading the roster after push came back: {e}"),
-                        }
+                        roster_reads.retain(|t| !t.is_finished());
+                        let (api, sid, tx) = (api.clone(), session_id.clone(), roster_tx.clone());
+                        roster_reads.push(tokio::spawn(async move {
+                            let _ = tx.send(api.roster(&sid).await).await;
+                        }));
                     }
                     PushEvent::MembersLeft { session_id: sid, members } if sid == session_id => {
                         let mut we_left = false;
@@ -367,6 +340,48 @@ async fn follow_one_party(
                     _ => {}
                 }
             }
+            Some(read) = roster_results.recv() => {
+                // The roster re-read after push came back (in its own task, see above).
+                match read {
+                    Ok(Some(members)) => {
+                        let present: std::collections::HashSet<String> =
+                            members.iter().map(member_key).collect();
+                        for m in members {
+                            if (m.account_id == me && !m.is_console())
+                                || roster.contains_key(&member_key(&m))
+                            {
+                                continue;
+                            }
+                            log::info!("member joined while push was down: {}", m.online_id);
+                            if m.is_console() {
+                                ctx.playout.add_member(roster_info(ctx, &me, &m), Box::new(Silence));
+                            }
+                            links.member_present(&m, Instant::now());
+                            roster.insert(member_key(&m), m);
+                        }
+                        let gone: Vec<String> = roster
+                            .iter()
+                            .filter(|(k, _)| !present.contains(*k))
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        for key in gone {
+                            if let Some(m) = roster.remove(&key) {
+                                log::info!("member left while push was down: {}", m.online_id);
+                                links.member_left(&m.account_id).await;
+                                ctx.playout.remove_member(&m.account_id);
+                            }
+                        }
+                        ctx.set(|s| s.set_roster(roster.values()));
+                    }
+                    Ok(None) => {
+                        log::info!("the party ended while push was down");
+                        ctx.set(|s| s.note_party_ended());
+                        break Ok(());
+                    }
+                    // The voices go on; the next reconnect or event tries again.
+                    Err(e) => log::warn!("re-reading the roster after push came back: {e}"),
+                }
+            }
             Some(event) = peer_events.recv() => links.on_peer_event(event).await,
             Some((to, queued_at, result)) = signal_results.recv() => {
                 let outcome = match &result {
@@ -388,8 +403,16 @@ async fn follow_one_party(
                     }
                 }
             }
-            _ = refresh_due(&ctx.client, refresh_retry_at) => {
-                refresh_retry_at = keep_signed_in(ctx).await;
+            _ = refresh_due(&ctx.client, refresh_retry_at), if refreshing.is_none() => {
+                let tx = refresh_tx.clone();
+                let (client, status) = (ctx.client.clone(), ctx.status.clone());
+                refreshing = Some(tokio::spawn(async move {
+                    let _ = tx.send(keep_signed_in(client, status).await).await;
+                }));
+            }
+            Some(retry_at) = refresh_results.recv() => {
+                refreshing = None;
+                refresh_retry_at = retry_at;
             }
             _ = offer_tick.tick() => {
                 for offer in links.offers_due(&roster, Instant::now()).await {
@@ -400,6 +423,12 @@ async fn follow_one_party(
     };
 
     signal_sender.abort();
+    if let Some(task) = refreshing {
+        task.abort();
+    }
+    for task in roster_reads {
+        task.abort();
+    }
     links.close_all().await;
     for m in roster.values() {
         ctx.playout.remove_member(&m.account_id);
