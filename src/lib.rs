@@ -8,8 +8,11 @@
 //! - `voice`: WebRTC peers, the jitter buffer, Opus decode
 //! - `runtime`: the one tokio runtime the module shares
 //! - `platform`: the little that differs between operating systems (docs/porting.md)
+//! - `fuzz_bodies`: what each fuzz target checks (fuzz/ and tests/fuzz_brief.rs share it)
 
 pub mod audio;
+#[doc(hidden)]
+pub mod fuzz_bodies;
 pub mod obs;
 pub mod party;
 pub mod platform;

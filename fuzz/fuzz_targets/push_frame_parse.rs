@@ -1,9 +1,7 @@
 #![no_main]
-//! The push frame parser on any text: it must return, never panic.
+//! The push frame parser (obs_psn_party::fuzz_bodies::push_frame_parse).
+//! The body is shared with tests/fuzz_brief.rs, which runs it briefly on stable in `cargo test`.
 
 use libfuzzer_sys::fuzz_target;
-use obs_psn_party::psn::push::parse_frame;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = parse_frame(&String::from_utf8_lossy(data));
-});
+fuzz_target!(|data: &[u8]| obs_psn_party::fuzz_bodies::push_frame_parse(data));
