@@ -13,5 +13,11 @@ printf '%s' '{"parties":[{"sessionId":"s","sessionName":"n","members":[{"account
 printf '%s' '{"peer":{"peerId":"p","offer":{"sdp":"v=0"}},"bridge":{"bridgeId":"b","bridgeToken":"t"}}' > corpus/psn_json_answers/bridge.json
 printf '%s' '{"access_token":"a.b.c","expires_in":3600,"refresh_token":"r","refresh_token_expires_in":5184000}' > corpus/psn_json_answers/token.json
 for t in "${targets[@]}"; do
-  cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -max_len=4096 2>&1 | tail -n 3
+  out=$(cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -max_len=4096 2>&1) || {
+    echo "$out" | tail -n 40
+    echo "FIGURE fuzz $t: CRASHED (see fuzz/artifacts/$t)"
+    exit 1
+  }
+  done_line=$(echo "$out" | grep -E '^Done [0-9]+ runs' | tail -n 1)
+  echo "FIGURE fuzz $t: ${done_line#Done } (libFuzzer), no crash, corpus $(ls "corpus/$t" | wc -l) inputs"
 done

@@ -5,6 +5,19 @@ mod voice_support;
 
 use voice_support::*;
 
+/// The one-line figure of a drift check (tools/reliability.sh collects `FIGURE` lines).
+fn drift_figure(name: &str, r: &Report) {
+    println!(
+        "FIGURE {name}: delay first {:.0} ms, last {:.0} ms (min {:.0}, max {:.0}), longest gap {} ms, unexplained gaps {}",
+        r.delay_first_ms,
+        r.delay_last_ms,
+        r.delay_min_ms,
+        r.delay_max_ms,
+        r.max_gap_ms,
+        r.unexplained_gaps(40).len()
+    );
+}
+
 fn show(name: &str, r: &Report) {
     println!(
         "{name}: gap max {} ms, gaps>20ms {}, quiet talk blocks {}/{}, loud pause blocks {}, \
@@ -205,6 +218,10 @@ fn drift_with_talkspurts_does_not_grow_the_delay() {
         };
         let r = run(&sc);
         show(&format!("drift {ppm} ppm, {minutes} min"), &r);
+        drift_figure(
+            &format!("drift {ppm:+} ppm, {minutes} min, talkspurts, 2 % loss"),
+            &r,
+        );
         common(&r);
         assert!((r.delay_last_ms - r.delay_first_ms).abs() <= 10.0, "{r:?}");
         assert!(r.unexplained_gaps(40).is_empty(), "{r:?}");
@@ -226,6 +243,10 @@ fn drift_without_pauses_is_absorbed_between_words() {
         let r = run(&sc);
         show(
             &format!("drift {ppm} ppm, {minutes} min, no DTX, 150 ms word gaps"),
+            &r,
+        );
+        drift_figure(
+            &format!("drift {ppm:+} ppm, {minutes} min, no DTX, 150 ms word gaps"),
             &r,
         );
         println!(
