@@ -48,6 +48,15 @@ pub fn captured_log_lines() -> Vec<LogLine> {
     LOG.lock().map(|log| log.clone()).unwrap_or_default()
 }
 
+/// Writes every captured log line to `path`, one a line (kept runs: tests, the demo).
+pub fn write_captured_log(path: &Path) -> std::io::Result<()> {
+    let text: String = captured_log_lines()
+        .iter()
+        .map(|l| format!("{}\n", l.text))
+        .collect();
+    std::fs::write(path, text)
+}
+
 unsafe extern "C" fn log_handler(
     level: c_int,
     format: *const c_char,

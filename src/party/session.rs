@@ -290,19 +290,7 @@ async fn follow_one_party(
                 match event {
                     PushEvent::MembersJoined { session_id: sid, members } if sid == session_id => {
                         for m in members {
-                            let m = m.member();
-                            if m.account_id == me && !m.is_console() {
-                                continue;
-                            }
-                            if roster.contains_key(&member_key(&m)) {
-                                continue;
-                            }
-                            log::info!("member joined: {}", m.online_id);
-                            if m.is_console() {
-                                ctx.playout.add_member(roster_info(ctx, &me, &m), Box::new(Silence));
-                            }
-                            links.member_present(&m, Instant::now());
-                            roster.insert(member_key(&m), m);
+                            admit_member(ctx, &me, &mut roster, &mut links, m.member(), "joined");
                         }
                         ctx.set(|s| s.set_roster(roster.values()));
                     }
@@ -360,17 +348,7 @@ async fn follow_one_party(
                         let present: std::collections::HashSet<String> =
                             members.iter().map(member_key).collect();
                         for m in members {
-                            if (m.account_id == me && !m.is_console())
-                                || roster.contains_key(&member_key(&m))
-                            {
-                                continue;
-                            }
-                            log::info!("member joined while push was down: {}", m.online_id);
-                            if m.is_console() {
-                                ctx.playout.add_member(roster_info(ctx, &me, &m), Box::new(Silence));
-                            }
-                            links.member_present(&m, Instant::now());
-                            roster.insert(member_key(&m), m);
+                            admit_member(ctx, &me, &mut roster, &mut links, m, "joined while push was down");
                         }
                         let gone: Vec<String> = roster
                             .iter()
@@ -484,6 +462,29 @@ async fn send_signals(
 }
 
 /// How the playout knows a console member of the roster.
+/// A member the roster did not have (from push, or from a roster re-read): their console gets
+/// a silent playout entry until their voice connects, and voice links learn of them. Our own
+/// app and members already known are skipped.
+fn admit_member(
+    ctx: &SessionContext,
+    me: &str,
+    roster: &mut HashMap<String, RosterMember>,
+    links: &mut VoiceLinks,
+    m: RosterMember,
+    how: &str,
+) {
+    if (m.account_id == me && !m.is_console()) || roster.contains_key(&member_key(&m)) {
+        return;
+    }
+    log::info!("member {how}: {}", m.online_id);
+    if m.is_console() {
+        ctx.playout
+            .add_member(roster_info(ctx, me, &m), Box::new(Silence));
+    }
+    links.member_present(&m, Instant::now());
+    roster.insert(member_key(&m), m);
+}
+
 fn roster_info(ctx: &SessionContext, me: &str, m: &RosterMember) -> MemberInfo {
     let own_console = m.account_id == me;
     MemberInfo {

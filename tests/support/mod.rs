@@ -72,11 +72,7 @@ pub fn finish_scratch(dir: &Path) {
         let _ = std::fs::remove_dir_all(dir);
         return;
     }
-    let log: String = obs_psn_party::obs::host::captured_log_lines()
-        .iter()
-        .map(|l| format!("{}\n", l.text))
-        .collect();
-    let _ = std::fs::write(dir.join("obs.log"), log);
+    let _ = obs_psn_party::obs::host::write_captured_log(&dir.join("obs.log"));
     // Staged plugins (a second OBS start stages its own one level down).
     let _ = std::fs::remove_dir_all(dir.join("plugins"));
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -277,11 +277,7 @@ fn run(options: &Options) -> Result<(), String> {
         report.took, report.leaks
     );
     if artefacts.is_some() {
-        let log: String = obs_psn_party::obs::host::captured_log_lines()
-            .iter()
-            .map(|l| format!("{}\n", l.text))
-            .collect();
-        let _ = std::fs::write(scratch.join("obs.log"), log);
+        let _ = obs_psn_party::obs::host::write_captured_log(&scratch.join("obs.log"));
         let _ = std::fs::remove_dir_all(scratch.join("plugins"));
     } else {
         let _ = std::fs::remove_dir_all(&scratch);
