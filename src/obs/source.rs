@@ -20,8 +20,8 @@ use crate::audio::pump::{BlockOutput, Pump};
 use crate::audio::ring::{audio_ring, BLOCK_FRAMES, DEFAULT_CAPACITY_FRAMES};
 use crate::party::hub::{Consent, JitterPreset, PartyHub, Subscription};
 use crate::party::session::PartyChoice;
+use crate::party::signalling::VoicePath;
 use crate::party::status::{ordinal, View};
-use crate::party::voice_links::VoicePath;
 use crate::psn::secret::Secret;
 
 /// Source ids, fixed for scripting (obs-websocket) and saved scenes.

@@ -1,27 +1,41 @@
 //! The rtcBridge voice path (PROTOCOL.md section 6 "rtcBridge relay", section 7).
 //!
-//! Opened by [`super::voice_links`] when peer-to-peer with a member fails (`voice_path` =
-//! `"auto"`) or from the start (`"bridge"`): create a bridge, link it to the party, add our
-//! peer (the bridge's offer comes back), answer it with a [`WebrtcPeer`] and send the answer.
-//! Our answer's audio is `recvonly`: we take whatever the bridge sends down (its `sendrecv` or
-//! `sendonly` audio m-lines). Each track's packets arrive named `bridge:<msid stream id>`;
-//! which member a stream id names is decided by the links (a roster account id names that
-//! member [I], anything else is the "party (bridge)" pseudo-member).
+//! Opened when the signalling machine ([`super::signalling`]) asks for it: peer-to-peer with a
+//! member failed (`voice_path` = `"auto"`) or from the start (`"bridge"`). Create a bridge,
+//! link it to the party, add our peer (the bridge's offer comes back), answer it with a
+//! [`WebrtcPeer`] and send the answer. Our answer's audio is `recvonly`: we take whatever the
+//! bridge sends down (its `sendrecv` or `sendonly` audio m-lines). Each track's packets arrive
+//! named `bridge:<msid stream id>`; [`BridgeSide::route`] decides whose voice a stream is: a
+//! roster member's account id is that member [I] (only while they are on the bridge, so a
+//! voice is never heard twice), anything else is the pseudo-member "party (bridge)"
+//! ([`BRIDGE_MEMBER`], `member` = `"bridge"` picks it), which the mix plays.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::feed::PacketSender;
+use super::session::PlayoutControl;
+use super::signalling::Signalling;
+use crate::audio::playout::{MemberInfo, Silence};
 
 use crate::psn::bridge::{Bridge, BridgeApi};
 use crate::psn::client::PsnClient;
 use crate::psn::session::PartyApi;
 use crate::voice::peer::sdp::{audio_params, AudioParams};
 use crate::voice::peer::webrtc_rs::WebrtcPeer;
-use crate::voice::peer::{PeerEvent, PeerOptions, VoicePeer};
+use crate::voice::peer::{PeerEvent, PeerOptions, RtpEvent, VoicePeer};
 
 /// The member id of the bridge's connection; its packets are `bridge:<stream id>`.
 pub const BRIDGE_PEER: &str = "bridge";
+
+/// The playout id and the online id of the pseudo-member that plays what the bridge sends
+/// without naming a member.
+pub const BRIDGE_MEMBER: &str = "bridge";
+pub const BRIDGE_MEMBER_NAME: &str = "party (bridge)";
 
 /// How long deleting the bridge may take when the party is over for us.
 const DELETE_TIMEOUT: Duration = Duration::from_millis(250);
@@ -100,5 +114,106 @@ impl BridgeLink {
     pub async fn close(self) {
         self.peer.close().await;
         let _ = tokio::time::timeout(DELETE_TIMEOUT, self.api.delete(&self.bridge)).await;
+    }
+}
+
+/// The bridge as one party's voice links hold it: being opened (in a task of its own: opening
+/// takes several PSN calls, and the loop that forwards every member's packets must not wait on
+/// them), open, and the playout streams it feeds, by playout id (account id or
+/// [`BRIDGE_MEMBER`]).
+#[derive(Default)]
+pub struct BridgeSide {
+    link: Option<BridgeLink>,
+    opening: Option<JoinHandle<Result<BridgeLink, String>>>,
+    feeds: HashMap<String, (PacketSender, MemberInfo)>,
+}
+
+impl BridgeSide {
+    /// Starts opening a bridge (the outcome comes from [`BridgeSide::opening_finished`]).
+    pub fn start_opening(
+        &mut self,
+        client: Arc<PsnClient>,
+        session_id: String,
+        udp_addrs: Vec<String>,
+        peer_tx: mpsc::Sender<PeerEvent>,
+    ) {
+        log::info!("opening the rtcBridge");
+        self.opening = Some(tokio::spawn(async move {
+            BridgeLink::open(client, &session_id, udp_addrs, peer_tx).await
+        }));
+    }
+
+    /// The outcome of the opening, once it has finished (`None` while it runs or when none
+    /// was started).
+    pub async fn opening_finished(&mut self) -> Option<Result<(), String>> {
+        let task = self.opening.take_if(|t| t.is_finished())?;
+        let opened = task
+            .await
+            .unwrap_or_else(|e| Err(format!("the bridge task: {e}")));
+        Some(opened.map(|bridge| {
+            log::info!(
+                "rtcBridge answered (Opus at {} Hz)",
+                bridge.params.clock_rate
+            );
+            self.link = Some(bridge);
+        }))
+    }
+
+    /// Closes the bridge (one being opened too, so it is deleted on PSN as well); its
+    /// streams leave the playout, or go back to silence for members still in the party.
+    pub async fn close(&mut self, playout: &dyn PlayoutControl) {
+        if let Some(task) = self.opening.take() {
+            // Let it finish (bounded) so the bridge it made is closed on PSN too.
+            if let Ok(Ok(Ok(bridge))) = tokio::time::timeout(Duration::from_secs(2), task).await {
+                bridge.close().await;
+            }
+        }
+        if let Some(bridge) = self.link.take() {
+            bridge.close().await;
+        }
+        for (id, (_, info)) in self.feeds.drain() {
+            if id == BRIDGE_MEMBER {
+                playout.remove_member(&id);
+            } else {
+                playout.add_member(info, Box::new(Silence));
+            }
+        }
+    }
+
+    /// The member's voice no longer comes from the bridge (they left, or connected directly).
+    pub fn forget(&mut self, account_id: &str) {
+        self.feeds.remove(account_id);
+    }
+
+    /// A packet from the bridge, on the stream named `stream` (its msid stream id), into the
+    /// playout entry it belongs to. The first packet of a stream starts its pipeline with
+    /// `start` (given the playout id and the bridge's Opus).
+    pub fn route(
+        &mut self,
+        stream: &str,
+        packet: &RtpEvent,
+        signalling: &Signalling,
+        start: impl FnOnce(&str, &AudioParams) -> Option<(PacketSender, MemberInfo)>,
+    ) {
+        let target = if signalling.online_id(stream).is_some() {
+            if !signalling.on_bridge(stream) {
+                return; // their voice comes peer-to-peer
+            }
+            stream
+        } else {
+            BRIDGE_MEMBER
+        };
+        if !self.feeds.contains_key(target) {
+            let Some(link) = self.link.as_ref() else {
+                return;
+            };
+            let Some(started) = start(target, &link.params) else {
+                return;
+            };
+            self.feeds.insert(target.to_owned(), started);
+        }
+        if let Some((feed, _)) = self.feeds.get_mut(target) {
+            feed.send(packet);
+        }
     }
 }

@@ -17,8 +17,8 @@ use tokio::sync::watch;
 
 use super::error_text::{link_not_understood, user_text};
 use super::session::{self, PartyChoice, PlayoutControl, SessionContext};
+use super::signalling::VoicePath;
 use super::status::{AccountView, HubStatus, PartyEntry, PartyList, View};
-use super::voice_links::VoicePath;
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout, SubscriptionId, Target};
 use crate::audio::ring::{RingWriter, BLOCK_FRAMES};
 use crate::psn::client::{ClientOptions, PsnClient};

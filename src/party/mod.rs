@@ -5,6 +5,8 @@ pub mod bridge_link;
 pub mod error_text;
 pub mod feed;
 pub mod hub;
+pub mod pipeline;
 pub mod session;
+pub mod signalling;
 pub mod status;
 pub mod voice_links;

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::error_text::user_text;
+use super::signalling::{Outgoing, SignalOutcome, VoicePath};
 use super::status::{HubStatus, MemberState};
-use super::voice_links::{LinkContext, Outgoing, SignalOutcome, VoiceLinks, VoicePath};
+use super::voice_links::{LinkContext, VoiceLinks};
 use crate::audio::playout::{MemberInfo, Silence};
 use crate::psn::client::PsnClient;
 use crate::psn::custom_message::DEFAULT_CHANNEL;
@@ -67,10 +68,6 @@ pub trait PlayoutControl: Send + Sync {
     /// The instant the playout clock counts from.
     fn epoch(&self) -> Instant;
 }
-
-/// Voice messages held while the roster is re-read (a party has at most 16 members, each
-/// offering every few seconds).
-const MAX_HELD_SIGNALS: usize = 64;
 
 /// Runs until `stop` turns true; then leaves the party it is in.
 pub async fn run(ctx: SessionContext, mut stop: watch::Receiver<bool>) {
@@ -270,10 +267,8 @@ async fn follow_one_party(
     let mut refreshing: Option<tokio::task::JoinHandle<()>> = None;
     let (refresh_tx, mut refresh_results) = mpsc::channel::<Option<Instant>>(1);
     let mut roster_reads: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    // Roster reads in flight, and the voice messages held meanwhile: a member who joined while
-    // push was down offers before we know them, and their offer must wait for the roster.
-    let mut roster_reads_pending = 0usize;
-    let mut held_signals: Vec<String> = Vec::new();
+    // Voice messages wait for a roster re-read in flight (the links hold them): a member who
+    // joined while push was down offers before we know them.
     let (roster_tx, mut roster_results) =
         mpsc::channel::<Result<Option<Vec<RosterMember>>, PsnError>>(4);
     // The push socket went down since the last roster: catch up when it is back.
@@ -304,7 +299,7 @@ async fn follow_one_party(
                         roster_reads.push(tokio::spawn(async move {
                             let _ = tx.send(api.roster(&sid).await).await;
                         }));
-                        roster_reads_pending += 1;
+                        links.roster_read_started();
                     }
                     PushEvent::MembersLeft { session_id: sid, members } if sid == session_id => {
                         let mut we_left = false;
@@ -329,13 +324,7 @@ async fn follow_one_party(
                         break Ok(());
                     }
                     PushEvent::CustomMessage { session_id: sid, payload, .. } if sid == session_id => {
-                        if roster_reads_pending > 0 {
-                            if held_signals.len() < MAX_HELD_SIGNALS {
-                                held_signals.push(payload);
-                            }
-                        } else if let Some(reply) = links.on_signal(&roster, &payload).await {
-                            queue(reply);
-                        }
+                        links.on_signal(&roster, &payload).await.into_iter().for_each(&queue);
                     }
                     PushEvent::Failed { error } => break Err(error),
                     _ => {}
@@ -372,14 +361,7 @@ async fn follow_one_party(
                     // The voices go on; the next reconnect or event tries again.
                     Err(e) => log::warn!("re-reading the roster after push came back: {e}"),
                 }
-                roster_reads_pending = roster_reads_pending.saturating_sub(1);
-                if roster_reads_pending == 0 {
-                    for payload in std::mem::take(&mut held_signals) {
-                        if let Some(reply) = links.on_signal(&roster, &payload).await {
-                            queue(reply);
-                        }
-                    }
-                }
+                links.roster_read_done(&roster).await.into_iter().for_each(&queue);
             }
             Some(event) = peer_events.recv() => links.on_peer_event(event).await,
             Some((to, queued_at, result)) = signal_results.recv() => {

@@ -114,6 +114,9 @@ pub trait VoicePeer: Send + Sync {
         answer_sdp: &str,
     ) -> impl Future<Output = Result<sdp::AudioParams, PeerError>> + Send;
 
+    /// What the last answered offer negotiated (`None` before one, or after our own offer).
+    fn negotiated(&self) -> impl Future<Output = Option<sdp::AudioParams>> + Send;
+
     /// A candidate that arrived after the offer (`a=candidate:` line or its value).
     fn add_remote_candidate(
         &self,

@@ -284,6 +284,10 @@ impl WebrtcPeer {
 }
 
 impl VoicePeer for WebrtcPeer {
+    async fn negotiated(&self) -> Option<AudioParams> {
+        WebrtcPeer::negotiated(self).await
+    }
+
     async fn answer(&self, offer_sdp: &str) -> Result<String, PeerError> {
         let params =
             audio_params(offer_sdp).ok_or_else(|| PeerError("offer has no Opus audio".into()))?;
