@@ -1,5 +1,6 @@
 //! Everything that touches libobs, and the only place with `unsafe`.
 
+pub mod cause_text;
 mod guard;
 pub mod host;
 mod log;

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use crate::audio::playout::{MemberSelector, Target};
 use crate::audio::pump::{BlockOutput, Pump};
 use crate::audio::ring::{audio_ring, BLOCK_FRAMES, DEFAULT_CAPACITY_FRAMES};
+use crate::obs::cause_text::{cause_text, LocaleWords};
+use crate::party::cause::Cause;
 use crate::party::hub::{Consent, JitterPreset, PartyHub, Subscription};
 use crate::party::session::PartyChoice;
 use crate::party::signalling::VoicePath;
@@ -301,7 +303,7 @@ impl PartySource {
         settings.erase(keys::NPSSO);
         settings.erase(keys::CLIENT_SECRET);
         if npsso.is_empty() {
-            self.hub.note_sign_in_problem(text("Account.NpssoMissing"));
+            self.hub.note_sign_in_problem(Cause::NpssoMissing);
             return;
         }
         let credentials = (!client_id.is_empty() && !client_secret.is_empty())
@@ -513,7 +515,7 @@ fn party_properties(view: &View, settings: &Settings) -> Props {
     let mut props = Props::new();
 
     let mut account = Props::new();
-    let line = view.account_line(text, now_unix());
+    let line = view.account_line(&LocaleWords, now_unix());
     let problem =
         view.account.error.is_some() || (!view.signed_in() && view.status.problem().is_some());
     if problem {
@@ -535,33 +537,39 @@ fn party_properties(view: &View, settings: &Settings) -> Props {
     props.group("account", &text("Group.Account"), account);
 
     let mut party = Props::new();
-    party.info("party_status", &view.status.headline(text));
+    party.info("party_status", &view.status.headline(&LocaleWords));
     // The whole roster on one line, for scripts and tests (the dialog shows
     // it as the Members group).
     party
-        .info("status", &view.status.summary(text))
+        .info("status", &view.status.summary(&LocaleWords))
         .visible(false);
     party.list(
         keys::PARTY,
         &text("Party.Choice"),
         false,
-        &view.party_items(text),
+        &view.party_items(&LocaleWords),
     );
     party.button("refresh_parties", &text("Party.Refresh"), refresh_clicked);
     if let Some(error) = &view.parties.error {
-        party.error("parties_error", &text("Status.Error").replace("%1", error));
+        party.error(
+            "parties_error",
+            &text("Status.Error").replace("%1", &cause_text(error)),
+        );
     }
     party
         .text_input(keys::PARTY_LINK, &text("Party.Link"))
         .tooltip(&text("Party.LinkTooltip"));
     party.button("join_link", &text("Party.JoinLink"), join_link_clicked);
     if let Some(error) = &view.account.link_error {
-        party.error("link_error", &text("Status.Error").replace("%1", error));
+        party.error(
+            "link_error",
+            &text("Status.Error").replace("%1", &cause_text(error)),
+        );
     }
     props.group("party_group", &text("Group.Party"), party);
 
     let mut members = Props::new();
-    let rows = view.member_rows(text);
+    let rows = view.member_rows(&LocaleWords);
     let only_allowed = settings.bool(keys::ONLY_ALLOWED);
     if rows.is_empty() {
         members.info("members_none", &text("Members.None"));
@@ -629,11 +637,11 @@ fn audio_group(props: &mut Props, jitter: bool) {
 fn member_properties(view: &View, settings: &Settings) -> Props {
     let mut props = Props::new();
     let chosen = settings.string(keys::MEMBER);
-    let rows = view.member_rows(text);
+    let rows = view.member_rows(&LocaleWords);
     if !view.signed_in() {
         props.error("status", &text("MemberSource.SignInFirst"));
     } else {
-        let mut line = view.status.headline(text);
+        let mut line = view.status.headline(&LocaleWords);
         if let Some(row) = rows
             .iter()
             .find(|r| r.online_id.eq_ignore_ascii_case(&chosen))

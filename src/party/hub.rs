@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::error_text::{link_not_understood, user_text};
+use super::cause::Cause;
 use super::session::{self, PartyChoice, PlayoutControl, SessionContext};
 use super::signalling::VoicePath;
 use super::status::{AccountView, HubStatus, PartyEntry, PartyList, View};
@@ -371,7 +371,7 @@ impl PartyHub {
             if let Some((id, secret)) = credentials {
                 if let Err(e) = shared.save_client_credentials(&id, &secret) {
                     log::warn!("{e}");
-                    shared.set_account(|a| a.error = Some(user_text(&e)));
+                    shared.set_account(|a| a.error = Some(Cause::Psn(e)));
                 }
             }
             // A fresh client: the credentials may have changed.
@@ -393,7 +393,7 @@ impl PartyHub {
                 }
                 Err(e) => {
                     log::warn!("PSN sign-in failed: {e}");
-                    shared.set_account(|a| a.error = Some(user_text(&e)));
+                    shared.set_account(|a| a.error = Some(Cause::Psn(e)));
                 }
             }
             shared.set_account(|a| a.busy = false);
@@ -424,8 +424,8 @@ impl PartyHub {
     }
 
     /// Shows a sign-in problem found before asking PSN (e.g. no NPSSO typed).
-    pub fn note_sign_in_problem(&self, message: String) {
-        self.shared.set_account(|a| a.error = Some(message));
+    pub fn note_sign_in_problem(&self, cause: Cause) {
+        self.shared.set_account(|a| a.error = Some(cause));
     }
 
     /// As `refresh_parties`, unless the list is fresh (the dialog redraws
@@ -471,7 +471,7 @@ impl PartyHub {
     pub fn follow_link(&self, link: &str) {
         let Some(link_id) = link_id_from_link(link) else {
             self.shared
-                .set_account(|a| a.link_error = Some(link_not_understood()));
+                .set_account(|a| a.link_error = Some(Cause::LinkNotUnderstood));
             return;
         };
         let shared = self.shared.clone();
@@ -486,10 +486,10 @@ impl PartyHub {
                     *lock(&shared.party) = PartyChoice::Session(info.session_id);
                     shared.restart_session(&handle).await;
                 }
-                Ok(_) => shared.set_account(|a| a.link_error = Some(link_not_understood())),
+                Ok(_) => shared.set_account(|a| a.link_error = Some(Cause::LinkNotUnderstood)),
                 Err(e) => {
                     log::warn!("party link: {e}");
-                    shared.set_account(|a| a.link_error = Some(user_text(&e)))
+                    shared.set_account(|a| a.link_error = Some(Cause::Psn(e)))
                 }
             }
         });
@@ -584,8 +584,8 @@ impl HubShared {
             Ok(client) => Some(client),
             Err(e) => {
                 log::warn!("PSN is not configured: {e}");
-                lock(&self.status).error = Some(user_text(&e));
-                self.set_account(|a| a.error = Some(user_text(&e)));
+                lock(&self.status).error = Some(Cause::Psn(e.clone()));
+                self.set_account(|a| a.error = Some(Cause::Psn(e)));
                 None
             }
         }
@@ -746,7 +746,7 @@ impl HubShared {
             }
             Err(e) => {
                 log::warn!("listing parties: {e}");
-                list.error = Some(user_text(&e));
+                list.error = Some(Cause::Psn(e));
             }
         }
         drop(list);

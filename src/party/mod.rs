@@ -2,7 +2,7 @@
 //! client (sign-in, party, push), the voice peers and the playout together.
 
 pub mod bridge_link;
-pub mod error_text;
+pub mod cause;
 pub mod feed;
 pub mod hub;
 pub mod pipeline;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::error_text::user_text;
+use super::cause::{Cause, Failure};
 use super::signalling::{Outgoing, SignalOutcome, VoicePath};
 use super::status::{HubStatus, MemberState};
 use super::voice_links::{LinkContext, VoiceLinks};
@@ -105,7 +105,7 @@ pub async fn run(ctx: SessionContext, mut stop: watch::Receiver<bool>) {
                     last_error = text;
                 }
                 let wait = retry_after(&e, failures);
-                ctx.set(|s| s.error = Some(user_text(&e)));
+                ctx.set(|s| s.error = Some(Cause::Psn(e)));
                 wait
             }
         };
@@ -146,7 +146,7 @@ async fn keep_signed_in(client: Arc<PsnClient>, status: Arc<Mutex<HubStatus>>) -
             log::warn!("refreshing the PSN sign-in: {e}");
             if matches!(e, PsnError::SignInExpired | PsnError::NotSignedIn) {
                 let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
-                s.error = Some(user_text(&e));
+                s.error = Some(Cause::Psn(e.clone()));
                 s.sign_in_lost = true;
             }
             Some(Instant::now() + retry_after(&e, 2))
@@ -378,7 +378,7 @@ async fn follow_one_party(
                         ctx.set(|s| {
                             s.set_member_state(
                                 &to,
-                                MemberState::Failed(super::error_text::answer_failure(&e)),
+                                MemberState::Failed(Failure::NotPassed(e)),
                             )
                         });
                     }

@@ -29,13 +29,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use super::cause::{Cause, Failure};
 use super::status::MemberState;
 use crate::psn::custom_message::{
     decode_payload, encode_payload, Message, Recipient, Signal, UserRef, PLATFORM_MOBILE_APP,
     PLATFORM_PS5,
 };
 use crate::psn::session::Member as RosterMember;
-use crate::voice::peer::{MemberId, PeerState};
+use crate::voice::peer::{MemberId, PeerError, PeerState};
 
 /// How long a member has to offer before we do.
 pub const OFFER_GRACE: Duration = Duration::from_secs(3);
@@ -126,10 +127,8 @@ pub enum Command {
     OpenBridge,
     /// Close the rtcBridge and every stream it carried.
     CloseBridge,
-    /// The bridge could not be opened: show it until it opens.
-    ShowBridgeFailed { retry: Duration },
-    /// The bridge opened: an earlier failure's error is over.
-    ClearError,
+    /// Show this problem for the party (`None`: an earlier one is over).
+    ShowProblem(Option<Cause>),
 }
 
 /// A voice message taken by [`Signalling::accept`]: what it is and whose audio it carries.
@@ -489,11 +488,11 @@ impl Signalling {
 
     /// Answering the member's offer failed (the connection is closed); `why`, if given, is
     /// shown on their line.
-    pub fn answer_failed(&mut self, member: &MemberId, why: Option<String>) -> Vec<Command> {
+    pub fn answer_failed(&mut self, member: &MemberId, why: Option<PeerError>) -> Vec<Command> {
         self.pending.remove(member);
         why.map(|why| Command::ShowState {
             member: member.clone(),
-            state: MemberState::Failed(why),
+            state: MemberState::Failed(Failure::Peer(why)),
         })
         .into_iter()
         .collect()
@@ -606,12 +605,13 @@ impl Signalling {
     pub fn bridge_opened(&mut self, opened: bool, now: Instant) -> Vec<Command> {
         if opened {
             self.bridge = BridgeState::Open;
-            vec![Command::ClearError]
+            // PSN answers again: an earlier failure's error is over.
+            vec![Command::ShowProblem(None)]
         } else {
             self.bridge = BridgeState::RetryAt(now + BRIDGE_RETRY);
-            vec![Command::ShowBridgeFailed {
-                retry: BRIDGE_RETRY,
-            }]
+            vec![Command::ShowProblem(Some(Cause::BridgeFailed {
+                retry_secs: BRIDGE_RETRY.as_secs(),
+            }))]
         }
     }
 
@@ -988,14 +988,17 @@ mod tests {
         assert!(m.tick(&roster(), failed).is_empty(), "opening already");
         assert_eq!(
             m.bridge_opened(false, failed),
-            vec![Command::ShowBridgeFailed {
-                retry: BRIDGE_RETRY
-            }]
+            vec![Command::ShowProblem(Some(Cause::BridgeFailed {
+                retry_secs: BRIDGE_RETRY.as_secs()
+            }))]
         );
         assert!(m.tick(&roster(), failed + BRIDGE_RETRY / 2).is_empty());
         let retry = failed + BRIDGE_RETRY;
         assert_eq!(m.tick(&roster(), retry), vec![Command::OpenBridge]);
-        assert_eq!(m.bridge_opened(true, retry), vec![Command::ClearError]);
+        assert_eq!(
+            m.bridge_opened(true, retry),
+            vec![Command::ShowProblem(None)]
+        );
         assert!(m.tick(&roster(), retry + BRIDGE_RETRY).is_empty());
         assert_eq!(
             m.bridge_state(PeerState::Failed, retry),

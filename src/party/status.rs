@@ -3,8 +3,18 @@
 
 use std::collections::BTreeMap;
 
+use super::cause::{Cause, Failure};
 use crate::psn::session::Member;
 use crate::voice::peer::PeerState;
+
+/// The words the status views are built from: the locale's templates (`text(key)`; `%1`,
+/// `%2`, `%3` are filled in) and the sentence for each cause. `src/obs/` provides them
+/// (`cause_text::LocaleWords`); `party/` never turns a cause into text itself.
+pub trait Words {
+    fn text(&self, key: &str) -> String;
+    fn cause(&self, cause: &Cause) -> String;
+    fn failure(&self, failure: &Failure) -> String;
+}
 
 /// One member's voice, as the properties list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +24,7 @@ pub enum MemberState {
     Connecting,
     Connected,
     Disconnected,
-    Failed(String),
+    Failed(Failure),
 }
 
 impl From<PeerState> for MemberState {
@@ -23,7 +33,7 @@ impl From<PeerState> for MemberState {
             PeerState::Connecting => MemberState::Connecting,
             PeerState::Connected => MemberState::Connected,
             PeerState::Disconnected | PeerState::Closed => MemberState::Disconnected,
-            PeerState::Failed => MemberState::Failed(super::error_text::connection_failed()),
+            PeerState::Failed => MemberState::Failed(Failure::Connection),
         }
     }
 }
@@ -45,8 +55,8 @@ pub struct HubStatus {
     pub party_name: Option<String>,
     /// Members by account id and platform.
     pub members: BTreeMap<String, MemberStatus>,
-    /// The last problem, in words a user can act on.
-    pub error: Option<String>,
+    /// The last problem (shown in words a user can act on).
+    pub error: Option<Cause>,
     /// Set when no party with the user's console was found.
     pub no_party: bool,
     /// Set when the party we were in ended (until the next one is joined).
@@ -59,17 +69,16 @@ pub struct HubStatus {
 impl HubStatus {
     /// The session's last problem, unless it is only "not signed in yet"
     /// (a state the Account group already shows, not a fault).
-    pub fn problem(&self) -> Option<&str> {
-        let error = self.error.as_deref()?;
-        (error != super::error_text::user_text(&crate::psn::error::PsnError::NotSignedIn))
-            .then_some(error)
+    pub fn problem(&self) -> Option<&Cause> {
+        self.error.as_ref().filter(|e| !e.is_not_signed_in())
     }
 
     /// One line for the source properties, built from locale templates
     /// (`text(key)`; `%1`, `%2`, `%3` are filled in).
-    pub fn summary(&self, text: impl Fn(&str) -> String) -> String {
+    pub fn summary(&self, words: &impl Words) -> String {
+        let text = |key: &str| words.text(key);
         if let Some(error) = self.problem() {
-            return text("Status.Error").replace("%1", error);
+            return text("Status.Error").replace("%1", &words.cause(error));
         }
         if self.account_id.is_none() {
             return text("Status.NotConnected");
@@ -92,7 +101,9 @@ impl HubStatus {
                     MemberState::Connecting => text("Member.Connecting"),
                     MemberState::Connected => text("Member.Connected"),
                     MemberState::Disconnected => text("Member.Disconnected"),
-                    MemberState::Failed(why) => text("Member.Failed").replace("%1", why),
+                    MemberState::Failed(why) => {
+                        text("Member.Failed").replace("%1", &words.failure(why))
+                    }
                 };
                 format!("{} ({state})", m.online_id)
             })
@@ -184,10 +195,10 @@ pub struct AccountView {
     pub refresh_expires_at_unix: Option<u64>,
     /// A sign-in is under way.
     pub busy: bool,
-    /// The last sign-in problem, in words a user can act on.
-    pub error: Option<String>,
+    /// The last sign-in problem.
+    pub error: Option<Cause>,
     /// The last party-link problem.
-    pub link_error: Option<String>,
+    pub link_error: Option<Cause>,
 }
 
 /// One of my current parties, for the party list.
@@ -203,7 +214,7 @@ pub struct PartyEntry {
 pub struct PartyList {
     pub parties: Vec<PartyEntry>,
     pub refreshing: bool,
-    pub error: Option<String>,
+    pub error: Option<Cause>,
 }
 
 /// One roster line of the Members group.
@@ -238,17 +249,18 @@ impl View {
     }
 
     /// The Account group's status line.
-    pub fn account_line(&self, text: impl Fn(&str) -> String, now_unix: u64) -> String {
+    pub fn account_line(&self, words: &impl Words, now_unix: u64) -> String {
+        let text = |key: &str| words.text(key);
         if self.account.busy {
             return text("Account.SigningIn");
         }
         if let Some(error) = &self.account.error {
-            return text("Status.Error").replace("%1", error);
+            return text("Status.Error").replace("%1", &words.cause(error));
         }
         let Some(account_id) = &self.account.account_id else {
             // The session's own problem (e.g. an expired sign-in) says more.
             return match self.status.problem() {
-                Some(error) => text("Status.Error").replace("%1", error),
+                Some(error) => text("Status.Error").replace("%1", &words.cause(error)),
                 None => text("Account.SignedOut"),
             };
         };
@@ -274,7 +286,8 @@ impl View {
 
     /// The party list: "follow" first, then my parties, then a saved party
     /// session id that is not among them (so a script's choice stays visible).
-    pub fn party_items(&self, text: impl Fn(&str) -> String) -> Vec<(String, String)> {
+    pub fn party_items(&self, words: &impl Words) -> Vec<(String, String)> {
+        let text = |key: &str| words.text(key);
         let mut items = vec![(text("Party.Follow"), "follow".to_owned())];
         for p in &self.parties.parties {
             let name = if p.name.is_empty() {
@@ -297,7 +310,8 @@ impl View {
 
     /// The roster, in join order of the status map (account id order), with
     /// each member's state in words.
-    pub fn member_rows(&self, text: impl Fn(&str) -> String) -> Vec<MemberRow> {
+    pub fn member_rows(&self, words: &impl Words) -> Vec<MemberRow> {
+        let text = |key: &str| words.text(key);
         let me = self.status.account_id.as_deref();
         self.status
             .members
@@ -306,7 +320,9 @@ impl View {
             .map(|m| {
                 let own_console = Some(m.account_id.as_str()) == me;
                 let state = match &m.state {
-                    MemberState::Failed(why) => text("Member.Failed").replace("%1", why),
+                    MemberState::Failed(why) => {
+                        text("Member.Failed").replace("%1", &words.failure(why))
+                    }
                     _ if self.muted.contains(&m.account_id) => text("Member.MutedByConsent"),
                     MemberState::Connected if self.speaking.contains(&m.account_id) => {
                         text("Member.Speaking")
@@ -337,10 +353,11 @@ impl View {
 /// A short line for the dialog: the party and how many are in it (the
 /// Members group lists them).
 impl HubStatus {
-    pub fn headline(&self, text: impl Fn(&str) -> String) -> String {
+    pub fn headline(&self, words: &impl Words) -> String {
         let Some(name) = &self.party_name else {
-            return self.summary(text);
+            return self.summary(words);
         };
+        let text = |key: &str| words.text(key);
         let others = self
             .members
             .values()
@@ -368,22 +385,37 @@ pub fn ordinal(n: usize) -> String {
 mod tests {
     use super::*;
 
-    fn keys(key: &str) -> String {
-        format!("<{key}:%1:%2:%3>")
+    /// Keys and causes as they are, to see which was chosen.
+    struct Keys;
+
+    impl Words for Keys {
+        fn text(&self, key: &str) -> String {
+            format!("<{key}:%1:%2:%3>")
+        }
+        fn cause(&self, cause: &Cause) -> String {
+            format!("{cause:?}")
+        }
+        fn failure(&self, failure: &Failure) -> String {
+            format!("{failure:?}")
+        }
     }
+    const KEYS: &Keys = &Keys;
 
     #[test]
     fn the_summary_says_what_is_going_on() {
         let mut status = HubStatus::default();
-        assert_eq!(status.summary(keys), "<Status.NotConnected:%1:%2:%3>");
-        status.error = Some("sign in again".into());
+        assert_eq!(status.summary(KEYS), "<Status.NotConnected:%1:%2:%3>");
+        status.error = Some(Cause::LinkNotUnderstood);
         assert!(status
-            .summary(keys)
-            .starts_with("<Status.Error:sign in again:"));
+            .summary(KEYS)
+            .starts_with("<Status.Error:LinkNotUnderstood:"));
+        // Not signed in yet is a state, not a problem.
+        status.error = Some(Cause::Psn(crate::psn::error::PsnError::NotSignedIn));
+        assert_eq!(status.problem(), None);
         status.error = None;
         status.account_id = Some("1".into());
         status.no_party = true;
-        assert!(status.summary(keys).starts_with("<Status.NoParty"));
+        assert!(status.summary(KEYS).starts_with("<Status.NoParty"));
         let alice = Member {
             account_id: "2".into(),
             online_id: "alice".into(),
@@ -391,7 +423,7 @@ mod tests {
         };
         status.joined("sid", "Friday", "1", [&alice].into_iter());
         status.set_member_state("2", MemberState::Connected);
-        let line = status.summary(keys);
+        let line = status.summary(KEYS);
         assert!(
             line.starts_with("<Status.InParty:Friday:1:alice (<Member.Connected"),
             "{line}"
@@ -412,19 +444,19 @@ mod tests {
     #[test]
     fn the_account_line_says_who_and_for_how_long() {
         let mut v = view();
-        assert_eq!(v.account_line(keys, 0), "<Account.SignedOut:%1:%2:%3>");
+        assert_eq!(v.account_line(KEYS, 0), "<Account.SignedOut:%1:%2:%3>");
         v.account.busy = true;
-        assert!(v.account_line(keys, 0).starts_with("<Account.SigningIn"));
+        assert!(v.account_line(KEYS, 0).starts_with("<Account.SigningIn"));
         v.account.busy = false;
         v.account.account_id = Some("1".into());
         v.account.online_id = Some("me_ps".into());
         v.account.refresh_expires_at_unix = Some(10 * DAY_SECS + 5);
         assert_eq!(
-            v.account_line(keys, 5),
+            v.account_line(KEYS, 5),
             "<Account.SignedInDays:me_ps:10:%3>"
         );
-        v.account.error = Some("Your NPSSO has expired".into());
-        assert!(v.account_line(keys, 5).contains("Your NPSSO has expired"));
+        v.account.error = Some(Cause::Psn(crate::psn::error::PsnError::SignInExpired));
+        assert!(v.account_line(KEYS, 5).contains("SignInExpired"));
     }
 
     #[test]
@@ -435,11 +467,11 @@ mod tests {
             name: "Friday".into(),
             members: 4,
         });
-        let items = v.party_items(keys);
+        let items = v.party_items(KEYS);
         assert_eq!(items[0].1, "follow");
         assert_eq!(items[1], ("<Party.Item:Friday:4:%3>".into(), "s1".into()));
         v.party = crate::party::session::PartyChoice::Session("old".into());
-        assert_eq!(v.party_items(keys).last().unwrap().1, "old");
+        assert_eq!(v.party_items(KEYS).last().unwrap().1, "old");
     }
 
     #[test]
@@ -456,13 +488,13 @@ mod tests {
         v.status.set_member_state("2", MemberState::Connected);
         v.status.set_member_state("3", MemberState::Connected);
         v.status
-            .set_member_state("4", MemberState::Failed("no route".into()));
+            .set_member_state("4", MemberState::Failed(Failure::Connection));
         v.speaking = vec!["2".into()];
         v.muted = vec!["3".into()];
-        let rows = v.member_rows(keys);
+        let rows = v.member_rows(KEYS);
         assert_eq!(rows[0].line, "alice (PS5): <Member.Speaking:%1:%2:%3>");
         assert_eq!(rows[1].line, "bob (PS5): <Member.MutedByConsent:%1:%2:%3>");
-        assert!(rows[2].line.contains("<Member.Failed:no route"));
+        assert!(rows[2].line.contains("<Member.Failed:Connection"));
         v.status.set_member_state("4", MemberState::Connecting);
         assert!(
             matches!(v.status.members["4/PS5"].state, MemberState::Failed(_)),

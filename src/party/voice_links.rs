@@ -300,13 +300,8 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
                     self.bridge.close(&*self.ctx.playout).await;
                     continue;
                 }
-                Command::ShowBridgeFailed { retry } => {
-                    let text = super::error_text::bridge_failed(retry.as_secs());
-                    self.ctx.set(|s| s.error = Some(text));
-                    continue;
-                }
-                Command::ClearError => {
-                    self.ctx.set(|s| s.error = None);
+                Command::ShowProblem(cause) => {
+                    self.ctx.set(|s| s.error = cause);
                     continue;
                 }
             };
@@ -343,7 +338,7 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
             Err(e) => {
                 log::warn!("could not answer {online_id}'s voice offer: {e}");
                 peer.close().await;
-                return self.machine.answer_failed(&member, Some(e.to_string()));
+                return self.machine.answer_failed(&member, Some(e));
             }
         };
         let Some(params) = peer.negotiated().await else {

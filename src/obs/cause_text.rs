@@ -1,9 +1,45 @@
-//! The words a user sees in the properties for a PSN error or a member's failure, taken from
-//! the locale file so they can be translated. The OBS log keeps the error's own English
-//! `Display`, detail included. Outside OBS (unit tests, no locale loaded) the English
-//! `Display` is the fallback, so both always say the same thing.
+//! The words a user sees in the properties for a typed cause ([`Cause`], [`Failure`]), taken
+//! from the locale file so they can be translated: the one place causes become text. The OBS
+//! log keeps the error's own English `Display`, detail included. Outside OBS (unit tests, no
+//! locale loaded) the English `Display` is the fallback, so both always say the same thing.
 
+use crate::party::cause::{Cause, Failure};
+use crate::party::status::Words;
 use crate::psn::error::{PsnError, NPSSO_HELP};
+
+/// The locale's words, for the status views.
+pub struct LocaleWords;
+
+impl Words for LocaleWords {
+    fn text(&self, key: &str) -> String {
+        crate::obs::module::text(key)
+    }
+    fn cause(&self, cause: &Cause) -> String {
+        cause_text(cause)
+    }
+    fn failure(&self, failure: &Failure) -> String {
+        failure_text(failure)
+    }
+}
+
+/// What the properties show for a problem.
+pub fn cause_text(cause: &Cause) -> String {
+    match cause {
+        Cause::Psn(error) => user_text(error),
+        Cause::BridgeFailed { retry_secs } => bridge_failed(*retry_secs),
+        Cause::LinkNotUnderstood => link_not_understood(),
+        Cause::NpssoMissing => crate::obs::module::text("Account.NpssoMissing"),
+    }
+}
+
+/// What a member's line shows for why their voice failed.
+pub fn failure_text(failure: &Failure) -> String {
+    match failure {
+        Failure::Connection => connection_failed(),
+        Failure::NotPassed(error) => answer_failure(error),
+        Failure::Peer(error) => error.to_string(),
+    }
+}
 
 /// The locale's text for `key` with `%1`, `%2`, … replaced by `args`, or `english` when the
 /// locale has no such key.
@@ -18,7 +54,7 @@ fn localized(key: &str, args: &[&str], english: impl FnOnce() -> String) -> Stri
 }
 
 /// What the properties show for `error`.
-pub fn user_text(error: &PsnError) -> String {
+fn user_text(error: &PsnError) -> String {
     let english = || error.to_string();
     match error {
         PsnError::NpssoInvalid => localized("Error.NpssoInvalid", &[NPSSO_HELP], english),
@@ -60,7 +96,7 @@ pub fn user_text(error: &PsnError) -> String {
 }
 
 /// Why a member's voice connection failed, in a few words for their line in the Members group.
-pub fn answer_failure(error: &PsnError) -> String {
+fn answer_failure(error: &PsnError) -> String {
     match error {
         PsnError::Api { status, .. } => {
             localized("Failure.AnswerRefused", &[&status.to_string()], || {
@@ -80,12 +116,12 @@ pub fn answer_failure(error: &PsnError) -> String {
 }
 
 /// A member's peer connection failed (ICE or DTLS gave up).
-pub fn connection_failed() -> String {
+fn connection_failed() -> String {
     localized("Failure.Connection", &[], || "the connection failed".into())
 }
 
 /// PSN's voice relay (rtcBridge) could not be opened; the detail goes to the log only.
-pub fn bridge_failed(retry_secs: u64) -> String {
+fn bridge_failed(retry_secs: u64) -> String {
     let secs = retry_secs.to_string();
     localized("Error.BridgeFailed", &[&secs], || {
         format!("PSN's voice relay could not be opened: trying again in {secs} s")
@@ -93,7 +129,7 @@ pub fn bridge_failed(retry_secs: u64) -> String {
 }
 
 /// The party link field holds something that is not a party link.
-pub fn link_not_understood() -> String {
+fn link_not_understood() -> String {
     localized("Error.LinkNotUnderstood", &[], || {
         "That is not a party link: copy the link from the party on your PlayStation (party.playstation.com/…)".into()
     })
