@@ -42,21 +42,6 @@ pub enum MemberSelector {
     Slot(usize),
 }
 
-impl MemberSelector {
-    /// Reads a `member` setting: `"slot:N"` (N from 1) or an online id.
-    pub fn parse(text: &str) -> Option<MemberSelector> {
-        let text = text.trim();
-        if let Some(n) = text.strip_prefix("slot:") {
-            return n.parse().ok().filter(|&n| n >= 1).map(MemberSelector::Slot);
-        }
-        // "bridge": what the rtcBridge sends without naming a member (src/party/voice_links.rs).
-        if text == "bridge" {
-            return Some(MemberSelector::OnlineId("party (bridge)".to_owned()));
-        }
-        (!text.is_empty()).then(|| MemberSelector::OnlineId(text.to_owned()))
-    }
-}
-
 /// Where a subscription's blocks go from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -412,21 +397,6 @@ mod tests {
     fn next_block(reader: &mut RingReader) -> Option<f32> {
         let mut block = [0.0; BLOCK_FRAMES];
         reader.pop_block(&mut block).then_some(block[0])
-    }
-
-    #[test]
-    fn selectors_parse() {
-        assert_eq!(
-            MemberSelector::parse("slot:2"),
-            Some(MemberSelector::Slot(2))
-        );
-        assert_eq!(MemberSelector::parse("slot:0"), None);
-        assert_eq!(MemberSelector::parse("slot:x"), None);
-        assert_eq!(
-            MemberSelector::parse(" Kratos_77 "),
-            Some(MemberSelector::OnlineId("Kratos_77".into()))
-        );
-        assert_eq!(MemberSelector::parse(""), None);
     }
 
     #[test]

@@ -20,51 +20,18 @@ use crate::audio::pump::{BlockOutput, Pump};
 use crate::audio::ring::{audio_ring, BLOCK_FRAMES, DEFAULT_CAPACITY_FRAMES};
 use crate::obs::cause_text::{cause_text, LocaleWords};
 use crate::party::cause::Cause;
-use crate::party::hub::{Consent, JitterPreset, PartyHub, Subscription};
-use crate::party::session::PartyChoice;
-use crate::party::signalling::VoicePath;
+use crate::party::hub::{PartyHub, Subscription};
+pub use crate::party::settings::keys;
+use crate::party::settings::{
+    member_selector, slot_setting, Consent, JitterPreset, PartyChoice, VoicePath, FIRST_SLOT,
+    FOLLOW,
+};
 use crate::party::status::{ordinal, View};
 use crate::psn::secret::Secret;
 
 /// Source ids, fixed for scripting (obs-websocket) and saved scenes.
 pub const PARTY_SOURCE_ID: &CStr = c"psn_party";
 pub const MEMBER_SOURCE_ID: &CStr = c"psn_party_member";
-
-/// Settings keys, fixed for scripting (see docs/settings.md).
-pub mod keys {
-    /// `"follow"` (the party my account is in) or a party session id.
-    pub const PARTY: &str = "party";
-    /// On both sources: `"auto"` (default), `"p2p"` or `"bridge"` (docs/settings.md).
-    pub const VOICE_PATH: &str = "voice_path";
-    /// On `psn_party_member`: an online id, or `"slot:N"`.
-    pub const MEMBER: &str = "member";
-    /// The NPSSO typed into the Account group: taken by "Sign in", never saved.
-    pub const NPSSO: &str = "npsso";
-    /// Advanced: used only when the environment and .env have none.
-    pub const CLIENT_ID: &str = "client_id";
-    /// Advanced: taken by "Sign in" into psn-client.json (0600), never saved.
-    pub const CLIENT_SECRET: &str = "client_secret";
-    pub const PARTY_LINK: &str = "party_link";
-    /// "Capture only members I allow".
-    pub const ONLY_ALLOWED: &str = "only_allowed_members";
-    pub const NEW_MEMBERS_MUTED: &str = "new_members_muted";
-    /// `allow_<account id>`: one checkbox per member.
-    pub const ALLOW_PREFIX: &str = "allow_";
-    pub const INCLUDE_OWN_CONSOLE: &str = "include_own_console";
-    /// Milliseconds; positive delays the party audio.
-    pub const SYNC_OFFSET_MS: &str = "sync_offset_ms";
-    /// `"low"`, `"balanced"` or `"stable"`.
-    pub const JITTER: &str = "jitter";
-    #[cfg(feature = "test-producer")]
-    pub const TEST_TONE_HZ: &str = "test_tone_hz";
-    #[cfg(feature = "test-producer")]
-    pub const TEST_BURST_MS: &str = "test_burst_ms";
-    #[cfg(feature = "test-producer")]
-    pub const TEST_AMPLITUDE: &str = "test_amplitude";
-    /// `"update"` makes the next update panic, to test that OBS survives it.
-    #[cfg(feature = "test-producer")]
-    pub const TEST_PANIC: &str = "test_panic";
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
@@ -175,7 +142,7 @@ impl Feed {
             SourceKind::Party => Feed::Party(Target::Mix),
             SourceKind::Member => {
                 let text = settings.string(keys::MEMBER);
-                let selector = MemberSelector::parse(&text).unwrap_or_else(|| {
+                let selector = member_selector(&text).unwrap_or_else(|| {
                     log::warn!("member setting {text:?} is neither an online id nor slot:N; the source stays silent");
                     MemberSelector::OnlineId(text)
                 });
@@ -442,8 +409,8 @@ unsafe extern "C" fn update(data: *mut c_void, settings: *mut sys::obs_data_t) {
 }
 
 fn common_defaults(settings: &Settings) {
-    settings.set_default_string(keys::PARTY, "follow");
-    settings.set_default_string(keys::JITTER, "balanced");
+    settings.set_default_string(keys::PARTY, FOLLOW);
+    settings.set_default_string(keys::JITTER, JitterPreset::default().as_setting());
     settings.set_default_int(keys::SYNC_OFFSET_MS, 0);
     #[cfg(feature = "test-producer")]
     settings.set_default_double(keys::TEST_AMPLITUDE, 0.5);
@@ -463,7 +430,7 @@ unsafe extern "C" fn member_defaults(settings: *mut sys::obs_data_t) {
         // SAFETY: OBS passes valid settings for the duration of the call.
         let settings = unsafe { Settings::from_raw(settings) };
         common_defaults(&settings);
-        settings.set_default_string(keys::MEMBER, "slot:1");
+        settings.set_default_string(keys::MEMBER, &slot_setting(FIRST_SLOT));
     });
 }
 
@@ -575,7 +542,7 @@ fn party_properties(view: &View, settings: &Settings) -> Props {
         members.info("members_none", &text("Members.None"));
     }
     for row in &rows {
-        let key = format!("{}{}", keys::ALLOW_PREFIX, row.account_id);
+        let key = Consent::allow_key(&row.account_id);
         if only_allowed && !row.own_console {
             // Unchecked until the user decides, when new members start muted.
             settings.set_default_bool(&key, !settings.bool(keys::NEW_MEMBERS_MUTED));
@@ -621,9 +588,9 @@ fn audio_group(props: &mut Props, jitter: bool) {
         .tooltip(&text("Audio.SyncOffsetTooltip"));
     if jitter {
         let items = [
-            ("Audio.JitterLow", "low"),
-            ("Audio.JitterBalanced", "balanced"),
-            ("Audio.JitterStable", "stable"),
+            ("Audio.JitterLow", JitterPreset::LowLatency.as_setting()),
+            ("Audio.JitterBalanced", JitterPreset::Balanced.as_setting()),
+            ("Audio.JitterStable", JitterPreset::Stable.as_setting()),
         ]
         .map(|(k, v)| (text(k), v.to_owned()));
         audio
@@ -655,7 +622,7 @@ fn member_properties(view: &View, settings: &Settings) -> Props {
         .map(|n| {
             (
                 text("MemberSource.Slot").replace("%1", &ordinal(n)),
-                format!("slot:{n}"),
+                slot_setting(n),
             )
         })
         .collect();

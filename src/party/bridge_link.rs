@@ -35,7 +35,7 @@ pub const BRIDGE_PEER: &str = "bridge";
 /// The playout id and the online id of the pseudo-member that plays what the bridge sends
 /// without naming a member.
 pub const BRIDGE_MEMBER: &str = "bridge";
-pub const BRIDGE_MEMBER_NAME: &str = "party (bridge)";
+pub use super::settings::BRIDGE_MEMBER_NAME;
 
 /// How long deleting the bridge may take when the party is over for us.
 const DELETE_TIMEOUT: Duration = Duration::from_millis(250);

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::cause::Cause;
-use super::session::{self, PartyChoice, PlayoutControl, SessionContext};
-use super::signalling::VoicePath;
+use super::session::{self, PlayoutControl, SessionContext};
+use super::settings::{link_id_from_link, Consent, JitterPreset, PartyChoice, VoicePath};
 use super::status::{AccountView, HubStatus, PartyEntry, PartyList, View};
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout, SubscriptionId, Target};
 use crate::audio::ring::{RingWriter, BLOCK_FRAMES};
@@ -28,7 +28,6 @@ use crate::psn::secret::Secret;
 use crate::psn::session::PartyApi;
 use crate::psn::token_store::{write_atomic, TokenStore};
 use crate::runtime::RuntimeRef;
-use crate::voice::jitter::JitterConfig;
 
 static SHARED: Mutex<Weak<PartyHub>> = Mutex::new(Weak::new());
 
@@ -49,69 +48,6 @@ pub const CLIENT_FILE_NAME: &str = "psn-client.json";
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// How much delay the jitter buffer may add to ride out a bad network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum JitterPreset {
-    LowLatency,
-    #[default]
-    Balanced,
-    Stable,
-}
-
-impl JitterPreset {
-    /// The `jitter` setting: `"low"`, `"balanced"` or `"stable"`.
-    pub fn from_setting(value: &str) -> JitterPreset {
-        match value {
-            "low" => JitterPreset::LowLatency,
-            "stable" => JitterPreset::Stable,
-            _ => JitterPreset::Balanced,
-        }
-    }
-
-    /// The jitter buffer's tuning for a member (Balanced is the buffer's own default).
-    pub fn config(self, clock_rate: u32) -> JitterConfig {
-        let mut c = JitterConfig::new(clock_rate);
-        match self {
-            JitterPreset::LowLatency => {
-                c.initial_target_ms = 40;
-                c.min_target_ms = 20;
-                c.max_target_ms = 100;
-            }
-            JitterPreset::Balanced => {}
-            JitterPreset::Stable => {
-                c.initial_target_ms = 120;
-                c.min_target_ms = 80;
-                c.max_target_ms = 400;
-                c.capacity = c.capacity.max(160);
-            }
-        }
-        c
-    }
-}
-
-/// Who may be heard ("Capture only members I allow").
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Consent {
-    /// Off (the default): everyone is heard.
-    pub only_allowed: bool,
-    /// In that mode, members with no choice of their own yet start muted.
-    pub new_members_muted: bool,
-    /// The user's choices, by account id.
-    pub allowed: HashMap<String, bool>,
-}
-
-impl Consent {
-    pub fn allows(&self, account_id: &str) -> bool {
-        if !self.only_allowed {
-            return true;
-        }
-        self.allowed
-            .get(account_id)
-            .copied()
-            .unwrap_or(!self.new_members_muted)
-    }
 }
 
 /// Per-member switch and level meter, read and written without locks by the
@@ -537,27 +473,6 @@ impl PartyHub {
     }
 }
 
-/// The link id of a party link: its last path segment. The format is
-/// inferred (PROTOCOL.md section 3 knows only `partyInfo/{linkId}`), see
-/// docs/settings.md.
-pub fn link_id_from_link(link: &str) -> Option<String> {
-    let link = link.trim();
-    let with_scheme = if link.contains("://") {
-        link.to_owned()
-    } else {
-        format!("https://{link}")
-    };
-    let url = url::Url::parse(&with_scheme).ok()?;
-    let host = url.host_str()?;
-    if !(host == "party.playstation.com" || host.ends_with(".party.playstation.com")) {
-        return None;
-    }
-    let id = url.path_segments()?.rfind(|s| !s.is_empty())?;
-    id.chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        .then(|| id.to_owned())
-}
-
 impl HubShared {
     fn token_store(&self) -> Option<TokenStore> {
         self.config_dir.as_deref().map(TokenStore::in_dir)
@@ -827,24 +742,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn consent_is_off_by_default_and_remembers_choices() {
-        let mut c = Consent::default();
-        assert!(c.allows("1"));
-        c.only_allowed = true;
-        assert!(
-            c.allows("1"),
-            "new members are heard unless they start muted"
-        );
-        c.new_members_muted = true;
-        assert!(!c.allows("1"));
-        c.allowed.insert("1".into(), true);
-        assert!(c.allows("1"));
-        c.allowed.insert("2".into(), false);
-        c.new_members_muted = false;
-        assert!(!c.allows("2"));
-    }
-
-    #[test]
     fn a_gated_member_is_silent_and_still_metered() {
         struct Tone;
         impl MemberAudio for Tone {
@@ -869,29 +766,5 @@ mod tests {
         audio.pull_10ms(2_000, &mut block);
         assert!(block.iter().all(|s| *s == 0.0), "not allowed: silent");
         assert!(gates.speaking("7") && gates.muted("7"));
-    }
-
-    #[test]
-    fn party_links() {
-        assert_eq!(
-            link_id_from_link("https://party.playstation.com/AbC-12_x").as_deref(),
-            Some("AbC-12_x")
-        );
-        assert_eq!(
-            link_id_from_link(" party.playstation.com/join/xyz ").as_deref(),
-            Some("xyz")
-        );
-        assert_eq!(link_id_from_link("https://evil.example/xyz"), None);
-        assert_eq!(link_id_from_link("https://party.playstation.com/"), None);
-    }
-
-    #[test]
-    fn jitter_presets_order_their_delay() {
-        let low = JitterPreset::LowLatency.config(48_000);
-        let mid = JitterPreset::Balanced.config(48_000);
-        let high = JitterPreset::Stable.config(48_000);
-        assert!(low.max_target_ms < mid.max_target_ms && mid.max_target_ms < high.max_target_ms);
-        assert_eq!(JitterPreset::from_setting("stable"), JitterPreset::Stable);
-        assert_eq!(JitterPreset::from_setting("?"), JitterPreset::Balanced);
     }
 }

@@ -7,6 +7,7 @@ pub mod feed;
 pub mod hub;
 pub mod pipeline;
 pub mod session;
+pub mod settings;
 pub mod signalling;
 pub mod status;
 pub mod voice_links;

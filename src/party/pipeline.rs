@@ -6,8 +6,8 @@
 use std::sync::{Arc, Mutex};
 
 use super::feed::{member_feed, PacketSender};
-use super::hub::JitterPreset;
 use super::session::PlayoutControl;
+use super::settings::JitterPreset;
 use crate::audio::playout::MemberInfo;
 use crate::voice::member::{Member, MemberConfig};
 use crate::voice::peer::sdp::AudioParams;

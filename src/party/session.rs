@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::cause::{Cause, Failure};
-use super::signalling::{Outgoing, SignalOutcome, VoicePath};
+use super::pipeline::member_info;
+use super::settings::{JitterPreset, PartyChoice, VoicePath};
+use super::signalling::{Outgoing, SignalOutcome};
 use super::status::{HubStatus, MemberState};
 use super::voice_links::{LinkContext, VoiceLinks};
 use crate::audio::playout::{MemberInfo, Silence};
@@ -27,24 +29,6 @@ const LEAVE_TIMEOUT: Duration = Duration::from_millis(350);
 /// How often to look for a party while the user is in none.
 const PARTY_POLL: Duration = Duration::from_secs(5);
 
-/// Which party to be in (the `party` setting).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PartyChoice {
-    /// The party the user's console is in (`"follow"`, the default).
-    Follow,
-    /// This party session id.
-    Session(String),
-}
-
-impl PartyChoice {
-    pub fn from_setting(value: &str) -> PartyChoice {
-        match value.trim() {
-            "" | "follow" => PartyChoice::Follow,
-            id => PartyChoice::Session(id.to_owned()),
-        }
-    }
-}
-
 /// What the session needs from the hub.
 pub struct SessionContext {
     pub party: PartyChoice,
@@ -58,7 +42,7 @@ pub struct SessionContext {
     /// Peer-to-peer, bridge, or both (the `voice_path` setting).
     pub voice_path: VoicePath,
     /// The jitter buffer preset for members who connect from now on.
-    pub jitter: Arc<Mutex<super::hub::JitterPreset>>,
+    pub jitter: Arc<Mutex<JitterPreset>>,
 }
 
 /// The playout, as the session drives it.
@@ -225,8 +209,10 @@ async fn follow_one_party(
     // Every console member gets their place (and slot) in join order now;
     // their voice replaces the silence when it connects.
     for m in party.members.iter().filter(|m| m.is_console()) {
-        ctx.playout
-            .add_member(roster_info(ctx, &me, m), Box::new(Silence));
+        ctx.playout.add_member(
+            member_info(&me, ctx.include_own_console, &m.account_id, &m.online_id),
+            Box::new(Silence),
+        );
     }
     log::info!(
         "following party \"{}\" with {} members",
@@ -443,7 +429,6 @@ async fn send_signals(
     }
 }
 
-/// How the playout knows a console member of the roster.
 /// A member the roster did not have (from push, or from a roster re-read): their console gets
 /// a silent playout entry until their voice connects, and voice links learn of them. Our own
 /// app and members already known are skipped.
@@ -460,40 +445,17 @@ fn admit_member(
     }
     log::info!("member {how}: {}", m.online_id);
     if m.is_console() {
-        ctx.playout
-            .add_member(roster_info(ctx, me, &m), Box::new(Silence));
+        ctx.playout.add_member(
+            member_info(me, ctx.include_own_console, &m.account_id, &m.online_id),
+            Box::new(Silence),
+        );
     }
     links.member_present(&m, Instant::now());
     roster.insert(member_key(&m), m);
-}
-
-fn roster_info(ctx: &SessionContext, me: &str, m: &RosterMember) -> MemberInfo {
-    let own_console = m.account_id == me;
-    MemberInfo {
-        account_id: m.account_id.clone(),
-        online_id: m.online_id.clone(),
-        in_mix: !own_console || ctx.include_own_console,
-        takes_slot: !own_console,
-    }
 }
 
 /// Roster key: the user's own console shares the account id with us, so the
 /// platform is part of the key.
 fn member_key(m: &RosterMember) -> String {
     format!("{}/{}", m.account_id, m.platform)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn party_setting() {
-        assert_eq!(PartyChoice::from_setting("follow"), PartyChoice::Follow);
-        assert_eq!(PartyChoice::from_setting(""), PartyChoice::Follow);
-        assert_eq!(
-            PartyChoice::from_setting(" 1234-abcd "),
-            PartyChoice::Session("1234-abcd".into())
-        );
-    }
 }

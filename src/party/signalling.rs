@@ -30,6 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::cause::{Cause, Failure};
+pub use super::settings::VoicePath;
 use super::status::MemberState;
 use crate::psn::custom_message::{
     decode_payload, encode_payload, Message, Recipient, Signal, UserRef, PLATFORM_MOBILE_APP,
@@ -48,28 +49,6 @@ pub const MAX_OFFERS: u32 = 3;
 pub const P2P_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long after a failed bridge we try again.
 pub const BRIDGE_RETRY: Duration = Duration::from_secs(10);
-
-/// Which way voices come (the `voice_path` setting, docs/settings.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum VoicePath {
-    /// Peer-to-peer, the bridge for members it fails with (`"auto"`, the default).
-    #[default]
-    Auto,
-    /// Peer-to-peer only (`"p2p"`).
-    P2p,
-    /// The bridge only (`"bridge"`).
-    Bridge,
-}
-
-impl VoicePath {
-    pub fn from_setting(value: &str) -> VoicePath {
-        match value.trim() {
-            "p2p" => VoicePath::P2p,
-            "bridge" => VoicePath::Bridge,
-            _ => VoicePath::Auto,
-        }
-    }
-}
 
 /// A customMessage to send: recipient and payload.
 pub type Outgoing = (Recipient, String);

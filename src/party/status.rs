@@ -234,7 +234,7 @@ pub struct View {
     pub status: HubStatus,
     pub account: AccountView,
     pub parties: PartyList,
-    pub party: crate::party::session::PartyChoice,
+    pub party: crate::party::settings::PartyChoice,
     /// Account ids whose voice was heard in the last moments.
     pub speaking: Vec<String>,
     /// Account ids muted by the consent setting.
@@ -288,7 +288,7 @@ impl View {
     /// session id that is not among them (so a script's choice stays visible).
     pub fn party_items(&self, words: &impl Words) -> Vec<(String, String)> {
         let text = |key: &str| words.text(key);
-        let mut items = vec![(text("Party.Follow"), "follow".to_owned())];
+        let mut items = vec![(text("Party.Follow"), super::settings::FOLLOW.to_owned())];
         for p in &self.parties.parties {
             let name = if p.name.is_empty() {
                 text("Party.Unnamed")
@@ -300,7 +300,7 @@ impl View {
                 .replace("%2", &p.members.to_string());
             items.push((label, p.session_id.clone()));
         }
-        if let crate::party::session::PartyChoice::Session(id) = &self.party {
+        if let crate::party::settings::PartyChoice::Session(id) = &self.party {
             if !items.iter().any(|(_, v)| v == id) {
                 items.push((text("Party.Saved").replace("%1", id), id.clone()));
             }
@@ -435,7 +435,7 @@ mod tests {
             status: HubStatus::default(),
             account: AccountView::default(),
             parties: PartyList::default(),
-            party: crate::party::session::PartyChoice::Follow,
+            party: crate::party::settings::PartyChoice::Follow,
             speaking: vec![],
             muted: vec![],
         }
@@ -470,7 +470,7 @@ mod tests {
         let items = v.party_items(KEYS);
         assert_eq!(items[0].1, "follow");
         assert_eq!(items[1], ("<Party.Item:Friday:4:%3>".into(), "s1".into()));
-        v.party = crate::party::session::PartyChoice::Session("old".into());
+        v.party = crate::party::settings::PartyChoice::Session("old".into());
         assert_eq!(v.party_items(KEYS).last().unwrap().1, "old");
     }
 

@@ -39,7 +39,7 @@ pub struct LinkContext {
     /// The PSN client for the bridge's calls (`None` in tests without PSN: no bridge).
     pub client: Option<Arc<PsnClient>>,
     /// The jitter buffer preset for members who connect from now on.
-    pub jitter: Arc<Mutex<super::hub::JitterPreset>>,
+    pub jitter: Arc<Mutex<super::settings::JitterPreset>>,
 }
 
 impl LinkContext {
