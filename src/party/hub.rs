@@ -7,8 +7,7 @@
 //! party list, switch party) returns at once: the work runs on the runtime and
 //! the sources are told to redraw their properties when the result is in.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -16,17 +15,19 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::cause::Cause;
+use super::credentials::{load_client_file, save_client_file};
+use super::gates::{Gates, SharedPlayout};
 use super::session::{self, PlayoutControl, SessionContext};
 use super::settings::{link_id_from_link, Consent, JitterPreset, PartyChoice, VoicePath};
 use super::status::{AccountView, HubStatus, PartyEntry, PartyList, View};
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout, SubscriptionId, Target};
-use crate::audio::ring::{RingWriter, BLOCK_FRAMES};
+use crate::audio::ring::RingWriter;
 use crate::psn::client::{ClientOptions, PsnClient};
 use crate::psn::config::{is_loopback_host, PsnConfig};
 use crate::psn::error::PsnError;
 use crate::psn::secret::Secret;
 use crate::psn::session::PartyApi;
-use crate::psn::token_store::{write_atomic, TokenStore};
+use crate::psn::token_store::TokenStore;
 use crate::runtime::RuntimeRef;
 
 static SHARED: Mutex<Weak<PartyHub>> = Mutex::new(Weak::new());
@@ -38,130 +39,8 @@ const SESSION_STOP_TIMEOUT: Duration = Duration::from_millis(400);
 const VIEW_POLL: Duration = Duration::from_millis(250);
 /// How long a fetched party list counts as current when the dialog opens.
 const PARTIES_FRESH: Duration = Duration::from_secs(10);
-/// A member whose voice peaked above this in the last `SPEAKING_HOLD` is "speaking".
-const SPEAKING_LEVEL: f32 = 0.01;
-const SPEAKING_HOLD_NS: u64 = 400_000_000;
-
-/// Where the client id and secret typed into the properties are kept (never
-/// in the scene collection): a 0600 file beside the token store.
-pub const CLIENT_FILE_NAME: &str = "psn-client.json";
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Per-member switch and level meter, read and written without locks by the
-/// playout thread.
-#[derive(Debug)]
-struct MemberGate {
-    allowed: AtomicBool,
-    last_pull_ns: AtomicU64,
-    last_voice_ns: AtomicU64,
-}
-
-impl MemberGate {
-    fn speaking(&self) -> bool {
-        let voice = self.last_voice_ns.load(Ordering::Relaxed);
-        voice > 0
-            && self
-                .last_pull_ns
-                .load(Ordering::Relaxed)
-                .saturating_sub(voice)
-                < SPEAKING_HOLD_NS
-    }
-}
-
-/// A member's audio behind their gate: silent when not allowed (in the mix
-/// and in their own source alike).
-struct GatedAudio {
-    inner: Box<dyn MemberAudio>,
-    gate: Arc<MemberGate>,
-}
-
-impl MemberAudio for GatedAudio {
-    fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK_FRAMES]) {
-        self.inner.pull_10ms(now_ns, out);
-        let peak = out.iter().fold(0.0f32, |m, s| m.max(s.abs()));
-        self.gate.last_pull_ns.store(now_ns, Ordering::Relaxed);
-        if peak > SPEAKING_LEVEL {
-            self.gate.last_voice_ns.store(now_ns, Ordering::Relaxed);
-        }
-        if !self.gate.allowed.load(Ordering::Relaxed) {
-            out.fill(0.0);
-        }
-    }
-}
-
-#[derive(Default)]
-struct Gates {
-    consent: Mutex<Consent>,
-    members: Mutex<HashMap<String, Arc<MemberGate>>>,
-}
-
-impl Gates {
-    fn gate(&self, account_id: &str) -> Arc<MemberGate> {
-        let allowed = lock(&self.consent).allows(account_id);
-        let mut members = lock(&self.members);
-        let gate = members
-            .entry(account_id.to_owned())
-            .or_insert_with(|| {
-                Arc::new(MemberGate {
-                    allowed: AtomicBool::new(allowed),
-                    last_pull_ns: AtomicU64::new(0),
-                    last_voice_ns: AtomicU64::new(0),
-                })
-            })
-            .clone();
-        gate.allowed.store(allowed, Ordering::Relaxed);
-        gate
-    }
-
-    fn set_consent(&self, consent: Consent) {
-        let mut current = lock(&self.consent);
-        if *current == consent {
-            return;
-        }
-        for (id, gate) in lock(&self.members).iter() {
-            gate.allowed.store(consent.allows(id), Ordering::Relaxed);
-        }
-        *current = consent;
-    }
-
-    fn muted(&self, account_id: &str) -> bool {
-        !lock(&self.consent).allows(account_id)
-    }
-
-    fn speaking(&self, account_id: &str) -> bool {
-        lock(&self.members)
-            .get(account_id)
-            .is_some_and(|g| g.speaking())
-    }
-}
-
-/// The playout, shared by the hub (for subscriptions) and the session (for members).
-struct SharedPlayout {
-    playout: Mutex<Playout>,
-    gates: Arc<Gates>,
-}
-
-impl SharedPlayout {
-    fn with<R>(&self, f: impl FnOnce(&Playout) -> R) -> R {
-        f(&lock(&self.playout))
-    }
-}
-
-impl PlayoutControl for SharedPlayout {
-    fn add_member(&self, info: MemberInfo, audio: Box<dyn MemberAudio>) {
-        let gate = self.gates.gate(&info.account_id);
-        let audio = Box::new(GatedAudio { inner: audio, gate });
-        self.with(|p| p.add_member(info, audio));
-    }
-    fn remove_member(&self, account_id: &str) {
-        self.with(|p| p.remove_member(account_id));
-    }
-    fn epoch(&self) -> Instant {
-        self.with(|p| p.epoch())
-    }
 }
 
 /// The running party session: stop it and wait for it to leave.
@@ -507,19 +386,10 @@ impl HubShared {
     }
 
     fn save_client_credentials(&self, id: &str, secret: &Secret) -> Result<(), PsnError> {
-        let Some(dir) = &self.config_dir else {
-            return Ok(());
-        };
-        std::fs::create_dir_all(dir).map_err(|e| PsnError::Storage {
-            what: dir.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        let text = serde_json::json!({"client_id": id, "client_secret": secret.expose()});
-        write_atomic(
-            &dir.join(CLIENT_FILE_NAME),
-            text.to_string().as_bytes(),
-            0o600,
-        )
+        match &self.config_dir {
+            Some(dir) => save_client_file(dir, id, secret),
+            None => Ok(()),
+        }
     }
 
     /// What the token store says about the sign-in (account, expiry).
@@ -695,15 +565,6 @@ async fn watch_view(hub: Weak<HubShared>) {
     }
 }
 
-/// `psn-client.json`: the client id and secret typed into the properties.
-fn load_client_file(dir: &Path) -> Option<(String, Secret)> {
-    let text = std::fs::read_to_string(dir.join(CLIENT_FILE_NAME)).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let id = v.get("client_id")?.as_str()?.trim().to_owned();
-    let secret = v.get("client_secret")?.as_str()?.trim().to_owned();
-    (!id.is_empty() && !secret.is_empty()).then(|| (id, Secret::new(secret)))
-}
-
 impl Drop for PartyHub {
     fn drop(&mut self) {
         if let Some(session) = lock(&self.shared.session).take() {
@@ -734,37 +595,5 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.shared.playout.with(|p| p.unsubscribe(self.id));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_gated_member_is_silent_and_still_metered() {
-        struct Tone;
-        impl MemberAudio for Tone {
-            fn pull_10ms(&mut self, _now: u64, out: &mut [f32; BLOCK_FRAMES]) {
-                out.fill(0.5);
-            }
-        }
-        let gates = Gates::default();
-        let gate = gates.gate("7");
-        let mut audio = GatedAudio {
-            inner: Box::new(Tone),
-            gate,
-        };
-        let mut block = [0.0; BLOCK_FRAMES];
-        audio.pull_10ms(1_000, &mut block);
-        assert!(block.iter().all(|s| *s == 0.5));
-        gates.set_consent(Consent {
-            only_allowed: true,
-            new_members_muted: true,
-            allowed: HashMap::new(),
-        });
-        audio.pull_10ms(2_000, &mut block);
-        assert!(block.iter().all(|s| *s == 0.0), "not allowed: silent");
-        assert!(gates.speaking("7") && gates.muted("7"));
     }
 }

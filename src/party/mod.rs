@@ -3,7 +3,9 @@
 
 pub mod bridge_link;
 pub mod cause;
+pub mod credentials;
 pub mod feed;
+pub mod gates;
 pub mod hub;
 pub mod pipeline;
 pub mod session;
