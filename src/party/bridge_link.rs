@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::feed::PacketSender;
-use super::session::PlayoutControl;
+use super::pipeline::PlayoutControl;
 use super::signalling::Signalling;
 use crate::audio::playout::{MemberInfo, Silence};
 

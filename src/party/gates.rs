@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::session::PlayoutControl;
+use super::pipeline::PlayoutControl;
 use super::settings::Consent;
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout};
 use crate::audio::ring::BLOCK_FRAMES;

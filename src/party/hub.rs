@@ -16,8 +16,9 @@ use tokio::sync::watch;
 
 use super::cause::Cause;
 use super::credentials::{load_client_file, save_client_file};
+use super::follower::{self, FollowerContext};
 use super::gates::{Gates, SharedPlayout};
-use super::session::{self, PlayoutControl, SessionContext};
+use super::pipeline::PlayoutControl;
 use super::settings::{link_id_from_link, Consent, JitterPreset, PartyChoice, VoicePath};
 use super::status::{AccountView, HubStatus, PartyEntry, PartyList, View};
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout, SubscriptionId, Target};
@@ -454,7 +455,7 @@ impl HubShared {
             .api
             .host()
             .is_some_and(|h| is_loopback_host(&h));
-        let context = SessionContext {
+        let context = FollowerContext {
             party: lock(&self.party).clone(),
             client,
             playout: self.playout.clone(),
@@ -469,7 +470,7 @@ impl HubShared {
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done) = std::sync::mpsc::channel();
         handle.spawn(async move {
-            session::run(context, stop_rx).await;
+            follower::run(context, stop_rx).await;
             let _ = done_tx.send(());
         });
         let old = lock(&self.session).replace(SessionTask { stop, done });

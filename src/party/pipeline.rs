@@ -4,13 +4,21 @@
 //! the member's entry in the playout.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::feed::{member_feed, PacketSender};
-use super::session::PlayoutControl;
 use super::settings::JitterPreset;
-use crate::audio::playout::MemberInfo;
+use crate::audio::playout::{MemberAudio, MemberInfo};
 use crate::voice::member::{Member, MemberConfig};
 use crate::voice::peer::sdp::AudioParams;
+
+/// The playout, as the follower and the voice links drive it.
+pub trait PlayoutControl: Send + Sync {
+    fn add_member(&self, info: MemberInfo, audio: Box<dyn MemberAudio>);
+    fn remove_member(&self, account_id: &str);
+    /// The instant the playout clock counts from.
+    fn epoch(&self) -> Instant;
+}
 
 /// How the playout knows a console member: the user's own console is in no slot, and in the
 /// mix only when they chose so.

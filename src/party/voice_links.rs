@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use super::bridge_link::{BridgeSide, BRIDGE_MEMBER, BRIDGE_MEMBER_NAME, BRIDGE_PEER};
 use super::feed::PacketSender;
+use super::pipeline::PlayoutControl;
 use super::pipeline::{member_info, start_voice};
-use super::session::PlayoutControl;
 use super::signalling::{
     Command, LinkRole, Outgoing, SignalOutcome, Signalling, SignallingConfig, VoicePath,
 };
