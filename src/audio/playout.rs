@@ -91,7 +91,7 @@ struct MemberEntry {
     block: [f32; BLOCK_FRAMES],
 }
 
-struct Subscription {
+struct Subscriber {
     id: SubscriptionId,
     target: Target,
     writer: RingWriter,
@@ -103,7 +103,7 @@ struct Subscription {
 /// The clock's state, stepped by `tick`: pure enough to test on virtual time.
 pub struct PlayoutEngine {
     members: Vec<MemberEntry>,
-    subscriptions: Vec<Subscription>,
+    subscriptions: Vec<Subscriber>,
     mix: [f32; BLOCK_FRAMES],
     mixer: Mixer,
 }
@@ -164,7 +164,7 @@ impl PlayoutEngine {
                     m.info.in_mix = in_mix;
                 }
             }
-            Command::Subscribe(id, target, writer) => self.subscriptions.push(Subscription {
+            Command::Subscribe(id, target, writer) => self.subscriptions.push(Subscriber {
                 id,
                 target,
                 writer,

@@ -5,7 +5,7 @@
 //! link it to the party, add our peer (the bridge's offer comes back), answer it with a
 //! [`WebrtcPeer`] and send the answer. Our answer's audio is `recvonly`: we take whatever the
 //! bridge sends down (its `sendrecv` or `sendonly` audio m-lines). Each track's packets arrive
-//! named `bridge:<msid stream id>`; [`BridgeSide::route`] decides whose voice a stream is: a
+//! named `rtc-bridge:<msid stream id>`; [`BridgeSide::route`] decides whose voice a stream is: a
 //! roster member's account id is that member [I] (only while they are on the bridge, so a
 //! voice is never heard twice), anything else is the pseudo-member "party (bridge)"
 //! ([`BRIDGE_MEMBER`], `member` = `"bridge"` picks it), which the mix plays.
@@ -29,12 +29,12 @@ use crate::voice::peer::sdp::{audio_params, AudioParams};
 use crate::voice::peer::webrtc_rs::WebrtcPeer;
 use crate::voice::peer::{PeerEvent, PeerOptions, RtpEvent, VoicePeer};
 
-/// The member id of the bridge's connection; its packets are `bridge:<stream id>`.
-pub const BRIDGE_PEER: &str = "bridge";
+/// The member id of the bridge's connection; its packets are `rtc-bridge:<stream id>`.
+pub const BRIDGE_PEER: &str = "rtc-bridge";
 
-/// The playout id and the online id of the pseudo-member that plays what the bridge sends
-/// without naming a member.
-pub const BRIDGE_MEMBER: &str = "bridge";
+/// The playout id of the pseudo-member that plays what the bridge sends without naming a
+/// member (the `member` setting picks it as `"bridge"`, [`super::settings::BRIDGE_SELECTOR`]).
+pub const BRIDGE_MEMBER: &str = "party-bridge";
 pub use super::settings::BRIDGE_MEMBER_NAME;
 
 /// How long deleting the bridge may take when the party is over for us.

@@ -19,8 +19,9 @@ use crate::voice::member::Member;
 use crate::voice::peer::RtpEvent;
 use crate::voice::rtp::RtpIn;
 
-/// The largest RTP payload carried (Opus voice packets are a few hundred bytes).
-pub const MAX_PAYLOAD: usize = 1200;
+/// The largest RTP payload a feed slot carries (Opus voice packets are a few hundred bytes;
+/// the jitter buffer keeps up to `voice::jitter::MAX_STORED_PAYLOAD`).
+pub const SLOT_PAYLOAD: usize = 1200;
 /// Packets in flight between the network and the playout: 2.5 s of 10 ms packets.
 const SLOTS: usize = 256;
 
@@ -32,7 +33,7 @@ struct PacketSlot {
     marker: bool,
     arrival_ns: u64,
     len: u16,
-    payload: [u8; MAX_PAYLOAD],
+    payload: [u8; SLOT_PAYLOAD],
 }
 
 impl Default for PacketSlot {
@@ -44,7 +45,7 @@ impl Default for PacketSlot {
             marker: false,
             arrival_ns: 0,
             len: 0,
-            payload: [0; MAX_PAYLOAD],
+            payload: [0; SLOT_PAYLOAD],
         }
     }
 }
@@ -86,7 +87,7 @@ impl PacketSender {
     /// Copies `packet` into the ring. Never waits, never allocates.
     pub fn send(&mut self, packet: &RtpEvent) {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        if packet.payload.len() > MAX_PAYLOAD {
+        if packet.payload.len() > SLOT_PAYLOAD {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -98,7 +99,7 @@ impl PacketSender {
             marker: rtp.marker,
             arrival_ns: rtp.arrival_ns,
             len: rtp.payload.len() as u16,
-            payload: [0; MAX_PAYLOAD],
+            payload: [0; SLOT_PAYLOAD],
         };
         slot.payload[..rtp.payload.len()].copy_from_slice(rtp.payload);
         if self.prod.try_push(slot).is_err() {
@@ -175,7 +176,7 @@ mod tests {
             tx.send(&packet(seq, origin));
         }
         let mut huge = packet(10, origin);
-        huge.payload = bytes::Bytes::from(vec![0u8; MAX_PAYLOAD + 1]);
+        huge.payload = bytes::Bytes::from(vec![0u8; SLOT_PAYLOAD + 1]);
         tx.send(&huge);
         let mut out = [1.0f32; BLOCK_FRAMES];
         rx.pull_10ms(0, &mut out);

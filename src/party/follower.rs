@@ -31,7 +31,7 @@ const LEAVE_TIMEOUT: Duration = Duration::from_millis(350);
 /// How often to look for a party while the user is in none.
 const PARTY_POLL: Duration = Duration::from_secs(5);
 
-/// What the session needs from the hub.
+/// What the follower needs from the hub.
 pub struct FollowerContext {
     pub party: PartyChoice,
     pub client: Arc<PsnClient>,
@@ -113,7 +113,7 @@ async fn refresh_due(client: &PsnClient, retry_at: Option<Instant>) {
 /// either way. A transient failure (5xx, timeout) is only logged and retried: the token still
 /// has a tenth of its life left, and a status line that cries wolf while every voice plays
 /// teaches streamers to ignore it. Returns when to retry after a failure.
-/// Runs in a task of its own, so a slow PSN never holds up the session's loop.
+/// Runs in a task of its own, so a slow PSN never holds up the follower's loop.
 async fn keep_signed_in(client: Arc<PsnClient>, status: Arc<Mutex<HubStatus>>) -> Option<Instant> {
     match client.access_token().await {
         Ok(_) => {
@@ -567,7 +567,7 @@ impl<'a> PartyFollower<'a> {
 type SignalResult = (String, Instant, Result<(), PsnError>);
 
 /// Sends the queued voice offers and answers in order, reporting each outcome back to the
-/// session's loop. A failure is reported, not retried here (PROTOCOL.md section 7; see
+/// follower's loop. A failure is reported, not retried here (PROTOCOL.md section 7; see
 /// `VoiceLinks::signal_sent`).
 async fn send_signals(
     api: PartyApi,

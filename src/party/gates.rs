@@ -1,7 +1,7 @@
 //! The playout-thread side of consent and the speaking meter: each member's audio passes a
 //! gate the playout thread reads and writes without locks (silent when the user's consent
 //! setting does not allow them, in the mix and in their own source alike; metered either way
-//! for the "speaking" line). The playout the hub and the session share adds every member
+//! for the "speaking" line). The playout the hub and the follower share adds every member
 //! behind their gate.
 
 use std::collections::HashMap;
@@ -110,7 +110,7 @@ impl Gates {
     }
 }
 
-/// The playout, shared by the hub (for subscriptions) and the session (for members).
+/// The playout, shared by the hub (for subscriptions) and the follower (for members).
 pub struct SharedPlayout {
     pub playout: Mutex<Playout>,
     pub gates: Arc<Gates>,

@@ -1,5 +1,5 @@
 //! What the hub knows and shows: who is signed in, which party, each member's
-//! state. The properties view reads it; the session writes it.
+//! state. The properties view reads it; the follower writes it.
 
 use std::collections::BTreeMap;
 

@@ -4,7 +4,7 @@
 //! ([`super::pipeline`]) when their link is negotiated, forwards the peers' packets into the
 //! playout, and holds the rtcBridge ([`super::bridge_link`]).
 //!
-//! The session (src/party/session.rs) feeds it the party's events and sends the voice
+//! The follower (src/party/follower.rs) feeds it the party's events and sends the voice
 //! messages it returns.
 
 use std::collections::{HashMap, VecDeque};
@@ -27,7 +27,7 @@ use crate::psn::session::Member as RosterMember;
 use crate::voice::peer::webrtc_rs::WebrtcPeer;
 use crate::voice::peer::{MemberId, PeerEvent, PeerOptions, VoicePeer};
 
-/// What the links need from the session.
+/// What the links need from the follower.
 #[derive(Clone)]
 pub struct LinkContext {
     pub playout: Arc<dyn PlayoutControl>,
@@ -427,7 +427,7 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
     fn close(&mut self, member: &str) {
         if let Some(link) = self.links.remove(member) {
             // Closed in its own task: closing a connection takes tens of milliseconds, and
-            // the session's loop forwards the other members' packets meanwhile.
+            // the follower's loop forwards the other members' packets meanwhile.
             let peer = link.peer;
             tokio::spawn(async move { peer.close().await });
             if let Some((_, info)) = link.feed {

@@ -33,7 +33,7 @@ use estimator::DelayEstimator;
 use crate::voice::{BLOCK, OUTPUT_RATE};
 
 /// Largest payload kept (bytes); longer packets are treated as lost.
-pub const MAX_PAYLOAD: usize = 1500;
+pub const MAX_STORED_PAYLOAD: usize = 1500;
 const NS_PER_S: i64 = 1_000_000_000;
 /// Clock readings are clamped to this (146 years) so no timeline arithmetic can overflow,
 /// whatever a caller or the network hands in.
@@ -240,7 +240,7 @@ impl JitterBuffer {
                 dtx: false,
                 fec: false,
                 marker: false,
-                payload: Vec::with_capacity(MAX_PAYLOAD),
+                payload: Vec::with_capacity(MAX_STORED_PAYLOAD),
             })
             .collect();
         let target_ns = i64::from(cfg.initial_target_ms) * MS;
@@ -357,7 +357,7 @@ impl JitterBuffer {
 
     fn valid(&self, payload: &[u8], duration: u32) -> bool {
         !payload.is_empty()
-            && payload.len() <= MAX_PAYLOAD
+            && payload.len() <= MAX_STORED_PAYLOAD
             && duration > 0
             && i64::from(duration) <= self.clock * 120 / 1000
     }
