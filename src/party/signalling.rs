@@ -295,13 +295,26 @@ impl Signalling {
 
     /// Our offer is made (on the connection [`Command::Offer`] opened): it goes out.
     pub fn offer_made(&mut self, member: &MemberId, sdp: String, now: Instant) -> Vec<Command> {
+        self.description_made(member, LinkRole::Offering, "offer", sdp, now)
+    }
+
+    /// Our offer or answer is made: the link is open from `now`, and the description goes to
+    /// whoever `pending` names.
+    fn description_made(
+        &mut self,
+        member: &MemberId,
+        role: LinkRole,
+        kind: &str,
+        sdp: String,
+        now: Instant,
+    ) -> Vec<Command> {
         let Some((to, platform)) = self.pending.remove(member) else {
             return Vec::new();
         };
         self.links.insert(
             member.clone(),
             Link {
-                role: LinkRole::Offering,
+                role,
                 opened: now,
                 connected: false,
             },
@@ -311,7 +324,7 @@ impl Signalling {
                 member: member.clone(),
                 state: MemberState::Connecting,
             },
-            Command::Send(self.message("offer", to, &platform, sdp)),
+            Command::Send(self.message(kind, to, &platform, sdp)),
         ]
     }
 
@@ -445,24 +458,7 @@ impl Signalling {
 
     /// Our answer to the member's offer is made and their voice started: it goes out.
     pub fn answered(&mut self, member: &MemberId, sdp: String, now: Instant) -> Vec<Command> {
-        let Some((to, platform)) = self.pending.remove(member) else {
-            return Vec::new();
-        };
-        self.links.insert(
-            member.clone(),
-            Link {
-                role: LinkRole::Live,
-                opened: now,
-                connected: false,
-            },
-        );
-        vec![
-            Command::ShowState {
-                member: member.clone(),
-                state: MemberState::Connecting,
-            },
-            Command::Send(self.message("answer", to, &platform, sdp)),
-        ]
+        self.description_made(member, LinkRole::Live, "answer", sdp, now)
     }
 
     /// Answering the member's offer failed (the connection is closed); `why`, if given, is
@@ -684,11 +680,11 @@ pub fn mask(account_id: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const ME: &str = "1000";
-    const MEMBER: &str = "2000";
+    pub(crate) const ME: &str = "1000";
+    pub(crate) const MEMBER: &str = "2000";
 
     fn member() -> RosterMember {
         RosterMember {
@@ -715,8 +711,8 @@ mod tests {
         MEMBER.into()
     }
 
-    /// A customMessage from MEMBER to `to`.
-    fn from_member_to(to: &str, kind: &str, sdp: &str) -> String {
+    /// A customMessage from MEMBER to `to` (the voice links' tests use it too).
+    pub(crate) fn from_member_to(to: &str, kind: &str, sdp: &str) -> String {
         let member = UserRef {
             account_id: MEMBER.into(),
             platform: PLATFORM_PS5,
@@ -769,6 +765,25 @@ mod tests {
         assert_eq!(m.role(MEMBER), Some(LinkRole::Offering));
     }
 
+    /// A machine whose member joined at the returned instant and has our offer since the grace.
+    fn offering(path: VoicePath) -> (Signalling, Instant) {
+        let mut m = machine(path);
+        let t0 = Instant::now();
+        m.member_joined(&member(), t0);
+        offer_out(&mut m, t0 + OFFER_GRACE);
+        (m, t0)
+    }
+
+    /// A machine that answered its member's offer at the returned instant.
+    fn answering(path: VoicePath) -> (Signalling, Instant) {
+        let mut m = machine(path);
+        let t0 = Instant::now();
+        m.member_joined(&member(), t0);
+        m.signal_received(&roster(), &from_member("offer", "theirs"));
+        m.answered(&id(), "ours".into(), t0);
+        (m, t0)
+    }
+
     #[test]
     fn no_offer_before_the_grace_then_one_and_not_again_while_it_is_open() {
         let mut m = machine(VoicePath::Auto);
@@ -783,10 +798,7 @@ mod tests {
     /// and no further offer goes out while the link is live.
     #[test]
     fn glare_the_members_offer_wins() {
-        let mut m = machine(VoicePath::Auto);
-        let t0 = Instant::now();
-        m.member_joined(&member(), t0);
-        offer_out(&mut m, t0 + OFFER_GRACE);
+        let (mut m, t0) = offering(VoicePath::Auto);
 
         let commands = m.signal_received(&roster(), &from_member("offer", "their-offer"));
         assert_eq!(
@@ -818,10 +830,7 @@ mod tests {
     /// from our offer.
     #[test]
     fn their_answer_completes_our_offer() {
-        let mut m = machine(VoicePath::P2p);
-        let t0 = Instant::now();
-        m.member_joined(&member(), t0);
-        offer_out(&mut m, t0 + OFFER_GRACE);
+        let (mut m, t0) = offering(VoicePath::P2p);
         let commands = m.signal_received(&roster(), &from_member("answer", "their-answer"));
         assert_eq!(
             commands,
@@ -928,11 +937,7 @@ mod tests {
     /// PSN lost our answer: no peer-to-peer failure, so not the bridge; our offer follows.
     #[test]
     fn a_lost_answer_is_followed_by_our_offer_not_the_bridge() {
-        let mut m = machine(VoicePath::Auto);
-        let t0 = Instant::now();
-        m.member_joined(&member(), t0);
-        m.signal_received(&roster(), &from_member("offer", "theirs"));
-        m.answered(&id(), "ours".into(), t0);
+        let (mut m, t0) = answering(VoicePath::Auto);
         let lost = t0 + Duration::from_secs(1);
         let outcome = SignalOutcome::Lost { transient: true };
         assert!(m.signal_sent(MEMBER, t0, outcome, lost).0);
@@ -949,11 +954,7 @@ mod tests {
     /// BRIDGE_RETRY; one that dies is closed and reopened likewise.
     #[test]
     fn auto_falls_back_to_the_bridge() {
-        let mut m = machine(VoicePath::Auto);
-        let t0 = Instant::now();
-        m.member_joined(&member(), t0);
-        m.signal_received(&roster(), &from_member("offer", "theirs"));
-        m.answered(&id(), "ours".into(), t0);
+        let (mut m, t0) = answering(VoicePath::Auto);
         let failed = t0 + Duration::from_secs(1);
         let commands = m.peer_state(&id(), PeerState::Failed, failed);
         assert!(commands.contains(&Command::Close { member: id() }));

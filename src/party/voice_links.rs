@@ -442,9 +442,7 @@ mod tests {
     use super::super::signalling::{ANSWER_WAIT, OFFER_GRACE, P2P_TIMEOUT};
     use super::*;
     use crate::audio::playout::MemberAudio;
-    use crate::psn::custom_message::{
-        decode_payload, encode_payload, Message, Signal, UserRef, PLATFORM_MOBILE_APP, PLATFORM_PS5,
-    };
+    use crate::psn::custom_message::decode_payload;
     use crate::voice::peer::sdp::AudioParams;
     use crate::voice::peer::PeerError;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -469,8 +467,7 @@ mod tests {
         }
     }
 
-    const ME: &str = "1000";
-    const MEMBER: &str = "2000";
+    use super::super::signalling::tests::{from_member_to, ME, MEMBER};
 
     fn roster() -> HashMap<String, RosterMember> {
         let m = RosterMember {
@@ -499,15 +496,7 @@ mod tests {
 
     /// The member's side: a customMessage from MEMBER to us.
     fn from_member(kind: &str, sdp: String) -> String {
-        let member = UserRef {
-            account_id: MEMBER.into(),
-            platform: PLATFORM_PS5,
-        };
-        let me = UserRef {
-            account_id: ME.into(),
-            platform: PLATFORM_MOBILE_APP,
-        };
-        encode_payload(&Message::from_signal(Signal::new(kind, member, me, sdp, 7)))
+        from_member_to(ME, kind, &sdp)
     }
 
     fn sdp_of(payload: &str) -> String {
