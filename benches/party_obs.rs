@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use obs_psn_party::obs::host::{Captured, LogLine, ObsHost};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
+use support::libobs::{EndParty, LibobsRun};
 use support::{ensure, Runner};
 
 /// Voice members in the party: PSN parties hold 16 members, and two of them are the
@@ -55,26 +56,10 @@ fn main() {
         compare();
         return;
     }
-    let work = support::scratch_dir("bench");
-    let plugin = support::stage_plugin(&work);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("sim-rt")
-        .enable_all()
-        .build()
-        .expect("tokio runtime for psn-sim");
-    let sim = runtime
-        .block_on(psn_sim::start(psn_sim::SimConfig::default()))
-        .expect("psn-sim starts");
-    let _runtime_context = runtime.enter();
-    for (key, value) in sim.plugin_env() {
-        std::env::set_var(key, value);
-    }
-    let host = ObsHost::start(&work.join("config")).expect("libobs starts");
+    let run = LibobsRun::prepare("bench");
+    let sim = run.start_sim_on(sim_runtime(), psn_sim::SimConfig::default());
     let mut runner = Runner::new();
-    runner.run_always("module_loads", || {
-        host.load_module(&plugin.binary, &plugin.data).map(|_| ())
-    });
+    let host = run.start_host_with_plugin(&mut runner);
     runner.run("startup", || startup(&sim, &host));
     runner.run("latency", || {
         let seconds = env_u64("BENCH_LATENCY_SECONDS", 30);
@@ -88,22 +73,17 @@ fn main() {
         })
     });
     runner.run("steady", || steady(&sim, &host));
-    let report = host.shutdown();
-    println!("Number of memory leaks: {}", report.leaks);
-    drop(sim);
-    drop(_runtime_context);
-    drop(runtime);
-    let _ = std::fs::remove_dir_all(&work);
-    runner.finish();
+    run.finish(host, runner);
 }
 
-/// Ends a party when dropped, passed or failed.
-struct EndParty<'a>(&'a psn_sim::SimHandle, String);
-
-impl Drop for EndParty<'_> {
-    fn drop(&mut self) {
-        self.0.end_party(&self.1);
-    }
+/// psn-sim's runtime: two named workers, so the CPU figures can tell its threads from OBS's.
+fn sim_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sim-rt")
+        .enable_all()
+        .build()
+        .expect("tokio runtime for psn-sim")
 }
 
 fn voices(prefix: &str, spurts: bool, jitter_ms: u64) -> Vec<MemberSpec> {
@@ -498,11 +478,9 @@ fn status_kib(field: &str) -> u64 {
 /// source per member, until `BENCH_SECONDS` of audio have played. Prints one `OBS ...` line.
 fn obs_process() {
     let seconds = env_u64("BENCH_SECONDS", 60);
-    let work = support::scratch_dir("obs-process");
-    let plugin = support::stage_plugin(&work);
-    let host = ObsHost::start(&work.join("config")).expect("libobs starts");
-    host.load_module(&plugin.binary, &plugin.data)
-        .expect("module loads");
+    let run = LibobsRun::prepare("obs-process");
+    let host = run.start_host();
+    run.load_plugin(&host).expect("module loads");
     // Let libobs settle, then take the baseline: OBS running, our module loaded, no source.
     std::thread::sleep(Duration::from_secs(2));
     // OBS's own cost with nothing of ours running (video and audio threads of the host).
@@ -555,7 +533,7 @@ fn obs_process() {
     drop(mix);
     let report = host.shutdown();
     println!("OBS leaks={}", report.leaks);
-    let _ = std::fs::remove_dir_all(&work);
+    support::finish_scratch(&run.work);
 }
 
 // ---------------------------------------------------------------- 3: OBS versus Chromium
@@ -947,12 +925,7 @@ fn obs_side(sim: &psn_sim::SimHandle, seconds: u64) -> Result<BTreeMap<String, S
 /// Benchmark 3: run by `party_obs compare` (tools/bench.sh).
 fn compare() {
     let seconds = env_u64("BENCH_COMPARE_SECONDS", 60);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("sim-rt")
-        .enable_all()
-        .build()
-        .expect("tokio runtime for psn-sim");
+    let runtime = sim_runtime();
     let sim = runtime
         .block_on(psn_sim::start(psn_sim::SimConfig::default()))
         .expect("psn-sim starts");

@@ -18,7 +18,7 @@
 //! `RECEIVE_PATH_ONLY=a|b` runs that side once, without criterion (for
 //! `valgrind --tool=callgrind --toggle-collect='*run_once*'`, which tools/bench.sh does).
 
-#[path = "../tests/common/counting_alloc.rs"]
+#[path = "../tests/support/counting_alloc.rs"]
 mod counting_alloc;
 #[path = "support/recorded.rs"]
 mod recorded;

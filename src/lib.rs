@@ -9,10 +9,18 @@
 //! - `runtime`: the one tokio runtime the module shares
 //! - `platform`: the little that differs between operating systems (docs/porting.md)
 //! - `fuzz_bodies`: what each fuzz target checks (fuzz/ and tests/fuzz_brief.rs share it)
+//!
+//! Test-only code (the libobs test host `obs::host`, `audio::analysis`, `fuzz_bodies`) is
+//! compiled only with the `test-host` feature, which the release build does not enable.
+//! `unsafe` is denied everywhere but in `obs`, the one module that talks to libobs.
+
+#![deny(unsafe_code)]
 
 pub mod audio;
+#[cfg(feature = "test-host")]
 #[doc(hidden)]
 pub mod fuzz_bodies;
+#[allow(unsafe_code)]
 pub mod obs;
 pub mod party;
 pub mod platform;

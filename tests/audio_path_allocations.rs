@@ -2,15 +2,14 @@
 //! running. A counting allocator tallies allocations per thread; the pump's
 //! output sees its own thread's tally stay flat after the first blocks.
 
-#[path = "common/counting_alloc.rs"]
-mod counting_alloc;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use counting_alloc::{thread_allocations, CountingAllocator};
 use obs_psn_party::audio::pump::{BlockOutput, Pump};
 use obs_psn_party::audio::ring::{audio_ring, BLOCK_FRAMES, SAMPLE_RATE};
+use support::counting_alloc::{thread_allocations, CountingAllocator};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;

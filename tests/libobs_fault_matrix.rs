@@ -10,9 +10,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use obs_psn_party::audio::analysis::{longest_silence, tone_dbfs};
-use obs_psn_party::obs::host::{heap_in_use_bytes, HostSource, ObsHost};
+use obs_psn_party::obs::host::{heap_in_use_bytes, HostSource};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use psn_sim::{Fault, SimHandle};
+use support::libobs::{tone_member, EndParty, LibobsRun};
 use support::{ensure, Runner};
 
 const RATE: u32 = 48_000;
@@ -28,26 +29,15 @@ fn main() {
     if let Ok(phase) = std::env::var(EXIT_PHASE_VAR) {
         exit_during(&phase);
     }
-    let work = support::scratch_dir("fault-matrix");
-    let plugin = support::stage_plugin(&work);
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime for psn-sim");
-    let sim = runtime
-        .block_on(psn_sim::start(psn_sim::SimConfig::default()))
-        .expect("psn-sim starts");
-    let _runtime_context = runtime.enter();
-    for (key, value) in sim.plugin_env() {
-        std::env::set_var(key, value);
-    }
+    let run = LibobsRun::prepare("fault-matrix");
+    let sim = run.start_sim(psn_sim::SimConfig::default());
     // Before the first sign-in: the first two checks run on short-lived access tokens.
     sim.set_lifetimes(SHORT_ACCESS_SECS, 3600);
-    let host = ObsHost::start(&work.join("config")).expect("libobs starts");
     let mut runner = Runner::new();
-    runner.run_always("module_loads", || {
-        host.load_module(&plugin.binary, &plugin.data).map(|_| ())
-    });
+    let host = run.start_host_with_plugin(&mut runner);
 
     runner.run("access_token_expires_mid_stream", || {
-        let party = sim.start_party_with("Tokens", &[voice("ann_ps", 470.0)]);
+        let party = sim.start_party_with("Tokens", &[tone_member("ann_ps", 470.0)]);
         let _end = EndParty(&sim, party.session_id.clone());
         let _mix = host.create_source("psn_party", "mix", "{}")?;
         let mut member = host.create_source("psn_party_member", "ann", r#"{"member":"slot:1"}"#)?;
@@ -82,7 +72,7 @@ fn main() {
     // Still on short-lived tokens: the next refresh after the revocation fails. Then the user
     // signs in again from the properties, as the status asks.
     runner.run("refresh_token_revoked_means_sign_in_again_without_a_storm", || {
-        let party = sim.start_party_with("Revoked", &[voice("ann_ps", 470.0)]);
+        let party = sim.start_party_with("Revoked", &[tone_member("ann_ps", 470.0)]);
         let _end = EndParty(&sim, party.session_id.clone());
         let mix = host.create_source("psn_party", "mix", "{}")?;
         let mut member = host.create_source("psn_party_member", "ann", r#"{"member":"slot:1"}"#)?;
@@ -136,7 +126,7 @@ fn main() {
     });
 
     runner.run("psn_errors_and_rate_limits_at_run_time_are_ridden_out", || {
-        let party = sim.start_party_with("Errors", &[voice("ann_ps", 470.0)]);
+        let party = sim.start_party_with("Errors", &[tone_member("ann_ps", 470.0)]);
         let _end = EndParty(&sim, party.session_id.clone());
         let mix = host.create_source("psn_party", "mix", "{}")?;
         wait_connected(&sim, &party.session_id, 1)?;
@@ -144,7 +134,7 @@ fn main() {
         sim.reset_counts();
         sim.fault(Fault::ServerError { count: 6, status: Some(503), endpoint: None });
         let t0 = Instant::now();
-        sim.member_join_with(&party.session_id, &voice("ben_ps", 730.0));
+        sim.member_join_with(&party.session_id, &tone_member("ben_ps", 730.0));
         // Heard again, peer-to-peer or over the bridge (the member's own offers may all have
         // been answered into the outage; then peer-to-peer has failed and the bridge carries
         // them): the properties say connected, with no error left from the outage.
@@ -163,7 +153,7 @@ fn main() {
         sim.reset_counts();
         sim.fault(Fault::RateLimit { count: 1, retry_after_secs: Some(4), endpoint: None });
         let t0 = Instant::now();
-        sim.member_join_with(&party.session_id, &voice("cat_ps", 1030.0));
+        sim.member_join_with(&party.session_id, &tone_member("cat_ps", 1030.0));
         let limited = support::wait_for(Duration::from_secs(10), || sim.total_requests() >= 1);
         ensure(limited.is_some(), || "the plugin sent nothing after the join".into())?;
         let first = sim.total_requests();
@@ -180,7 +170,7 @@ fn main() {
     });
 
     runner.run("a_dropped_push_socket_loses_no_member", || {
-        let party = sim.start_party_with("Push", &[voice("ann_ps", 470.0)]);
+        let party = sim.start_party_with("Push", &[tone_member("ann_ps", 470.0)]);
         let _end = EndParty(&sim, party.session_id.clone());
         let mix = host.create_source("psn_party", "mix", "{}")?;
         let mut ann = host.create_source("psn_party_member", "ann", r#"{"member":"ann_ps"}"#)?;
@@ -199,7 +189,7 @@ fn main() {
         });
         sim.fault(Fault::DropPush);
         let t0 = Instant::now();
-        sim.member_join_with(&party.session_id, &voice("ben_ps", 730.0));
+        sim.member_join_with(&party.session_id, &tone_member("ben_ps", 730.0));
         let seen = support::wait_for(Duration::from_secs(30), || {
             status_of(&mix).contains("ben_ps (connected)")
         });
@@ -218,7 +208,7 @@ fn main() {
     });
 
     runner.run("one_members_connection_dies_only_their_source_goes_quiet", || {
-        let party = sim.start_party_with("Drop", &[voice("ann_ps", 470.0), voice("ben_ps", 730.0)]);
+        let party = sim.start_party_with("Drop", &[tone_member("ann_ps", 470.0), tone_member("ben_ps", 730.0)]);
         let _end = EndParty(&sim, party.session_id.clone());
         let mix = host.create_source("psn_party", "mix", "{}")?;
         let mut ann = host.create_source("psn_party_member", "ann", r#"{"member":"ann_ps"}"#)?;
@@ -279,7 +269,7 @@ fn main() {
     // (psn-sim's relays drop the media both ways, ICE consent included; requests and push frames
     // wait). The voices come back by themselves, with nothing restarted.
     runner.run("network_gone_for_10_s_voices_back_within_3_s", || {
-        let party = sim.start_party_with("Blackout", &[voice("ann_ps", 470.0), voice("ben_ps", 730.0)]);
+        let party = sim.start_party_with("Blackout", &[tone_member("ann_ps", 470.0), tone_member("ben_ps", 730.0)]);
         let _end = EndParty(&sim, party.session_id.clone());
         let mix = host.create_source("psn_party", "mix", "{}")?;
         let mut ann = host.create_source("psn_party_member", "ann", r#"{"member":"ann_ps"}"#)?;
@@ -342,7 +332,7 @@ fn main() {
     });
 
     runner.run("party_ended_then_the_next_party_is_followed", || {
-        let party = sim.start_party_with("First", &[voice("ann_ps", 470.0)]);
+        let party = sim.start_party_with("First", &[tone_member("ann_ps", 470.0)]);
         let mix = host.create_source("psn_party", "mix", "{}")?;
         let mut member = host.create_source("psn_party_member", "m", r#"{"member":"slot:1"}"#)?;
         let audio = member.start_capture();
@@ -360,7 +350,7 @@ fn main() {
         ensure(ended.is_some(), || format!("status after the end: {}", status_of(&mix)))?;
         ensure(quiet < -60.0, || format!("still {quiet:.1} dB after the party ended"))?;
         let t0 = Instant::now();
-        let next = sim.start_party_with("Second", &[voice("ben_ps", 730.0)]);
+        let next = sim.start_party_with("Second", &[tone_member("ben_ps", 730.0)]);
         let _end = EndParty(&sim, next.session_id.clone());
         let heard = support::wait_for(Duration::from_secs(40), || {
             let a = audio.lock().unwrap();
@@ -376,7 +366,7 @@ fn main() {
     });
 
     runner.run("fifty_member_joins_and_leaves", || {
-        let party = sim.start_party_with("Churn", &[voice("steady_ps", 470.0)]);
+        let party = sim.start_party_with("Churn", &[tone_member("steady_ps", 470.0)]);
         let _end = EndParty(&sim, party.session_id.clone());
         let mix = host.create_source("psn_party", "mix", "{}")?;
         let mut member =
@@ -393,7 +383,7 @@ fn main() {
         let mut present: Vec<String> = Vec::new();
         for i in 0..count {
             let id = sim
-                .member_join_with(&party.session_id, &voice(&format!("churn{i:02}"), 600.0 + 7.0 * i as f64))
+                .member_join_with(&party.session_id, &tone_member(&format!("churn{i:02}"), 600.0 + 7.0 * i as f64))
                 .ok_or("join refused")?;
             present.push(id);
             // Up to three newcomers at once; the oldest leaves.
@@ -431,7 +421,7 @@ fn main() {
     });
 
     runner.run("create_destroy_cycles_while_connected", || {
-        let party = sim.start_party_with("Cycles", &[voice("ann_ps", 470.0), voice("ben_ps", 730.0)]);
+        let party = sim.start_party_with("Cycles", &[tone_member("ann_ps", 470.0), tone_member("ben_ps", 730.0)]);
         let _end = EndParty(&sim, party.session_id.clone());
         let _mix = host.create_source("psn_party", "mix", "{}")?;
         wait_connected(&sim, &party.session_id, 2)?;
@@ -529,22 +519,7 @@ fn main() {
         Ok(())
     });
 
-    let report = host.shutdown();
-    println!(
-        "FIGURE OBS exit while streaming: shutdown took {:?}, {} libobs allocations leaked",
-        report.took, report.leaks
-    );
-    runner.run("obs_exit_is_prompt_and_leak_free", || {
-        ensure(report.leaks == 0, || format!("{} leaks", report.leaks))?;
-        ensure(report.took < Duration::from_secs(1), || {
-            format!("took {:?}", report.took)
-        })
-    });
-    drop(sim);
-    drop(_runtime_context);
-    drop(runtime);
-    support::finish_scratch(&work);
-    runner.finish();
+    run.finish(host, runner);
 }
 
 /// Set in a child process of this test: the phase at which that child exits OBS.
@@ -556,22 +531,13 @@ const EXIT_PHASE_VAR: &str = "PSN_PARTY_EXIT_DURING";
 /// there the way OBS does. Prints a FIGURE line; exits non-zero when the exit took 1 s or more
 /// or leaked.
 fn exit_during(phase: &str) -> ! {
-    let work = support::scratch_dir(&format!("fault-exit-{phase}"));
-    let plugin = support::stage_plugin(&work);
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime for psn-sim");
-    let sim = runtime
-        .block_on(psn_sim::start(psn_sim::SimConfig::default()))
-        .expect("psn-sim starts");
-    let _runtime_context = runtime.enter();
-    for (key, value) in sim.plugin_env() {
-        std::env::set_var(key, value);
-    }
-    let host = ObsHost::start(&work.join("config")).expect("libobs starts");
-    host.load_module(&plugin.binary, &plugin.data)
-        .expect("the plugin loads");
+    let run = LibobsRun::prepare(&format!("fault-exit-{phase}"));
+    let sim = run.start_sim(psn_sim::SimConfig::default());
+    let host = run.start_host();
+    run.load_plugin(&host).expect("the plugin loads");
     let settings = match phase {
         "signing_in" => {
-            sim.start_party_with("Exit", &[voice("ann_ps", 470.0)]);
+            sim.start_party_with("Exit", &[tone_member("ann_ps", 470.0)]);
             sim.fault(Fault::Slow {
                 count: 1,
                 delay_ms: 30_000,
@@ -627,22 +593,8 @@ fn exit_during(phase: &str) -> ! {
         report.leaks
     );
     let ok = took < Duration::from_secs(1) && report.leaks == 0;
-    drop(sim);
-    drop(_runtime_context);
-    drop(runtime);
-    support::finish_scratch(&work);
+    support::finish_scratch(&run.work);
     std::process::exit(if ok { 0 } else { 1 });
-}
-
-fn voice(online_id: &str, hz: f64) -> MemberSpec {
-    MemberSpec::with_voice(
-        online_id,
-        "PS5",
-        VoiceSpec {
-            tone_hz: Some(hz),
-            ..VoiceSpec::default()
-        },
-    )
 }
 
 /// `n` voice members of this party are connected (psn-sim keeps the states of earlier parties'
@@ -673,13 +625,4 @@ fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
         .unwrap_or(0)
-}
-
-/// Ends a party when the check is over, passed or failed.
-struct EndParty<'a>(&'a SimHandle, String);
-
-impl Drop for EndParty<'_> {
-    fn drop(&mut self) {
-        self.0.end_party(&self.1);
-    }
 }

@@ -13,19 +13,18 @@ use std::time::{Duration, Instant};
 
 use obs_psn_party::audio::analysis::{dominant_hz, sine_glitch, tone_dbfs};
 use obs_psn_party::obs::host::{Captured, LogLine, ObsHost};
+use support::libobs::LibobsRun;
 use support::{ensure, Runner};
 
 const RATE: u32 = 48_000;
 
 fn main() {
-    support::ensure_display();
-    let work = support::scratch_dir("foundation");
-    let plugin = support::stage_plugin(&work);
-    let host = ObsHost::start(&work.join("config")).expect("libobs starts");
+    let run = LibobsRun::prepare("foundation");
+    let host = run.start_host();
     let mut runner = Runner::new();
 
     runner.run_always("module_loads_and_registers_both_sources", || {
-        let info = host.load_module(&plugin.binary, &plugin.data)?;
+        let info = run.load_plugin(&host)?;
         ensure(info.name == "PSN Party", || {
             format!("module name {:?}", info.name)
         })?;
@@ -239,21 +238,7 @@ fn main() {
         })
     });
 
-    let report = host.shutdown();
-    println!(
-        "Number of memory leaks: {} (shutdown took {:?})",
-        report.leaks, report.took
-    );
-    runner.run("obs_shutdown_is_prompt_and_leak_free", || {
-        ensure(report.leaks == 0, || {
-            format!("{} libobs allocations leaked", report.leaks)
-        })?;
-        ensure(report.took < Duration::from_secs(1), || {
-            format!("shutdown took {:?}", report.took)
-        })
-    });
-    support::finish_scratch(&work);
-    runner.finish();
+    run.finish(host, runner);
 }
 
 /// Waits for OBS's destroy queue and our threads to go quiet.

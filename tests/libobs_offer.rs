@@ -9,98 +9,101 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use obs_psn_party::obs::host::Captured;
-
 use obs_psn_party::audio::analysis::tone_dbfs;
+use obs_psn_party::obs::host::{Captured, HostSource};
 use psn_sim::bridge_voice::BridgeAudio;
 use psn_sim::voice::{MemberSpec, VoiceSpec};
+use support::libobs::{tone_member, EndParty, LibobsRun};
 use support::{ensure, Runner};
 
 const RATE: u32 = 48_000;
 
 fn main() {
-    support::ensure_display();
-    let work = support::scratch_dir("offer");
-    let plugin = support::stage_plugin(&work);
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime for psn-sim");
-    let sim = runtime
-        .block_on(psn_sim::start(psn_sim::SimConfig::default()))
-        .expect("psn-sim starts");
-    let _runtime_context = runtime.enter();
-    for (key, value) in sim.plugin_env() {
-        std::env::set_var(key, value);
-    }
-    let host =
-        obs_psn_party::obs::host::ObsHost::start(&work.join("config")).expect("libobs starts");
+    let run = LibobsRun::prepare("offer");
+    let sim = run.start_sim(psn_sim::SimConfig::default());
     let mut runner = Runner::new();
-    runner.run_always("module_loads", || {
-        host.load_module(&plugin.binary, &plugin.data).map(|_| ())
-    });
+    let host = run.start_host_with_plugin(&mut runner);
 
-    runner.run("members_that_never_offer_get_our_offer_and_each_is_in_their_own_source", || {
-        let names = ["quiet_a", "quiet_b", "quiet_c"];
-        let tones = [300.0, 470.0, 730.0];
-        // Two members at the recorded 16 kHz Opus clock, one at 48 kHz: the answer decides.
-        let clocks = [16_000, 16_000, 48_000];
-        let specs: Vec<MemberSpec> = names
-            .iter()
-            .zip(tones.iter().zip(clocks))
-            .map(|(name, (&hz, clock))| {
-                let voice = VoiceSpec { tone_hz: Some(hz), offers: false, clock_rate: clock, ..VoiceSpec::default() };
-                MemberSpec::with_voice(name, "PS5", voice)
-            })
-            .collect();
-        let leaves = sim.count("leave");
-        let party = sim.start_party_with("Quiet night", &specs);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let mut members = Vec::new();
-        for name in names {
-            let mut source = host.create_source("psn_party_member", name, &format!(r#"{{"member": "{name}"}}"#))?;
-            let audio = source.start_capture();
-            members.push((source, audio));
-        }
-        let connected = support::wait_for(Duration::from_secs(20), || {
-            sim.voice_status().iter().filter(|v| v.state == "connected").count() == names.len()
-        });
-        println!("    all {} members connected after {connected:?}", names.len());
-        ensure(connected.is_some(), || format!("voice status: {:?}", sim.voice_status()))?;
-        for v in sim.voice_status() {
-            println!(
-                "    {}: offers received {}, answers sent {}, offers sent {}, packets sent {}",
-                v.online_id, v.offers_received, v.answers_sent, v.offers_sent, v.packets_sent
-            );
-            ensure(v.offers_sent == 0 && v.offers_received >= 1 && v.answers_sent >= 1, || {
-                format!("{} did not connect by our offer: {v:?}", v.online_id)
-            })?;
-        }
-        std::thread::sleep(Duration::from_millis(700));
-        let sent: Vec<u64> = sim.voice_status().iter().map(|v| v.packets_sent).collect();
-        println!("    packets sent so far: {sent:?}");
-        println!("    status: {:?}", members[0].0.property_description("status"));
-        for (_, audio) in &members {
-            audio.lock().unwrap().clear();
-        }
-        std::thread::sleep(Duration::from_secs(3));
-        for (i, (_, audio)) in members.iter().enumerate() {
-            let audio = audio.lock().unwrap();
-            let own = tone_dbfs(&audio.samples, RATE, tones[i]);
-            let others = tones
+    runner.run(
+        "members_that_never_offer_get_our_offer_and_each_is_in_their_own_source",
+        || {
+            let names = ["quiet_a", "quiet_b", "quiet_c"];
+            let tones = [300.0, 470.0, 730.0];
+            // Two members at the recorded 16 kHz Opus clock, one at 48 kHz: the answer decides.
+            let clocks = [16_000, 16_000, 48_000];
+            let specs: Vec<MemberSpec> = names
                 .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, &hz)| tone_dbfs(&audio.samples, RATE, hz))
-                .fold(f64::NEG_INFINITY, f64::max);
+                .zip(tones.iter().zip(clocks))
+                .map(|(name, (&hz, clock))| {
+                    let voice = VoiceSpec {
+                        tone_hz: Some(hz),
+                        offers: false,
+                        clock_rate: clock,
+                        ..VoiceSpec::default()
+                    };
+                    MemberSpec::with_voice(name, "PS5", voice)
+                })
+                .collect();
+            let leaves = sim.count("leave");
+            let party = sim.start_party_with("Quiet night", &specs);
+            let _end = EndParty(&sim, party.session_id.clone());
+            let mut members = Vec::new();
+            for name in names {
+                let mut source = host.create_source(
+                    "psn_party_member",
+                    name,
+                    &format!(r#"{{"member": "{name}"}}"#),
+                )?;
+                let audio = source.start_capture();
+                members.push((source, audio));
+            }
+            let connected = support::wait_for(Duration::from_secs(20), || {
+                sim.voice_status()
+                    .iter()
+                    .filter(|v| v.state == "connected")
+                    .count()
+                    == names.len()
+            });
             println!(
-                "    {} ({} Hz clock): own tone {own:.1} dB, loudest other {others:.1} dB, separation {:.1} dB",
-                names[i], clocks[i], own - others
+                "    all {} members connected after {connected:?}",
+                names.len()
             );
-            ensure(own > -30.0 && own - others >= 30.0, || {
-                format!("{}: own {own:.1} dB, others {others:.1} dB", names[i])
+            ensure(connected.is_some(), || {
+                format!("voice status: {:?}", sim.voice_status())
             })?;
-        }
-        ensure(sim.rejections().is_empty(), || format!("sim rejections: {:?}", sim.rejections()))?;
-        hub_gone(&sim, leaves, members)
-    });
+            for v in sim.voice_status() {
+                println!(
+                    "    {}: offers received {}, answers sent {}, offers sent {}, packets sent {}",
+                    v.online_id, v.offers_received, v.answers_sent, v.offers_sent, v.packets_sent
+                );
+                ensure(
+                    v.offers_sent == 0 && v.offers_received >= 1 && v.answers_sent >= 1,
+                    || format!("{} did not connect by our offer: {v:?}", v.online_id),
+                )?;
+            }
+            std::thread::sleep(Duration::from_millis(700));
+            let sent: Vec<u64> = sim.voice_status().iter().map(|v| v.packets_sent).collect();
+            println!("    packets sent so far: {sent:?}");
+            println!(
+                "    status: {:?}",
+                members[0].0.property_description("status")
+            );
+            for (_, audio) in &members {
+                audio.lock().unwrap().clear();
+            }
+            std::thread::sleep(Duration::from_secs(3));
+            let labels: Vec<String> = names
+                .iter()
+                .zip(clocks)
+                .map(|(name, clock)| format!("{name} ({clock} Hz clock)"))
+                .collect();
+            separation_check(&members, &labels, &tones)?;
+            ensure(sim.rejections().is_empty(), || {
+                format!("sim rejections: {:?}", sim.rejections())
+            })?;
+            hub_gone(&sim, leaves, members)
+        },
+    );
 
     runner.run(
         "voice_path_bridge_brings_each_named_member_into_their_own_source",
@@ -111,16 +114,7 @@ fn main() {
             let specs: Vec<MemberSpec> = names
                 .iter()
                 .zip(tones)
-                .map(|(name, hz)| {
-                    MemberSpec::with_voice(
-                        name,
-                        "PS5",
-                        VoiceSpec {
-                            tone_hz: Some(hz),
-                            ..VoiceSpec::default()
-                        },
-                    )
-                })
+                .map(|(name, hz)| tone_member(name, hz))
                 .collect();
             let leaves = sim.count("leave");
             let party = sim.start_party_with("Bridge night", &specs);
@@ -204,7 +198,7 @@ fn main() {
         let specs: Vec<MemberSpec> = ["mx_a", "mx_b"]
             .iter()
             .zip(tones)
-            .map(|(name, hz)| MemberSpec::with_voice(name, "PS5", VoiceSpec { tone_hz: Some(hz), ..VoiceSpec::default() }))
+            .map(|(name, hz)| tone_member(name, hz))
             .collect();
         let leaves = sim.count("leave");
         let old_bridges: Vec<String> = sim.bridge_status().into_iter().map(|b| b.peer_id).collect();
@@ -243,14 +237,7 @@ fn main() {
             sim.set_bridge_audio(BridgeAudio::PerMember);
             let tones = [300.0, 730.0];
             let specs = [
-                MemberSpec::with_voice(
-                    "ok_ps",
-                    "PS5",
-                    VoiceSpec {
-                        tone_hz: Some(tones[0]),
-                        ..VoiceSpec::default()
-                    },
-                ),
+                tone_member("ok_ps", tones[0]),
                 MemberSpec::with_voice(
                     "nat_ps",
                     "PS5",
@@ -307,18 +294,7 @@ fn main() {
         },
     );
 
-    let report = host.shutdown();
-    println!("Number of memory leaks: {}", report.leaks);
-    runner.run("obs_shutdown_is_leak_free", || {
-        ensure(report.leaks == 0, || {
-            format!("{} libobs allocations leaked", report.leaks)
-        })
-    });
-    drop(sim);
-    drop(_runtime_context);
-    drop(runtime);
-    support::finish_scratch(&work);
-    runner.finish();
+    run.finish(host, runner);
 }
 
 /// Drops a check's sources and waits until the hub has left the party, so that the next
@@ -333,8 +309,8 @@ fn hub_gone<T>(sim: &psn_sim::SimHandle, leaves_before: u64, sources: T) -> Resu
 
 /// Each member source carries its own tone at least 30 dB above the others'.
 fn separation_check(
-    members: &[(obs_psn_party::obs::host::HostSource, Arc<Mutex<Captured>>)],
-    names: &[&str],
+    members: &[(HostSource, Arc<Mutex<Captured>>)],
+    names: &[impl std::fmt::Display],
     tones: &[f64],
 ) -> Result<(), String> {
     for (i, (_, audio)) in members.iter().enumerate() {
@@ -356,13 +332,4 @@ fn separation_check(
         })?;
     }
     Ok(())
-}
-
-/// Ends a party when the check is over, passed or failed.
-struct EndParty<'a>(&'a psn_sim::SimHandle, String);
-
-impl Drop for EndParty<'_> {
-    fn drop(&mut self) {
-        self.0.end_party(&self.1);
-    }
 }

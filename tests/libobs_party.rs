@@ -10,8 +10,8 @@ mod support;
 use std::time::Duration;
 
 use obs_psn_party::audio::analysis::{longest_silence, tone_dbfs};
-use obs_psn_party::obs::host::ObsHost;
 use psn_sim::voice::{MemberSpec, VoiceSpec};
+use support::libobs::{tone_member, EndParty, LibobsRun};
 use support::{ensure, Runner};
 
 const RATE: u32 = 48_000;
@@ -19,21 +19,10 @@ const RATE: u32 = 48_000;
 const KNOWN_LOSS_RUN_GAP: usize = 20 * 48;
 
 fn main() {
-    support::ensure_display();
-    let work = support::scratch_dir("party");
-    let plugin = support::stage_plugin(&work);
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime for psn-sim");
-    let sim = runtime
-        .block_on(psn_sim::start(psn_sim::SimConfig::default()))
-        .expect("psn-sim starts");
-    // The simulator's members run on this runtime; calls from this thread spawn them.
-    let _runtime_context = runtime.enter();
-    configure_plugin_for(&sim);
-    let host = ObsHost::start(&work.join("config")).expect("libobs starts");
+    let run = LibobsRun::prepare("party");
+    let sim = run.start_sim(psn_sim::SimConfig::default());
     let mut runner = Runner::new();
-    runner.run_always("module_loads", || {
-        host.load_module(&plugin.binary, &plugin.data).map(|_| ())
-    });
+    let host = run.start_host_with_plugin(&mut runner);
 
     runner.run(
         "signs_in_from_the_environment_joins_the_party_and_leaves_with_the_last_source",
@@ -83,7 +72,7 @@ fn main() {
             .iter()
             .zip(tones)
             .map(|(name, hz)| {
-                MemberSpec::with_voice(name, "PS5", VoiceSpec { tone_hz: Some(hz), ..VoiceSpec::default() })
+                tone_member(name, hz)
             })
             .collect();
         let party = sim.start_party_with("Voice night", &specs);
@@ -168,7 +157,7 @@ fn main() {
         // A newcomer takes the free slot 1, and the mix.
         sim.member_join_with(
             &party.session_id,
-            &MemberSpec::with_voice("eve_ps", "PS5", VoiceSpec { tone_hz: Some(900.0), ..VoiceSpec::default() }),
+            &tone_member("eve_ps", 900.0),
         );
         let joined = support::wait_for(Duration::from_secs(10), || {
             sim.voice_status().iter().any(|v| v.online_id == "eve_ps" && v.state == "connected")
@@ -280,36 +269,5 @@ fn main() {
         })
     });
 
-    let report = host.shutdown();
-    println!(
-        "Number of memory leaks: {} (shutdown took {:?})",
-        report.leaks, report.took
-    );
-    runner.run("obs_shutdown_is_prompt_and_leak_free", || {
-        ensure(report.leaks == 0, || {
-            format!("{} libobs allocations leaked", report.leaks)
-        })
-    });
-    drop(sim);
-    drop(_runtime_context);
-    drop(runtime);
-    support::finish_scratch(&work);
-    runner.finish();
-}
-
-/// Ends a party when the check is over, passed or failed, so the next check's
-/// hub does not find it.
-struct EndParty<'a>(&'a psn_sim::SimHandle, String);
-
-impl Drop for EndParty<'_> {
-    fn drop(&mut self) {
-        self.0.end_party(&self.1);
-    }
-}
-
-/// Points the plugin at the simulator the way a user's `.env` would.
-fn configure_plugin_for(sim: &psn_sim::SimHandle) {
-    for (key, value) in sim.plugin_env() {
-        std::env::set_var(key, value);
-    }
+    run.finish(host, runner);
 }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use obs_psn_party::audio::analysis::tone_dbfs;
 use obs_psn_party::obs::host::{HostSource, ObsHost};
-use psn_sim::voice::{MemberSpec, VoiceSpec};
+use psn_sim::voice::MemberSpec;
+use support::libobs::{tone_member, LibobsRun};
 use support::{ensure, Runner};
 
 const RATE: u32 = 48_000;
@@ -32,42 +33,24 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--second-start") {
         second_start(Path::new(&args[i + 1]));
     }
-    let work = support::scratch_dir("properties");
-    let plugin = support::stage_plugin(&work);
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime for psn-sim");
-    let sim = runtime
-        .block_on(psn_sim::start(psn_sim::SimConfig::default()))
-        .expect("psn-sim starts");
-    let _runtime_context = runtime.enter();
+    let run = LibobsRun::prepare("properties");
+    let work = run.work.clone();
+    let sim = run.start_sim(psn_sim::SimConfig::default());
     // Only where PSN is: the client credentials come from the dialog's
     // Advanced group and the NPSSO from its Account group.
-    for (key, value) in sim.plugin_env() {
-        if key.ends_with("_BASE_URL") {
-            std::env::set_var(key, value);
-        } else {
+    for (key, _) in sim.plugin_env() {
+        if !key.ends_with("_BASE_URL") {
             std::env::remove_var(key);
         }
     }
     let config = sim.config();
-    let host = ObsHost::start(&work.join("config")).expect("libobs starts");
     let mut runner = Runner::new();
-    runner.run_always("module_loads", || {
-        host.load_module(&plugin.binary, &plugin.data).map(|_| ())
-    });
+    let host = run.start_host_with_plugin(&mut runner);
 
     let specs: Vec<MemberSpec> = NAMES
         .iter()
         .zip(TONES)
-        .map(|(name, hz)| {
-            MemberSpec::with_voice(
-                name,
-                "PS5",
-                VoiceSpec {
-                    tone_hz: Some(hz),
-                    ..VoiceSpec::default()
-                },
-            )
-        })
+        .map(|(name, hz)| tone_member(name, hz))
         .collect();
     let party = sim.start_party_with("Properties night", &specs);
     let account_of = |name: &str| {
@@ -387,8 +370,7 @@ fn main() {
 
     mix_cell.borrow_mut().take();
     sim.end_party(&party.session_id);
-    support::finish_scratch(&work);
-    runner.finish();
+    run.finish(host, runner);
 }
 
 /// The plugin's config folder under the host's config dir.

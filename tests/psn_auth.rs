@@ -1,6 +1,6 @@
 //! Sign-in, refresh and the token store against psn-sim, with every auth fault.
 
-mod psn_common;
+mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -9,8 +9,8 @@ use obs_psn_party::psn::http::HttpOptions;
 use obs_psn_party::psn::session::PartyApi;
 use obs_psn_party::psn::token_store::TokenStore;
 use obs_psn_party::psn::{PsnClient, PsnError, Secret};
-use psn_common::*;
 use psn_sim::{Fault, SimConfig};
+use support::psn::*;
 
 #[tokio::test]
 async fn sign_in_reads_account_id_and_stores_tokens_0600() {

@@ -5,7 +5,7 @@
 //!
 //! Each test prints a `FIGURE hostile <case>: ...` line for docs/reliability.md.
 
-mod psn_common;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +17,7 @@ use obs_psn_party::psn::config::PsnConfig;
 use obs_psn_party::psn::http::{HttpOptions, MAX_BODY_BYTES};
 use obs_psn_party::psn::session::PartyApi;
 use obs_psn_party::psn::{PsnClient, PsnError, Secret};
-use psn_common::*;
+use support::psn::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -1,7 +1,7 @@
 //! Party calls, bridge calls, customMessage send, and the HTTP-level faults (429, 5xx, slow,
 //! client-side rate limit) against psn-sim.
 
-mod psn_common;
+mod support;
 
 use std::time::Duration;
 
@@ -12,8 +12,8 @@ use obs_psn_party::psn::custom_message::{
 use obs_psn_party::psn::http::HttpOptions;
 use obs_psn_party::psn::session::PartyApi;
 use obs_psn_party::psn::PsnError;
-use psn_common::*;
 use psn_sim::{Fault, SimConfig};
+use support::psn::*;
 
 #[tokio::test]
 async fn list_find_join_update_leave() {

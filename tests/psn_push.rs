@@ -1,7 +1,7 @@
 //! Push against psn-sim: typed events for everything that changes, reconnect after drops and
 //! silent sockets without request storms, malformed frames survived, polling fallback.
 
-mod psn_common;
+mod support;
 
 use std::time::Duration;
 
@@ -9,8 +9,8 @@ use obs_psn_party::psn::custom_message;
 use obs_psn_party::psn::push::{PushClient, PushEvent, PushOptions};
 use obs_psn_party::psn::session::PartyApi;
 use obs_psn_party::psn::PsnError;
-use psn_common::*;
 use psn_sim::Fault;
+use support::psn::*;
 use tokio::sync::mpsc::Receiver;
 
 fn fast() -> PushOptions {

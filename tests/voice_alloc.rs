@@ -2,17 +2,14 @@
 //! global allocator watches `Member::push`, `Member::pull_10ms` and the mixer.
 //! (This file is the only test in its binary, so no other test allocates meanwhile.)
 
-mod voice_support;
+mod support;
 
-#[path = "common/counting_alloc.rs"]
-mod counting_alloc;
-
-use counting_alloc::{thread_allocations, CountingAllocator};
 use obs_psn_party::audio::mix::Mixer;
 use obs_psn_party::voice::member::{Member, MemberConfig};
 use obs_psn_party::voice::rtp::RtpIn;
 use obs_psn_party::voice::BLOCK;
-use voice_support::*;
+use support::counting_alloc::{thread_allocations, CountingAllocator};
+use support::voice::*;
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;

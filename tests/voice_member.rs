@@ -1,9 +1,9 @@
 //! The member pipeline (jitter buffer + libopus) against a scripted member on virtual time.
 //! Run with `--nocapture` to see the measured figures.
 
-mod voice_support;
+mod support;
 
-use voice_support::*;
+use support::voice::*;
 
 /// The one-line figure of a drift check (tools/reliability.sh collects `FIGURE` lines).
 fn drift_figure(name: &str, r: &Report) {

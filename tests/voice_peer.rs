@@ -1,7 +1,7 @@
 //! The WebRTC prototype: the plugin's peer answers the recorded offer shape, and two peers on
 //! 127.0.0.1 carry Opus at a 16 kHz RTP clock from a "member" to the plugin.
 
-mod voice_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -279,7 +279,7 @@ async fn loopback_member_sends_opus_at_16k_and_the_plugin_receives_it() {
     let mut sent = Vec::new();
     for i in 0..n_packets {
         let pcm: Vec<f32> = (0..640)
-            .map(|k| voice_support::speech_like(u64::from(i) * 640 + k as u64, 0.3))
+            .map(|k| support::voice::speech_like(u64::from(i) * 640 + k as u64, 0.3))
             .collect();
         let n = enc.encode_float(&pcm, &mut buf).unwrap();
         let seq = seq0.wrapping_add(i);

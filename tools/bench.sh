@@ -39,7 +39,7 @@ echo "chromium: $(chromium --version 2>/dev/null || echo none)"
 status=0
 if [[ $skip != *" receive "* ]]; then
     echo "== 1 + 5a: receive path vs bare libopus (CPU time), allocations per block"
-    cargo bench --bench receive_path || status=1
+    cargo bench --features test-host --bench receive_path || status=1
 fi
 if [[ $skip != *" callgrind "* ]]; then
     echo "== 1 cross-check: instructions (callgrind), one run of each side"
@@ -59,11 +59,11 @@ if [[ $skip != *" callgrind "* ]]; then
 fi
 if [[ $skip != *" obs "* ]]; then
     echo "== 2, 4, 5: latency, startup, steady state in libobs"
-    cargo bench --bench party_obs || status=1
+    cargo bench --features test-host --bench party_obs || status=1
 fi
 if [[ $skip != *" compare "* ]]; then
     echo "== 3: OBS + plugin vs headless Chromium"
-    cargo bench --bench party_obs -- compare || status=1
+    cargo bench --features test-host --bench party_obs -- compare || status=1
 fi
 echo "== results"
 grep -h '^RESULT' "$log" | sed 's/^RESULT //'

@@ -1,6 +1,7 @@
 //! Audio between the producers (party playout, test tone) and OBS: the
 //! lock-free rings, the continuous sample clock, the pump, the mixer.
 
+#[cfg(feature = "test-host")]
 pub mod analysis;
 pub mod clock;
 pub mod mix;

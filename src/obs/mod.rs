@@ -2,6 +2,7 @@
 
 pub mod cause_text;
 mod guard;
+#[cfg(feature = "test-host")]
 pub mod host;
 mod log;
 pub mod module;

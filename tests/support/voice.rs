@@ -5,7 +5,6 @@
 //! its clock fast or slow (`drift_ppm`), and wrap the Opus payload in RED. The network adds a
 //! fixed delay, uniform jitter, loss, duplication and extra reordering. The receiver pulls
 //! 10 ms every 10 ms of its own clock, exactly as the party playout does.
-#![allow(dead_code)]
 
 use obs_psn_party::voice::member::{Member, MemberConfig};
 use obs_psn_party::voice::rtp::{write_red, RtpIn};

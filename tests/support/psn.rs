@@ -1,7 +1,6 @@
 //! Shared harness of the psn_* integration tests: psn-sim in-process on 127.0.0.1, a client
 //! pointed at it, a captured trace and log, and the checks every test ends with (no field outside
 //! the recorded shapes was sent; no secret reached a log line, the trace or a `Debug` string).
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;

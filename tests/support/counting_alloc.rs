@@ -1,6 +1,6 @@
 //! A global allocator that counts the allocations each thread makes, for the
 //! tests (and benchmarks) that prove the audio path allocates nothing.
-//! Include with `#[path = "common/counting_alloc.rs"] mod counting_alloc;` and
+//! Tests reach it as `support::counting_alloc` (benches include the file by path) and
 //! install with `#[global_allocator] static A: CountingAllocator = CountingAllocator;`.
 //!
 //! Implementing `GlobalAlloc` needs `unsafe`; this is the one place outside

@@ -1,0 +1,129 @@
+//! One libobs end-to-end run, the same in every `libobs_*` test and benches/party_obs.rs: an X
+//! display, a fresh folder with the plugin staged in it, psn-sim with the plugin pointed at it
+//! the way a user's `.env` would, the test host with the plugin loaded, and at the end the check
+//! every run ends with: OBS shuts down promptly and leaks no libobs allocation.
+//!
+//! ```ignore
+//! let run = LibobsRun::prepare("party");
+//! let sim = run.start_sim(SimConfig::default());
+//! let mut runner = Runner::new();
+//! let host = run.start_host_with_plugin(&mut runner);
+//! runner.run("a_check", || { /* host, sim */ Ok(()) });
+//! run.finish(host, runner);
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use obs_psn_party::obs::host::{ModuleInfo, ObsHost};
+use psn_sim::voice::{MemberSpec, VoiceSpec};
+use psn_sim::{SimConfig, SimHandle};
+use tokio::runtime::Runtime;
+
+use super::plugin::{stage_plugin, StagedPlugin};
+use super::runner::{ensure, Runner};
+use super::scratch::{finish_scratch, scratch_dir};
+
+/// Shutting libobs down takes well under 100 ms; a second means it waited on something.
+const PROMPT_SHUTDOWN: Duration = Duration::from_secs(1);
+
+pub struct LibobsRun {
+    name: String,
+    pub work: PathBuf,
+    pub plugin: StagedPlugin,
+}
+
+impl LibobsRun {
+    /// An X display (re-runs the test under xvfb-run when there is none), the run's folder
+    /// and the plugin staged in it.
+    pub fn prepare(name: &str) -> LibobsRun {
+        obs_psn_party::obs::host::ensure_display();
+        let work = scratch_dir(name);
+        let plugin = stage_plugin(&work);
+        LibobsRun {
+            name: name.to_owned(),
+            work,
+            plugin,
+        }
+    }
+
+    /// psn-sim on a runtime of its own, with the plugin pointed at it.
+    pub fn start_sim(&self, config: SimConfig) -> SimHandle {
+        self.start_sim_on(Runtime::new().expect("tokio runtime for psn-sim"), config)
+    }
+
+    /// psn-sim on `runtime`, which stays entered on this thread until the process ends: the
+    /// simulator's members run on it and the checks' calls from this thread spawn them.
+    /// Every `PSN_*` variable the plugin reads is set to point at the simulator.
+    pub fn start_sim_on(&self, runtime: Runtime, config: SimConfig) -> SimHandle {
+        let runtime: &'static Runtime = Box::leak(Box::new(runtime));
+        let sim = runtime
+            .block_on(psn_sim::start(config))
+            .expect("psn-sim starts");
+        std::mem::forget(runtime.enter());
+        for (key, value) in sim.plugin_env() {
+            std::env::set_var(key, value);
+        }
+        sim
+    }
+
+    /// libobs started on the run's config folder, the plugin not loaded yet.
+    pub fn start_host(&self) -> ObsHost {
+        ObsHost::start(&self.work.join("config")).expect("libobs starts")
+    }
+
+    /// Loads the staged plugin the way OBS does.
+    pub fn load_plugin(&self, host: &ObsHost) -> Result<ModuleInfo, String> {
+        host.load_module(&self.plugin.binary, &self.plugin.data)
+    }
+
+    /// libobs with the plugin loaded, as the run's first check (`module_loads`; it runs
+    /// whatever name filter was given, the other checks depend on it).
+    pub fn start_host_with_plugin(&self, runner: &mut Runner) -> ObsHost {
+        let host = self.start_host();
+        runner.run_always("module_loads", || self.load_plugin(&host).map(|_| ()));
+        host
+    }
+
+    /// The end of every run: shuts libobs down, checks it was prompt and leaked nothing,
+    /// leaves the run's folder to the suite (or removes it), prints the summary and exits.
+    pub fn finish(self, host: ObsHost, mut runner: Runner) -> ! {
+        let report = host.shutdown();
+        println!(
+            "FIGURE OBS exit at the end of the {} run: shutdown took {:?}, {} libobs allocations leaked",
+            self.name, report.took, report.leaks
+        );
+        runner.run("obs_shutdown_is_prompt_and_leak_free", || {
+            ensure(report.leaks == 0, || {
+                format!("{} libobs allocations leaked", report.leaks)
+            })?;
+            ensure(report.took < PROMPT_SHUTDOWN, || {
+                format!("shutdown took {:?}", report.took)
+            })
+        });
+        finish_scratch(&self.work);
+        runner.finish()
+    }
+}
+
+/// Ends a party when the check is over, passed or failed, so that the next check's hub does
+/// not find it.
+pub struct EndParty<'a>(pub &'a SimHandle, pub String);
+
+impl Drop for EndParty<'_> {
+    fn drop(&mut self) {
+        self.0.end_party(&self.1);
+    }
+}
+
+/// A PS5 member that speaks a steady tone of `hz`.
+pub fn tone_member(online_id: &str, hz: f64) -> MemberSpec {
+    MemberSpec::with_voice(
+        online_id,
+        "PS5",
+        VoiceSpec {
+            tone_hz: Some(hz),
+            ..VoiceSpec::default()
+        },
+    )
+}
