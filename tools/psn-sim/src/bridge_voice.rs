@@ -15,24 +15,16 @@
 //! voice members offers the recorded `recvonly` shape with no connection behind it, as before.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{watch, Notify};
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use tokio::sync::watch;
 use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
-    RTCSessionDescription, Registry,
-};
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
 
+use crate::peer::{e2s, gathered_local_sdp, loopback_peer, opus_codec, opus_track, state_name};
 use crate::Inner;
 
 /// The bridge's Opus payload type (as in the recorded bridge offer's shape).
@@ -74,53 +66,6 @@ impl BridgeMedia {
             s.abort();
         }
         let _ = self.pc.close().await;
-    }
-}
-
-struct Handler {
-    gathered: Arc<Notify>,
-    connected: watch::Sender<bool>,
-    w: Weak<Inner>,
-    peer_id: String,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            self.gathered.notify_one();
-        }
-    }
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let s = match state {
-            RTCPeerConnectionState::Connected => {
-                let _ = self.connected.send(true);
-                "connected"
-            }
-            RTCPeerConnectionState::Connecting => "connecting",
-            RTCPeerConnectionState::Failed => "failed",
-            RTCPeerConnectionState::Closed => "closed",
-            _ => return,
-        };
-        if let Some(inner) = self.w.upgrade() {
-            if let Some(b) = inner.lock().bridge_status.get_mut(&self.peer_id) {
-                b.state = s.into();
-            }
-        }
-    }
-}
-
-fn e2s(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-fn opus16() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: "audio/opus".into(),
-        clock_rate: 16_000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;stereo=0;useinbandfec=1".into(),
-        rtcp_feedback: vec![],
     }
 }
 
@@ -166,33 +111,25 @@ async fn live_offer(
 ) -> Result<String, String> {
     close(inner, peer_id).await;
     let mode = inner.lock().bridge_audio;
-    let mut me = MediaEngine::default();
-    me.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: opus16(),
-            payload_type: BRIDGE_OPUS_PT,
-        },
-        RtpCodecKind::Audio,
-    )
-    .map_err(e2s)?;
-    let registry = register_default_interceptors(Registry::new(), &mut me).map_err(e2s)?;
-    let gathered = Arc::new(Notify::new());
+    let codecs = vec![RTCRtpCodecParameters {
+        rtp_codec: opus_codec(16_000),
+        payload_type: BRIDGE_OPUS_PT,
+    }];
     let (connected_tx, connected) = watch::channel(false);
-    let pc: Arc<dyn PeerConnection> = Arc::new(
-        PeerConnectionBuilder::new()
-            .with_media_engine(me)
-            .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler {
-                gathered: gathered.clone(),
-                connected: connected_tx,
-                w: Arc::downgrade(inner),
-                peer_id: peer_id.to_owned(),
-            }))
-            .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
-            .build()
-            .await
-            .map_err(e2s)?,
-    );
+    let (w, peer) = (Arc::downgrade(inner), peer_id.to_owned());
+    let (pc, gathered) = loopback_peer(codecs, move |state| {
+        if state == RTCPeerConnectionState::Connected {
+            let _ = connected_tx.send(true);
+        }
+        // A bridge peer's status has no "disconnected": it stays "connected" through a blip.
+        let name = state_name(state).filter(|&n| n != "disconnected");
+        if let (Some(name), Some(inner)) = (name, w.upgrade()) {
+            if let Some(b) = inner.lock().bridge_status.get_mut(&peer) {
+                b.state = name.into();
+            }
+        }
+    })
+    .await?;
     // (stream id, the voices it carries)
     let streams: Vec<(String, Vec<Voice>)> = match mode {
         BridgeAudio::PerMember => voices
@@ -206,20 +143,7 @@ async fn live_offer(
     for (i, (stream, carried)) in streams.iter().enumerate() {
         let ssrc = 0x4252_0000 | (i as u32 + 1);
         let uuid = uuid::Uuid::new_v4().to_string();
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            stream.clone(),
-            format!("{uuid}_1_CELT/40"),
-            "bridge-voice".into(),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: opus16(),
-                ..Default::default()
-            }],
-        )));
+        let track = opus_track(stream.clone(), &uuid, "bridge-voice", ssrc, 16_000);
         pc.add_track(track.clone() as Arc<dyn TrackLocal>)
             .await
             .map_err(e2s)?;
@@ -228,12 +152,9 @@ async fn live_offer(
     pc.create_data_channel("psn", None).await.map_err(e2s)?;
     let offer = pc.create_offer(None).await.map_err(e2s)?;
     pc.set_local_description(offer).await.map_err(e2s)?;
-    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-    let sdp = pc
-        .local_description()
+    let sdp = gathered_local_sdp(&pc, &gathered)
         .await
-        .ok_or("no local description")?
-        .sdp;
+        .ok_or("no local description")?;
     let senders = tracks
         .into_iter()
         .map(|(track, ssrc, carried)| {

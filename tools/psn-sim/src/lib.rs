@@ -6,6 +6,7 @@ pub mod bridge_voice;
 pub mod cmsg;
 pub mod control;
 pub mod http;
+mod peer;
 pub mod push;
 pub mod relay;
 pub mod shape;

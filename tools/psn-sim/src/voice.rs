@@ -7,24 +7,20 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
-    RTCSessionDescription, Registry,
-};
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
 
 use crate::cmsg::{self, Signal};
+use crate::peer::{
+    e2s, gathered_local_sdp, loopback_peer, opus_codec, opus_track, stack_keys, state_name,
+    StackKeys,
+};
 use crate::relay::{member_sdp_via, user_sdp_via, Relay};
 use crate::state::MOBILE_APP;
 use crate::Inner;
@@ -341,40 +337,6 @@ impl Peer {
     }
 }
 
-struct Handler {
-    gathered: Arc<Notify>,
-    connected: Arc<Notify>,
-    w: Weak<Inner>,
-    account: String,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            self.gathered.notify_one();
-        }
-    }
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let s = match state {
-            RTCPeerConnectionState::Connected => {
-                self.connected.notify_one();
-                "connected"
-            }
-            RTCPeerConnectionState::Connecting => "connecting",
-            RTCPeerConnectionState::Failed => "failed",
-            RTCPeerConnectionState::Disconnected => "disconnected",
-            RTCPeerConnectionState::Closed => "closed",
-            _ => return,
-        };
-        set_status(&self.w, &self.account, |v| v.state = s.into());
-    }
-}
-
-fn e2s(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
 impl MemberCtx {
     fn presence(&self) -> Presence {
         let Some(inner) = self.w.upgrade() else {
@@ -652,63 +614,45 @@ impl MemberCtx {
     }
 
     async fn new_pc(&self) -> Result<(Arc<dyn PeerConnection>, Arc<Notify>, Arc<Notify>), String> {
-        let mut me = MediaEngine::default();
-        me.register_codec(
+        let red = RTCRtpCodec {
+            mime_type: "audio/red".into(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: format!("{OPUS_PT}/{OPUS_PT}"),
+            rtcp_feedback: vec![],
+        };
+        let codecs = vec![
             RTCRtpCodecParameters {
                 rtp_codec: opus_codec(self.spec.clock_rate),
                 payload_type: OPUS_PT,
             },
-            RtpCodecKind::Audio,
-        )
-        .map_err(e2s)?;
-        me.register_codec(
             RTCRtpCodecParameters {
-                rtp_codec: RTCRtpCodec {
-                    mime_type: "audio/red".into(),
-                    clock_rate: 48_000,
-                    channels: 2,
-                    sdp_fmtp_line: format!("{OPUS_PT}/{OPUS_PT}"),
-                    rtcp_feedback: vec![],
-                },
+                rtp_codec: red,
                 payload_type: RED_PT,
             },
-            RtpCodecKind::Audio,
-        )
-        .map_err(e2s)?;
-        let registry = register_default_interceptors(Registry::new(), &mut me).map_err(e2s)?;
-        let gathered = Arc::new(Notify::new());
+        ];
         let connected = Arc::new(Notify::new());
-        let pc = PeerConnectionBuilder::new()
-            .with_media_engine(me)
-            .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler {
-                gathered: gathered.clone(),
-                connected: connected.clone(),
-                w: self.w.clone(),
-                account: self.account.clone(),
-            }))
-            .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
-            .build()
-            .await
-            .map_err(e2s)?;
-        Ok((Arc::new(pc), gathered, connected))
+        let (w, account, on_connected) = (self.w.clone(), self.account.clone(), connected.clone());
+        let (pc, gathered) = loopback_peer(codecs, move |state| {
+            if state == RTCPeerConnectionState::Connected {
+                on_connected.notify_one();
+            }
+            if let Some(name) = state_name(state) {
+                set_status(&w, &account, |v| v.state = name.into());
+            }
+        })
+        .await?;
+        Ok((pc, gathered, connected))
     }
 
     fn track(&self, ssrc: u32, uuid: &str) -> Arc<TrackLocalStaticRTP> {
-        Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        opus_track(
             uuid.to_string(),
-            format!("{uuid}_1_CELT/40"),
-            "member-voice".into(),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: opus_codec(self.spec.clock_rate),
-                ..Default::default()
-            }],
-        )))
+            uuid,
+            "member-voice",
+            ssrc,
+            self.spec.clock_rate,
+        )
     }
 
     fn start_sender(
@@ -748,12 +692,9 @@ impl MemberCtx {
         pc.create_data_channel("psn", None).await.map_err(e2s)?;
         let offer = pc.create_offer(None).await.map_err(e2s)?;
         pc.set_local_description(offer).await.map_err(e2s)?;
-        let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-        let real = pc
-            .local_description()
+        let real = gathered_local_sdp(&pc, &gathered)
             .await
-            .ok_or("no local description")?
-            .sdp;
+            .ok_or("no local description")?;
         let sdp = self.reachable(
             recorded_offer(&real, self.spec.clock_rate, ssrc, &uuid)?,
             relay.as_ref(),
@@ -802,11 +743,10 @@ impl MemberCtx {
         if let Err(e) = pc.set_local_description(answer).await {
             return Err(closing(pc, e2s(e)).await);
         }
-        let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-        let Some(local) = pc.local_description().await else {
+        let Some(local) = gathered_local_sdp(&pc, &gathered).await else {
             return Err(closing(pc, "no local description".into()).await);
         };
-        let sdp = match recorded_answer(&local.sdp, offer, opus_pt, ssrc, &uuid) {
+        let sdp = match recorded_answer(&local, offer, opus_pt, ssrc, &uuid) {
             Ok(sdp) => self.reachable(sdp, relay.as_ref()),
             Err(e) => return Err(closing(pc, e).await),
         };
@@ -829,42 +769,15 @@ async fn apply_answer(pc: &Arc<dyn PeerConnection>, sdp: &str) -> Result<(), Str
     pc.set_remote_description(d).await.map_err(e2s)
 }
 
-fn opus_codec(clock: u32) -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: "audio/opus".into(),
-        clock_rate: clock,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;stereo=0;useinbandfec=1".into(),
-        rtcp_feedback: vec![],
-    }
-}
-
 /// The recorded member offer (shared/fixtures/member-offer.sdp) with this connection's ICE
 /// credentials, fingerprint, 127.0.0.1 host candidates, SSRC and msid.
 pub fn recorded_offer(real: &str, clock: u32, ssrc: u32, uuid: &str) -> Result<String, String> {
-    let pick = |prefix: &str| -> Result<String, String> {
-        real.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(prefix))
-            .map(str::to_owned)
-            .ok_or_else(|| format!("no {prefix} in the stack's offer"))
-    };
-    let ufrag = pick("a=ice-ufrag:")?;
-    let pwd = pick("a=ice-pwd:")?;
-    let fp = pick("a=fingerprint:sha-256")?;
-    let mut cands: Vec<String> = real
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 ") && l.contains("typ host")
-        })
-        .map(str::to_owned)
-        .collect();
-    cands.dedup();
-    if cands.is_empty() {
-        return Err("no 127.0.0.1 host candidate gathered".into());
-    }
-    let cands = cands.join("\r\n");
+    let StackKeys {
+        ufrag,
+        pwd,
+        fingerprint: fp,
+        candidates: cands,
+    } = stack_keys(real, "offer", true)?;
     let sess: u64 = rand::rng().random_range(1..i64::MAX as u64);
     let cname = crate::state::random_token(16);
     let msid = format!("a=msid:- {uuid}_1_CELT/40");
@@ -984,27 +897,12 @@ pub fn recorded_answer(
     ssrc: u32,
     uuid: &str,
 ) -> Result<String, String> {
-    let pick = |prefix: &str| -> Result<String, String> {
-        real.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(prefix))
-            .map(str::to_owned)
-            .ok_or_else(|| format!("no {prefix} in the stack's answer"))
-    };
-    let ufrag = pick("a=ice-ufrag:")?;
-    let pwd = pick("a=ice-pwd:")?;
-    let fp = pick("a=fingerprint:sha-256")?;
-    let mut cands: Vec<String> = real
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 "))
-        .map(str::to_owned)
-        .collect();
-    cands.dedup();
-    if cands.is_empty() {
-        return Err("no 127.0.0.1 candidate gathered".into());
-    }
-    let cands = cands.join("\r\n");
+    let StackKeys {
+        ufrag,
+        pwd,
+        fingerprint: fp,
+        candidates: cands,
+    } = stack_keys(real, "answer", false)?;
     let rtpmap = offer
         .lines()
         .map(str::trim)
