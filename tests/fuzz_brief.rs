@@ -4,11 +4,14 @@
 //! `FUZZ_BRIEF_SECS` seconds per target (default 2). libFuzzer's coverage-guided runs are
 //! `fuzz/run.sh SECONDS` (nightly); a panic here is a finding either way.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use obs_psn_party::fuzz_bodies as body;
 use obs_psn_party::psn::custom_message::{self, Message, Signal, UserRef};
 use rand::{Rng, SeedableRng};
+use support::mutate::mutate;
 
 fn budget() -> Duration {
     let secs = std::env::var("FUZZ_BRIEF_SECS")
@@ -41,43 +44,6 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], target: fn(&[u8])) {
         "{name}: {execs} inputs in {:.1} s, no panic",
         started.elapsed().as_secs_f64()
     );
-}
-
-fn mutate(rng: &mut impl Rng, b: &mut Vec<u8>, seeds: &[Vec<u8>]) {
-    match rng.random_range(0..6) {
-        0 if !b.is_empty() => {
-            let i = rng.random_range(0..b.len());
-            b[i] = rng.random();
-        }
-        1 if !b.is_empty() => {
-            let i = rng.random_range(0..b.len());
-            b.remove(i);
-        }
-        2 => {
-            let i = rng.random_range(0..=b.len());
-            b.insert(i, rng.random());
-        }
-        3 => {
-            let n = rng.random_range(0..=b.len());
-            b.truncate(n);
-        }
-        4 => {
-            // Splice: the head of this input, the tail of another.
-            let other = &seeds[rng.random_range(0..seeds.len())];
-            let at = rng.random_range(0..=b.len());
-            let from = rng.random_range(0..=other.len());
-            b.truncate(at);
-            b.extend_from_slice(&other[from..]);
-        }
-        _ if !b.is_empty() => {
-            // Repeat a chunk (duplicated packets, repeated JSON members).
-            let i = rng.random_range(0..b.len());
-            let n = rng.random_range(1..=(b.len() - i).min(64));
-            let chunk = b[i..i + n].to_vec();
-            b.splice(i..i, chunk);
-        }
-        _ => b.push(rng.random()),
-    }
 }
 
 fn texts(items: &[&str]) -> Vec<Vec<u8>> {

@@ -2,10 +2,13 @@
 //! sends: the customMessage codec and the push frame parser. `PSN_FUZZ_ITERS` makes the loop
 //! longer (the cargo-fuzz targets in fuzz/ do the same with coverage guidance).
 
+mod support;
+
 use obs_psn_party::psn::custom_message::{self, Media, MediaRecord, Message, Signal, UserRef};
 use obs_psn_party::psn::push::parse_frame;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
+use support::mutate::mutate;
 
 fn user() -> impl Strategy<Value = UserRef> {
     ("[0-9]{1,20}", any::<u64>()).prop_map(|(account_id, platform)| UserRef {
@@ -165,29 +168,13 @@ fn mutation_loop() {
         1,
     )));
     let seed_frame = br#"{"version":"3.0","method":3001,"dataType":"psn:sessionManager:sys:v2:ps:customMessage:noSeq:created","to":{"accountId":"1"},"body":{"data":{"sessionId":"s","customProperties":{"from":{"accountId":"2","onlineId":"b","platform":"PS5"}},"customMessage":{"channel":"miranda:12","payload":"ver=1.0, type=binary, body=AQ=="}}}}"#.to_vec();
+    let seeds = [seed_msg, seed_frame];
     let mut execs = 0u64;
     for _ in 0..iters {
-        for seed in [&seed_msg, &seed_frame] {
+        for seed in &seeds {
             let mut b = seed.clone();
             for _ in 0..rng.random_range(1..6) {
-                match rng.random_range(0..4) {
-                    0 if !b.is_empty() => {
-                        let i = rng.random_range(0..b.len());
-                        b[i] = rng.random();
-                    }
-                    1 if !b.is_empty() => {
-                        let i = rng.random_range(0..b.len());
-                        b.remove(i);
-                    }
-                    2 => {
-                        let i = rng.random_range(0..=b.len());
-                        b.insert(i, rng.random());
-                    }
-                    _ => {
-                        let n = rng.random_range(0..=b.len());
-                        b.truncate(n);
-                    }
-                }
+                mutate(&mut rng, &mut b, &seeds);
             }
             let _ = custom_message::decode(&b);
             let _ = parse_frame(&String::from_utf8_lossy(&b));

@@ -5,8 +5,7 @@
 mod support;
 
 use obs_psn_party::audio::mix::Mixer;
-use obs_psn_party::voice::member::{Member, MemberConfig};
-use obs_psn_party::voice::rtp::RtpIn;
+use obs_psn_party::voice::member::Member;
 use obs_psn_party::voice::BLOCK;
 use support::counting_alloc::{thread_allocations, CountingAllocator};
 use support::voice::*;
@@ -29,9 +28,7 @@ fn steady_state_push_pull_and_mix_do_not_allocate() {
         ..Default::default()
     };
     let stream = make_stream(&sc);
-    let mut cfg = MemberConfig::new(sc.clock_rate, OPUS_PT);
-    cfg.red_pt = Some(RED_PT);
-    let mut members: Vec<Member> = (0..4).map(|_| Member::new(cfg.clone()).unwrap()).collect();
+    let mut members: Vec<Member> = (0..4).map(|_| scenario_member(&sc)).collect();
     let mut mixer = Mixer::default();
     let mut blocks = [[0f32; BLOCK]; 4];
     let mut out = [0f32; BLOCK];
@@ -45,16 +42,9 @@ fn steady_state_push_pull_and_mix_do_not_allocate() {
             armed_at = Some(thread_allocations());
         }
         while next < stream.packets.len() && stream.packets[next].arrival_ns <= now {
-            let p = &stream.packets[next];
+            let p = stream.packets[next].rtp_in();
             for m in &mut members {
-                m.push(&RtpIn {
-                    payload_type: p.pt,
-                    seq: p.seq,
-                    timestamp: p.ts,
-                    marker: p.marker,
-                    payload: &p.payload,
-                    arrival_ns: p.arrival_ns,
-                });
+                m.push(&p);
             }
             next += 1;
         }

@@ -7,12 +7,14 @@
 //! - `process`: figures of this process (threads, memory)
 //! - `psn`: psn-sim plus a PSN client pointed at it, and the secret checks (psn_* tests)
 //! - `voice`: a scripted member and network on virtual time (voice_* tests)
+//! - `mutate`: mutations of valid inputs for the brief stable fuzzing
 //! - `counting_alloc`: the allocator that counts allocations per thread
 #![allow(dead_code, unused_imports)]
 
 pub mod counting_alloc;
 #[cfg(feature = "test-host")]
 pub mod libobs;
+pub mod mutate;
 pub mod plugin;
 pub mod process;
 pub mod psn;

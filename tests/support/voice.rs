@@ -91,6 +91,27 @@ pub struct SentPacket {
     pub arrival_ns: u64,
 }
 
+impl SentPacket {
+    /// The packet as the member's receive path takes it.
+    pub fn rtp_in(&self) -> RtpIn<'_> {
+        RtpIn {
+            payload_type: self.pt,
+            seq: self.seq,
+            timestamp: self.ts,
+            marker: self.marker,
+            payload: &self.payload,
+            arrival_ns: self.arrival_ns,
+        }
+    }
+}
+
+/// A member configured as the scenario's sender: Opus at its clock, RED over it.
+pub fn scenario_member(sc: &Scenario) -> Member {
+    let mut cfg = MemberConfig::new(sc.clock_rate, OPUS_PT);
+    cfg.red_pt = Some(RED_PT);
+    Member::new(cfg).unwrap()
+}
+
 /// What a run measured.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -341,9 +362,7 @@ pub fn run_with(sc: &Scenario, mut on_block: impl FnMut(u64, &[f32; BLOCK])) -> 
     let packets = &stream.packets;
     let sent = stream.assigned;
     let reference = reference_pcm(sc, &stream.reference);
-    let mut cfg = MemberConfig::new(sc.clock_rate, OPUS_PT);
-    cfg.red_pt = Some(RED_PT);
-    let mut m = Member::new(cfg).unwrap();
+    let mut m = scenario_member(sc);
     let rate = 1.0 + sc.drift_ppm * 1e-6;
     let ts0 = i64::from(TS0);
     let mut r = Report {
@@ -360,15 +379,7 @@ pub fn run_with(sc: &Scenario, mut on_block: impl FnMut(u64, &[f32; BLOCK])) -> 
     let mut now = 0u64;
     while now < end_ns {
         while next < packets.len() && packets[next].arrival_ns <= now {
-            let p = &packets[next];
-            m.push(&RtpIn {
-                payload_type: p.pt,
-                seq: p.seq,
-                timestamp: p.ts,
-                marker: p.marker,
-                payload: &p.payload,
-                arrival_ns: p.arrival_ns,
-            });
+            m.push(&packets[next].rtp_in());
             next += 1;
         }
         // Where in the member's talk is the sample about to be played?
