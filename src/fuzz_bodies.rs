@@ -3,16 +3,15 @@
 //! `tests/fuzz_brief.rs` on stable, briefly, in every `cargo test` (CI): the same code either
 //! way. Each must return on any input; a panic is the finding.
 
-use crate::psn::answers::{
-    BridgeCreatedAnswer, PartiesAnswer, PartySessionsAnswer, PeerAddedAnswer, ReofferAnswer,
-    TokenAnswer,
-};
 use crate::psn::auth::{account_id_from_jwt, parse_authorize_location};
 use crate::psn::config::{parse_dotenv, DEFAULT_REDIRECT_URI};
 use crate::psn::custom_message;
 use crate::psn::http::Response;
+use crate::psn::model::{
+    BridgeCreatedAnswer, PartiesAnswer, PartyInfo, PartySessionsAnswer, PeerAddedAnswer,
+    ReofferAnswer, TokenAnswer,
+};
 use crate::psn::push::parse_frame;
-use crate::psn::session::PartyInfo;
 use crate::psn::trace::redact_body;
 use crate::voice::member::{Member, MemberConfig};
 use crate::voice::peer::sdp::{audio_params, unify_bundle_transport};
@@ -36,7 +35,7 @@ pub fn push_frame_parse(data: &[u8]) {
     let _ = parse_frame(&String::from_utf8_lossy(data));
 }
 
-/// Every typed JSON answer the PSN client decodes (`psn::answers`, the party-link info), through
+/// Every typed JSON answer the PSN client decodes (`psn::model`: the answers and the party-link info), through
 /// the client's own `Response::json`.
 pub fn psn_json_answers(data: &[u8]) {
     let response = Response {

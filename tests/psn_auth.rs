@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use obs_psn_party::psn::http::HttpOptions;
-use obs_psn_party::psn::session::PartyApi;
+use obs_psn_party::psn::party_api::PartyApi;
 use obs_psn_party::psn::token_store::TokenStore;
 use obs_psn_party::psn::{PsnClient, PsnError, Secret};
 use psn_sim::{Fault, SimConfig};

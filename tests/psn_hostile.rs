@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use obs_psn_party::psn::client::ClientOptions;
 use obs_psn_party::psn::config::PsnConfig;
 use obs_psn_party::psn::http::{HttpOptions, MAX_BODY_BYTES};
-use obs_psn_party::psn::session::PartyApi;
+use obs_psn_party::psn::party_api::PartyApi;
 use obs_psn_party::psn::{PsnClient, PsnError, Secret};
 use support::psn::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

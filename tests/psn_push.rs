@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use obs_psn_party::psn::custom_message;
+use obs_psn_party::psn::party_api::PartyApi;
 use obs_psn_party::psn::push::{PushClient, PushEvent, PushOptions};
-use obs_psn_party::psn::session::PartyApi;
 use obs_psn_party::psn::PsnError;
 use psn_sim::Fault;
 use support::psn::*;

@@ -22,9 +22,10 @@ use super::pipeline::PlayoutControl;
 use super::signalling::Signalling;
 use crate::audio::playout::{MemberInfo, Silence};
 
-use crate::psn::bridge::{Bridge, BridgeApi};
+use crate::psn::bridge::BridgeApi;
 use crate::psn::client::PsnClient;
-use crate::psn::session::PartyApi;
+use crate::psn::model::Bridge;
+use crate::psn::party_api::PartyApi;
 use crate::voice::peer::sdp::{audio_params, AudioParams};
 use crate::voice::peer::webrtc_rs::WebrtcPeer;
 use crate::voice::peer::{PeerEvent, PeerOptions, RtpEvent, VoicePeer};

@@ -3,7 +3,7 @@
 //! ([`PartyFollower`], a method per event), and leaves the voice links with each member to
 //! [`super::voice_links`] (offers, answers, packets into the playout). When the party ends it
 //! looks for the next one; when the last source goes it leaves. ("Session" is PSN's word for
-//! the party itself and for the HTTP API in `psn::session`; this task is the follower.)
+//! the party itself and for the HTTP API in `psn::party_api`; this task is the follower.)
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -22,8 +22,9 @@ use crate::audio::playout::Silence;
 use crate::psn::client::PsnClient;
 use crate::psn::custom_message::DEFAULT_CHANNEL;
 use crate::psn::error::PsnError;
+use crate::psn::model::{Party, RosterMember};
+use crate::psn::party_api::PartyApi;
 use crate::psn::push::{PushClient, PushEvent, PushOptions};
-use crate::psn::session::{Member as RosterMember, Party, PartyApi};
 use crate::voice::peer::PeerEvent;
 
 /// How long leaving the party may take when the last source goes.

@@ -26,8 +26,8 @@ use crate::audio::ring::RingWriter;
 use crate::psn::client::{ClientOptions, PsnClient};
 use crate::psn::config::{is_loopback_host, PsnConfig};
 use crate::psn::error::PsnError;
+use crate::psn::party_api::PartyApi;
 use crate::psn::secret::Secret;
-use crate::psn::session::PartyApi;
 use crate::psn::token_store::TokenStore;
 use crate::runtime::RuntimeRef;
 

@@ -36,7 +36,7 @@ use crate::psn::custom_message::{
     decode_payload, encode_payload, Message, Recipient, Signal, UserRef, PLATFORM_MOBILE_APP,
     PLATFORM_PS5,
 };
-use crate::psn::session::Member as RosterMember;
+use crate::psn::model::RosterMember;
 use crate::voice::peer::{MemberId, PeerError, PeerState};
 
 /// How long a member has to offer before we do.

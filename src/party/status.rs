@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::cause::{Cause, Failure};
-use crate::psn::session::Member;
+use crate::psn::model::RosterMember;
 use crate::voice::peer::PeerState;
 
 /// The words the status views are built from: the locale's templates (`text(key)`; `%1`,
@@ -119,7 +119,7 @@ impl HubStatus {
         party_id: &str,
         party_name: &str,
         _me: &str,
-        roster: impl Iterator<Item = &'a Member>,
+        roster: impl Iterator<Item = &'a RosterMember>,
     ) {
         self.party_id = Some(party_id.to_owned());
         self.party_name = Some(party_name.to_owned());
@@ -130,7 +130,7 @@ impl HubStatus {
     }
 
     /// Replaces the roster, keeping the voice state of members still there.
-    pub fn set_roster<'a>(&mut self, roster: impl Iterator<Item = &'a Member>) {
+    pub fn set_roster<'a>(&mut self, roster: impl Iterator<Item = &'a RosterMember>) {
         let old = std::mem::take(&mut self.members);
         for m in roster {
             let key = format!("{}/{}", m.account_id, m.platform);
@@ -416,7 +416,7 @@ mod tests {
         status.account_id = Some("1".into());
         status.no_party = true;
         assert!(status.summary(KEYS).starts_with("<Status.NoParty"));
-        let alice = Member {
+        let alice = RosterMember {
             account_id: "2".into(),
             online_id: "alice".into(),
             platform: "PS5".into(),
@@ -477,7 +477,7 @@ mod tests {
     #[test]
     fn member_rows_show_consent_speaking_and_failure() {
         let mut v = view();
-        let m = |id: &str, name: &str| Member {
+        let m = |id: &str, name: &str| RosterMember {
             account_id: id.into(),
             online_id: name.into(),
             platform: "PS5".into(),

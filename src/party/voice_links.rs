@@ -23,7 +23,7 @@ use super::signalling::{
 use super::status::{HubStatus, MemberState};
 use crate::audio::playout::{MemberInfo, Silence};
 use crate::psn::client::PsnClient;
-use crate::psn::session::Member as RosterMember;
+use crate::psn::model::RosterMember;
 use crate::voice::peer::webrtc_rs::WebrtcPeer;
 use crate::voice::peer::{MemberId, PeerEvent, PeerOptions, VoicePeer};
 

@@ -8,10 +8,10 @@ use reqwest::Method;
 use tokio::time::Instant;
 use url::Url;
 
-use super::answers::TokenAnswer;
 use super::config::PsnConfig;
 use super::error::{PsnError, Result};
 use super::http::{HeaderSet, Http, Request};
+use super::model::TokenAnswer;
 use super::secret::Secret;
 use super::token_store::StoredTokens;
 

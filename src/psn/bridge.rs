@@ -8,27 +8,14 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::answers::{BridgeCreatedAnswer, PeerAddedAnswer, ReofferAnswer};
 use super::client::PsnClient;
 use super::error::{PsnError, Result};
 use super::http::{HeaderSet, Request};
+use super::model::{Bridge, BridgeCreatedAnswer, BridgePeer, PeerAddedAnswer, ReofferAnswer};
 use super::secret::Secret;
 
 pub const BRIDGE_BASE: &str = "/api/rtcBridge/v1/bridges";
 pub const RTC_TITLE_ID: &str = "METROPOL_AND";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bridge {
-    pub bridge_id: String,
-    pub bridge_token: Secret,
-    pub hosting_type: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
-    pub peer_id: String,
-    pub offer_sdp: String,
-}
 
 /// The media request of add-peer and re-offer (PROTOCOL.md section 6 step 3).
 pub fn media_types() -> Value {
@@ -96,7 +83,7 @@ impl BridgeApi {
     }
 
     /// `POST .../bridges/{id}/peers?allow_duid_duplication=false&g=2` -> 201 with the bridge's offer.
-    pub async fn add_peer(&self, bridge: &Bridge) -> Result<Peer> {
+    pub async fn add_peer(&self, bridge: &Bridge) -> Result<BridgePeer> {
         let mut url = self.url(&[&bridge.bridge_id, "peers"])?;
         url.query_pairs_mut()
             .append_pair("allow_duid_duplication", "false")
@@ -109,7 +96,7 @@ impl BridgeApi {
             )
             .await?;
         let r: PeerAddedAnswer = resp.json()?;
-        Ok(Peer {
+        Ok(BridgePeer {
             peer_id: r.peer.peer_id,
             offer_sdp: r.peer.offer.sdp,
         })

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::error::Result;
 use super::http::{HeaderSet, Request};
-use super::session::PartyApi;
+use super::party_api::PartyApi;
 
 pub const PAYLOAD_PREFIX: &str = "ver=1.0, type=binary, body=";
 pub const HEADER_LEN: usize = 44;

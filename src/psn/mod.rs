@@ -7,7 +7,7 @@
 //! let config = PsnConfig::from_sources(&settings, &|k| std::env::var(k).ok(), Some(&config_dir))?;
 //! let client = PsnClient::new(config, ClientOptions::default())?;      // loads stored tokens
 //! client.ensure_signed_in().await?;          // or client.sign_in_with_npsso(npsso_from_ui)
-//! let party = session::PartyApi::new(client.clone());
+//! let party = party_api::PartyApi::new(client.clone());
 //! let mine = party.find_my_party().await?;   // the party the user is in on a console
 //! party.join(&mine.session_id).await?;
 //! let (push, mut events) = push::PushClient::start(party.clone(), Some(mine.session_id.clone()), Default::default());
@@ -19,7 +19,6 @@
 //! ```
 //! Every error is a [`PsnError`] whose `Display` tells the user what to do.
 
-pub mod answers;
 pub mod auth;
 pub mod bridge;
 pub mod client;
@@ -27,9 +26,10 @@ pub mod config;
 pub mod custom_message;
 pub mod error;
 pub mod http;
+pub mod model;
+pub mod party_api;
 pub mod push;
 pub mod secret;
-pub mod session;
 pub mod token_store;
 pub mod trace;
 

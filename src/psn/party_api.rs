@@ -5,104 +5,17 @@ use std::sync::Arc;
 
 use base64::Engine;
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use url::Url;
 
-use super::answers::{PartiesAnswer, PartySessionsAnswer};
 use super::client::PsnClient;
 use super::error::{PsnError, Result};
 use super::http::{HeaderSet, Request};
+use super::model::{Bridge, PartiesAnswer, Party, PartyInfo, PartySessionsAnswer, RosterMember};
 
 pub const SM_BASE: &str = "/api/sessionManager/v2";
-/// The platforms PROTOCOL.md section 3 has seen.
-pub const CONSOLE_PLATFORMS: &[&str] = &["PS5", "PS4"];
 /// `customData4` as the app sends it (PROTOCOL.md section 3; field meanings [U]).
 pub const DEFAULT_CUSTOM_DATA4: [&str; 10] = ["", "", "1", "0", "6.2.0", "0", "0", "0", "", ""];
-
-/// One member of a party roster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    #[serde(rename = "accountId")]
-    pub account_id: String,
-    #[serde(rename = "onlineId", default)]
-    pub online_id: String,
-    #[serde(default)]
-    pub platform: String,
-}
-
-impl Member {
-    pub fn is_console(&self) -> bool {
-        CONSOLE_PLATFORMS.contains(&self.platform.as_str())
-    }
-}
-
-/// A party as bulkGet answers it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Party {
-    #[serde(rename = "sessionId")]
-    pub session_id: String,
-    #[serde(rename = "sessionName", default)]
-    pub session_name: String,
-    #[serde(default)]
-    pub members: Vec<Member>,
-    #[serde(default)]
-    pub owner: Value,
-    #[serde(rename = "maxMembers", default)]
-    pub max_members: Option<u32>,
-    #[serde(rename = "partyJoinable", default)]
-    pub party_joinable: Option<bool>,
-    #[serde(rename = "visibilityType", default)]
-    pub visibility_type: Option<String>,
-    #[serde(rename = "joinableUserType", default)]
-    pub joinable_user_type: Option<String>,
-}
-
-impl Party {
-    /// Whether `account_id` is in this party on a console.
-    pub fn has_on_console(&self, account_id: &str) -> bool {
-        self.members
-            .iter()
-            .any(|m| m.account_id == account_id && m.is_console())
-    }
-}
-
-/// The public party link info (`partyInfo`, no auth).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PartyInfo {
-    #[serde(rename = "sessionName", default)]
-    pub session_name: String,
-    #[serde(rename = "isJoinable", default)]
-    pub is_joinable: bool,
-    #[serde(rename = "joinableFrom", default)]
-    pub joinable_from: Value,
-    #[serde(rename = "msPollingInterval", default)]
-    pub ms_polling_interval: Option<u64>,
-    #[serde(rename = "maxMembers", default)]
-    pub max_members: Option<u32>,
-    #[serde(rename = "timeStarted", default)]
-    pub time_started: Value,
-    #[serde(rename = "inParty", default)]
-    pub in_party: Value,
-    #[serde(default)]
-    pub members: Vec<PartyInfoMember>,
-    #[serde(rename = "sessionId", default)]
-    pub session_id: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PartyInfoMember {
-    #[serde(rename = "isHost", default)]
-    pub is_host: bool,
-    #[serde(rename = "onlineId", default)]
-    pub online_id: String,
-    #[serde(rename = "platformId", default)]
-    pub platform_id: Value,
-    #[serde(rename = "accountId", default)]
-    pub account_id: String,
-    #[serde(rename = "isAnonymous", default)]
-    pub is_anonymous: bool,
-}
 
 /// Party calls on behalf of one signed-in client.
 #[derive(Debug, Clone)]
@@ -241,7 +154,7 @@ impl PartyApi {
     }
 
     /// The roster of one party, from bulkGet.
-    pub async fn roster(&self, session_id: &str) -> Result<Option<Vec<Member>>> {
+    pub async fn roster(&self, session_id: &str) -> Result<Option<Vec<RosterMember>>> {
         Ok(self
             .list_parties()
             .await?
@@ -251,11 +164,7 @@ impl PartyApi {
     }
 
     /// `POST .../partySessions/{id}/bridges` with `X-PSN-SESSION-MANAGER-IGNORE-CONFLICT: true` -> 201.
-    pub async fn link_bridge(
-        &self,
-        session_id: &str,
-        bridge: &super::bridge::Bridge,
-    ) -> Result<()> {
+    pub async fn link_bridge(&self, session_id: &str, bridge: &Bridge) -> Result<()> {
         let req = Request::new("link bridge", Method::POST, self.party_url(session_id, "bridges")?, HeaderSet::Api)
             .header("X-PSN-SESSION-MANAGER-IGNORE-CONFLICT", "true")
             .json(json!({"bridges": [{"bridgeId": bridge.bridge_id, "bridgeToken": bridge.bridge_token.expose()}]}));

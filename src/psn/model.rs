@@ -1,0 +1,179 @@
+//! The PSN data the client reads and hands on, in one place: a party and its roster, the
+//! public party-link info, a bridge and its peer, and the typed JSON answers as PSN sends them
+//! (the fuzz target fuzz/fuzz_targets/psn_json_answers.rs and the tests decode exactly what the
+//! client decodes). Shapes per PROTOCOL.md; anything not named here is read as a raw
+//! `serde_json::Value`. Depends on nothing else in `psn` but the secret type, so every other
+//! module can use it without a cycle.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::secret::Secret;
+
+/// The platforms PROTOCOL.md section 3 has seen.
+pub const CONSOLE_PLATFORMS: &[&str] = &["PS5", "PS4"];
+
+/// One member of a party roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterMember {
+    #[serde(rename = "accountId")]
+    pub account_id: String,
+    #[serde(rename = "onlineId", default)]
+    pub online_id: String,
+    #[serde(default)]
+    pub platform: String,
+}
+
+impl RosterMember {
+    pub fn is_console(&self) -> bool {
+        CONSOLE_PLATFORMS.contains(&self.platform.as_str())
+    }
+}
+
+/// A party as bulkGet answers it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Party {
+    #[serde(rename = "sessionId")]
+    pub session_id: String,
+    #[serde(rename = "sessionName", default)]
+    pub session_name: String,
+    #[serde(default)]
+    pub members: Vec<RosterMember>,
+    #[serde(default)]
+    pub owner: Value,
+    #[serde(rename = "maxMembers", default)]
+    pub max_members: Option<u32>,
+    #[serde(rename = "partyJoinable", default)]
+    pub party_joinable: Option<bool>,
+    #[serde(rename = "visibilityType", default)]
+    pub visibility_type: Option<String>,
+    #[serde(rename = "joinableUserType", default)]
+    pub joinable_user_type: Option<String>,
+}
+
+impl Party {
+    /// Whether `account_id` is in this party on a console.
+    pub fn has_on_console(&self, account_id: &str) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.account_id == account_id && m.is_console())
+    }
+}
+
+/// The public party link info (`partyInfo`, no auth).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PartyInfo {
+    #[serde(rename = "sessionName", default)]
+    pub session_name: String,
+    #[serde(rename = "isJoinable", default)]
+    pub is_joinable: bool,
+    #[serde(rename = "joinableFrom", default)]
+    pub joinable_from: Value,
+    #[serde(rename = "msPollingInterval", default)]
+    pub ms_polling_interval: Option<u64>,
+    #[serde(rename = "maxMembers", default)]
+    pub max_members: Option<u32>,
+    #[serde(rename = "timeStarted", default)]
+    pub time_started: Value,
+    #[serde(rename = "inParty", default)]
+    pub in_party: Value,
+    #[serde(default)]
+    pub members: Vec<PartyInfoMember>,
+    #[serde(rename = "sessionId", default)]
+    pub session_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PartyInfoMember {
+    #[serde(rename = "isHost", default)]
+    pub is_host: bool,
+    #[serde(rename = "onlineId", default)]
+    pub online_id: String,
+    #[serde(rename = "platformId", default)]
+    pub platform_id: Value,
+    #[serde(rename = "accountId", default)]
+    pub account_id: String,
+    #[serde(rename = "isAnonymous", default)]
+    pub is_anonymous: bool,
+}
+
+/// A bridge this client created (rtcBridge, PROTOCOL.md section 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bridge {
+    pub bridge_id: String,
+    pub bridge_token: Secret,
+    pub hosting_type: String,
+}
+
+/// A peer added to a bridge, with the bridge's offer to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgePeer {
+    pub peer_id: String,
+    pub offer_sdp: String,
+}
+
+// ---- the answers, as PSN sends them
+
+/// The token endpoint's answer (PROTOCOL.md section 2 step 3).
+#[derive(Debug, Deserialize)]
+pub struct TokenAnswer {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: Option<String>,
+    pub refresh_token_expires_in: Option<u64>,
+}
+
+/// `bulkGet`'s answer: `{"parties":[...]}`.
+#[derive(Debug, Deserialize)]
+pub struct PartiesAnswer {
+    #[serde(default)]
+    pub parties: Vec<Party>,
+}
+
+/// `partySessions?view=v3`'s answer (shape [I]): `{"partySessions":[...]}`.
+#[derive(Debug, Deserialize)]
+pub struct PartySessionsAnswer {
+    #[serde(rename = "partySessions", default)]
+    pub party_sessions: Vec<Party>,
+}
+
+/// An SDP as rtcBridge wraps it: `{"sdp":"..."}`.
+#[derive(Debug, Deserialize)]
+pub struct SdpAnswer {
+    pub sdp: String,
+}
+
+/// `POST .../bridges`'s answer.
+#[derive(Debug, Deserialize)]
+pub struct BridgeCreatedAnswer {
+    pub bridge: BridgeFields,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BridgeFields {
+    #[serde(rename = "bridgeId")]
+    pub bridge_id: String,
+    #[serde(rename = "bridgeToken")]
+    pub bridge_token: String,
+    #[serde(rename = "bridgeHostingType", default)]
+    pub hosting_type: String,
+}
+
+/// `POST .../peers`'s answer: the bridge's peer and its offer.
+#[derive(Debug, Deserialize)]
+pub struct PeerAddedAnswer {
+    pub peer: PeerFields,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PeerFields {
+    #[serde(rename = "peerId")]
+    pub peer_id: String,
+    pub offer: SdpAnswer,
+}
+
+/// `POST .../peers/{id}/offer`'s answer.
+#[derive(Debug, Deserialize)]
+pub struct ReofferAnswer {
+    pub offer: SdpAnswer,
+}
