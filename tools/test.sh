@@ -31,6 +31,9 @@ tools/deb-check.sh 2>&1 | tee "$artefacts/deb-check.log"
 echo "== the demo (the README's main command)"
 tools/demo.sh 2>&1 | tee "$artefacts/demo.log"
 
+echo "== no test-only code in the shipped module (release build, as the demo made it)"
+tools/release-check.sh 2>&1 | tee "$artefacts/release-check.log"
+
 echo "== no secret in anything the suite wrote"
 tools/secret-scan.py --self-test
 tools/secret-scan.py "$artefacts/secrets.ledger" "$artefacts" target/demo
