@@ -9,9 +9,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use obs_psn_party::fuzz_bodies as body;
-use obs_psn_party::psn::custom_message::{self, Message, Signal, UserRef};
 use rand::{Rng, SeedableRng};
 use support::mutate::mutate;
+use support::psn::offer_message;
 
 fn budget() -> Duration {
     let secs = std::env::var("FUZZ_BRIEF_SECS")
@@ -52,19 +52,7 @@ fn texts(items: &[&str]) -> Vec<Vec<u8>> {
 
 #[test]
 fn custom_message_decode() {
-    let offer = custom_message::encode(&Message::from_signal(Signal::new(
-        "offer",
-        UserRef {
-            account_id: "1234567890".into(),
-            platform: 100001,
-        },
-        UserRef {
-            account_id: "42".into(),
-            platform: 5,
-        },
-        include_str!("voice_fixtures/member-offer.sdp").into(),
-        1,
-    )));
+    let offer = offer_message(include_str!("voice_fixtures/member-offer.sdp"));
     fuzz(
         "custom_message_decode",
         &[offer],

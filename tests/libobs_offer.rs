@@ -10,19 +10,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use obs_psn_party::audio::analysis::tone_dbfs;
-use obs_psn_party::obs::host::{Captured, HostSource};
+use obs_psn_party::obs::host::{Captured, HostSource, ObsHost};
 use psn_sim::bridge_voice::BridgeAudio;
 use psn_sim::voice::{MemberSpec, VoiceSpec};
-use support::libobs::{tone_member, EndParty, LibobsRun};
-use support::{ensure, Runner};
+use support::ensure;
+use support::libobs::{tone_member, tone_separation, EndParty, LibobsRun};
 
 const RATE: u32 = 48_000;
 
 fn main() {
-    let run = LibobsRun::prepare("offer");
-    let sim = run.start_sim(psn_sim::SimConfig::default());
-    let mut runner = Runner::new();
-    let host = run.start_host_with_plugin(&mut runner);
+    let (run, sim, host, mut runner) = LibobsRun::start_with_sim("offer");
 
     runner.run(
         "members_that_never_offer_get_our_offer_and_each_is_in_their_own_source",
@@ -47,16 +44,7 @@ fn main() {
             let leaves = sim.count("leave");
             let party = sim.start_party_with("Quiet night", &specs);
             let _end = EndParty(&sim, party.session_id.clone());
-            let mut members = Vec::new();
-            for name in names {
-                let mut source = host.create_source(
-                    "psn_party_member",
-                    name,
-                    &format!(r#"{{"member": "{name}"}}"#),
-                )?;
-                let audio = source.start_capture();
-                members.push((source, audio));
-            }
+            let members = member_sources(&host, &names, "")?;
             let connected = support::wait_for(Duration::from_secs(20), || {
                 sim.voice_status()
                     .iter()
@@ -122,13 +110,7 @@ fn main() {
             let mut mix =
                 host.create_source("psn_party", "bridge-mix", r#"{"voice_path": "bridge"}"#)?;
             let mix_audio = mix.start_capture();
-            let mut members = Vec::new();
-            for name in names {
-                let settings = format!(r#"{{"member": "{name}", "voice_path": "bridge"}}"#);
-                let mut source = host.create_source("psn_party_member", name, &settings)?;
-                let audio = source.start_capture();
-                members.push((source, audio));
-            }
+            let members = member_sources(&host, &names, r#", "voice_path": "bridge""#)?;
             let connected = support::wait_for(Duration::from_secs(15), || {
                 sim.bridge_status().iter().any(|b| b.state == "connected")
             });
@@ -254,16 +236,7 @@ fn main() {
             let party = sim.start_party_with("Strict NAT", &specs);
             let _end = EndParty(&sim, party.session_id.clone());
             let names = ["ok_ps", "nat_ps"];
-            let mut members = Vec::new();
-            for name in names {
-                let mut source = host.create_source(
-                    "psn_party_member",
-                    name,
-                    &format!(r#"{{"member": "{name}"}}"#),
-                )?;
-                let audio = source.start_capture();
-                members.push((source, audio));
-            }
+            let members = member_sources(&host, &names, "")?;
             let bridged = support::wait_for(Duration::from_secs(20), || {
                 sim.bridge_status()
                     .iter()
@@ -307,6 +280,23 @@ fn hub_gone<T>(sim: &psn_sim::SimHandle, leaves_before: u64, sources: T) -> Resu
     ensure(left.is_some(), || "the hub did not leave the party".into())
 }
 
+/// A member source per name (`{"member": name` + `more_settings` + `}`), each captured.
+fn member_sources(
+    host: &ObsHost,
+    names: &[&str],
+    more_settings: &str,
+) -> Result<Vec<(HostSource, Arc<Mutex<Captured>>)>, String> {
+    names
+        .iter()
+        .map(|name| {
+            let settings = format!(r#"{{"member": "{name}"{more_settings}}}"#);
+            let mut source = host.create_source("psn_party_member", name, &settings)?;
+            let audio = source.start_capture();
+            Ok((source, audio))
+        })
+        .collect()
+}
+
 /// Each member source carries its own tone at least 30 dB above the others'.
 fn separation_check(
     members: &[(HostSource, Arc<Mutex<Captured>>)],
@@ -315,13 +305,7 @@ fn separation_check(
 ) -> Result<(), String> {
     for (i, (_, audio)) in members.iter().enumerate() {
         let audio = audio.lock().unwrap();
-        let own = tone_dbfs(&audio.samples, RATE, tones[i]);
-        let others = tones
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, &hz)| tone_dbfs(&audio.samples, RATE, hz))
-            .fold(f64::NEG_INFINITY, f64::max);
+        let (own, others) = tone_separation(&audio.samples, tones, i);
         println!(
             "    {}: own tone {own:.1} dB, loudest other {others:.1} dB, separation {:.1} dB",
             names[i],

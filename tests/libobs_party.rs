@@ -11,18 +11,15 @@ use std::time::Duration;
 
 use obs_psn_party::audio::analysis::{longest_silence, tone_dbfs};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
-use support::libobs::{tone_member, EndParty, LibobsRun};
-use support::{ensure, Runner};
+use support::ensure;
+use support::libobs::{tone_member, tone_separation, EndParty, LibobsRun};
 
 const RATE: u32 = 48_000;
 /// The longest gap (samples) 10 % loss with 40 ms jitter may leave: 20 ms (issue 4).
 const KNOWN_LOSS_RUN_GAP: usize = 20 * 48;
 
 fn main() {
-    let run = LibobsRun::prepare("party");
-    let sim = run.start_sim(psn_sim::SimConfig::default());
-    let mut runner = Runner::new();
-    let host = run.start_host_with_plugin(&mut runner);
+    let (run, sim, host, mut runner) = LibobsRun::start_with_sim("party");
 
     runner.run(
         "signs_in_from_the_environment_joins_the_party_and_leaves_with_the_last_source",
@@ -110,13 +107,7 @@ fn main() {
         let slots = ["slot:1", "slot:2", "cat_ps", "dan_ps"];
         for (i, (_, audio)) in members.iter().enumerate() {
             let audio = audio.lock().unwrap();
-            let own = tone_dbfs(&audio.samples, RATE, tones[i]);
-            let others = tones
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, &hz)| tone_dbfs(&audio.samples, RATE, hz))
-                .fold(f64::NEG_INFINITY, f64::max);
+            let (own, others) = tone_separation(&audio.samples, &tones, i);
             let seconds = audio.samples.len() as f64 / f64::from(RATE);
             let gap = longest_silence(&audio.samples, 0.02) as f64 / 48.0;
             println!(

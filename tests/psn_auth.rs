@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use obs_psn_party::psn::http::HttpOptions;
@@ -22,12 +22,8 @@ async fn sign_in_reads_account_id_and_stores_tokens_0600() {
     assert_eq!(env.sim.count("token"), 1);
     assert_eq!(env.sim.total_requests(), 2);
     let store = TokenStore::in_dir(&env.dir);
-    let mode = std::fs::metadata(store.path())
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(mode, 0o600);
+    let mode = std::fs::metadata(store.path()).unwrap().mode();
+    assert_eq!(mode & 0o777, 0o600);
     let text = std::fs::read_to_string(store.path()).unwrap();
     assert!(
         !text.contains(&env.sim.config().npsso),
@@ -99,8 +95,7 @@ async fn rejected_credentials() {
 async fn refreshes_ahead_of_expiry_using_the_answered_lifetime() {
     let env = Env::new().await;
     env.sim.set_lifetimes(2, 100);
-    env.sign_in().await;
-    let party = PartyApi::new(env.client.clone());
+    let party = env.signed_in_party().await;
     party.list_parties().await.unwrap();
     assert_eq!(
         env.sim.count("token"),

@@ -9,6 +9,7 @@ use obs_psn_party::psn::push::parse_frame;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use support::mutate::mutate;
+use support::psn::offer_message;
 
 fn user() -> impl Strategy<Value = UserRef> {
     ("[0-9]{1,20}", any::<u64>()).prop_map(|(account_id, platform)| UserRef {
@@ -154,19 +155,7 @@ fn mutation_loop() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5053_4e00);
-    let seed_msg = custom_message::encode(&Message::from_signal(Signal::new(
-        "offer",
-        UserRef {
-            account_id: "1234567890".into(),
-            platform: 100001,
-        },
-        UserRef {
-            account_id: "42".into(),
-            platform: 5,
-        },
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n".into(),
-        1,
-    )));
+    let seed_msg = offer_message("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n");
     let seed_frame = br#"{"version":"3.0","method":3001,"dataType":"psn:sessionManager:sys:v2:ps:customMessage:noSeq:created","to":{"accountId":"1"},"body":{"data":{"sessionId":"s","customProperties":{"from":{"accountId":"2","onlineId":"b","platform":"PS5"}},"customMessage":{"channel":"miranda:12","payload":"ver=1.0, type=binary, body=AQ=="}}}}"#.to_vec();
     let seeds = [seed_msg, seed_frame];
     let mut execs = 0u64;

@@ -101,8 +101,7 @@ async fn list_find_join_update_leave() {
 #[tokio::test]
 async fn not_in_a_party_on_console() {
     let env = Env::new().await;
-    env.sign_in().await;
-    let party = PartyApi::new(env.client.clone());
+    let party = env.signed_in_party().await;
     let err = party.find_my_party().await.unwrap_err();
     env.seen(&err);
     assert_eq!(err, PsnError::NotInParty);
@@ -247,8 +246,7 @@ async fn rtc_bridge_lifecycle() {
 #[tokio::test]
 async fn rate_limited_429_is_honoured() {
     let env = Env::new().await;
-    env.sign_in().await;
-    let party = PartyApi::new(env.client.clone());
+    let party = env.signed_in_party().await;
     env.sim.fault(Fault::RateLimit {
         count: 1,
         retry_after_secs: Some(1),
@@ -290,8 +288,7 @@ async fn server_errors_and_slow_answers() {
         },
     )
     .await;
-    env.sign_in().await;
-    let party = PartyApi::new(env.client.clone());
+    let party = env.signed_in_party().await;
     env.sim.fault(Fault::ServerError {
         count: 1,
         status: Some(503),

@@ -307,8 +307,7 @@ async fn polling_stands_in_while_push_is_refused() {
 #[tokio::test]
 async fn server_errors_on_serveraddr_back_off() {
     let env = Env::new().await;
-    env.sign_in().await;
-    let party = PartyApi::new(env.client.clone());
+    let party = env.signed_in_party().await;
     env.sim.fault(Fault::ServerError {
         count: 3,
         status: Some(503),

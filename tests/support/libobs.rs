@@ -4,10 +4,7 @@
 //! every run ends with: OBS shuts down promptly and leaks no libobs allocation.
 //!
 //! ```ignore
-//! let run = LibobsRun::prepare("party");
-//! let sim = run.start_sim(SimConfig::default());
-//! let mut runner = Runner::new();
-//! let host = run.start_host_with_plugin(&mut runner);
+//! let (run, sim, host, mut runner) = LibobsRun::start_with_sim("party");
 //! runner.run("a_check", || { /* host, sim */ Ok(()) });
 //! run.finish(host, runner);
 //! ```
@@ -45,6 +42,16 @@ impl LibobsRun {
             work,
             plugin,
         }
+    }
+
+    /// The usual run: prepared, psn-sim with the default configuration, libobs with the
+    /// plugin loaded (the `module_loads` check on the returned runner).
+    pub fn start_with_sim(name: &str) -> (LibobsRun, SimHandle, ObsHost, Runner) {
+        let run = LibobsRun::prepare(name);
+        let sim = run.start_sim(SimConfig::default());
+        let mut runner = Runner::new();
+        let host = run.start_host_with_plugin(&mut runner);
+        (run, sim, host, runner)
     }
 
     /// psn-sim on a runtime of its own, with the plugin pointed at it.
@@ -126,4 +133,17 @@ pub fn tone_member(online_id: &str, hz: f64) -> MemberSpec {
             ..VoiceSpec::default()
         },
     )
+}
+
+/// The level of `tones[own]` in `samples` and that of the loudest other tone, in dB
+/// (48 kHz audio as OBS outputs it): a member's source must carry their voice only.
+pub fn tone_separation(samples: &[f32], tones: &[f64], own: usize) -> (f64, f64) {
+    let level = |hz: f64| obs_psn_party::audio::analysis::tone_dbfs(samples, 48_000, hz);
+    let others = tones
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != own)
+        .map(|(_, &hz)| level(hz))
+        .fold(f64::NEG_INFINITY, f64::max);
+    (level(tones[own]), others)
 }

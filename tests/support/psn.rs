@@ -10,6 +10,7 @@ use std::time::Duration;
 use obs_psn_party::psn::client::ClientOptions;
 use obs_psn_party::psn::config::PsnConfig;
 use obs_psn_party::psn::http::HttpOptions;
+use obs_psn_party::psn::party_api::PartyApi;
 use obs_psn_party::psn::trace::Trace;
 use obs_psn_party::psn::{PsnClient, Secret};
 use psn_sim::{SimConfig, SimHandle};
@@ -97,6 +98,12 @@ impl Env {
             .expect("sign-in works")
     }
 
+    /// Signs in, then the party API of the signed-in client (how most tests begin).
+    pub async fn signed_in_party(&self) -> PartyApi {
+        self.sign_in().await;
+        PartyApi::new(self.client.clone())
+    }
+
     /// Keeps a value's Debug string for the leak check.
     pub fn seen<T: std::fmt::Debug>(&self, v: &T) -> String {
         let s = format!("{v:?}");
@@ -173,6 +180,25 @@ pub fn make_client(
         token_store: None,
     };
     PsnClient::new(config_for(sim, dir), opts).expect("client")
+}
+
+/// A customMessage carrying an offer with `sdp`, from the console 1234567890 to the app 42
+/// (a valid input the fuzzing mutates).
+pub fn offer_message(sdp: &str) -> Vec<u8> {
+    use obs_psn_party::psn::custom_message::{encode, Message, Signal, UserRef};
+    encode(&Message::from_signal(Signal::new(
+        "offer",
+        UserRef {
+            account_id: "1234567890".into(),
+            platform: 100001,
+        },
+        UserRef {
+            account_id: "42".into(),
+            platform: 5,
+        },
+        sdp.into(),
+        1,
+    )))
 }
 
 pub fn fast_http() -> HttpOptions {
