@@ -280,12 +280,15 @@ fn hub_gone<T>(sim: &psn_sim::SimHandle, leaves_before: u64, sources: T) -> Resu
     ensure(left.is_some(), || "the hub did not leave the party".into())
 }
 
+/// A source and what it outputs.
+type CapturedSource = (HostSource, Arc<Mutex<Captured>>);
+
 /// A member source per name (`{"member": name` + `more_settings` + `}`), each captured.
 fn member_sources(
     host: &ObsHost,
     names: &[&str],
     more_settings: &str,
-) -> Result<Vec<(HostSource, Arc<Mutex<Captured>>)>, String> {
+) -> Result<Vec<CapturedSource>, String> {
     names
         .iter()
         .map(|name| {
@@ -299,7 +302,7 @@ fn member_sources(
 
 /// Each member source carries its own tone at least 30 dB above the others'.
 fn separation_check(
-    members: &[(HostSource, Arc<Mutex<Captured>>)],
+    members: &[CapturedSource],
     names: &[impl std::fmt::Display],
     tones: &[f64],
 ) -> Result<(), String> {
