@@ -136,13 +136,7 @@ async fn run(
             Ok(ws) => {
                 let _ = tx.send(PushEvent::Connected).await;
                 if poller.active {
-                    poller.active = false;
-                    let _ = tx
-                        .send(PushEvent::PollingFallback {
-                            active: false,
-                            interval: opts.poll_interval,
-                        })
-                        .await;
+                    poller.switch(false, &opts, &tx).await;
                 }
                 let started = Instant::now();
                 let reason = tokio::select! {
@@ -176,13 +170,7 @@ async fn run(
             }
         }
         if failures >= opts.fallback_after && poller.session_id.is_some() && !poller.active {
-            poller.active = true;
-            let _ = tx
-                .send(PushEvent::PollingFallback {
-                    active: true,
-                    interval: opts.poll_interval,
-                })
-                .await;
+            poller.switch(true, &opts, &tx).await;
         }
         let delay = backoff_delay(&opts, failures).max(wait_at_least);
         let until = Instant::now() + delay;

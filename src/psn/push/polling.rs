@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::frames::{PushEvent, PushFrom, PushMember};
+use super::PushOptions;
 use crate::psn::model::RosterMember;
 use crate::psn::party_api::PartyApi;
 
@@ -30,6 +31,20 @@ impl Poller {
             next_at: Instant::now(),
             last: None,
         }
+    }
+
+    /// Polling starts (`active`) or stops standing in for push; tells the receiver.
+    pub(super) async fn switch(
+        &mut self,
+        active: bool,
+        opts: &PushOptions,
+        tx: &mpsc::Sender<PushEvent>,
+    ) {
+        self.active = active;
+        let interval = opts.poll_interval;
+        let _ = tx
+            .send(PushEvent::PollingFallback { active, interval })
+            .await;
     }
 
     /// One poll; false when the party is gone (the run ends).
@@ -76,21 +91,17 @@ impl Poller {
                 .filter(|(k, _)| !now.contains_key(*k))
                 .map(|(_, m)| m.clone())
                 .collect();
-            if !joined.is_empty() {
-                let _ = tx
-                    .send(PushEvent::MembersJoined {
-                        session_id: sid.clone(),
-                        members: joined,
-                    })
-                    .await;
-            }
-            if !left.is_empty() {
-                let _ = tx
-                    .send(PushEvent::MembersLeft {
-                        session_id: sid.clone(),
-                        members: left,
-                    })
-                    .await;
+            let session_id = sid.clone();
+            let joined = (!joined.is_empty()).then_some(PushEvent::MembersJoined {
+                session_id: session_id.clone(),
+                members: joined,
+            });
+            let left = (!left.is_empty()).then_some(PushEvent::MembersLeft {
+                session_id,
+                members: left,
+            });
+            for event in [joined, left].into_iter().flatten() {
+                let _ = tx.send(event).await;
             }
         }
         self.last = Some(now);
