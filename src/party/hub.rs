@@ -20,7 +20,8 @@ use super::follower::{self, FollowerContext};
 use super::gates::{Gates, SharedPlayout};
 use super::pipeline::PlayoutControl;
 use super::settings::{link_id_from_link, Consent, JitterPreset, PartyChoice, VoicePath};
-use super::status::{AccountView, HubStatus, PartyEntry, PartyList, View};
+use super::status::{AccountView, HubStatus, PartyList, View};
+use super::views;
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout, SubscriptionId, Target};
 use crate::audio::ring::RingWriter;
 use crate::psn::client::{ClientOptions, PsnClient};
@@ -36,11 +37,9 @@ static SHARED: Mutex<Weak<PartyHub>> = Mutex::new(Weak::new());
 /// How long the last source's destroy waits for the session to leave the party.
 /// With the runtime's own 500 ms shutdown bound, destroy stays under 1 s.
 const SESSION_STOP_TIMEOUT: Duration = Duration::from_millis(400);
-/// How often the hub looks for changes worth redrawing the properties for.
-const VIEW_POLL: Duration = Duration::from_millis(250);
 /// How long a fetched party list counts as current when the dialog opens.
 const PARTIES_FRESH: Duration = Duration::from_secs(10);
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -65,23 +64,23 @@ type Listener = Box<dyn Fn() + Send + Sync>;
 /// The hub's state, reachable from tasks on the runtime. Dropping it has no
 /// side effects (the `PartyHub` around it stops what runs), so a task may
 /// hold it for as long as it likes.
-struct HubShared {
+pub(super) struct HubShared {
     config_dir: Option<PathBuf>,
     playout: Arc<SharedPlayout>,
     gates: Arc<Gates>,
-    status: Arc<Mutex<HubStatus>>,
+    pub(super) status: Arc<Mutex<HubStatus>>,
     session: Mutex<Option<SessionTask>>,
     party: Mutex<PartyChoice>,
-    client: Mutex<Option<Arc<PsnClient>>>,
+    pub(super) client: Mutex<Option<Arc<PsnClient>>>,
     include_own_console: AtomicBool,
     jitter: Arc<Mutex<JitterPreset>>,
     account: Mutex<AccountView>,
-    parties: Mutex<PartyList>,
+    pub(super) parties: Mutex<PartyList>,
     parties_fetched: Mutex<Option<Instant>>,
     listeners: Mutex<Vec<(u64, Listener)>>,
     next_listener: AtomicU64,
     /// Bumped by every change the view shows that `View` cannot see.
-    generation: AtomicU64,
+    pub(super) generation: AtomicU64,
     /// How voices come (`voice_path`): the first source's setting applies.
     voice_path: VoicePath,
 }
@@ -141,7 +140,8 @@ impl PartyHub {
         }
         let handle = hub.runtime.handle().clone();
         hub.shared.start_session(&handle);
-        hub.runtime.spawn(watch_view(Arc::downgrade(&hub.shared)));
+        hub.runtime
+            .spawn(views::watch_view(Arc::downgrade(&hub.shared)));
         *shared = Arc::downgrade(&hub);
         log::debug!("party hub started");
         Ok(hub)
@@ -406,7 +406,7 @@ impl HubShared {
         });
     }
 
-    fn set_account(&self, change: impl FnOnce(&mut AccountView)) {
+    pub(super) fn set_account(&self, change: impl FnOnce(&mut AccountView)) {
         change(&mut lock(&self.account));
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
@@ -495,73 +495,9 @@ impl HubShared {
         self.start_session(handle);
     }
 
-    async fn refresh_parties(&self) {
-        lock(&self.parties).refreshing = true;
-        self.generation.fetch_add(1, Ordering::Relaxed);
-        let client = lock(&self.client).clone();
-        let result = match client {
-            Some(client) if client.is_signed_in().await => {
-                let me = client.account_id().await.unwrap_or_default();
-                PartyApi::new(client).list_parties().await.map(|parties| {
-                    let online_id = parties
-                        .iter()
-                        .flat_map(|p| p.members.iter())
-                        .find(|m| m.account_id == me)
-                        .map(|m| m.online_id.clone());
-                    if online_id.is_some() {
-                        self.set_account(|a| a.online_id = online_id);
-                    }
-                    parties
-                        .into_iter()
-                        .map(|p| PartyEntry {
-                            session_id: p.session_id,
-                            name: p.session_name,
-                            members: p.members.iter().filter(|m| m.is_console()).count(),
-                        })
-                        .collect()
-                })
-            }
-            _ => Ok(Vec::new()),
-        };
-        let mut list = lock(&self.parties);
-        list.refreshing = false;
-        match result {
-            Ok(parties) => {
-                list.parties = parties;
-                list.error = None;
-            }
-            Err(e) => {
-                log::warn!("listing parties: {e}");
-                list.error = Some(Cause::Psn(e));
-            }
-        }
-        drop(list);
-        self.generation.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn notify(&self) {
+    pub(super) fn notify(&self) {
         for (_, listener) in lock(&self.listeners).iter() {
             listener();
-        }
-    }
-}
-
-/// Tells the sources to redraw their properties whenever what they show
-/// changes (speaking is left out: it would redraw the dialog all the time).
-async fn watch_view(hub: Weak<HubShared>) {
-    let mut last: Option<(u64, HubStatus)> = None;
-    loop {
-        tokio::time::sleep(VIEW_POLL).await;
-        let Some(shared) = hub.upgrade() else { return };
-        let now = (
-            shared.generation.load(Ordering::Relaxed),
-            lock(&shared.status).clone(),
-        );
-        if last.as_ref() != Some(&now) {
-            if last.is_some() {
-                shared.notify();
-            }
-            last = Some(now);
         }
     }
 }

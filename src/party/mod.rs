@@ -12,4 +12,5 @@ pub mod pipeline;
 pub mod settings;
 pub mod signalling;
 pub mod status;
+mod views;
 pub mod voice_links;
