@@ -6,7 +6,7 @@
 //!   (b) the plugin's receive path on virtual time, every 10 ms as the playout clock runs it:
 //!       each packet due is handed to its member's feed as the WebRTC peer hands it over
 //!       (`PacketSender::send`: the lock-free packet ring), then `PlayoutEngine::tick` (drain
-//!       the feed into `voice::Member`: RTP/TOC/VAD handling, jitter buffer, decode incl.
+//!       the feed into `voice::MemberVoice`: RTP/TOC/VAD handling, jitter buffer, decode incl.
 //!       concealment, the 10 ms pull), the mix and limiter, 17 audio rings (the mix and one per
 //!       member, as with one OBS source each), and one `PumpStep` per ring (pop, timestamp,
 //!       hand to the output; the output here is a sink: the libobs call
@@ -34,7 +34,7 @@ use obs_psn_party::audio::playout::{MemberInfo, MemberSelector, PlayoutEngine, T
 use obs_psn_party::audio::pump::{BlockOutput, PumpStats, PumpStep};
 use obs_psn_party::audio::ring::{audio_ring, RingReader, BLOCK_FRAMES, DEFAULT_CAPACITY_FRAMES};
 use obs_psn_party::party::feed::{member_feed, PacketSender};
-use obs_psn_party::voice::member::{Member, MemberConfig};
+use obs_psn_party::voice::member::{MemberConfig, MemberVoice};
 use obs_psn_party::voice::peer::RtpEvent;
 use recorded::{Recording, CLOCK_RATE, OPUS_PT};
 
@@ -107,7 +107,7 @@ fn path() -> Path {
     let mut member_ids = Vec::new();
     let mut pumps = Vec::new();
     for m in 0..MEMBERS {
-        let member = Member::new(MemberConfig::new(CLOCK_RATE, OPUS_PT)).unwrap();
+        let member = MemberVoice::new(MemberConfig::new(CLOCK_RATE, OPUS_PT)).unwrap();
         let (tx, stream) = member_feed(member, origin);
         senders.push(tx);
         member_ids.push(Arc::from(format!("member{m}")));
@@ -242,7 +242,7 @@ fn allocations_per_block(rec: &Recording, minutes: u64) -> (u64, u64, u64) {
 fn member_stats(rec: &Recording) {
     let origin = Instant::now();
     for m in 0..MEMBERS {
-        let member = Member::new(MemberConfig::new(CLOCK_RATE, OPUS_PT)).unwrap();
+        let member = MemberVoice::new(MemberConfig::new(CLOCK_RATE, OPUS_PT)).unwrap();
         let (mut tx, mut stream) = member_feed(member, origin);
         let id: Arc<str> = Arc::from("m");
         let mut packets = rec.packets.iter().filter(|p| p.member == m).peekable();

@@ -13,7 +13,7 @@ use crate::psn::model::{
 };
 use crate::psn::push::parse_frame;
 use crate::psn::trace::redact_body;
-use crate::voice::member::{Member, MemberConfig};
+use crate::voice::member::{MemberConfig, MemberVoice};
 use crate::voice::peer::sdp::{audio_params, unify_bundle_transport};
 use crate::voice::rtp::RtpIn;
 use crate::voice::BLOCK;
@@ -100,7 +100,7 @@ pub fn rtp_into_member(data: &[u8]) {
     };
     let mut cfg = MemberConfig::new(clock, 96);
     cfg.red_pt = Some(63);
-    let Ok(mut member) = Member::new(cfg) else {
+    let Ok(mut member) = MemberVoice::new(cfg) else {
         return;
     };
     let mut out = [0f32; BLOCK];

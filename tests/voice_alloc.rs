@@ -1,11 +1,11 @@
 //! The audio path allocates nothing per packet or per pull in steady state: a counting
-//! global allocator watches `Member::push`, `Member::pull_10ms` and the mixer.
+//! global allocator watches `MemberVoice::push`, `MemberVoice::pull_10ms` and the mixer.
 //! (This file is the only test in its binary, so no other test allocates meanwhile.)
 
 mod support;
 
 use obs_psn_party::audio::mix::Mixer;
-use obs_psn_party::voice::member::Member;
+use obs_psn_party::voice::member::MemberVoice;
 use obs_psn_party::voice::BLOCK;
 use support::counting_alloc::{thread_allocations, CountingAllocator};
 use support::voice::*;
@@ -28,7 +28,7 @@ fn steady_state_push_pull_and_mix_do_not_allocate() {
         ..Default::default()
     };
     let stream = make_stream(&sc);
-    let mut members: Vec<Member> = (0..4).map(|_| scenario_member(&sc)).collect();
+    let mut members: Vec<MemberVoice> = (0..4).map(|_| scenario_member(&sc)).collect();
     let mut mixer = Mixer::default();
     let mut blocks = [[0f32; BLOCK]; 4];
     let mut out = [0f32; BLOCK];

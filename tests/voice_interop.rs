@@ -1,7 +1,7 @@
 //! Interop: the plugin's `WebrtcPeer` answers a party member running on a different WebRTC
 //! stack (aiortc, Debian's python3-aiortc, tools/interop/aiortc_member.py) that offers in the
 //! recorded PS5 member shape (Opus at the standard 48 kHz RTP clock), receives its sine tone
-//! over 127.0.0.1, and plays it through the plugin's `Member` pipeline (jitter buffer + libopus).
+//! over 127.0.0.1, and plays it through the plugin's `MemberVoice` pipeline (jitter buffer + libopus).
 //!
 //! aiortc missing is a failure with the install hint, not a skip: tools/setup.sh installs it,
 //! and a skipped interop test would read as a pass. Set `OBS_PSN_SKIP_INTEROP=1` to skip on
@@ -13,7 +13,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use obs_psn_party::audio::analysis::{dominant_hz, longest_silence, rms_dbfs, tone_dbfs};
-use obs_psn_party::voice::member::{Member, MemberConfig};
+use obs_psn_party::voice::member::{MemberConfig, MemberVoice};
 use obs_psn_party::voice::peer::sdp::audio_params;
 use obs_psn_party::voice::peer::webrtc_rs::WebrtcPeer;
 use obs_psn_party::voice::peer::{PeerEvent, PeerOptions, PeerState, RtpEvent, VoicePeer};
@@ -143,13 +143,13 @@ struct Decoded {
     end: usize,
 }
 
-/// Replays the received packets into a `Member` at their arrival times on a virtual playout
+/// Replays the received packets into a `MemberVoice` at their arrival times on a virtual playout
 /// clock (zero = the first packet's arrival), pulling 10 ms every 10 ms until 1 s after the
 /// last arrival.
 fn play(got: &[RtpEvent], clock_rate: u32, opus_pt: u8, red_pt: Option<u8>) -> Decoded {
     let mut cfg = MemberConfig::new(clock_rate, opus_pt);
     cfg.red_pt = red_pt;
-    let mut member = Member::new(cfg).expect("member");
+    let mut member = MemberVoice::new(cfg).expect("member");
     let origin = got[0].arrival;
     let ns = |e: &RtpEvent| e.arrival.duration_since(origin).as_nanos() as u64;
     let last = ns(got.last().unwrap());

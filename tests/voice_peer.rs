@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use obs_psn_party::voice::member::{Member, MemberConfig};
+use obs_psn_party::voice::member::{MemberConfig, MemberVoice};
 use obs_psn_party::voice::peer::sdp::audio_params;
 use obs_psn_party::voice::peer::webrtc_rs::{media_engine_for, WebrtcPeer};
 use obs_psn_party::voice::peer::{PeerEvent, PeerOptions, PeerState, VoicePeer};
@@ -338,7 +338,7 @@ async fn loopback_member_sends_opus_at_16k_and_the_plugin_receives_it() {
         );
     }
     // Replayed into the voice pipeline at their arrival times: the member's voice comes out.
-    let mut member = Member::new(MemberConfig::new(16_000, 96)).unwrap();
+    let mut member = MemberVoice::new(MemberConfig::new(16_000, 96)).unwrap();
     let mut block = [0f32; BLOCK];
     let mut loud = 0;
     let last = ns(got.last().unwrap());

@@ -4,7 +4,7 @@
 //! A lock-free SPSC ring of fixed-size packet slots: the network side copies
 //! each packet into a slot (no allocation, never waits; a full ring drops the
 //! packet, which the jitter buffer then treats as lost), the playout side
-//! drains the slots into `voice::Member` right before pulling 10 ms from it.
+//! drains the slots into `voice::MemberVoice` right before pulling 10 ms from it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use ringbuf::{HeapCons, HeapProd, HeapRb};
 
 use crate::audio::playout::MemberAudio;
 use crate::audio::ring::BLOCK_FRAMES;
-use crate::voice::member::Member;
+use crate::voice::member::MemberVoice;
 use crate::voice::peer::RtpEvent;
 use crate::voice::rtp::RtpIn;
 
@@ -58,7 +58,7 @@ pub struct FeedStats {
 }
 
 /// Creates the two ends for one member. `origin` is the playout clock's zero.
-pub fn member_feed(member: Member, origin: Instant) -> (PacketSender, MemberStream) {
+pub fn member_feed(member: MemberVoice, origin: Instant) -> (PacketSender, MemberStream) {
     let (prod, cons) = HeapRb::<PacketSlot>::new(SLOTS).split();
     let stats = Arc::new(FeedStats::default());
     (
@@ -115,14 +115,14 @@ impl PacketSender {
 /// The playout's end: a member's packets in, 10 ms of audio out.
 pub struct MemberStream {
     cons: HeapCons<PacketSlot>,
-    member: Member,
+    member: MemberVoice,
     /// Where a slot is popped to (boxed: 1.2 kB is too much for the playout's stack per member).
     slot: Box<PacketSlot>,
     stats: Arc<FeedStats>,
 }
 
 impl MemberStream {
-    pub fn member(&self) -> &Member {
+    pub fn member(&self) -> &MemberVoice {
         &self.member
     }
 
@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn packets_cross_and_oversized_ones_are_dropped() {
         let origin = Instant::now();
-        let member = Member::new(MemberConfig::new(16_000, 96)).unwrap();
+        let member = MemberVoice::new(MemberConfig::new(16_000, 96)).unwrap();
         let (mut tx, mut rx) = member_feed(member, origin);
         for seq in 0..10 {
             tx.send(&packet(seq, origin));
@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn a_full_ring_drops_instead_of_waiting() {
         let origin = Instant::now();
-        let member = Member::new(MemberConfig::new(16_000, 96)).unwrap();
+        let member = MemberVoice::new(MemberConfig::new(16_000, 96)).unwrap();
         let (mut tx, _rx) = member_feed(member, origin);
         for seq in 0..(SLOTS as u16 + 5) {
             tx.send(&packet(seq, origin));

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::feed::{member_feed, PacketSender};
 use super::settings::JitterPreset;
 use crate::audio::playout::{MemberAudio, MemberInfo};
-use crate::voice::member::{Member, MemberConfig};
+use crate::voice::member::{MemberConfig, MemberVoice};
 use crate::voice::peer::sdp::AudioParams;
 
 /// The playout, as the follower and the voice links drive it.
@@ -50,7 +50,7 @@ pub fn start_voice(
     let mut config = MemberConfig::new(params.clock_rate, params.opus_pt);
     config.jitter = preset.config(params.clock_rate);
     config.red_pt = params.red_pt;
-    let pipeline = Member::new(config).map_err(|e| e.to_string())?;
+    let pipeline = MemberVoice::new(config).map_err(|e| e.to_string())?;
     let (feed, stream) = member_feed(pipeline, playout.epoch());
     playout.add_member(info, Box::new(stream));
     Ok(feed)

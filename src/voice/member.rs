@@ -72,7 +72,7 @@ pub struct MemberStats {
 
 /// Jitter buffer + Opus decoder for one member.
 #[derive(Debug)]
-pub struct Member {
+pub struct MemberVoice {
     cfg: MemberConfig,
     jitter: JitterBuffer,
     decoder: OpusDecoder,
@@ -85,7 +85,7 @@ pub struct Member {
     stats: MemberStats,
 }
 
-impl Member {
+impl MemberVoice {
     pub fn new(cfg: MemberConfig) -> Result<Self, DecoderError> {
         Ok(Self {
             jitter: JitterBuffer::new(cfg.jitter.clone()),
@@ -319,7 +319,7 @@ mod tests {
         for clock in [16_000, 48_000] {
             let mut cfg = MemberConfig::new(clock, 96);
             cfg.red_pt = Some(63);
-            let mut m = Member::new(cfg).unwrap();
+            let mut m = MemberVoice::new(cfg).unwrap();
             let mut buf = [0u8; 1600];
             let mut out = [0f32; BLOCK];
             let mut seq = 0u16;

@@ -6,7 +6,7 @@
 //! fixed delay, uniform jitter, loss, duplication and extra reordering. The receiver pulls
 //! 10 ms every 10 ms of its own clock, exactly as the party playout does.
 
-use obs_psn_party::voice::member::{Member, MemberConfig};
+use obs_psn_party::voice::member::{MemberConfig, MemberVoice};
 use obs_psn_party::voice::rtp::{write_red, RtpIn};
 use obs_psn_party::voice::BLOCK;
 use rand::rngs::SmallRng;
@@ -106,10 +106,10 @@ impl SentPacket {
 }
 
 /// A member configured as the scenario's sender: Opus at its clock, RED over it.
-pub fn scenario_member(sc: &Scenario) -> Member {
+pub fn scenario_member(sc: &Scenario) -> MemberVoice {
     let mut cfg = MemberConfig::new(sc.clock_rate, OPUS_PT);
     cfg.red_pt = Some(RED_PT);
-    Member::new(cfg).unwrap()
+    MemberVoice::new(cfg).unwrap()
 }
 
 /// What a run measured.
@@ -356,7 +356,7 @@ fn rms(b: &[f32]) -> f32 {
     (b.iter().map(|s| s * s).sum::<f32>() / b.len() as f32).sqrt()
 }
 
-/// Play the scenario through a [`Member`]; `on_block` sees every output block.
+/// Play the scenario through a [`MemberVoice`]; `on_block` sees every output block.
 pub fn run_with(sc: &Scenario, mut on_block: impl FnMut(u64, &[f32; BLOCK])) -> Report {
     let stream = make_stream(sc);
     let packets = &stream.packets;

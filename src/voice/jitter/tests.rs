@@ -47,7 +47,7 @@ impl Run {
         })
     }
 
-    /// One 10 ms pull, the way `Member` does it.
+    /// One 10 ms pull, the way `MemberVoice` does it.
     fn pull(&mut self, now_ms: u64) {
         while self.queued < BLOCK {
             let f = self.jb.pull(now_ms * MSU, self.queued);
