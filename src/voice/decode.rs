@@ -4,7 +4,7 @@
 //! fills exactly the samples the [`Frame`] asks for.
 
 use crate::voice::jitter::Frame;
-use crate::voice::OUTPUT_RATE;
+use crate::voice::{rms, OUTPUT_RATE};
 
 /// Largest frame libopus produces (120 ms at 48 kHz).
 pub const MAX_FRAME: usize = 5760;
@@ -157,8 +157,7 @@ impl PitchRepeat {
 
     /// RMS of the last 10 ms before the loss (or of the last 10 ms played).
     fn recent_rms(&self) -> f32 {
-        let tail = &self.history[HISTORY - 480..];
-        (tail.iter().map(|v| v * v).sum::<f32>() / tail.len() as f32).sqrt()
+        rms(&self.history[HISTORY - 480..])
     }
 
     /// The next sample of the repeated period, at full level.
@@ -230,8 +229,6 @@ impl PitchRepeat {
     /// that level; otherwise over 2.5 ms from the repetition as it was fading.
     fn resume(&mut self, out: &mut [f32]) {
         if self.lost > 0 && self.lag > 0 {
-            let rms =
-                |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt();
             let n = out.len();
             let before = self.recent_rms();
             let target = if n >= 4 * 480 {
@@ -469,13 +466,13 @@ impl OpusDecoder {
     /// where the LBRR is right (a voice that really got quieter or changed) it still carries
     /// the frame, where it is weak the repetition fills in.
     fn fill_weak_fec(&mut self, out: &mut [f32]) {
-        let rms = (out.iter().map(|v| v * v).sum::<f32>() / out.len().max(1) as f32).sqrt();
+        let level = rms(out);
         let expected = self.repeat.recent_rms() * PitchRepeat::gain(self.repeat.lost);
-        if rms >= WEAK_FEC * expected || expected <= 0.0 {
+        if level >= WEAK_FEC * expected || expected <= 0.0 {
             return;
         }
         self.stats.weak_fec += 1;
-        let missing = 1.0 - rms / expected;
+        let missing = 1.0 - level / expected;
         let start = self.repeat.lost;
         for (i, x) in out.iter_mut().enumerate() {
             let rep = self.repeat.next_repeated() * PitchRepeat::gain(start + i);

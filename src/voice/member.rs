@@ -8,7 +8,7 @@
 use crate::voice::decode::{DecoderError, OpusDecoder, MAX_FRAME};
 use crate::voice::jitter::{Frame, JitterBuffer, JitterConfig, Packet, PushOutcome};
 use crate::voice::rtp::{opus_samples_48k, opus_vad, parse_red, RtpIn};
-use crate::voice::{BLOCK, OUTPUT_RATE};
+use crate::voice::{rms, BLOCK, OUTPUT_RATE};
 
 /// The playout may run this much later than the jitter buffer's target before quiet blocks
 /// are dropped to catch up (a sender whose clock is fast fills the buffer while it talks).
@@ -24,13 +24,6 @@ const NONSPEECH_RMS: f32 = 0.02;
 const MAX_SEGS: usize = 8;
 /// Crossfade over the seam of a dropped block (2.5 ms).
 const SEAM: usize = 120;
-
-fn rms(b: &[f32]) -> f32 {
-    if b.is_empty() {
-        return 0.0;
-    }
-    (b.iter().map(|s| s * s).sum::<f32>() / b.len() as f32).sqrt()
-}
 
 /// What the SDP negotiated for this member's audio.
 #[derive(Debug, Clone)]

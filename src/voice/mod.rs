@@ -20,3 +20,12 @@ pub mod rtp;
 pub const OUTPUT_RATE: u32 = 48_000;
 /// Samples in one 10 ms output block at [`OUTPUT_RATE`].
 pub const BLOCK: usize = 480;
+
+/// Root mean square of `samples` (0 for none): the level the decoder's concealment and the
+/// member's quiet-block dropping compare.
+pub(crate) fn rms(samples: &[f32]) -> f32 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples.iter().map(|s| s * s).sum::<f32>() / samples.len() as f32).sqrt()
+}

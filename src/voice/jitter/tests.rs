@@ -26,8 +26,12 @@ struct Run {
 
 impl Run {
     fn new(clock: u32) -> Self {
+        Self::with_config(JitterConfig::new(clock))
+    }
+
+    fn with_config(cfg: JitterConfig) -> Self {
         Self {
-            jb: JitterBuffer::new(JitterConfig::new(clock)),
+            jb: JitterBuffer::new(cfg),
             queued: 0,
             log: vec![],
             plc_samples: 0,
@@ -156,78 +160,32 @@ fn single_loss_is_recovered_with_fec_from_the_next_packet() {
     assert_eq!(r.plc_inside(), 0, "{}", r.letters());
 }
 
+/// Packets 0 and 2 arrive; 1 comes only as a RED copy (and in 2's FEC). 300 ms pulled.
+fn red_or_fec(red_before_fec: bool) -> Run {
+    let clock = 16_000;
+    let mut cfg = JitterConfig::new(clock);
+    cfg.red_before_fec = red_before_fec;
+    let mut r = Run::with_config(cfg);
+    r.push(0, clock, 0);
+    r.push(2, clock, 80);
+    let per = 640;
+    r.jb.push_redundant(per, per, &payload(1001));
+    for t in (0..300u64).step_by(10) {
+        r.pull(t);
+    }
+    r
+}
+
 #[test]
 fn red_copy_is_preferred_to_fec_and_fec_to_plc() {
-    let clock = 16_000;
-    let per = 640u32;
-    let mut jb = JitterBuffer::new(JitterConfig::new(clock));
-    let p0 = payload(0);
-    let p2 = payload(2);
-    let red1 = payload(1001);
-    for (seq, ts, pl, at) in [(0u16, 0u32, &p0, 0u64), (2, 2 * per, &p2, 80)] {
-        jb.push(&Packet {
-            seq,
-            timestamp: ts,
-            duration: per,
-            payload: pl,
-            arrival_ns: at * MSU,
-            marker: false,
-        });
-    }
-    jb.push_redundant(per, per, &red1);
-    let mut seen = String::new();
-    let mut q = 0;
-    for t in (0..300u64).step_by(10) {
-        while q < BLOCK {
-            let f = jb.pull(t * MSU, q);
-            seen.push(match f {
-                Frame::Packet { .. } => 'P',
-                Frame::Red { payload, .. } => {
-                    assert_eq!(seq_of(payload), 1001);
-                    'R'
-                }
-                Frame::Fec { .. } => 'F',
-                Frame::Plc { .. } => 'C',
-                Frame::Silence { .. } => 'S',
-            });
-            q += f.samples();
-        }
-        q -= BLOCK;
-    }
-    assert!(seen.contains("PRP"), "{seen}");
+    let r = red_or_fec(true);
+    assert!(r.letters().contains("PRP"), "{}", r.letters());
+    let red: Vec<_> = r.log.iter().filter(|(c, _)| *c == 'R').collect();
+    assert!(red.iter().all(|(_, s)| *s == Some(1001)), "{red:?}");
 
     // Same with red_before_fec off: FEC first.
-    let mut cfg = JitterConfig::new(clock);
-    cfg.red_before_fec = false;
-    let mut jb = JitterBuffer::new(cfg);
-    for (seq, ts, pl, at) in [(0u16, 0u32, &p0, 0u64), (2, 2 * per, &p2, 80)] {
-        jb.push(&Packet {
-            seq,
-            timestamp: ts,
-            duration: per,
-            payload: pl,
-            arrival_ns: at * MSU,
-            marker: false,
-        });
-    }
-    jb.push_redundant(per, per, &red1);
-    let mut seen = String::new();
-    let mut q = 0;
-    for t in (0..300u64).step_by(10) {
-        while q < BLOCK {
-            let f = jb.pull(t * MSU, q);
-            seen.push(match f {
-                Frame::Packet { .. } => 'P',
-                Frame::Red { .. } => 'R',
-                Frame::Fec { .. } => 'F',
-                Frame::Plc { .. } => 'C',
-                Frame::Silence { .. } => 'S',
-            });
-            q += f.samples();
-        }
-        q -= BLOCK;
-    }
-    assert!(seen.contains("PFP"), "{seen}");
+    let r = red_or_fec(false);
+    assert!(r.letters().contains("PFP"), "{}", r.letters());
 }
 
 #[test]

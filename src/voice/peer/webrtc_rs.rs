@@ -34,6 +34,37 @@ fn err(e: impl std::fmt::Display) -> PeerError {
     PeerError(e.to_string())
 }
 
+/// Registers one audio codec (no RTCP feedback) in `me`.
+fn register_audio(
+    me: &mut MediaEngine,
+    mime_type: &str,
+    clock_rate: u32,
+    channels: u16,
+    fmtp: String,
+    payload_type: u8,
+) -> Result<(), PeerError> {
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: mime_type.to_owned(),
+                clock_rate,
+                channels,
+                sdp_fmtp_line: fmtp,
+                rtcp_feedback: vec![],
+            },
+            payload_type,
+        },
+        RtpCodecKind::Audio,
+    )
+    .map_err(err)
+}
+
+/// Registers RED (payload type `red_pt`) wrapping the Opus of payload type `opus_pt`.
+fn register_red(me: &mut MediaEngine, opus_pt: u8, red_pt: u8) -> Result<(), PeerError> {
+    let fmtp = format!("{opus_pt}/{opus_pt}");
+    register_audio(me, "audio/red", 48_000, 2, fmtp, red_pt)
+}
+
 /// The codec table for answering `offer`: its Opus (same payload type, clock, channels,
 /// fmtp) and the RED that wraps it.
 pub fn media_engine_for(p: &AudioParams) -> Result<MediaEngine, PeerError> {
@@ -43,35 +74,17 @@ pub fn media_engine_for(p: &AudioParams) -> Result<MediaEngine, PeerError> {
     } else {
         "minptime=10"
     };
-    me.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: "audio/opus".to_owned(),
-                clock_rate: p.clock_rate,
-                channels: u16::from(p.channels),
-                sdp_fmtp_line: fmtp.to_owned(),
-                rtcp_feedback: vec![],
-            },
-            payload_type: p.opus_pt,
-        },
-        RtpCodecKind::Audio,
-    )
-    .map_err(err)?;
+    let channels = u16::from(p.channels);
+    register_audio(
+        &mut me,
+        "audio/opus",
+        p.clock_rate,
+        channels,
+        fmtp.to_owned(),
+        p.opus_pt,
+    )?;
     if let Some(red) = p.red_pt {
-        me.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: RTCRtpCodec {
-                    mime_type: "audio/red".to_owned(),
-                    clock_rate: 48_000,
-                    channels: 2,
-                    sdp_fmtp_line: format!("{}/{}", p.opus_pt, p.opus_pt),
-                    rtcp_feedback: vec![],
-                },
-                payload_type: red,
-            },
-            RtpCodecKind::Audio,
-        )
-        .map_err(err)?;
+        register_red(&mut me, p.opus_pt, red)?;
     }
     Ok(me)
 }
@@ -191,35 +204,10 @@ pub const OFFER_RED_PT: u8 = 63;
 pub fn media_engine_for_offer() -> Result<MediaEngine, PeerError> {
     let mut me = MediaEngine::default();
     for (pt, clock) in [(OFFER_OPUS_48K_PT, 48_000), (OFFER_OPUS_16K_PT, 16_000)] {
-        me.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: RTCRtpCodec {
-                    mime_type: "audio/opus".to_owned(),
-                    clock_rate: clock,
-                    channels: 2,
-                    sdp_fmtp_line: "minptime=10;stereo=0;useinbandfec=1".to_owned(),
-                    rtcp_feedback: vec![],
-                },
-                payload_type: pt,
-            },
-            RtpCodecKind::Audio,
-        )
-        .map_err(err)?;
+        let fmtp = "minptime=10;stereo=0;useinbandfec=1".to_owned();
+        register_audio(&mut me, "audio/opus", clock, 2, fmtp, pt)?;
     }
-    me.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: "audio/red".to_owned(),
-                clock_rate: 48_000,
-                channels: 2,
-                sdp_fmtp_line: format!("{OFFER_OPUS_16K_PT}/{OFFER_OPUS_16K_PT}"),
-                rtcp_feedback: vec![],
-            },
-            payload_type: OFFER_RED_PT,
-        },
-        RtpCodecKind::Audio,
-    )
-    .map_err(err)?;
+    register_red(&mut me, OFFER_OPUS_16K_PT, OFFER_RED_PT)?;
     Ok(me)
 }
 
