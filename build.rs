@@ -93,6 +93,7 @@ const FUNCTIONS: &[&str] = &[
     "obs_source_set_sync_offset",
     "obs_source_get_sync_offset",
     "obs_data_erase",
+    "obs_data_has_user_value",
     "obs_save_source",
     "obs_data_get_obj",
     "obs_data_first",

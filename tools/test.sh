@@ -25,6 +25,9 @@ cargo test --workspace --features obs-psn-party/test-producer 2>&1 | tee "$artef
 echo "== real OBS Studio with the installed plugin"
 tools/obs-smoke.sh 2>&1 | tee "$artefacts/obs-smoke.log"
 
+echo "== real OBS: no NPSSO or client secret in settings, events, undo, scene files or logs"
+tools/obs-secrets-check.sh 2>&1 | tee "$artefacts/obs-secrets-check.log"
+
 echo "== the .deb in a clean Debian 12 root, with real OBS"
 tools/deb-check.sh 2>&1 | tee "$artefacts/deb-check.log"
 

@@ -10,3 +10,4 @@ mod properties;
 mod settings;
 pub mod source;
 pub mod sys;
+mod typed_secrets;

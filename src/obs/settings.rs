@@ -68,6 +68,23 @@ impl Settings {
         unsafe { sys::obs_data_get_bool(self.data, key.as_ptr()) }
     }
 
+    /// The string the user set under `name`, removed from the settings at
+    /// once (even an empty one: the user emptied the field); `None` when
+    /// `name` holds no user value.
+    pub fn take_string(&self, name: &str) -> Option<String> {
+        if self.data.is_null() {
+            return None;
+        }
+        let key = Self::key(name);
+        // SAFETY: `data` is valid (from_raw's contract).
+        if !unsafe { sys::obs_data_has_user_value(self.data, key.as_ptr()) } {
+            return None;
+        }
+        let value = self.string(name);
+        self.erase(name);
+        Some(value)
+    }
+
     /// Removes `name` (used to keep secrets out of the scene collection).
     pub fn erase(&self, name: &str) {
         if self.data.is_null() {

@@ -12,6 +12,7 @@ use super::module::{text, text_ptr};
 use super::properties::Props;
 use super::settings::{Settings, SourceSettings};
 use super::sys;
+use super::typed_secrets::TypedSecrets;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -27,7 +28,6 @@ use crate::party::settings::{
     FOLLOW,
 };
 use crate::party::status::{ordinal, View};
-use crate::psn::secret::Secret;
 
 /// Source ids, fixed for scripting (obs-websocket) and saved scenes.
 pub const PARTY_SOURCE_ID: &CStr = c"psn_party";
@@ -182,10 +182,26 @@ struct PartySource {
     failed: bool,
     /// Redraws this source's properties when the hub's view changes.
     listener: u64,
+    /// The NPSSO and client secret, out of the settings.
+    typed: TypedSecrets,
+}
+
+/// What `create` returns to OBS. A source that could not start is inert
+/// (silent, no dialog) rather than NULL: libobs skips `update` and `save`
+/// for a NULL source, so secrets set on it (by obs-websocket) would stay in
+/// its settings and reach the scene collection.
+enum Instance {
+    Live(PartySource),
+    Inert,
 }
 
 impl PartySource {
     fn new(kind: SourceKind, source: *mut sys::obs_source_t, settings: &Settings) -> Option<Self> {
+        #[cfg(feature = "test-producer")]
+        if settings.string(keys::TEST_PANIC) == "create" {
+            log::error!("create fails as the test_panic setting asks");
+            return None;
+        }
         let party = PartyChoice::from_setting(&settings.string(keys::PARTY));
         let path = VoicePath::from_setting(&settings.string(keys::VOICE_PATH));
         let hub = PartyHub::shared(super::module::config_dir(), party, path)
@@ -200,6 +216,7 @@ impl PartySource {
             pump: None,
             failed: false,
             listener: 0,
+            typed: TypedSecrets::default(),
         };
         let me = SourcePtr(source);
         this.listener = this.hub.add_listener(Box::new(move || {
@@ -213,6 +230,8 @@ impl PartySource {
     }
 
     fn update(&mut self, settings: &Settings) {
+        // First, before anything that can fail or return early.
+        self.typed.take_from(settings);
         if self.failed {
             return;
         }
@@ -259,23 +278,23 @@ impl PartySource {
             .set_jitter(JitterPreset::from_setting(&settings.string(keys::JITTER)));
     }
 
-    /// "Sign in": takes the NPSSO (and a typed client secret) out of the
-    /// settings and hands them to the hub. Returns at once.
-    fn sign_in(&self) {
+    /// "Sign in": hands the NPSSO (and a typed client secret) that `update`
+    /// took out of the settings to the hub, keeping neither. Returns at once.
+    fn sign_in(&mut self) {
         // SAFETY: our live source.
         let settings = unsafe { SourceSettings::of(self.source) };
-        let npsso = settings.string(keys::NPSSO).trim().to_owned();
+        // Whatever is in the settings now (nothing, normally) goes the same way.
+        self.typed.take_from(&settings);
         let client_id = settings.string(keys::CLIENT_ID).trim().to_owned();
-        let client_secret = settings.string(keys::CLIENT_SECRET).trim().to_owned();
-        settings.erase(keys::NPSSO);
-        settings.erase(keys::CLIENT_SECRET);
-        if npsso.is_empty() {
+        let (npsso, client_secret) = self.typed.take();
+        let Some(npsso) = npsso else {
             self.hub.note_sign_in_problem(Cause::NpssoMissing);
             return;
-        }
-        let credentials = (!client_id.is_empty() && !client_secret.is_empty())
-            .then(|| (client_id, Secret::new(client_secret)));
-        self.hub.sign_in(Secret::new(npsso), credentials);
+        };
+        let credentials = client_secret
+            .filter(|_| !client_id.is_empty())
+            .map(|secret| (client_id, secret));
+        self.hub.sign_in(npsso, credentials);
     }
 
     /// A fresh ring and pump, fed by `feed`.
@@ -328,7 +347,8 @@ impl PartySource {
     }
 }
 
-/// Runs `body` on the source behind `data`; a panic makes that source silent.
+/// Runs `body` on the live source behind `data` (`fallback` for an inert
+/// one); a panic makes that source silent.
 fn with_source<R>(
     data: *mut c_void,
     what: &'static str,
@@ -340,7 +360,9 @@ fn with_source<R>(
     }
     // SAFETY: `data` is the pointer `create` returned, alive until `destroy`;
     // OBS does not call a source's callbacks concurrently with its destroy.
-    let source = unsafe { &mut *data.cast::<PartySource>() };
+    let Instance::Live(source) = (unsafe { &mut *data.cast::<Instance>() }) else {
+        return fallback;
+    };
     match catch_unwind(AssertUnwindSafe(|| body(source))) {
         Ok(value) => value,
         Err(_) => {
@@ -364,14 +386,16 @@ fn create(
     settings: *mut sys::obs_data_t,
     source: *mut sys::obs_source_t,
 ) -> *mut c_void {
-    guarded("create", ptr::null_mut(), || {
-        // SAFETY: OBS passes valid settings for the duration of create.
-        let settings = unsafe { Settings::from_raw(settings) };
-        match PartySource::new(kind, source, &settings) {
-            Some(state) => Box::into_raw(Box::new(state)).cast(),
-            None => ptr::null_mut(),
-        }
-    })
+    // SAFETY: OBS passes valid settings for the duration of create.
+    let settings = unsafe { Settings::from_raw(settings) };
+    let instance = guarded("create", None, || PartySource::new(kind, source, &settings))
+        .map_or(Instance::Inert, Instance::Live);
+    if let Instance::Inert = instance {
+        log::error!("this {kind:?} source could not start; it stays silent until re-created");
+        // Nothing will use them; they must not stay in the settings either.
+        TypedSecrets::default().take_from(&settings);
+    }
+    Box::into_raw(Box::new(instance)).cast()
 }
 
 unsafe extern "C" fn create_party(
@@ -393,19 +417,31 @@ unsafe extern "C" fn destroy(data: *mut c_void) {
         return;
     }
     // SAFETY: `data` came from Box::into_raw in `create`; OBS calls destroy once.
-    let mut state = unsafe { Box::from_raw(data.cast::<PartySource>()) };
+    let instance = unsafe { Box::from_raw(data.cast::<Instance>()) };
     guarded("destroy", (), move || {
-        let kind = state.kind;
-        state.shutdown();
-        drop(state);
-        log::debug!("{kind:?} source destroyed");
+        if let Instance::Live(mut state) = *instance {
+            let kind = state.kind;
+            state.shutdown();
+            drop(state);
+            log::debug!("{kind:?} source destroyed");
+        }
     });
 }
 
 unsafe extern "C" fn update(data: *mut c_void, settings: *mut sys::obs_data_t) {
     // SAFETY: OBS passes valid settings for the duration of update.
     let settings = unsafe { Settings::from_raw(settings) };
-    with_source(data, "update", (), |source| source.update(&settings));
+    if with_source(data, "update", false, |source| {
+        source.update(&settings);
+        true
+    }) {
+        return;
+    }
+    // Inert, silenced by a panic, or the update panicked: still no secret
+    // stays in the settings.
+    guarded("update", (), || {
+        TypedSecrets::default().take_from(&settings)
+    });
 }
 
 fn common_defaults(settings: &Settings) {
@@ -456,7 +492,7 @@ unsafe extern "C" fn properties(data: *mut c_void) -> *mut sys::obs_properties_t
         // SAFETY: our live source.
         let settings = unsafe { SourceSettings::of(source.source) };
         Some(match source.kind {
-            SourceKind::Party => party_properties(&view, &settings),
+            SourceKind::Party => party_properties(&view, &settings, source.typed.has_npsso()),
             SourceKind::Member => member_properties(&view, &settings),
         })
     });
@@ -478,7 +514,7 @@ fn now_unix() -> u64 {
 }
 
 /// The PSN Party source's dialog: Account, Party, Members, Audio, Advanced.
-fn party_properties(view: &View, settings: &Settings) -> Props {
+fn party_properties(view: &View, settings: &Settings, npsso_waiting: bool) -> Props {
     let mut props = Props::new();
 
     let mut account = Props::new();
@@ -496,6 +532,10 @@ fn party_properties(view: &View, settings: &Settings) -> Props {
         account
             .password(keys::NPSSO, &text("Account.Npsso"))
             .tooltip(&text("Account.NpssoTooltip"));
+        if npsso_waiting {
+            // The field shows empty: the NPSSO left the settings at once.
+            account.info("npsso_waiting", &text("Account.NpssoWaiting"));
+        }
         account.info("npsso_hint", &text("Account.NpssoHint"));
         account
             .button("sign_in", &text("Account.SignIn"), sign_in_clicked)
@@ -646,7 +686,7 @@ fn member_properties(view: &View, settings: &Settings) -> Props {
 }
 
 /// Runs a button's action on the source behind `data`; `true` redraws.
-fn on_click(data: *mut c_void, what: &'static str, action: impl FnOnce(&PartySource)) -> bool {
+fn on_click(data: *mut c_void, what: &'static str, action: impl FnOnce(&mut PartySource)) -> bool {
     with_source(data, what, false, |source| {
         action(source);
         true

@@ -18,11 +18,13 @@ pub mod keys {
     pub const VOICE_PATH: &str = "voice_path";
     /// On `psn_party_member`: an online id, or `"slot:N"`.
     pub const MEMBER: &str = "member";
-    /// The NPSSO typed into the Account group: taken by "Sign in", never saved.
+    /// The NPSSO typed into the Account group: moved into memory by the
+    /// first `update` that sees it (src/obs/typed_secrets.rs), never kept.
     pub const NPSSO: &str = "npsso";
     /// Advanced: used only when the environment and .env have none.
     pub const CLIENT_ID: &str = "client_id";
-    /// Advanced: taken by "Sign in" into psn-client.json (0600), never saved.
+    /// Advanced: moved into memory like the NPSSO; "Sign in" puts it in
+    /// psn-client.json (0600).
     pub const CLIENT_SECRET: &str = "client_secret";
     pub const PARTY_LINK: &str = "party_link";
     /// "Capture only members I allow".
@@ -41,7 +43,8 @@ pub mod keys {
     pub const TEST_BURST_MS: &str = "test_burst_ms";
     #[cfg(feature = "test-producer")]
     pub const TEST_AMPLITUDE: &str = "test_amplitude";
-    /// `"update"` makes the next update panic, to test that OBS survives it.
+    /// `"update"` makes the next update panic, to test that OBS survives it;
+    /// `"create"` makes `create` fail (the source is inert).
     #[cfg(feature = "test-producer")]
     pub const TEST_PANIC: &str = "test_panic";
 }

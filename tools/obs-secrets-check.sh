@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Real OBS Studio under Xvfb, signed in to psn-sim: the NPSSO and the client secret never sit
+# in a PSN Party source's settings, whichever way they arrive (obs-websocket's CreateInput and
+# SetInputSettings, typing into the properties dialog with xdotool), so no obs-websocket event
+# or GetInputSettings answer, no saved scene collection, no undo/redo entry and no OBS log holds
+# them; and "Sign in" still signs in from what was typed (docs/security.md, issue 17 item 1).
+# The checks themselves are in tools/obs_secrets_check.py.
+#   tools/obs-secrets-check.sh          (the release plugin, as tools/install.sh builds it)
+#   PLUGIN_BINARY=target/debug/libobs_psn_party.so tools/obs-secrets-check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$PWD"
+started=$(date +%s)
+
+if [ "${1:-}" = "--inside-xvfb" ]; then
+  shift
+  exec /usr/bin/python3 tools/obs_secrets_check.py "$@"
+fi
+
+command -v cargo >/dev/null && pkg-config --exists libobs && command -v xdotool >/dev/null || tools/setup.sh
+# The feature set of tools/test.sh's cargo test, so the binary it built is reused.
+cargo build --workspace --features obs-psn-party/test-producer --bin psn-sim
+binary="${PLUGIN_BINARY:-}"
+if [ -z "$binary" ]; then
+  cargo build --release --lib
+  binary="$repo/target/release/libobs_psn_party.so"
+fi
+binary="$(realpath "$binary")"
+
+home="$(mktemp -d /tmp/obs-psn-party-secrets.XXXXXX)"
+sim_pid=""
+finish() {
+  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+  # Under tools/test.sh: OBS's logs, scene collection and what obs-websocket sent go to the
+  # suite's secret scan as well.
+  if [ -n "${PSN_PARTY_SUITE_ARTEFACTS:-}" ]; then
+    local dest="$PSN_PARTY_SUITE_ARTEFACTS/obs-secrets-check"
+    mkdir -p "$dest"
+    cp -r "$home/.config/obs-studio/logs" "$home/.config/obs-studio/basic" "$home"/*.txt "$home"/*.json "$dest/" 2>/dev/null || true
+  fi
+  if [ -n "${KEEP_HOME:-}" ]; then echo "kept $home"; else rm -rf "$home"; fi
+}
+trap finish EXIT
+config="$home/.config/obs-studio"
+plugin_config="$config/plugin_config/obs-psn-party"
+mkdir -p "$config" "$plugin_config"
+
+# psn-sim with a party to join; the plugin gets only its base URLs (the client id, client
+# secret and NPSSO arrive through the source's settings, as a user's would).
+target/debug/psn-sim --party "Secrets check" --member ann_ps:PS5 > "$home/psn-sim.txt" 2>&1 &
+sim_pid=$!
+for _ in $(seq 1 100); do grep -q '^PSN_NPSSO=' "$home/psn-sim.txt" 2>/dev/null && break; sleep 0.1; done
+grep -q '^PSN_NPSSO=' "$home/psn-sim.txt" || { cat "$home/psn-sim.txt"; echo "obs-secrets-check: psn-sim did not start" >&2; exit 1; }
+grep '_BASE_URL=' "$home/psn-sim.txt" > "$plugin_config/.env"
+chmod 600 "$plugin_config/.env"
+value() { sed -n "s/^$1=//p" "$home/psn-sim.txt"; }
+sim_url="$(value PSN_API_BASE_URL)"
+
+port=$((20000 + RANDOM % 20000))
+# No first-run wizard; obs-websocket on loopback without a password; a properties dialog tall
+# enough to show every field without scrolling.
+cat > "$config/global.ini" <<INI
+[General]
+FirstRun=true
+[OBSWebSocket]
+FirstLoad=false
+ServerEnabled=true
+ServerPort=$port
+AuthRequired=false
+AlertsEnabled=false
+[PropertiesWindow]
+cx=900
+cy=1350
+INI
+
+plugins="$config/plugins"
+cmake -S cmake -B "$home/cmake" -DPLUGIN_BINARY="$binary" \
+  -DOBS_PSN_PARTY_USER_INSTALL=ON -DCMAKE_INSTALL_PREFIX="$plugins" >/dev/null
+cmake --install "$home/cmake" >/dev/null
+
+HOME="$home" xvfb-run -a -s "-screen 0 1600x1400x24" bash "$0" --inside-xvfb \
+  --home "$home" --port "$port" --sim "$sim_url" \
+  --npsso "$(value PSN_NPSSO)" --client-id "$(value PSN_CLIENT_ID)" --client-secret "$(value PSN_CLIENT_SECRET)" \
+  --shots "${SCREENSHOT_DIR:-$repo/target/screenshots}" ${OBS_SECRETS_EXPLORE:+--explore}
+echo "obs-secrets-check: took $(( $(date +%s) - started )) s"
