@@ -287,3 +287,95 @@ async fn headless_sign_in_uses_the_configured_npsso_once() {
     let _ = std::fs::remove_dir_all(dir);
     env.finish();
 }
+
+/// Two OBS instances (or profiles) on one config dir: the first holds a sign-in PSN has
+/// since revoked, the second signed in anew. The first one's `invalid_grant` must not delete
+/// the second one's tokens (issue 17 item 5).
+#[tokio::test]
+async fn an_old_sign_in_refused_by_psn_does_not_sign_out_a_newer_one() {
+    let env = Env::new().await;
+    env.sign_in().await;
+    env.sim.fault(Fault::RevokeRefreshTokens);
+    let second = env.second_client(HttpOptions::default());
+    second
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .expect("the second instance signs in anew");
+    let store = TokenStore::in_dir(&env.dir);
+    let newer = store.load().unwrap().expect("the new sign-in is stored");
+    env.sim.fault(Fault::ExpireAccessTokens);
+    let err = PartyApi::new(env.client.clone())
+        .list_parties()
+        .await
+        .unwrap_err();
+    env.seen(&err);
+    assert_eq!(
+        err,
+        PsnError::SignInExpired,
+        "the first instance is signed out"
+    );
+    assert_eq!(
+        store.load().unwrap().map(|t| t.refresh_token),
+        Some(newer.refresh_token),
+        "the newer sign-in is still stored"
+    );
+    PartyApi::new(second)
+        .list_parties()
+        .await
+        .expect("the second instance still works");
+    let restarted = env.second_client(HttpOptions::default());
+    PartyApi::new(restarted)
+        .list_parties()
+        .await
+        .expect("a restart signs in from the store");
+    env.finish();
+}
+
+/// The same two instances, both sign-ins alive: the older one's refresh does not write its
+/// tokens over the newer sign-in (it re-reads the store under the lock first).
+#[tokio::test]
+async fn a_refresh_on_an_old_sign_in_does_not_overwrite_a_newer_one() {
+    let env = Env::new().await;
+    env.sign_in().await;
+    let second = env.second_client(HttpOptions::default());
+    second
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .expect("the second instance signs in anew");
+    let store = TokenStore::in_dir(&env.dir);
+    let newer = store.load().unwrap().expect("the new sign-in is stored");
+    env.sim.fault(Fault::ExpireAccessTokens);
+    PartyApi::new(env.client.clone())
+        .list_parties()
+        .await
+        .expect("the first instance refreshes and goes on");
+    assert_eq!(env.sim.count("token"), 3, "two sign-ins, one refresh");
+    assert_eq!(
+        store.load().unwrap().map(|t| t.refresh_token),
+        Some(newer.refresh_token),
+        "the newer sign-in is still stored"
+    );
+    env.finish();
+}
+
+/// A token store that is not one (cut short, edited by hand) is moved aside, and the plugin
+/// starts signed out, ready for "Sign in", instead of failing on every start.
+#[tokio::test]
+async fn a_corrupt_token_store_is_moved_aside_and_reads_as_signed_out() {
+    let env = Env::new().await;
+    let store = TokenStore::in_dir(&env.dir);
+    std::fs::write(store.path(), "{\"account_id\": \"1\", \"refresh_tok").unwrap();
+    let client = env.second_client(HttpOptions::default());
+    assert_eq!(client.account_id().await, None);
+    assert_eq!(
+        client.ensure_signed_in().await.unwrap_err(),
+        PsnError::NotSignedIn
+    );
+    assert!(store.corrupt_path().exists() && !store.path().exists());
+    client
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .expect("Sign in works again");
+    assert!(store.load().unwrap().is_some());
+    env.finish();
+}

@@ -235,7 +235,9 @@ async fn token_call(
             (401, _) | (_, "invalid_client") | (_, "unauthorized_client") => {
                 PsnError::CredentialsRejected
             }
-            (400, _) if is_refresh => PsnError::SignInExpired,
+            // Only PSN's word that the refresh token is dead signs us out (and deletes it).
+            (400, "invalid_grant") if is_refresh => PsnError::SignInExpired,
+            (400, _) if is_refresh => resp.api_error(),
             (400, _) => PsnError::NpssoInvalid,
             _ => resp.api_error(),
         });

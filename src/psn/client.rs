@@ -11,7 +11,7 @@ use super::config::PsnConfig;
 use super::error::{PsnError, Result};
 use super::http::{Http, HttpOptions, Request, Response};
 use super::secret::Secret;
-use super::token_store::TokenStore;
+use super::token_store::{Guarded, TokenStore};
 use super::trace::Trace;
 
 #[derive(Debug, Clone, Default)]
@@ -159,17 +159,22 @@ impl PsnClient {
         let old = guard.as_ref().ok_or(PsnError::NotSignedIn)?;
         match auth::refresh(&self.http, &self.config, old).await {
             Ok(t) => {
-                self.save(&t)?;
+                if let Some(s) = &self.store {
+                    if s.save_refreshed(&old.refresh_token, &t.to_stored())? == Guarded::LeftAlone {
+                        log::info!("PSN: the stored sign-in changed elsewhere (another OBS or profile); left as it is");
+                    }
+                }
                 let access = t.access_token.clone();
                 *guard = Some(t);
                 Ok(access)
             }
             Err(PsnError::SignInExpired) => {
                 log::warn!("PSN: the sign-in has expired; a new NPSSO is needed");
-                *guard = None;
+                // Only our own dead sign-in goes: another instance may have stored a newer one.
                 if let Some(s) = &self.store {
-                    s.delete()?;
+                    s.delete_if_holds(&old.refresh_token)?;
                 }
+                *guard = None;
                 Err(PsnError::SignInExpired)
             }
             Err(e) => Err(e),
