@@ -14,6 +14,7 @@
 use super::settings::Settings;
 use super::source::keys;
 use crate::psn::secret::Secret;
+use zeroize::Zeroize;
 
 /// What was typed, held here until "Sign in" uses it (or the source goes).
 #[derive(Debug, Default)]
@@ -31,9 +32,10 @@ impl TypedSecrets {
             (keys::NPSSO, &mut self.npsso),
             (keys::CLIENT_SECRET, &mut self.client_secret),
         ] {
-            if let Some(value) = settings.take_string(key) {
-                let value = value.trim();
-                *slot = (!value.is_empty()).then(|| Secret::new(value));
+            if let Some(mut value) = settings.take_string(key) {
+                let trimmed = value.trim();
+                *slot = (!trimmed.is_empty()).then(|| Secret::new(trimmed));
+                value.zeroize();
             }
         }
     }

@@ -243,27 +243,21 @@ async fn token_call(
         });
     }
     let t: TokenAnswer = resp.json()?;
-    let account_id = account_id_from_jwt(&t.access_token)
+    let account_id = account_id_from_jwt(t.access_token.expose())
         .ok_or_else(|| PsnError::protocol("token", "the access token carries no account_id"))?;
     let access_lifetime = Duration::from_secs(t.expires_in);
     let (refresh_token, refresh_expires_at, refresh_expires_at_unix) =
         match (t.refresh_token, t.refresh_token_expires_in, old) {
-            (Some(rt), Some(life), _) => (
-                Secret::new(rt),
-                sent_at + Duration::from_secs(life),
-                sent_unix + life,
-            ),
+            (Some(rt), Some(life), _) => {
+                (rt, sent_at + Duration::from_secs(life), sent_unix + life)
+            }
             // An answer without a new refresh token keeps the old one with its old expiry.
             (_, _, Some(old)) => (
                 old.refresh_token.clone(),
                 old.refresh_expires_at,
                 old.refresh_expires_at_unix,
             ),
-            (Some(rt), None, None) => (
-                Secret::new(rt),
-                sent_at + access_lifetime,
-                sent_unix + t.expires_in,
-            ),
+            (Some(rt), None, None) => (rt, sent_at + access_lifetime, sent_unix + t.expires_in),
             (None, _, None) => {
                 return Err(PsnError::protocol(
                     "token",
@@ -285,7 +279,7 @@ async fn token_call(
     );
     Ok(Tokens {
         account_id,
-        access_token: Secret::new(t.access_token),
+        access_token: t.access_token,
         access_lifetime,
         access_expires_at: sent_at + access_lifetime,
         access_expires_at_unix: sent_unix + t.expires_in,

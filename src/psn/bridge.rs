@@ -12,7 +12,6 @@ use super::client::PsnClient;
 use super::error::{PsnError, Result};
 use super::http::{HeaderSet, Request};
 use super::model::{Bridge, BridgeCreatedAnswer, BridgePeer, PeerAddedAnswer, ReofferAnswer};
-use super::secret::Secret;
 
 pub const BRIDGE_BASE: &str = "/api/rtcBridge/v1/bridges";
 pub const RTC_TITLE_ID: &str = "METROPOL_AND";
@@ -77,7 +76,7 @@ impl BridgeApi {
         let r: BridgeCreatedAnswer = resp.json()?;
         Ok(Bridge {
             bridge_id: r.bridge.bridge_id,
-            bridge_token: Secret::new(r.bridge.bridge_token),
+            bridge_token: r.bridge.bridge_token,
             hosting_type: r.bridge.hosting_type,
         })
     }

@@ -117,9 +117,9 @@ pub struct BridgePeer {
 /// The token endpoint's answer (PROTOCOL.md section 2 step 3).
 #[derive(Debug, Deserialize)]
 pub struct TokenAnswer {
-    pub access_token: String,
+    pub access_token: Secret,
     pub expires_in: u64,
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Secret>,
     pub refresh_token_expires_in: Option<u64>,
 }
 
@@ -154,7 +154,7 @@ pub struct BridgeFields {
     #[serde(rename = "bridgeId")]
     pub bridge_id: String,
     #[serde(rename = "bridgeToken")]
-    pub bridge_token: String,
+    pub bridge_token: Secret,
     #[serde(rename = "bridgeHostingType", default)]
     pub hosting_type: String,
 }
@@ -176,4 +176,27 @@ pub struct PeerFields {
 #[derive(Debug, Deserialize)]
 pub struct ReofferAnswer {
     pub offer: SdpAnswer,
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    /// The tokens are [`Secret`]s from the moment they are parsed: `Debug` redacts them, drop
+    /// zeroes them (issue 17 item 8).
+    #[test]
+    fn debug_of_answers_holding_tokens_is_redacted() {
+        let token: TokenAnswer = serde_json::from_str(
+            r#"{"access_token":"at-SECRET-1","expires_in":5,"refresh_token":"rt-SECRET-2","refresh_token_expires_in":9}"#,
+        )
+        .unwrap();
+        let bridge: BridgeCreatedAnswer = serde_json::from_str(
+            r#"{"bridge":{"bridgeId":"b1","bridgeToken":"bt-SECRET-3","bridgeHostingType":"x"}}"#,
+        )
+        .unwrap();
+        let shown = format!("{token:?} {bridge:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert_eq!(token.access_token.expose(), "at-SECRET-1");
+        assert_eq!(bridge.bridge.bridge_token.expose(), "bt-SECRET-3");
+    }
 }
