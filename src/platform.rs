@@ -18,3 +18,19 @@ pub fn set_create_mode(options: &mut OpenOptions, mode: u32) -> &mut OpenOptions
         options
     }
 }
+
+/// The permission bits of a file when other users (group or others) may read it, else `None`.
+/// On Windows the config folder is private to the user, so never.
+pub fn readable_by_others(metadata: &std::fs::Metadata) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        (mode & 0o044 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        None
+    }
+}

@@ -5,6 +5,7 @@ mod support;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
+use obs_psn_party::psn::config::PsnConfig;
 use obs_psn_party::psn::http::HttpOptions;
 use obs_psn_party::psn::party_api::PartyApi;
 use obs_psn_party::psn::token_store::TokenStore;
@@ -378,4 +379,43 @@ async fn a_corrupt_token_store_is_moved_aside_and_reads_as_signed_out() {
         .expect("Sign in works again");
     assert!(store.load().unwrap().is_some());
     env.finish();
+}
+
+/// A `.env` other users can read, and base URLs away from Sony, each give one warning line in
+/// the log however often the configuration is read (issue 17 item 11).
+#[tokio::test]
+async fn a_readable_env_file_and_foreign_base_urls_give_one_warning_line_each() {
+    install_logger();
+    let dir = temp_dir();
+    let env_file = dir.join(".env");
+    std::fs::write(&env_file, "PSN_API_BASE_URL=https://psn.example.net\n").unwrap();
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    for _ in 0..3 {
+        PsnConfig::from_env(Some(&dir)).unwrap();
+    }
+    let lines = log_lines();
+    let about = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(
+        about(&format!(
+            "{} is readable by other users (mode 640)",
+            env_file.display()
+        )),
+        1,
+        "{lines:?}"
+    );
+    assert_eq!(
+        about("PSN base URLs point at psn.example.net,"),
+        1,
+        "{lines:?}"
+    );
+    // Private again: no new line about it.
+    let private = temp_dir();
+    std::fs::write(private.join(".env"), "").unwrap();
+    std::fs::set_permissions(private.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    PsnConfig::from_env(Some(&private)).unwrap();
+    assert!(!log_lines()
+        .iter()
+        .any(|l| l.contains(&private.display().to_string())));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&private);
 }

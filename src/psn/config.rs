@@ -4,9 +4,10 @@
 //! `.env` in the plugin's config directory. Defaults are the real PSN hosts (PROTOCOL.md section 1).
 //! Plain `http://` base URLs are accepted only for loopback hosts (127.0.0.0/8, ::1, localhost).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use url::Url;
 
@@ -116,6 +117,9 @@ impl PsnConfig {
             Some(dir) => read_dotenv(&dir.join(".env"))?,
             None => HashMap::new(),
         };
+        let dotenv_mode = config_dir
+            .and_then(|dir| std::fs::metadata(dir.join(".env")).ok())
+            .and_then(|m| crate::platform::readable_by_others(&m));
         let get = |key: &str| -> Option<String> {
             settings
                 .get(key)
@@ -131,13 +135,18 @@ impl PsnConfig {
                 None => parse_base_url(key, default),
             }
         };
+        let endpoints = Endpoints {
+            auth: url(ENV_AUTH_BASE_URL, DEFAULT_AUTH_BASE_URL)?,
+            api: url(ENV_API_BASE_URL, DEFAULT_API_BASE_URL)?,
+            push: url(ENV_PUSH_BASE_URL, DEFAULT_PUSH_BASE_URL)?,
+            web: url(ENV_WEB_BASE_URL, DEFAULT_WEB_BASE_URL)?,
+        };
+        let dotenv_path = config_dir.map(|dir| dir.join(".env"));
+        for warning in config_warnings(&endpoints, dotenv_path.as_deref().zip(dotenv_mode)) {
+            warn_once(warning);
+        }
         Ok(PsnConfig {
-            endpoints: Endpoints {
-                auth: url(ENV_AUTH_BASE_URL, DEFAULT_AUTH_BASE_URL)?,
-                api: url(ENV_API_BASE_URL, DEFAULT_API_BASE_URL)?,
-                push: url(ENV_PUSH_BASE_URL, DEFAULT_PUSH_BASE_URL)?,
-                web: url(ENV_WEB_BASE_URL, DEFAULT_WEB_BASE_URL)?,
-            },
+            endpoints,
             client_id: get(ENV_CLIENT_ID),
             client_secret: get(ENV_CLIENT_SECRET).map(Secret::new),
             npsso: get(ENV_NPSSO).map(Secret::new),
@@ -162,6 +171,63 @@ impl PsnConfig {
             (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => Ok((id, secret)),
             _ => Err(PsnError::CredentialsMissing),
         }
+    }
+}
+
+/// Whether a host is one of Sony's (PROTOCOL.md section 1): `sony.com`, `playstation.com`,
+/// `playstation.net` or a subdomain.
+pub fn is_sony_host(host: &url::Host<&str>) -> bool {
+    let url::Host::Domain(d) = host else {
+        return false;
+    };
+    let d = d.trim_end_matches('.').to_ascii_lowercase();
+    ["sony.com", "playstation.com", "playstation.net"]
+        .iter()
+        .any(|s| d == *s || d.ends_with(&format!(".{s}")))
+}
+
+/// What about the configuration the user should know, each as one log line: a `.env` other
+/// users can read (it may hold the client secret), base URLs that send the sign-in somewhere
+/// other than Sony (psn-sim on loopback is one such place, on purpose).
+pub fn config_warnings(endpoints: &Endpoints, dotenv: Option<(&Path, u32)>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some((path, mode)) = dotenv {
+        out.push(format!(
+            "{} is readable by other users (mode {mode:o}) and may hold your client secret: make it private (chmod 600)",
+            path.display()
+        ));
+    }
+    let mut hosts: Vec<String> = [
+        &endpoints.auth,
+        &endpoints.api,
+        &endpoints.push,
+        &endpoints.web,
+    ]
+    .iter()
+    .filter(|u| !u.host().is_some_and(|h| is_sony_host(&h)))
+    .filter_map(|u| u.host_str().map(str::to_owned))
+    .collect();
+    hosts.dedup();
+    if !hosts.is_empty() {
+        out.push(format!(
+            "PSN base URLs point at {}, not at Sony's hosts: the sign-in and the party go there (expected only with psn-sim)",
+            hosts.join(", ")
+        ));
+    }
+    out
+}
+
+/// Logs `warning` unless this process logged it already (the configuration is read at every
+/// sign-in; the user needs the line once).
+fn warn_once(warning: String) {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if !seen.contains(&warning) {
+        log::warn!("{warning}");
+        seen.insert(warning);
     }
 }
 
@@ -353,5 +419,42 @@ mod tests {
         assert_eq!(c.trace_file, Some(dir.join(TRACE_FILE_NAME)));
         let c = PsnConfig::from_sources(&HashMap::new(), &asked("1"), None).unwrap();
         assert_eq!(c.trace_file, None, "no config dir, no trace");
+    }
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::*;
+
+    #[test]
+    fn sony_hosts_and_others() {
+        for (url, sony) in [
+            (DEFAULT_AUTH_BASE_URL, true),
+            (DEFAULT_PUSH_BASE_URL, true),
+            ("https://sony.com.evil.example", false),
+            ("https://evilplaystation.com", false),
+            ("https://PS.PlayStation.NET.", true),
+            ("http://127.0.0.1:4000", false),
+        ] {
+            let u = Url::parse(url).unwrap();
+            assert_eq!(is_sony_host(&u.host().unwrap()), sony, "{url}");
+        }
+    }
+
+    #[test]
+    fn warnings_name_the_problem_once_each() {
+        assert!(config_warnings(&Endpoints::default(), None).is_empty());
+        let mut e = Endpoints::default();
+        e.api = Url::parse("https://psn.example.net").unwrap();
+        let w = config_warnings(&e, Some((Path::new("/x/.env"), 0o644)));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("/x/.env") && w[0].contains("644"), "{w:?}");
+        assert!(
+            w[1].contains("psn.example.net") && !w[1].contains("sony.com"),
+            "{w:?}"
+        );
+        let all = Endpoints::all_at("http://127.0.0.1:1").unwrap();
+        let w = config_warnings(&all, None);
+        assert_eq!(w.len(), 1, "one line for four base URLs on one host: {w:?}");
     }
 }
