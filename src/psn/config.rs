@@ -444,8 +444,10 @@ mod warning_tests {
     #[test]
     fn warnings_name_the_problem_once_each() {
         assert!(config_warnings(&Endpoints::default(), None).is_empty());
-        let mut e = Endpoints::default();
-        e.api = Url::parse("https://psn.example.net").unwrap();
+        let e = Endpoints {
+            api: Url::parse("https://psn.example.net").unwrap(),
+            ..Endpoints::default()
+        };
         let w = config_warnings(&e, Some((Path::new("/x/.env"), 0o644)));
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].contains("/x/.env") && w[0].contains("644"), "{w:?}");
