@@ -313,6 +313,65 @@ fn main() {
         )
     });
 
+    runner.run_always("members_online_ids_are_masked_in_the_obs_log", || {
+        let ours: Vec<String> = host
+            .log_lines()
+            .into_iter()
+            .map(|l| l.text)
+            .filter(|t| t.contains("[obs-psn-party]"))
+            .collect();
+        let is_word_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        let named: Vec<&String> = ours
+            .iter()
+            .filter(|t| {
+                NAMES.iter().any(|n| {
+                    t.match_indices(n).any(|(at, _)| {
+                        !t[..at].chars().next_back().is_some_and(is_word_char)
+                            && !t[at + n.len()..].chars().next().is_some_and(is_word_char)
+                    })
+                })
+            })
+            .collect();
+        let masked = ours.iter().filter(|t| t.contains("a…s")).count();
+        println!(
+            "    {} plugin log lines, {masked} with ann_ps masked, {} naming a member",
+            ours.len(),
+            named.len()
+        );
+        ensure(named.is_empty(), || {
+            format!("online ids in the OBS log: {named:?}")
+        })?;
+        ensure(masked > 0, || {
+            "no masked online id in the OBS log (nothing logged about members?)".into()
+        })
+    });
+
+    runner.run_always(
+        "a_source_that_cannot_start_is_inert_and_keeps_no_secret",
+        || {
+            let typed = serde_json::json!({
+                "test_panic": "create",
+                "npsso": config.npsso,
+                "client_secret": config.client_secret,
+            });
+            let inert = host.create_source("psn_party", "Inert", &typed.to_string())?;
+            let live = inert.settings_json();
+            ensure(
+                !live.contains(&config.npsso) && !live.contains(&config.client_secret),
+                || "a secret stayed in the settings of a source whose create failed".into(),
+            )?;
+            inert.update(&serde_json::json!({"npsso": config.npsso}).to_string())?;
+            let saved = inert.saved_json();
+            ensure(
+                !inert.settings_json().contains(&config.npsso) && !saved.contains(&config.npsso),
+                || "an NPSSO set on the inert source stayed or was saved".into(),
+            )?;
+            ensure(saved.contains("test_panic"), || {
+                format!("the inert source's settings were not saved: {saved}")
+            })
+        },
+    );
+
     runner.run("a_second_obs_start_signs_in_from_the_token_store", || {
         ann_cell.borrow_mut().take();
         mix_cell.borrow_mut().take();

@@ -40,9 +40,11 @@ fn obs_level(level: Level) -> c_int {
     level as c_int
 }
 
-/// The text handed to blog: our prefix, the message, no interior NULs.
+/// The text handed to blog: our prefix, the message with members' online ids masked
+/// (src/psn/log_mask.rs), no interior NULs.
 fn line(record: &Record) -> CString {
-    let text = format!("[obs-psn-party] {}", record.args()).replace('\0', " ");
+    let text = format!("[obs-psn-party] {}", record.args());
+    let text = crate::psn::log_mask::mask_online_ids(&text).replace('\0', " ");
     CString::new(text).unwrap_or_default()
 }
 

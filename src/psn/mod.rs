@@ -26,6 +26,7 @@ pub mod config;
 pub mod custom_message;
 pub mod error;
 pub mod http;
+pub mod log_mask;
 pub mod model;
 pub mod party_api;
 pub mod push;

@@ -18,7 +18,11 @@ pub const CONSOLE_PLATFORMS: &[&str] = &["PS5", "PS4"];
 pub struct RosterMember {
     #[serde(rename = "accountId")]
     pub account_id: String,
-    #[serde(rename = "onlineId", default)]
+    #[serde(
+        rename = "onlineId",
+        default,
+        deserialize_with = "crate::psn::log_mask::online_id"
+    )]
     pub online_id: String,
     #[serde(default)]
     pub platform: String,
@@ -87,7 +91,11 @@ pub struct PartyInfo {
 pub struct PartyInfoMember {
     #[serde(rename = "isHost", default)]
     pub is_host: bool,
-    #[serde(rename = "onlineId", default)]
+    #[serde(
+        rename = "onlineId",
+        default,
+        deserialize_with = "crate::psn::log_mask::online_id"
+    )]
     pub online_id: String,
     #[serde(rename = "platformId", default)]
     pub platform_id: Value,

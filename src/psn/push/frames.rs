@@ -16,7 +16,11 @@ pub const DATA_TYPE_PREFIX: &str = "psn:sessionManager:sys:";
 pub struct PushFrom {
     #[serde(rename = "accountId", default)]
     pub account_id: String,
-    #[serde(rename = "onlineId", default)]
+    #[serde(
+        rename = "onlineId",
+        default,
+        deserialize_with = "crate::psn::log_mask::online_id"
+    )]
     pub online_id: String,
     #[serde(default)]
     pub platform: String,
