@@ -4,7 +4,7 @@
 use std::ffi::{c_char, CStr, CString};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 
 use super::guard::guarded;
 use super::{log as obs_log, source, sys};
@@ -13,7 +13,49 @@ use super::{log as obs_log, source, sys};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 static MODULE: AtomicPtr<sys::obs_module_t> = AtomicPtr::new(ptr::null_mut());
-static LOOKUP: AtomicPtr<sys::lookup_t> = AtomicPtr::new(ptr::null_mut());
+/// The locale lookup. `text` runs on the runtime's threads too (status words), and OBS frees
+/// the lookup at unload (`obs_module_free_locale`) while a source it has not destroyed yet may
+/// still be working: every lookup holds the read lock until its words are copied, and freeing
+/// or replacing waits for the write lock.
+static LOOKUP: LockedPtr<sys::lookup_t> = LockedPtr::new();
+
+/// A C object's pointer that readers use under a read lock and that is freed under the write
+/// lock, so it is never freed while in use.
+pub(crate) struct LockedPtr<T>(RwLock<RawPtr<T>>);
+
+struct RawPtr<T>(*mut T);
+// SAFETY: the pointer is only dereferenced by the C functions given to `read`/`replace`, under
+// the lock; the objects (libobs text lookups) may be used from any thread.
+unsafe impl<T> Send for RawPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for RawPtr<T> {}
+
+impl<T> LockedPtr<T> {
+    pub(crate) const fn new() -> Self {
+        LockedPtr(RwLock::new(RawPtr(ptr::null_mut())))
+    }
+
+    /// Runs `body` with the pointer (maybe null); it cannot be freed meanwhile.
+    pub(crate) fn read<R>(&self, body: impl FnOnce(*mut T) -> R) -> R {
+        let guard = self.0.read().unwrap_or_else(|e| e.into_inner());
+        body(guard.0)
+    }
+
+    /// Puts `fresh` in place and hands the old pointer (if any) to `free`, once no reader
+    /// holds it.
+    pub(crate) fn replace(&self, fresh: *mut T, free: impl FnOnce(*mut T)) {
+        let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let old = std::mem::replace(&mut guard.0, fresh);
+        if !old.is_null() {
+            free(old);
+        }
+    }
+}
+
+fn destroy_lookup(old: *mut sys::lookup_t) {
+    // SAFETY: `old` came from obs_module_load_locale and LockedPtr hands it out once.
+    unsafe { sys::text_lookup_destroy(old) };
+}
 
 #[no_mangle]
 pub extern "C" fn obs_module_set_pointer(module: *mut sys::obs_module_t) {
@@ -79,21 +121,15 @@ pub unsafe extern "C" fn obs_module_set_locale(locale: *const c_char) {
         // a NUL-terminated locale name; the lookup is ours until freed.
         let fresh =
             unsafe { sys::obs_module_load_locale(obs_current_module(), c"en-US".as_ptr(), locale) };
-        let old = LOOKUP.swap(fresh, Ordering::AcqRel);
-        if !old.is_null() {
-            // SAFETY: `old` came from obs_module_load_locale and nobody else frees it.
-            unsafe { sys::text_lookup_destroy(old) };
-        }
+        LOOKUP.replace(fresh, destroy_lookup);
     });
 }
 
 #[no_mangle]
 pub extern "C" fn obs_module_free_locale() {
-    let old = LOOKUP.swap(ptr::null_mut(), Ordering::AcqRel);
-    if !old.is_null() {
-        // SAFETY: as in obs_module_set_locale.
-        unsafe { sys::text_lookup_destroy(old) };
-    }
+    guarded("obs_module_free_locale", (), || {
+        LOOKUP.replace(ptr::null_mut(), destroy_lookup)
+    });
 }
 
 /// The plugin's config directory (`.../obs-studio/plugin_config/obs-psn-party`),
@@ -123,33 +159,87 @@ pub fn config_dir() -> Option<std::path::PathBuf> {
     Some(dir)
 }
 
-/// The translation of `key` as a C string owned by the locale lookup (valid
-/// until the locale changes), or `fallback` when the key is missing.
+/// The translation of `key` as a C string owned by the locale lookup, or
+/// `fallback` when the key is missing. For OBS's own callbacks only (the
+/// source's name): OBS frees or replaces the locale on its UI thread, never
+/// while it is in one of those callbacks, so the pointer outlives the lock.
+/// Everything else uses [`text`].
 pub fn text_ptr(key: &CStr, fallback: &'static CStr) -> *const c_char {
-    let lookup = LOOKUP.load(Ordering::Acquire);
-    let mut out: *const c_char = fallback.as_ptr();
-    if !lookup.is_null() {
-        // SAFETY: the lookup is alive (only set_locale/free_locale replace it,
-        // which OBS never runs concurrently with source callbacks), `key` is
-        // NUL-terminated and `out` is a valid place for the answer.
-        unsafe { sys::text_lookup_getstr(lookup, key.as_ptr(), &mut out) };
-    }
-    out
+    LOOKUP.read(|lookup| lookup_getstr(lookup, key).unwrap_or(fallback.as_ptr()))
 }
 
-/// The translation of `key`, copied; the key itself when it is missing.
+fn lookup_getstr(lookup: *mut sys::lookup_t, key: &CStr) -> Option<*const c_char> {
+    if lookup.is_null() {
+        return None;
+    }
+    let mut out: *const c_char = ptr::null();
+    // SAFETY: the caller holds LOOKUP's read lock, so the lookup is alive;
+    // `key` is NUL-terminated and `out` is a valid place for the answer.
+    let found = unsafe { sys::text_lookup_getstr(lookup, key.as_ptr(), &mut out) };
+    (found && !out.is_null()).then_some(out)
+}
+
+/// The translation of `key`, copied while the lookup cannot be freed (any
+/// thread may call this); the key itself when it is missing.
 pub fn text(key: &str) -> String {
     let Ok(ckey) = CString::new(key) else {
         return key.to_owned();
     };
-    let ptr = text_ptr(&ckey, c"");
-    // SAFETY: text_ptr returns a NUL-terminated string (the lookup's or ours).
-    let found = unsafe { CStr::from_ptr(ptr) }
-        .to_string_lossy()
-        .into_owned();
-    if found.is_empty() {
-        key.to_owned()
-    } else {
-        found
+    LOOKUP
+        .read(|lookup| {
+            lookup_getstr(lookup, &ckey).map(|out| {
+                // SAFETY: a NUL-terminated string the lookup owns, alive under the read lock.
+                unsafe { CStr::from_ptr(out) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        })
+        .filter(|found| !found.is_empty())
+        .unwrap_or_else(|| key.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Unload while a runtime thread is in the middle of a lookup: the free
+    /// waits for it (without the lock it would free the lookup under the reader).
+    #[test]
+    fn freeing_waits_for_a_lookup_in_progress() {
+        static SLOT: LockedPtr<u8> = LockedPtr::new();
+        SLOT.replace(Box::into_raw(Box::new(7u8)), |_| unreachable!());
+        let reading = Arc::new(AtomicBool::new(false));
+        let (inside_tx, inside_rx) = std::sync::mpsc::channel();
+        let reader = {
+            let reading = reading.clone();
+            std::thread::spawn(move || {
+                SLOT.read(|p| {
+                    reading.store(true, Ordering::SeqCst);
+                    inside_tx.send(()).unwrap();
+                    // A slow lookup; the free below is attempted meanwhile.
+                    std::thread::sleep(Duration::from_millis(300));
+                    // SAFETY: test-only; the box is alive while we hold the read lock.
+                    let value = unsafe { *p };
+                    reading.store(false, Ordering::SeqCst);
+                    value
+                })
+            })
+        };
+        inside_rx.recv().unwrap();
+        let mut freed_while_reading = None;
+        SLOT.replace(ptr::null_mut(), |old| {
+            freed_while_reading = Some(reading.load(Ordering::SeqCst));
+            // SAFETY: test-only; the pointer came from Box::into_raw above.
+            drop(unsafe { Box::from_raw(old) });
+        });
+        assert_eq!(reader.join().unwrap(), 7);
+        assert_eq!(
+            freed_while_reading,
+            Some(false),
+            "freed while a reader used it"
+        );
     }
 }
