@@ -90,7 +90,6 @@ fn main() {
             "party_group/party_link",
             "party_group/join_link",
             "members/only_allowed_members",
-            "members/new_members_muted",
             "members/include_own_console",
             "audio/sync_offset_ms",
             "audio/jitter",
@@ -246,11 +245,63 @@ fn main() {
     });
 
     runner.run(
+        "only_allowed_mutes_every_member_nobody_ticked_and_shows_them_unticked",
+        || {
+            let levels_now = || {
+                mix_audio.lock().unwrap().clear();
+                std::thread::sleep(Duration::from_secs(2));
+                let m = mix_audio.lock().unwrap();
+                TONES
+                    .iter()
+                    .map(|&hz| tone_dbfs(&m.samples, RATE, hz))
+                    .collect::<Vec<f64>>()
+            };
+            let ticks = || {
+                let _ = mix().all_property_names(); // the dialog is drawn (its defaults set)
+                NAMES
+                    .iter()
+                    .map(|n| mix().bool_setting(&format!("allow_{}", account_of(n))))
+                    .collect::<Vec<bool>>()
+            };
+            // Nobody ticked anybody yet: all four are newcomers.
+            mix().update(r#"{"only_allowed_members": true}"#)?;
+            std::thread::sleep(Duration::from_millis(300));
+            let (none, none_ticks) = (levels_now(), ticks());
+            println!(
+                "    only allowed, nobody ticked: mix tones {none:.1?} dB, boxes {none_ticks:?}"
+            );
+            // Ann ticked: only she is heard.
+            mix().update(&format!(r#"{{"allow_{}": true}}"#, account_of("ann_ps")))?;
+            std::thread::sleep(Duration::from_millis(300));
+            let (ann, ann_ticks) = (levels_now(), ticks());
+            println!("    ann ticked: mix tones {ann:.1?} dB, boxes {ann_ticks:?}");
+            mix().update(r#"{"only_allowed_members": false}"#)?;
+            ensure(none.iter().all(|&l| l < -60.0), || {
+                format!("nobody ticked, yet heard: {none:?}")
+            })?;
+            ensure(none_ticks == [false; 4], || {
+                format!("nobody ticked, yet boxes {none_ticks:?}")
+            })?;
+            ensure(ann_ticks == [true, false, false, false], || {
+                format!("boxes of ann, ben, cat, dan: {ann_ticks:?}")
+            })?;
+            ensure(
+                ann[0] > -30.0 && ann[1..].iter().all(|&l| l < -60.0),
+                || format!("ann ticked, mix levels {ann:?}"),
+            )
+        },
+    );
+
+    runner.run(
         "a_disallowed_member_is_silent_in_the_mix_and_their_source",
         || {
             let ann_id = account_of("ann_ps");
+            let others: String = NAMES[1..]
+                .iter()
+                .map(|n| format!(r#", "allow_{}": true"#, account_of(n)))
+                .collect();
             mix().update(&format!(
-                r#"{{"only_allowed_members": true, "allow_{ann_id}": false}}"#
+                r#"{{"only_allowed_members": true, "allow_{ann_id}": false{others}}}"#
             ))?;
             std::thread::sleep(Duration::from_millis(500));
             mix_audio.lock().unwrap().clear();

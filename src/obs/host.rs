@@ -365,6 +365,20 @@ impl HostSource {
         }
     }
 
+    /// A boolean setting as the dialog shows it (the user's value, else the default).
+    pub fn bool_setting(&self, name: &str) -> bool {
+        let Ok(key) = cstring(name) else {
+            return false;
+        };
+        // SAFETY: valid source and key; we release the settings reference.
+        unsafe {
+            let settings = sys::obs_source_get_settings(self.source);
+            let value = sys::obs_data_get_bool(settings, key.as_ptr());
+            sys::obs_data_release(settings);
+            value
+        }
+    }
+
     /// Puts the source on an output channel, so OBS mixes it like a
     /// desktop-audio source (and grows its buffering if we deliver late).
     pub fn set_output_channel(&mut self, channel: u32) {

@@ -266,7 +266,6 @@ impl PartySource {
             .set_party(PartyChoice::from_setting(&settings.string(keys::PARTY)));
         self.hub.set_consent(Consent {
             only_allowed: settings.bool(keys::ONLY_ALLOWED),
-            new_members_muted: settings.bool(keys::NEW_MEMBERS_MUTED),
             allowed: settings
                 .user_bools_with_prefix(keys::ALLOW_PREFIX)
                 .into_iter()
@@ -584,8 +583,8 @@ fn party_properties(view: &View, settings: &Settings, npsso_waiting: bool) -> Pr
     for row in &rows {
         let key = Consent::allow_key(&row.account_id);
         if only_allowed && !row.own_console {
-            // Unchecked until the user decides, when new members start muted.
-            settings.set_default_bool(&key, !settings.bool(keys::NEW_MEMBERS_MUTED));
+            // Unticked, and silent (Consent::allows), until the user ticks them.
+            settings.set_default_bool(&key, false);
             members.checkbox(&key, &row.line);
         } else {
             members.info(&format!("member_{}", row.account_id), &row.line);
@@ -595,9 +594,6 @@ fn party_properties(view: &View, settings: &Settings, npsso_waiting: bool) -> Pr
         .checkbox(keys::ONLY_ALLOWED, &text("Members.OnlyAllowed"))
         .tooltip(&text("Members.OnlyAllowedTooltip"))
         .reload_on_change(reload);
-    members
-        .checkbox(keys::NEW_MEMBERS_MUTED, &text("Members.NewMuted"))
-        .enabled(only_allowed);
     members.checkbox(
         keys::INCLUDE_OWN_CONSOLE,
         &text("Members.IncludeOwnConsole"),

@@ -159,7 +159,6 @@ mod tests {
         assert!(block.iter().all(|s| *s == 0.5));
         gates.set_consent(Consent {
             only_allowed: true,
-            new_members_muted: true,
             allowed: HashMap::new(),
         });
         audio.pull_10ms(2_000, &mut block);

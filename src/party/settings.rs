@@ -29,7 +29,6 @@ pub mod keys {
     pub const PARTY_LINK: &str = "party_link";
     /// "Capture only members I allow".
     pub const ONLY_ALLOWED: &str = "only_allowed_members";
-    pub const NEW_MEMBERS_MUTED: &str = "new_members_muted";
     /// `allow_<account id>`: one checkbox per member.
     pub const ALLOW_PREFIX: &str = "allow_";
     pub const INCLUDE_OWN_CONSOLE: &str = "include_own_console";
@@ -161,10 +160,9 @@ impl JitterPreset {
 /// Who may be heard ("Capture only members I allow").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Consent {
-    /// Off (the default): everyone is heard.
+    /// Off (the default): everyone is heard. On: only members the user ticked; a member with
+    /// no choice yet (a newcomer) is silent, and their box shows unticked.
     pub only_allowed: bool,
-    /// In that mode, members with no choice of their own yet start muted.
-    pub new_members_muted: bool,
     /// The user's choices, by account id.
     pub allowed: HashMap<String, bool>,
 }
@@ -179,10 +177,7 @@ impl Consent {
         if !self.only_allowed {
             return true;
         }
-        self.allowed
-            .get(account_id)
-            .copied()
-            .unwrap_or(!self.new_members_muted)
+        self.allowed.get(account_id).copied().unwrap_or(false)
     }
 }
 
@@ -241,17 +236,13 @@ mod tests {
         let mut c = Consent::default();
         assert!(c.allows("1"));
         c.only_allowed = true;
-        assert!(
-            c.allows("1"),
-            "new members are heard unless they start muted"
-        );
-        c.new_members_muted = true;
-        assert!(!c.allows("1"));
+        assert!(!c.allows("1"), "a member nobody ticked is silent");
         c.allowed.insert("1".into(), true);
         assert!(c.allows("1"));
         c.allowed.insert("2".into(), false);
-        c.new_members_muted = false;
         assert!(!c.allows("2"));
+        c.only_allowed = false;
+        assert!(c.allows("2"), "off: everyone is heard");
     }
 
     #[test]
