@@ -343,6 +343,54 @@ fn main() {
         },
     );
 
+    runner.run(
+        "a_second_party_source_uses_the_first_ones_sign_in_and_consent",
+        || {
+            // Its own settings would mute everyone nobody ticked (all four, on it).
+            let second = host.create_source(
+                "psn_party",
+                "PSN Party 2",
+                r#"{"only_allowed_members": true}"#,
+            )?;
+            let note = second
+                .property_description("owner_note")
+                .unwrap_or_default();
+            let names = second.all_property_names();
+            println!("    second source: {note}");
+            std::thread::sleep(Duration::from_millis(300));
+            mix_audio.lock().unwrap().clear();
+            std::thread::sleep(Duration::from_secs(2));
+            let levels: Vec<f64> = {
+                let m = mix_audio.lock().unwrap();
+                TONES
+                    .iter()
+                    .map(|&hz| tone_dbfs(&m.samples, RATE, hz))
+                    .collect()
+            };
+            println!("    with the second source: mix tones {levels:.1?} dB");
+            let first_names = mix().all_property_names();
+            drop(second);
+            ensure(note.contains("“PSN Party”"), || {
+                format!("second source's note: {note:?}")
+            })?;
+            ensure(
+                !names
+                    .iter()
+                    .any(|n| n.starts_with("account") || n.starts_with("members")),
+                || format!("the second source offers account or consent settings: {names:?}"),
+            )?;
+            ensure(
+                first_names
+                    .iter()
+                    .any(|n| n == "members/only_allowed_members"),
+                || format!("the first source lost its settings: {first_names:?}"),
+            )?;
+            ensure(levels.iter().all(|&l| l > -30.0), || {
+                format!("the second source's consent setting applied: {levels:?}")
+            })
+        },
+    );
+
     runner.run_always("the_saved_scene_holds_no_secret", || {
         let saved = format!("{}{}", mix().saved_json(), ann().saved_json());
         let leaked: Vec<String> = sim

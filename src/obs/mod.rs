@@ -6,6 +6,7 @@ mod guard;
 pub mod host;
 mod log;
 pub mod module;
+mod party_owner;
 mod properties;
 mod settings;
 pub mod source;

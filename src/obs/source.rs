@@ -9,6 +9,7 @@ use std::ptr;
 
 use super::guard::guarded;
 use super::module::{text, text_ptr};
+use super::party_owner;
 use super::properties::Props;
 use super::settings::{Settings, SourceSettings};
 use super::sys;
@@ -218,6 +219,9 @@ impl PartySource {
             listener: 0,
             typed: TypedSecrets::default(),
         };
+        if kind == SourceKind::Party {
+            party_owner::join(source);
+        }
         let me = SourcePtr(source);
         this.listener = this.hub.add_listener(Box::new(move || {
             // SAFETY: the listener is removed in `shutdown`, before OBS frees
@@ -259,7 +263,9 @@ impl PartySource {
         let offset_ns = settings.int(keys::SYNC_OFFSET_MS).clamp(-1000, 20_000) * 1_000_000;
         // SAFETY: our live source.
         unsafe { sys::obs_source_set_sync_offset(self.source, offset_ns) };
-        if self.kind != SourceKind::Party {
+        if self.kind != SourceKind::Party || !party_owner::is_owner(self.source) {
+            // Member sources, and PSN Party sources after the first: the hub follows the
+            // first PSN Party source's choices (src/obs/party_owner.rs).
             return;
         }
         self.hub
@@ -334,6 +340,9 @@ impl PartySource {
 
     /// Stops everything this source started and waits for it.
     fn shutdown(&mut self) {
+        if self.kind == SourceKind::Party {
+            party_owner::leave(self.source);
+        }
         self.hub.remove_listener(self.listener);
         self.stop_feed();
         self.feed = None;
@@ -491,7 +500,10 @@ unsafe extern "C" fn properties(data: *mut c_void) -> *mut sys::obs_properties_t
         // SAFETY: our live source.
         let settings = unsafe { SourceSettings::of(source.source) };
         Some(match source.kind {
-            SourceKind::Party => party_properties(&view, &settings, source.typed.has_npsso()),
+            SourceKind::Party => match party_owner::owner_name_if_not(source.source) {
+                None => party_properties(&view, &settings, source.typed.has_npsso()),
+                Some(owner) => follower_properties(&view, &owner),
+            },
             SourceKind::Member => member_properties(&view, &settings),
         })
     });
@@ -607,6 +619,19 @@ fn party_properties(view: &View, settings: &Settings, npsso_waiting: bool) -> Pr
     advanced.text_input(keys::CLIENT_ID, &text("Advanced.ClientId"));
     advanced.password(keys::CLIENT_SECRET, &text("Advanced.ClientSecret"));
     props.group("advanced", &text("Group.Advanced"), advanced);
+    props
+}
+
+/// A PSN Party source after the first: the party's state, whose settings apply, and its own
+/// sync offset.
+fn follower_properties(view: &View, owner: &str) -> Props {
+    let mut props = Props::new();
+    props.info("owner_note", &text("Party.UsesOwner").replace("%1", owner));
+    props.info("party_status", &view.status.headline(&LocaleWords));
+    props
+        .info("status", &view.status.summary(&LocaleWords))
+        .visible(false);
+    audio_group(&mut props, false);
     props
 }
 
