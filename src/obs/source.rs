@@ -678,7 +678,11 @@ fn member_properties(view: &View, settings: &Settings) -> Props {
         }
         props.info("status", &line);
     }
-    let others: Vec<_> = rows.iter().filter(|r| !r.own_console).collect();
+    // The "party (bridge)" row is picked as `bridge` (a slot-less pseudo-member), not listed.
+    let others: Vec<_> = rows
+        .iter()
+        .filter(|r| !r.own_console && r.account_id != crate::party::bridge_link::BRIDGE_MEMBER)
+        .collect();
     let mut items: Vec<(String, String)> = (1..=others.len().max(4))
         .map(|n| {
             (

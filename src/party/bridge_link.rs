@@ -38,6 +38,47 @@ pub const BRIDGE_PEER: &str = "rtc-bridge";
 pub const BRIDGE_MEMBER: &str = "party-bridge";
 pub use super::settings::BRIDGE_MEMBER_NAME;
 
+/// The user's own account and whether they want their own console heard ("Include my own
+/// console"): a bridge stream of that account follows the same rule.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnAccount<'a> {
+    pub account_id: &'a str,
+    pub include: bool,
+}
+
+/// Where a bridge stream's packets go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeTarget<'a> {
+    /// That member's (or the user's own console's) playout entry.
+    Member(&'a str),
+    /// The "party (bridge)" pseudo-member: a stream no member is named for.
+    Party,
+    /// Nowhere: the member is heard peer-to-peer, or it is the user's own account and they
+    /// did not choose to include it.
+    Dropped,
+}
+
+/// Decides a bridge stream's target from its id: `named` when signalling knows a member by it
+/// (a console member whose voice we want), `on_bridge` when that member's voice comes over the
+/// bridge. The user's own account is never mixed as "party (bridge)".
+pub fn bridge_target<'a>(
+    stream: &'a str,
+    own: OwnAccount<'_>,
+    named: bool,
+    on_bridge: bool,
+) -> BridgeTarget<'a> {
+    let ours = stream == own.account_id;
+    if ours && !own.include {
+        return BridgeTarget::Dropped;
+    }
+    match (named, on_bridge) {
+        (true, true) => BridgeTarget::Member(stream),
+        (true, false) => BridgeTarget::Dropped, // their voice comes peer-to-peer
+        (false, _) if ours => BridgeTarget::Member(stream),
+        (false, _) => BridgeTarget::Party,
+    }
+}
+
 /// How long deleting the bridge may take when the party is over for us.
 const DELETE_TIMEOUT: Duration = Duration::from_millis(250);
 
@@ -194,15 +235,18 @@ impl BridgeSide {
         stream: &str,
         packet: &RtpEvent,
         signalling: &Signalling,
+        own: OwnAccount<'_>,
         start: impl FnOnce(&str, &AudioParams) -> Option<(PacketSender, MemberInfo)>,
     ) {
-        let target = if signalling.online_id(stream).is_some() {
-            if !signalling.on_bridge(stream) {
-                return; // their voice comes peer-to-peer
-            }
-            stream
-        } else {
-            BRIDGE_MEMBER
+        let target = match bridge_target(
+            stream,
+            own,
+            signalling.online_id(stream).is_some(),
+            signalling.on_bridge(stream),
+        ) {
+            BridgeTarget::Member(id) => id,
+            BridgeTarget::Party => BRIDGE_MEMBER,
+            BridgeTarget::Dropped => return,
         };
         if !self.feeds.contains_key(target) {
             let Some(link) = self.link.as_ref() else {
@@ -216,5 +260,44 @@ impl BridgeSide {
         if let Some((feed, _)) = self.feeds.get_mut(target) {
             feed.send(packet);
         }
+    }
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    #[test]
+    fn the_users_own_account_follows_include_my_own_console() {
+        let off = OwnAccount {
+            account_id: "me",
+            include: false,
+        };
+        let on = OwnAccount {
+            account_id: "me",
+            include: true,
+        };
+        // Our own account: never "party (bridge)"; heard only when included.
+        for (named, on_bridge) in [(false, false), (false, true), (true, true)] {
+            assert_eq!(
+                bridge_target("me", off, named, on_bridge),
+                BridgeTarget::Dropped
+            );
+        }
+        assert_eq!(
+            bridge_target("me", on, false, false),
+            BridgeTarget::Member("me")
+        );
+        assert_eq!(
+            bridge_target("me", on, true, true),
+            BridgeTarget::Member("me")
+        );
+        // Others: by name when on the bridge, dropped when heard p2p, else the party stream.
+        assert_eq!(
+            bridge_target("42", off, true, true),
+            BridgeTarget::Member("42")
+        );
+        assert_eq!(bridge_target("42", off, true, false), BridgeTarget::Dropped);
+        assert_eq!(bridge_target("-", off, false, false), BridgeTarget::Party);
     }
 }

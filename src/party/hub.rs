@@ -427,12 +427,21 @@ impl HubShared {
         }
         let mut speaking = Vec::new();
         let mut muted = Vec::new();
-        for m in status.members.values() {
-            if self.gates.speaking(&m.account_id) {
-                speaking.push(m.account_id.clone());
+        let bridge = status
+            .bridge_stream
+            .as_ref()
+            .map(|_| super::bridge_link::BRIDGE_MEMBER);
+        for id in status
+            .members
+            .values()
+            .map(|m| m.account_id.as_str())
+            .chain(bridge)
+        {
+            if self.gates.speaking(id) {
+                speaking.push(id.to_owned());
             }
-            if self.gates.muted(&m.account_id) {
-                muted.push(m.account_id.clone());
+            if self.gates.muted(id) {
+                muted.push(id.to_owned());
             }
         }
         View {

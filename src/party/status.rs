@@ -61,6 +61,9 @@ pub struct HubStatus {
     pub no_party: bool,
     /// Set when the party we were in ended (until the next one is joined).
     pub party_ended: bool,
+    /// The rtcBridge's stream that names no member ("party (bridge)"), while it plays: it gets
+    /// a row (and, with "only allowed" on, a checkbox) like a member.
+    pub bridge_stream: Option<MemberState>,
     /// Set when PSN refused the sign-in while the session ran (a refresh found it revoked or
     /// expired): the account shows as signed out, with the error, until the user signs in.
     pub sign_in_lost: bool,
@@ -126,6 +129,7 @@ impl HubStatus {
         self.no_party = false;
         self.party_ended = false;
         self.sign_in_lost = false;
+        self.bridge_stream = None;
         self.set_roster(roster);
     }
 
@@ -346,6 +350,25 @@ impl View {
                     line,
                 }
             })
+            .chain(self.status.bridge_stream.as_ref().map(|state| {
+                let bridge = super::bridge_link::BRIDGE_MEMBER;
+                let state = if self.muted.iter().any(|id| id == bridge) {
+                    text("Member.MutedByConsent")
+                } else if self.speaking.iter().any(|id| id == bridge) {
+                    text("Member.Speaking")
+                } else {
+                    match state {
+                        MemberState::Connected => text("Member.Connected"),
+                        _ => text("Member.Connecting"),
+                    }
+                };
+                MemberRow {
+                    account_id: bridge.to_owned(),
+                    online_id: super::settings::BRIDGE_MEMBER_NAME.to_owned(),
+                    own_console: false,
+                    line: format!("{}: {state}", super::settings::BRIDGE_MEMBER_NAME),
+                }
+            }))
             .collect()
     }
 }

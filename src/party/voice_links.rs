@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::bridge_link::{BridgeSide, BRIDGE_MEMBER, BRIDGE_MEMBER_NAME, BRIDGE_PEER};
+use super::bridge_link::{BridgeSide, OwnAccount, BRIDGE_MEMBER, BRIDGE_MEMBER_NAME, BRIDGE_PEER};
 use super::feed::PacketSender;
 use super::pipeline::PlayoutControl;
 use super::pipeline::{member_info, start_voice};
@@ -200,24 +200,33 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
                 {
                     let (me, ctx) = (&self.me, &self.ctx);
                     let machine = &self.machine;
+                    let own = OwnAccount {
+                        account_id: me,
+                        include: ctx.include_own_console,
+                    };
                     self.bridge
-                        .route(stream, &packet, machine, |target, params| {
-                            let info = match machine.online_id(target) {
-                                Some(online_id) => {
-                                    member_info(me, ctx.include_own_console, target, online_id)
-                                }
-                                None => MemberInfo {
+                        .route(stream, &packet, machine, own, |target, params| {
+                            let info = if target == BRIDGE_MEMBER {
+                                // Behind its own consent gate ("bridge"), with its own row.
+                                MemberInfo {
                                     account_id: BRIDGE_MEMBER.to_owned(),
                                     online_id: BRIDGE_MEMBER_NAME.to_owned(),
                                     in_mix: true,
                                     takes_slot: false,
-                                },
+                                }
+                            } else {
+                                let online_id = machine.online_id(target).unwrap_or_default();
+                                member_info(me, ctx.include_own_console, target, online_id)
                             };
                             log::info!("the bridge carries {}", info.online_id);
                             let feed =
                                 start_voice(&*ctx.playout, &ctx.jitter, params, info.clone())
                                     .ok()?;
-                            ctx.set(|s| s.set_member_state(target, MemberState::Connected));
+                            if target == BRIDGE_MEMBER {
+                                ctx.set(|s| s.bridge_stream = Some(MemberState::Connected));
+                            } else {
+                                ctx.set(|s| s.set_member_state(target, MemberState::Connected));
+                            }
                             Some((feed, info))
                         });
                 } else if let Some(feed) = self
@@ -253,6 +262,7 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
             link.peer.close().await;
         }
         self.bridge.close(&*self.ctx.playout).await;
+        self.ctx.set(|s| s.bridge_stream = None);
     }
 
     /// Carries out the machine's commands in order; what one reports back is carried out
@@ -298,6 +308,7 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
                 }
                 Command::CloseBridge => {
                     self.bridge.close(&*self.ctx.playout).await;
+                    self.ctx.set(|s| s.bridge_stream = None);
                     continue;
                 }
                 Command::ShowProblem(cause) => {
