@@ -212,22 +212,22 @@ fn main() {
         // "Capture only members I allow": the unnamed stream is silent until its own row is ticked.
         mix.update(r#"{"only_allowed_members": true}"#)?;
         let names = mix.all_property_names();
-        let ticked = mix.bool_setting("allow_bridge");
+        let ticked = mix.bool_setting("allow_party-bridge");
         std::thread::sleep(Duration::from_millis(300));
         for a in [&mix_audio, &bridge_audio] {
             a.lock().unwrap().clear();
         }
         std::thread::sleep(Duration::from_secs(2));
         let (off_bridge, off_mix) = (level(&bridge_audio, tones[0]), level(&mix_audio, tones[0]));
-        mix.update(r#"{"allow_bridge": true}"#)?;
+        mix.update(r#"{"allow_party-bridge": true}"#)?;
         std::thread::sleep(Duration::from_millis(300));
         bridge_audio.lock().unwrap().clear();
         std::thread::sleep(Duration::from_secs(1));
         let allowed = level(&bridge_audio, tones[0]);
-        let row = mix.property_description("allow_bridge").unwrap_or_default();
+        let row = mix.property_description("allow_party-bridge").unwrap_or_default();
         println!("    only allowed: \"bridge\" source {off_bridge:.1} dB, mix {off_mix:.1} dB, row {row:?} (ticked: {ticked}); ticked: {allowed:.1} dB");
         mix.update(r#"{"only_allowed_members": false}"#)?;
-        ensure(names.iter().any(|n| n == "members/allow_bridge") && !ticked, || format!("no unticked row for the bridge stream: {names:?}"))?;
+        ensure(names.iter().any(|n| n == "members/allow_party-bridge") && !ticked, || format!("no unticked row for the bridge stream: {names:?}"))?;
         ensure(off_bridge < -60.0 && off_mix < -60.0, || format!("not allowed, yet heard: bridge {off_bridge:.1} dB, mix {off_mix:.1} dB"))?;
         ensure(allowed > -30.0, || format!("allowed by its row, yet silent: {allowed:.1} dB"))?;
         sim.set_bridge_audio(BridgeAudio::PerMember);
