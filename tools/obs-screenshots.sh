@@ -58,19 +58,23 @@ run_inside() {
   shot "$wid" props-party-signed-out.png
   # 2. Sign in as a user would: click into the NPSSO field, type, click Sign in.
   eval "$(cat "$home/coords")"
-  # Typing into a fresh X server can drop keys: check what reached the
-  # settings (obs-websocket) and type again if it is not the whole NPSSO.
+  # Typing into a fresh X server can drop keys. The NPSSO never shows in the settings (the
+  # plugin moves it into memory at once), so whether it arrived whole shows by Sign in working.
   for _ in 1 2 3; do
     xdotool mousemove --window "$wid" "$npsso_x" "$npsso_y" click 1
     sleep 0.5
     xdotool key --clearmodifiers ctrl+a BackSpace
     xdotool type --delay 25 "$npsso"
     sleep 0.5
-    typed="$(ws GetInputSettings '{"inputName": "PSN Party"}' | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["inputSettings"].get("npsso",""))')"
-    [ "$typed" = "$npsso" ] && break
-    echo "obs-screenshots: the NPSSO field got ${#typed} of ${#npsso} characters; typing again" >&2
+    xdotool mousemove --window "$wid" "$signin_x" "$signin_y" click 1
+    signed_in=""
+    for _ in $(seq 1 20); do
+      [ "$(sim GET counts | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get("token",0))')" -ge 1 ] && { signed_in=1; break; }
+      sleep 0.25
+    done
+    [ -n "$signed_in" ] && break
+    echo "obs-screenshots: Sign in did not work with what was typed (keys dropped?); typing again" >&2
   done
-  xdotool mousemove --window "$wid" "$signin_x" "$signin_y" click 1
   # Wait until all four members are connected.
   for _ in $(seq 1 60); do
     [ "$(sim GET voice | /usr/bin/python3 -c 'import json,sys; print(sum(v["state"]=="connected" for v in json.load(sys.stdin)))')" = 4 ] && break
