@@ -30,13 +30,15 @@ binary="$(realpath "$binary")"
 home="$(mktemp -d /tmp/obs-psn-party-secrets.XXXXXX)"
 sim_pid=""
 finish() {
-  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+  if [ -n "$sim_pid" ]; then kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; fi
   # Under tools/test.sh: OBS's logs, scene collection and what obs-websocket sent go to the
   # suite's secret scan as well.
   if [ -n "${PSN_PARTY_SUITE_ARTEFACTS:-}" ]; then
     local dest="$PSN_PARTY_SUITE_ARTEFACTS/obs-secrets-check"
     mkdir -p "$dest"
-    cp -r "$home/.config/obs-studio/logs" "$home/.config/obs-studio/basic" "$home"/*.txt "$home"/*.json "$dest/" 2>/dev/null || true
+    # Not psn-sim.txt: it prints the secrets it hands out (they are in the ledger).
+    cp -r "$home/.config/obs-studio/logs" "$home/.config/obs-studio/basic" "${plugin_config:-/nonexistent}" \
+      "$home/obs-stdout.txt" "$home/obs-websocket-events.txt" "$dest/" 2>/dev/null || true
   fi
   if [ -n "${KEEP_HOME:-}" ]; then echo "kept $home"; else rm -rf "$home"; fi
 }
