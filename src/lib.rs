@@ -7,6 +7,7 @@
 //! - `party`: the hub every source shares: the party session, the playout, the status
 //! - `voice`: WebRTC peers, the jitter buffer, Opus decode
 //! - `runtime`: the one tokio runtime the module shares
+//! - `net_test`: the "Test network" button (NAT type 1/2/3 from two STUN servers)
 //! - `platform`: the little that differs between operating systems (docs/porting.md)
 //! - `fuzz_bodies`: what each fuzz target checks (fuzz/ and tests/fuzz_brief.rs share it)
 //!
@@ -20,6 +21,7 @@ pub mod audio;
 #[cfg(feature = "test-host")]
 #[doc(hidden)]
 pub mod fuzz_bodies;
+pub mod net_test;
 #[allow(unsafe_code)]
 pub mod obs;
 pub mod party;

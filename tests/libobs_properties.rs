@@ -95,6 +95,9 @@ fn main() {
             "audio/jitter",
             "advanced/client_id",
             "advanced/client_secret",
+            "advanced/stun_servers",
+            "advanced/network_test",
+            "advanced/network_result",
         ] {
             ensure(names.iter().any(|n| n == want), || {
                 format!("no {want} in {names:?}")

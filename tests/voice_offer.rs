@@ -12,9 +12,8 @@ use tokio::sync::mpsc;
 
 fn loopback() -> PeerOptions {
     PeerOptions {
-        udp_addrs: vec!["127.0.0.1:0".into()],
-        stun_servers: vec![],
         gather_timeout: Duration::from_secs(3),
+        ..PeerOptions::loopback()
     }
 }
 

@@ -29,9 +29,8 @@ const MEMBER_SSRC: u32 = 0x2871_5493;
 
 fn loopback() -> PeerOptions {
     PeerOptions {
-        udp_addrs: vec!["127.0.0.1:0".into()],
-        stun_servers: vec![],
         gather_timeout: Duration::from_secs(3),
+        ..PeerOptions::loopback()
     }
 }
 

@@ -139,7 +139,7 @@ value() { sed -n "s/^$1=//p" "$home/sim.txt" | head -n1; }
 # Where PSN is and the client credentials go in the plugin's .env (as a
 # developer sets them); the NPSSO is typed into the dialog.
 mkdir -p "$config/plugin_config/obs-psn-party"
-grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=' "$home/sim.txt" \
+grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=|^PSN_VOICE_BIND=|^PSN_STUN_SERVERS=' "$home/sim.txt" \
   > "$config/plugin_config/obs-psn-party/.env"
 npsso="$(value PSN_NPSSO)"
 sid="$(sed -n 's/^# party \([^ ]*\).*/\1/p' "$home/sim.txt" | head -n1)"

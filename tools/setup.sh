@@ -11,6 +11,7 @@ packages=(
   sox                                   # listening to the demo's WAVs
   python3 python3-websockets            # drives real OBS through obs-websocket in the checks
   python3-aiortc python3-numpy          # a party member on another WebRTC stack (interop test)
+  iproute2 iptables coturn              # the NAT lab: namespaces, NAT routers, a real STUN server
 )
 
 missing=()

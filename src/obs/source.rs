@@ -281,6 +281,22 @@ impl PartySource {
             .set_include_own_console(settings.bool(keys::INCLUDE_OWN_CONSOLE));
         self.hub
             .set_jitter(JitterPreset::from_setting(&settings.string(keys::JITTER)));
+        crate::voice::net::set_stun_setting(&settings.string(keys::STUN_SERVERS));
+    }
+
+    /// "Test network": runs on the runtime; the dialog redraws with the verdict.
+    fn test_network(&self) {
+        let config =
+            crate::psn::config::PsnConfig::from_env(super::module::config_dir().as_deref())
+                .unwrap_or_default();
+        let servers = crate::voice::net::stun_servers(&config);
+        let bind = crate::voice::net::bind_address(&config);
+        let hub = Arc::downgrade(&self.hub);
+        crate::net_test::start(self.hub.runtime().handle(), servers, bind, move || {
+            if let Some(hub) = hub.upgrade() {
+                hub.notify_view_changed();
+            }
+        });
     }
 
     /// "Sign in": hands the NPSSO (and a typed client secret) that `update`
@@ -618,6 +634,15 @@ fn party_properties(view: &View, settings: &Settings, npsso_waiting: bool) -> Pr
     advanced.info("advanced_hint", &text("Advanced.Hint"));
     advanced.text_input(keys::CLIENT_ID, &text("Advanced.ClientId"));
     advanced.password(keys::CLIENT_SECRET, &text("Advanced.ClientSecret"));
+    advanced
+        .text_input(keys::STUN_SERVERS, &text("Advanced.StunServers"))
+        .tooltip(&text("Advanced.StunServersTooltip"));
+    advanced.button(
+        "network_test",
+        &text("NetTest.Button"),
+        network_test_clicked,
+    );
+    advanced.info("network_result", &net_test_line());
     props.group("advanced", &text("Group.Advanced"), advanced);
     props
 }
@@ -724,6 +749,35 @@ unsafe extern "C" fn sign_in_clicked(
     data: *mut c_void,
 ) -> bool {
     on_click(data, "sign in", |s| s.sign_in())
+}
+
+unsafe extern "C" fn network_test_clicked(
+    _props: *mut sys::obs_properties_t,
+    _prop: *mut sys::obs_property_t,
+    data: *mut c_void,
+) -> bool {
+    on_click(data, "test network", |s| s.test_network())
+}
+
+/// The network test's verdict in the words of a PlayStation's own network test.
+fn net_test_line() -> String {
+    use crate::net_test::NatVerdict;
+    match crate::net_test::last() {
+        NatVerdict::Idle => text("NetTest.Idle"),
+        NatVerdict::Running => text("NetTest.Running"),
+        NatVerdict::NoServers => text("NetTest.NoServers"),
+        NatVerdict::NoAnswer(servers) => {
+            text("NetTest.NoAnswer").replace("%1", &servers.join(", "))
+        }
+        NatVerdict::OneServer { server, mapped } => text("NetTest.OneServer")
+            .replace("%1", &server)
+            .replace("%2", &mapped.to_string()),
+        NatVerdict::Type1 { mapped } => text("NetTest.Type1").replace("%1", &mapped.to_string()),
+        NatVerdict::Type2 { mapped } => text("NetTest.Type2").replace("%1", &mapped.to_string()),
+        NatVerdict::Type3 { first, second } => text("NetTest.Type3")
+            .replace("%1", &first.to_string())
+            .replace("%2", &second.to_string()),
+    }
 }
 
 unsafe extern "C" fn sign_out_clicked(

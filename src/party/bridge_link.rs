@@ -98,7 +98,7 @@ impl BridgeLink {
     pub async fn open(
         client: Arc<PsnClient>,
         session_id: &str,
-        udp_addrs: Vec<String>,
+        options: PeerOptions,
         peer_tx: mpsc::Sender<PeerEvent>,
     ) -> Result<BridgeLink, String> {
         let api = BridgeApi::new(client.clone());
@@ -117,10 +117,6 @@ impl BridgeLink {
                 .map_err(|e| format!("add bridge peer: {e}"))?;
             let params = audio_params(&peer.offer_sdp)
                 .ok_or_else(|| "the bridge's offer has no Opus".to_owned())?;
-            let options = PeerOptions {
-                udp_addrs,
-                ..PeerOptions::default()
-            };
             let webrtc =
                 Arc::new(WebrtcPeer::new(BRIDGE_PEER.into(), options, peer_tx).tagging_streams());
             let answer = match webrtc.answer(&peer.offer_sdp).await {
@@ -176,12 +172,12 @@ impl BridgeSide {
         &mut self,
         client: Arc<PsnClient>,
         session_id: String,
-        udp_addrs: Vec<String>,
+        options: PeerOptions,
         peer_tx: mpsc::Sender<PeerEvent>,
     ) {
         log::info!("opening the rtcBridge");
         self.opening = Some(tokio::spawn(async move {
-            BridgeLink::open(client, &session_id, udp_addrs, peer_tx).await
+            BridgeLink::open(client, &session_id, options, peer_tx).await
         }));
     }
 

@@ -40,8 +40,8 @@ pub struct FollowerContext {
     pub status: Arc<Mutex<HubStatus>>,
     /// Whether the user's own console is heard in the mix.
     pub include_own_console: bool,
-    /// Local addresses for the peers' host candidates.
-    pub udp_addrs: Vec<String>,
+    /// Where the peers bind and which STUN servers they ask (`crate::voice::net`).
+    pub peer_options: crate::voice::peer::PeerOptions,
     /// Peer-to-peer, bridge, or both (the `voice_path` setting).
     pub voice_path: VoicePath,
     /// The jitter buffer preset for members who connect from now on.
@@ -149,7 +149,7 @@ impl FollowerContext {
             playout: self.playout.clone(),
             status: self.status.clone(),
             include_own_console: self.include_own_console,
-            udp_addrs: self.udp_addrs.clone(),
+            peer_options: self.peer_options.clone(),
             path: self.voice_path,
             client: Some(self.client.clone()),
             jitter: self.jitter.clone(),

@@ -25,7 +25,7 @@ use super::views;
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout, SubscriptionId, Target};
 use crate::audio::ring::RingWriter;
 use crate::psn::client::{ClientOptions, PsnClient};
-use crate::psn::config::{is_loopback_host, PsnConfig};
+use crate::psn::config::PsnConfig;
 use crate::psn::error::PsnError;
 use crate::psn::party_api::PartyApi;
 use crate::psn::secret::Secret;
@@ -167,6 +167,12 @@ impl PartyHub {
         let id = self.shared.next_listener.fetch_add(1, Ordering::Relaxed);
         lock(&self.shared.listeners).push((id, listener));
         id
+    }
+
+    /// Redraws every source's properties (something they show changed outside the hub, e.g.
+    /// the network test's verdict).
+    pub fn notify_view_changed(&self) {
+        self.shared.notify();
     }
 
     /// After this returns the listener is not running and will not run again.
@@ -458,12 +464,7 @@ impl HubShared {
         let Some(client) = lock(&self.client).clone() else {
             return;
         };
-        let loopback = client
-            .config()
-            .endpoints
-            .api
-            .host()
-            .is_some_and(|h| is_loopback_host(&h));
+        let peer_options = crate::voice::net::peer_options(client.config());
         let context = FollowerContext {
             party: lock(&self.party).clone(),
             client,
@@ -471,9 +472,7 @@ impl HubShared {
             status: self.status.clone(),
             include_own_console: self.include_own_console.load(Ordering::Relaxed),
             jitter: self.jitter.clone(),
-            // Against the simulator everything is on loopback, and so must the
-            // voice candidates be; otherwise every interface.
-            udp_addrs: vec![if loopback { "127.0.0.1:0" } else { "0.0.0.0:0" }.into()],
+            peer_options,
             voice_path: self.voice_path,
         };
         let (stop, stop_rx) = watch::channel(false);

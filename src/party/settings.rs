@@ -36,6 +36,9 @@ pub mod keys {
     pub const SYNC_OFFSET_MS: &str = "sync_offset_ms";
     /// `"low"`, `"balanced"` or `"stable"`.
     pub const JITTER: &str = "jitter";
+    /// Advanced: STUN servers (`stun:host:port, …`); empty = `PSN_STUN_SERVERS` or the defaults
+    /// (`crate::voice::net`).
+    pub const STUN_SERVERS: &str = "stun_servers";
     #[cfg(feature = "test-producer")]
     pub const TEST_TONE_HZ: &str = "test_tone_hz";
     #[cfg(feature = "test-producer")]

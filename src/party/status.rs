@@ -38,12 +38,45 @@ impl From<PeerState> for MemberState {
     }
 }
 
+/// Which way a connected member's voice comes (docs/network.md "Choosing the path").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Peer-to-peer with the member.
+    Direct,
+    /// PSN's rtcBridge carries it (peer-to-peer failed, or `voice_path` = `bridge`).
+    PsnRelay,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberStatus {
     pub account_id: String,
     pub online_id: String,
     pub platform: String,
     pub state: MemberState,
+    /// Set once connected: how their voice comes.
+    pub route: Option<Route>,
+}
+
+impl MemberStatus {
+    /// `state` ("connected", "speaking") with the path: "connected, direct" or
+    /// "connected through the PSN relay: why".
+    fn with_route(&self, state: String, text: &impl Fn(&str) -> String) -> String {
+        match self.route {
+            None => state,
+            Some(Route::Direct) => text("Member.ViaDirect").replace("%1", &state),
+            Some(Route::PsnRelay) => {
+                use crate::voice::net::{last_gathering, Gathering};
+                let why = match last_gathering() {
+                    Gathering::NoStun => "Member.RelayWhy.NoStun",
+                    Gathering::StunFailed => "Member.RelayWhy.StunFailed",
+                    Gathering::PublicAddress | Gathering::Unknown => "Member.RelayWhy.NoPath",
+                };
+                text("Member.ViaRelay")
+                    .replace("%1", &state)
+                    .replace("%2", &text(why))
+            }
+        }
+    }
 }
 
 /// The hub's state, for display.
@@ -142,6 +175,7 @@ impl HubStatus {
                 .get(&key)
                 .map(|s| s.state.clone())
                 .unwrap_or(MemberState::Waiting);
+            let route = old.get(&key).and_then(|s| s.route);
             self.members.insert(
                 key,
                 MemberStatus {
@@ -149,6 +183,7 @@ impl HubStatus {
                     online_id: m.online_id.clone(),
                     platform: m.platform.clone(),
                     state,
+                    route,
                 },
             );
         }
@@ -163,8 +198,20 @@ impl HubStatus {
                 let keep_failure = matches!(m.state, MemberState::Failed(_))
                     && matches!(state, MemberState::Connecting | MemberState::Disconnected);
                 if !keep_failure {
+                    if state != MemberState::Connected {
+                        m.route = None;
+                    }
                     m.state = state.clone();
                 }
+            }
+        }
+    }
+
+    /// How a member's voice comes now (set when it connects; cleared when it stops).
+    pub fn set_member_route(&mut self, account_id: &str, route: Option<Route>) {
+        for m in self.members.values_mut() {
+            if m.account_id == account_id && m.platform != "MOBILE_APP" {
+                m.route = route;
             }
         }
     }
@@ -329,11 +376,11 @@ impl View {
                     }
                     _ if self.muted.contains(&m.account_id) => text("Member.MutedByConsent"),
                     MemberState::Connected if self.speaking.contains(&m.account_id) => {
-                        text("Member.Speaking")
+                        m.with_route(text("Member.Speaking"), &text)
                     }
                     MemberState::Waiting => text("Member.Waiting"),
                     MemberState::Connecting => text("Member.Connecting"),
-                    MemberState::Connected => text("Member.Connected"),
+                    MemberState::Connected => m.with_route(text("Member.Connected"), &text),
                     MemberState::Disconnected => text("Member.Disconnected"),
                 };
                 let line = if own_console {

@@ -20,7 +20,7 @@ use super::pipeline::{member_info, start_voice};
 use super::signalling::{
     Command, LinkRole, Outgoing, SignalOutcome, Signalling, SignallingConfig, VoicePath,
 };
-use super::status::{HubStatus, MemberState};
+use super::status::{HubStatus, MemberState, Route};
 use crate::audio::playout::{MemberInfo, Silence};
 use crate::psn::client::PsnClient;
 use crate::psn::model::RosterMember;
@@ -34,7 +34,8 @@ pub struct LinkContext {
     pub status: Arc<Mutex<HubStatus>>,
     /// Whether the user's own console is heard in the mix.
     pub include_own_console: bool,
-    pub udp_addrs: Vec<String>,
+    /// Where the peers bind and which STUN servers they ask (`crate::voice::net`).
+    pub peer_options: PeerOptions,
     pub path: VoicePath,
     /// The PSN client for the bridge's calls (`None` in tests without PSN: no bridge).
     pub client: Option<Arc<PsnClient>>,
@@ -78,10 +79,7 @@ impl VoiceLinks<WebrtcPeer> {
         session_id: &str,
         peer_tx: mpsc::Sender<PeerEvent>,
     ) -> Self {
-        let options = PeerOptions {
-            udp_addrs: ctx.udp_addrs.clone(),
-            ..PeerOptions::default()
-        };
+        let options = ctx.peer_options.clone();
         let events = peer_tx.clone();
         let new_peer: NewPeer<WebrtcPeer> =
             Box::new(move |member| WebrtcPeer::new(member, options.clone(), events.clone()));
@@ -225,7 +223,10 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
                             if target == BRIDGE_MEMBER {
                                 ctx.set(|s| s.bridge_stream = Some(MemberState::Connected));
                             } else {
-                                ctx.set(|s| s.set_member_state(target, MemberState::Connected));
+                                ctx.set(|s| {
+                                    s.set_member_state(target, MemberState::Connected);
+                                    s.set_member_route(target, Some(Route::PsnRelay));
+                                });
                             }
                             Some((feed, info))
                         });
@@ -281,7 +282,14 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
                     continue;
                 }
                 Command::ShowState { member, state } => {
-                    self.ctx.set(|s| s.set_member_state(&member, state));
+                    // A member's own connection: when it is up, their voice comes direct.
+                    let direct = state == MemberState::Connected;
+                    self.ctx.set(|s| {
+                        s.set_member_state(&member, state);
+                        if direct {
+                            s.set_member_route(&member, Some(Route::Direct));
+                        }
+                    });
                     continue;
                 }
                 Command::Offer { member, online_id } => self.offer(member, &online_id).await,
@@ -300,7 +308,7 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
                         self.bridge.start_opening(
                             client,
                             self.session_id.clone(),
-                            self.ctx.udp_addrs.clone(),
+                            self.ctx.peer_options.clone(),
                             self.peer_tx.clone(),
                         );
                     }
@@ -494,7 +502,7 @@ mod tests {
             playout,
             status: Arc::new(Mutex::new(HubStatus::default())),
             include_own_console: false,
-            udp_addrs: vec!["127.0.0.1:0".into()],
+            peer_options: PeerOptions::loopback(),
             path: VoicePath::Auto,
             client: None,
             jitter: Arc::default(),
@@ -515,11 +523,7 @@ mod tests {
     }
 
     fn member_peer() -> WebrtcPeer {
-        let options = PeerOptions {
-            udp_addrs: vec!["127.0.0.1:0".into()],
-            ..PeerOptions::default()
-        };
-        WebrtcPeer::new("us".into(), options, mpsc::channel(256).0)
+        WebrtcPeer::new("us".into(), PeerOptions::loopback(), mpsc::channel(256).0)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

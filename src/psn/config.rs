@@ -25,6 +25,18 @@ pub const ENV_WEB_BASE_URL: &str = "PSN_WEB_BASE_URL";
 /// config directory, for a bug report.
 pub const ENV_TRACE: &str = "PSN_PARTY_TRACE";
 pub const TRACE_FILE_NAME: &str = "psn-trace.log";
+/// Comma-separated `stun:host:port`; empty (or `none`) = host candidates only; unset = the
+/// built-in [`DEFAULT_STUN_SERVERS`] (docs/network.md).
+pub const ENV_STUN_SERVERS: &str = "PSN_STUN_SERVERS";
+/// The local address the voice sockets bind; unset = every interface (docs/network.md).
+pub const ENV_VOICE_BIND: &str = "PSN_VOICE_BIND";
+
+/// Well-known public STUN servers, asked for our public address when nothing else is set.
+pub const DEFAULT_STUN_SERVERS: &[&str] = &[
+    "stun:stun.l.google.com:19302",
+    "stun:stun1.l.google.com:19302",
+    "stun:stun.cloudflare.com:3478",
+];
 
 /// PROTOCOL.md section 1.
 pub const DEFAULT_AUTH_BASE_URL: &str = "https://ca.account.sony.com";
@@ -88,6 +100,10 @@ pub struct PsnConfig {
     pub config_dir: Option<PathBuf>,
     /// Where the redacted protocol trace goes, when the user asked for one (`PSN_PARTY_TRACE`).
     pub trace_file: Option<PathBuf>,
+    /// `PSN_STUN_SERVERS`: `None` when unset (the defaults), `Some(empty)` for host only.
+    pub stun_servers: Option<Vec<String>>,
+    /// `PSN_VOICE_BIND`: `None` = every interface.
+    pub voice_bind: Option<IpAddr>,
 }
 
 impl Default for PsnConfig {
@@ -101,6 +117,8 @@ impl Default for PsnConfig {
             scope: DEFAULT_SCOPE.to_string(),
             config_dir: None,
             trace_file: None,
+            stun_servers: None,
+            voice_bind: None,
         }
     }
 }
@@ -128,6 +146,14 @@ impl PsnConfig {
                 .or_else(|| dotenv.get(key).cloned())
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
+        };
+        // Unlike `get`, an empty value counts: `PSN_STUN_SERVERS=` means "no STUN".
+        let raw = |key: &str| -> Option<String> {
+            settings
+                .get(key)
+                .cloned()
+                .or_else(|| env(key))
+                .or_else(|| dotenv.get(key).cloned())
         };
         let url = |key: &str, default: &str| -> Result<Url> {
             match get(key) {
@@ -157,6 +183,12 @@ impl PsnConfig {
                 .filter(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "on" | "yes"))
                 .and(config_dir)
                 .map(|dir| dir.join(TRACE_FILE_NAME)),
+            stun_servers: raw(ENV_STUN_SERVERS)
+                .map(|v| parse_stun_servers(&v))
+                .transpose()?,
+            voice_bind: get(ENV_VOICE_BIND)
+                .map(|v| parse_voice_bind(&v))
+                .transpose()?,
         })
     }
 
@@ -255,6 +287,56 @@ pub fn check_scheme(url: &Url) -> Result<()> {
         ))),
         other => Err(PsnError::Config(format!("{url}: unsupported scheme {other}"))),
     }
+}
+
+/// `stun:host:port` entries, comma- or space-separated (`host:port` alone gets `stun:`; the
+/// port defaults to 3478). Empty or `none`: no STUN server.
+pub fn parse_stun_servers(value: &str) -> Result<Vec<String>> {
+    let value = value.trim();
+    if value.is_empty() || value.eq_ignore_ascii_case("none") {
+        return Ok(vec![]);
+    }
+    value
+        .split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|entry| {
+            let bad = || {
+                PsnError::Config(format!(
+                    "{ENV_STUN_SERVERS}: {entry:?} is not a STUN server (stun:host:port)"
+                ))
+            };
+            let rest = entry.strip_prefix("stun:").unwrap_or(entry);
+            if rest.contains("//") || rest.contains('?') {
+                return Err(bad());
+            }
+            let (host, port) = match rest.rsplit_once(':') {
+                // An IPv6 literal keeps its brackets: `[2001:db8::1]:3478`.
+                Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.ends_with(']')) => {
+                    (h, p.parse::<u16>().map_err(|_| bad())?)
+                }
+                _ if !rest.is_empty() && !rest.contains(':') => (rest, 3478),
+                _ => return Err(bad()),
+            };
+            if port == 0
+                || !host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-_[]:".contains(c))
+            {
+                return Err(bad());
+            }
+            Ok(format!("stun:{host}:{port}"))
+        })
+        .collect()
+}
+
+/// An IP address of this machine (`127.0.0.1`, `0.0.0.0`, `192.168.1.20`, `::`).
+pub fn parse_voice_bind(value: &str) -> Result<IpAddr> {
+    value.trim().parse().map_err(|_| {
+        PsnError::Config(format!(
+            "{ENV_VOICE_BIND}: {value:?} is not an IP address (e.g. 0.0.0.0 or 127.0.0.1)"
+        ))
+    })
 }
 
 fn parse_base_url(key: &str, value: &str) -> Result<Url> {
@@ -405,6 +487,49 @@ mod tests {
         let id1 = device_id(Some(&dir)).unwrap();
         assert_eq!(id1, device_id(Some(&dir)).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stun_servers_unset_empty_or_listed_and_the_voice_bind() {
+        let c = PsnConfig::from_sources(&HashMap::new(), &no_env, None).unwrap();
+        assert_eq!(c.stun_servers, None);
+        assert_eq!(c.voice_bind, None);
+        let env = |k: &str| match k {
+            ENV_STUN_SERVERS => Some(String::new()),
+            ENV_VOICE_BIND => Some("127.0.0.1".to_string()),
+            _ => None,
+        };
+        let c = PsnConfig::from_sources(&HashMap::new(), &env, None).unwrap();
+        assert_eq!(c.stun_servers, Some(vec![]));
+        assert_eq!(c.voice_bind, Some(IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(
+            parse_stun_servers("stun:198.51.100.2:3478, 198.51.100.3:3479 stun:stun.example.test")
+                .unwrap(),
+            vec![
+                "stun:198.51.100.2:3478",
+                "stun:198.51.100.3:3479",
+                "stun:stun.example.test:3478"
+            ]
+        );
+        assert_eq!(
+            parse_stun_servers("stun:[2001:db8::1]:3478").unwrap(),
+            vec!["stun:[2001:db8::1]:3478"]
+        );
+        assert_eq!(parse_stun_servers("None").unwrap(), Vec::<String>::new());
+        for bad in [
+            "stun:host:0",
+            "stun://host",
+            "turn:host:3478?transport=udp",
+            "turn:host:3478",
+            "stun:ho/st",
+        ] {
+            assert!(parse_stun_servers(bad).is_err(), "{bad}");
+        }
+        let env = |k: &str| (k == ENV_VOICE_BIND).then(|| "lan".to_string());
+        assert!(matches!(
+            PsnConfig::from_sources(&HashMap::new(), &env, None),
+            Err(PsnError::Config(_))
+        ));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub mod decode;
 pub mod jitter;
 pub mod member;
+pub mod net;
 pub mod peer;
 pub mod rtp;
 

@@ -6,6 +6,7 @@
 //! Which WebRTC stack sits behind it is decided in docs/decisions/0003-webrtc-stack.md;
 //! [`webrtc_rs`] is the implementation on the `webrtc` crate (0.21, sans-IO `rtc` core).
 
+pub mod candidates;
 pub mod sdp;
 pub mod webrtc_rs;
 
@@ -63,24 +64,48 @@ pub enum PeerEvent {
     State { member: MemberId, state: PeerState },
 }
 
-/// How a peer gathers its candidates.
+/// How a peer gathers its candidates and which of the member's it uses
+/// (docs/network.md; made from the configuration by `crate::voice::net`).
 #[derive(Debug, Clone)]
 pub struct PeerOptions {
-    /// Local UDP addresses for host candidates: `0.0.0.0:0` in the plugin, `127.0.0.1:0` in
-    /// loopback tests (loopback candidates must be offered and accepted there).
+    /// Local UDP addresses for host candidates: `0.0.0.0:0` (every interface) in the plugin,
+    /// `127.0.0.1:0` in loopback tests (`PSN_VOICE_BIND`).
     pub udp_addrs: Vec<String>,
     /// STUN servers (`stun:host:port`) for server-reflexive candidates; none in tests.
     pub stun_servers: Vec<String>,
-    /// How long to wait for candidate gathering before answering with what is there.
+    /// How long to wait for candidate gathering before answering with what is there. PSN
+    /// carries complete SDPs, so this bounds how late an answer goes out.
     pub gather_timeout: Duration,
+    /// Whether a member's loopback candidates are used (only when we bind loopback ourselves:
+    /// the tests against psn-sim). Never link-local, multicast or mDNS names.
+    pub allow_loopback: bool,
+    /// At most this many of a member's candidates are used; the rest are logged as dropped.
+    pub max_remote_candidates: usize,
 }
+
+/// Enough for every interface and family a console has, srflx and relay included.
+pub const MAX_REMOTE_CANDIDATES: usize = 32;
 
 impl Default for PeerOptions {
     fn default() -> Self {
         Self {
             udp_addrs: vec!["0.0.0.0:0".into()],
             stun_servers: vec![],
-            gather_timeout: Duration::from_secs(3),
+            gather_timeout: Duration::from_secs(1),
+            allow_loopback: false,
+            max_remote_candidates: MAX_REMOTE_CANDIDATES,
+        }
+    }
+}
+
+impl PeerOptions {
+    /// Loopback only (tests against psn-sim, other local peers): binds 127.0.0.1, no STUN,
+    /// loopback candidates allowed.
+    pub fn loopback() -> Self {
+        Self {
+            udp_addrs: vec!["127.0.0.1:0".into()],
+            allow_loopback: true,
+            ..Self::default()
         }
     }
 }

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{mpsc, Mutex, Notify};
@@ -21,6 +22,7 @@ use webrtc::peer_connection::{
     RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
+use super::candidates::{describe, filter_sdp, RemoteCandidates};
 use super::sdp::{audio_params, unify_bundle_transport, AudioParams};
 use super::{MemberId, PeerError, PeerEvent, PeerOptions, PeerState, RtpEvent, VoicePeer};
 
@@ -166,6 +168,8 @@ pub struct WebrtcPeer {
     /// What the member's offer negotiated (clock rate for the jitter buffer).
     negotiated: Mutex<Option<AudioParams>>,
     tag_streams: bool,
+    /// The member's candidates used so far on the current connection (capped).
+    remote: std::sync::Mutex<RemoteCandidates>,
 }
 
 impl WebrtcPeer {
@@ -177,6 +181,7 @@ impl WebrtcPeer {
             pc: Mutex::new(None),
             negotiated: Mutex::new(None),
             tag_streams: false,
+            remote: std::sync::Mutex::new(RemoteCandidates::default()),
         }
     }
 
@@ -185,6 +190,31 @@ impl WebrtcPeer {
     pub fn tagging_streams(mut self) -> Self {
         self.tag_streams = true;
         self
+    }
+
+    /// The member's SDP with only the candidates we use (module `candidates`); what was
+    /// dropped is logged once per SDP.
+    fn usable_remote(&self, sdp: &str, fresh: bool) -> String {
+        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        if fresh {
+            *remote = RemoteCandidates::default();
+        }
+        let (sdp, dropped) = filter_sdp(
+            sdp,
+            &mut remote,
+            self.options.allow_loopback,
+            self.options.max_remote_candidates,
+        );
+        if !dropped.is_empty() {
+            log::info!(
+                "voice: not using some of member …{}'s candidates: {}",
+                self.member
+                    .get(self.member.len().saturating_sub(4)..)
+                    .unwrap_or(""),
+                describe(&dropped)
+            );
+        }
+        sdp
     }
 
     /// The audio parameters of the last answered offer.
@@ -225,7 +255,7 @@ impl WebrtcPeer {
             gathered,
             tag_streams: self.tag_streams,
         });
-        let ice_servers = if self.options.stun_servers.is_empty() {
+        let ice_servers = if self.options.stun_servers.is_empty() || self.options.allow_loopback {
             vec![]
         } else {
             vec![RTCIceServer {
@@ -238,6 +268,10 @@ impl WebrtcPeer {
             .build();
         let settings = SettingEngineBuilder::new()
             .with_ice_timeouts(None, Some(ICE_FAILED_AFTER_DISCONNECTED), None)
+            // No mDNS at all: members' `.local` names are dropped before the stack sees them
+            // (`candidates`), and no multicast socket is opened (it fails under Wine too).
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_include_loopback_candidate(self.options.allow_loopback)
             .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(config)
@@ -264,6 +298,9 @@ impl WebrtcPeer {
             .local_description()
             .await
             .ok_or_else(|| PeerError("no local description".into()))?;
+        if !self.options.allow_loopback {
+            crate::voice::net::note_gathering(&self.options.stun_servers, &local.sdp);
+        }
         if let Some(old) = self.pc.lock().await.replace(pc) {
             let _ = old.close().await;
         }
@@ -284,7 +321,7 @@ impl VoicePeer for WebrtcPeer {
             .build(media_engine_for(&params)?, gathered.clone())
             .await?;
         // One transport for the whole BUNDLE, even if the offer gathered one per m-line.
-        let offer_sdp = unify_bundle_transport(offer_sdp).into_owned();
+        let offer_sdp = self.usable_remote(&unify_bundle_transport(offer_sdp), true);
         let offer = RTCSessionDescription::offer(offer_sdp).map_err(err)?;
         pc.set_remote_description(offer).await.map_err(err)?;
         let answer = pc.create_answer(None).await.map_err(err)?;
@@ -328,7 +365,8 @@ impl VoicePeer for WebrtcPeer {
             .await
             .clone()
             .ok_or_else(|| PeerError("no offer of ours to answer".into()))?;
-        let answer = RTCSessionDescription::answer(answer_sdp.to_owned()).map_err(err)?;
+        let answer =
+            RTCSessionDescription::answer(self.usable_remote(answer_sdp, true)).map_err(err)?;
         pc.set_remote_description(answer).await.map_err(err)?;
         *self.negotiated.lock().await = Some(params.clone());
         Ok(params)
@@ -342,6 +380,15 @@ impl VoicePeer for WebrtcPeer {
             .clone()
             .ok_or_else(|| PeerError("no connection yet".into()))?;
         let c = candidate.trim().trim_start_matches("a=").to_owned();
+        let admitted = self.remote.lock().unwrap_or_else(|e| e.into_inner()).admit(
+            &c,
+            self.options.allow_loopback,
+            self.options.max_remote_candidates,
+        );
+        if let Err(why) = admitted {
+            log::info!("voice: not using a trickled candidate ({})", why.as_str());
+            return Ok(());
+        }
         pc.add_ice_candidate(RTCIceCandidateInit {
             candidate: c,
             sdp_mid: Some("0".into()),

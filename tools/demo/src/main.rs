@@ -147,6 +147,9 @@ fn run(options: &Options) -> Result<(), String> {
     std::env::set_var("PSN_CLIENT_ID", &config.client_id);
     std::env::set_var("PSN_CLIENT_SECRET", &config.client_secret);
     std::env::set_var("PSN_NPSSO", &config.npsso);
+    // Voice on loopback, no STUN server: nothing leaves the machine (docs/network.md).
+    std::env::set_var("PSN_VOICE_BIND", "127.0.0.1");
+    std::env::set_var("PSN_STUN_SERVERS", "");
 
     let host = ObsHost::start(&scratch.join("config"))?;
     host.load_module(&binary, &data)?;

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
 
-use crate::peer::{e2s, gathered_local_sdp, loopback_peer, opus_codec, opus_track, state_name};
+use crate::peer::{e2s, gathered_local_sdp, opus_codec, opus_track, stack_peer, state_name, Side};
 use crate::Inner;
 
 /// The bridge's Opus payload type (as in the recorded bridge offer's shape).
@@ -117,7 +117,7 @@ async fn live_offer(
     }];
     let (connected_tx, connected) = watch::channel(false);
     let (w, peer) = (Arc::downgrade(inner), peer_id.to_owned());
-    let (pc, gathered) = loopback_peer(codecs, move |state| {
+    let (pc, gathered) = stack_peer(Side::Bridge, codecs, move |state| {
         if state == RTCPeerConnectionState::Connected {
             let _ = connected_tx.send(true);
         }

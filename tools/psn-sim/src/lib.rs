@@ -12,6 +12,7 @@ pub mod relay;
 pub mod shape;
 pub mod state;
 pub mod voice;
+pub mod voice_net;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -221,7 +222,7 @@ impl SimHandle {
     /// `http://127.0.0.1:<port>`: every PSN host's base URL.
     /// The plugin's configuration for this simulator, as `.env` lines would
     /// give it (DESIGN.md's configuration contract): the four base URLs, the
-    /// client credentials and the NPSSO.
+    /// client credentials, the NPSSO, and voice on loopback without STUN.
     pub fn plugin_env(&self) -> Vec<(&'static str, String)> {
         let c = self.config();
         let base = self.base_url();
@@ -233,6 +234,9 @@ impl SimHandle {
             ("PSN_CLIENT_ID", c.client_id),
             ("PSN_CLIENT_SECRET", c.client_secret),
             ("PSN_NPSSO", c.npsso),
+            // Voice on loopback too, and no STUN server: nothing leaves the machine.
+            ("PSN_VOICE_BIND", "127.0.0.1".to_owned()),
+            ("PSN_STUN_SERVERS", String::new()),
         ]
     }
 

@@ -67,6 +67,16 @@ async fn main() {
             _ => usage(),
         }
     }
+    // The NAT tests place the media off loopback (src/voice_net.rs).
+    match psn_sim::voice_net::VoiceNet::from_lookup(|k| std::env::var(k).ok()) {
+        Ok(net) => {
+            psn_sim::voice_net::set(net);
+        }
+        Err(e) => {
+            eprintln!("psn-sim: {e}");
+            usage()
+        }
+    }
     let sim = match psn_sim::start_on(cfg, port, push_port).await {
         Ok(s) => s,
         Err(e) => {

@@ -1,6 +1,6 @@
 //! What the simulator's two kinds of WebRTC peer share (voice members in [`crate::voice`], the
-//! rtcBridge's media in [`crate::bridge_voice`]): a `webrtc` stack on 127.0.0.1 with the given
-//! codecs, its event handler, an Opus send track, and the stack's own ICE keys and candidates,
+//! rtcBridge's media in [`crate::bridge_voice`]): a `webrtc` stack (on 127.0.0.1 unless
+//! [`crate::voice_net`] places it elsewhere) with the given codecs, its event handler, an Opus send track, and the stack's own ICE keys and candidates,
 //! read from its real SDP, for the recorded-shape SDPs both write.
 
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use tokio::sync::Notify;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState, Registry,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
+    RTCPeerConnectionState, Registry,
 };
 
 /// Errors of the stack, as the simulator reports them (rejections, HTTP bodies).
@@ -67,9 +68,18 @@ impl<F: Fn(RTCPeerConnectionState) + Send + Sync + 'static> PeerConnectionEventH
     }
 }
 
-/// A peer connection on 127.0.0.1 that knows `codecs` (audio) only. Returns it and the
-/// notification of its ICE gathering being complete.
-pub(crate) async fn loopback_peer(
+/// Which of the simulator's peers: where it binds and whether it asks STUN
+/// ([`crate::voice_net`]; both on 127.0.0.1 by default).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Member,
+    Bridge,
+}
+
+/// A peer connection that knows `codecs` (audio) only, bound where `side` lives. Returns it
+/// and the notification of its ICE gathering being complete.
+pub(crate) async fn stack_peer(
+    side: Side,
     codecs: Vec<RTCRtpCodecParameters>,
     on_state: impl Fn(RTCPeerConnectionState) + Send + Sync + 'static,
 ) -> Result<(Arc<dyn PeerConnection>, Arc<Notify>), String> {
@@ -79,6 +89,7 @@ pub(crate) async fn loopback_peer(
     }
     let registry = register_default_interceptors(Registry::new(), &mut me).map_err(e2s)?;
     let gathered = Arc::new(Notify::new());
+    let net = crate::voice_net::get();
     let pc = PeerConnectionBuilder::new()
         .with_media_engine(me)
         .with_interceptor_registry(registry)
@@ -86,7 +97,18 @@ pub(crate) async fn loopback_peer(
             gathered: gathered.clone(),
             on_state,
         }))
-        .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+        .with_configuration(
+            RTCConfigurationBuilder::new()
+                .with_ice_servers(match side {
+                    Side::Member => net.ice_servers(),
+                    Side::Bridge => vec![],
+                })
+                .build(),
+        )
+        .with_udp_addrs(match side {
+            Side::Member => net.member_udp_addrs(),
+            Side::Bridge => net.bridge_udp_addrs(),
+        })
         .build()
         .await
         .map_err(e2s)?;
@@ -137,7 +159,8 @@ pub(crate) struct StackKeys {
 }
 
 /// Reads [`StackKeys`] from `real` (the stack's `what`: "offer" or "answer"); `host_only`
-/// keeps host candidates only.
+/// keeps host candidates only (on loopback; off it, the members send every UDP candidate they
+/// gathered, server-reflexive ones included: [`crate::voice_net::VoiceNet::keeps_candidate`]).
 pub(crate) fn stack_keys(real: &str, what: &str, host_only: bool) -> Result<StackKeys, String> {
     let pick = |prefix: &str| -> Result<String, String> {
         real.lines()
@@ -150,9 +173,9 @@ pub(crate) fn stack_keys(real: &str, what: &str, host_only: bool) -> Result<Stac
         .lines()
         .map(str::trim)
         .filter(|l| {
-            l.starts_with("a=candidate:")
-                && l.contains(" 127.0.0.1 ")
-                && (!host_only || l.contains("typ host"))
+            let net = crate::voice_net::get();
+            net.keeps_candidate(l)
+                && (!host_only || l.contains("typ host") || !net.members_on_loopback())
         })
         .map(str::to_owned)
         .collect();
@@ -163,7 +186,7 @@ pub(crate) fn stack_keys(real: &str, what: &str, host_only: bool) -> Result<Stac
         } else {
             "candidate"
         };
-        return Err(format!("no 127.0.0.1 {kind} gathered"));
+        return Err(format!("no {kind} gathered on the members' address"));
     }
     Ok(StackKeys {
         ufrag: pick("a=ice-ufrag:")?,
