@@ -572,6 +572,21 @@ mod tests {
         );
         v.status.set_member_state("4", MemberState::Connected);
         assert_eq!(v.status.members["4/PS5"].state, MemberState::Connected);
+        // The path: direct, or the PSN relay with why; gone when the connection goes.
+        v.status.set_member_route("2", Some(Route::Direct));
+        assert_eq!(
+            v.member_rows(KEYS)[0].line,
+            "alice (PS5): <Member.ViaDirect:<Member.Speaking:%1:%2:%3>:%2:%3>"
+        );
+        v.status.set_member_route("4", Some(Route::PsnRelay));
+        let relay = &v.member_rows(KEYS)[2].line;
+        assert!(
+            relay.starts_with("cat (PS5): <Member.ViaRelay:")
+                && relay.contains("<Member.RelayWhy."),
+            "{relay}"
+        );
+        v.status.set_member_state("4", MemberState::Disconnected);
+        assert_eq!(v.status.members["4/PS5"].route, None);
         assert_eq!(ordinal(1), "1st");
         assert_eq!(ordinal(12), "12th");
         assert_eq!(ordinal(23), "23rd");
