@@ -56,10 +56,11 @@ const PER_SERVER: Duration = Duration::from_millis(1500);
 const RETRANSMIT: Duration = Duration::from_millis(250);
 
 /// Starts the test on `runtime` unless one runs; `done` is called when it ends (to redraw).
+/// The configuration (`.env` in `config_dir`, the environment, the Advanced field) is read
+/// there too, not on the caller's (OBS's UI) thread.
 pub fn start(
     runtime: &tokio::runtime::Handle,
-    servers: Vec<String>,
-    bind: IpAddr,
+    config_dir: Option<std::path::PathBuf>,
     done: impl FnOnce() + Send + 'static,
 ) {
     {
@@ -70,6 +71,10 @@ pub fn start(
         *last = NatVerdict::Running;
     }
     runtime.spawn(async move {
+        let config =
+            crate::psn::config::PsnConfig::from_env(config_dir.as_deref()).unwrap_or_default();
+        let servers = crate::voice::net::stun_servers(&config);
+        let bind = crate::voice::net::bind_address(&config);
         let verdict = run(&servers, bind).await;
         log::info!("network test: {verdict:?}");
         *LAST.lock().unwrap_or_else(|e| e.into_inner()) = verdict;

@@ -286,13 +286,9 @@ impl PartySource {
 
     /// "Test network": runs on the runtime; the dialog redraws with the verdict.
     fn test_network(&self) {
-        let config =
-            crate::psn::config::PsnConfig::from_env(super::module::config_dir().as_deref())
-                .unwrap_or_default();
-        let servers = crate::voice::net::stun_servers(&config);
-        let bind = crate::voice::net::bind_address(&config);
         let hub = Arc::downgrade(&self.hub);
-        crate::net_test::start(self.hub.runtime().handle(), servers, bind, move || {
+        let config_dir = super::module::config_dir();
+        crate::net_test::start(self.hub.runtime().handle(), config_dir, move || {
             if let Some(hub) = hub.upgrade() {
                 hub.notify_view_changed();
             }
