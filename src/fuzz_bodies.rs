@@ -30,6 +30,61 @@ pub fn custom_message_decode(data: &[u8]) {
     }
 }
 
+/// Seeds for [`custom_message_decode`]: the recorded shape and each variant the decoder takes
+/// (unknown fields, no `medias`/`users`, platforms as strings and names, bytes after the JSON,
+/// a header length short of the bytes), as bodies, and as payloads with and without base64
+/// padding.
+pub fn custom_message_seeds() -> Vec<Vec<u8>> {
+    const RECORDED: &str = r#"{"from":{"account_id":"987654321","platform":5},"global_seq_num":3,"medias":[{"media_records":[{"media_identifier":"voice_chat","mid":"0"}],"msids":["0"],"user":{"account_id":"987654321","platform":5}}],"sdp":"v=0\r\n","sdp_sequence_number":"1","to":{"account_id":"1234567890123456789","platform":100001},"type":"offer","users":[{"account_id":"1234567890123456789","platform":100001}]}"#;
+    let body = |json: &str, after: &[u8]| {
+        let mut tail = b"1/1/1\n".to_vec();
+        tail.extend_from_slice(json.as_bytes());
+        tail.extend_from_slice(after);
+        let mut b = Vec::new();
+        for word in [1u32, 0, 1, 0] {
+            b.extend_from_slice(&word.to_le_bytes());
+        }
+        b.extend_from_slice(&987654321u64.to_le_bytes());
+        b.extend_from_slice(&5u64.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&(tail.len() as u32).to_le_bytes());
+        b.extend_from_slice(&tail);
+        b
+    };
+    let unknown = RECORDED.replacen(
+        r#""global_seq_num":3,"#,
+        r#""global_seq_num":3,"x":{"y":[1]},"#,
+        1,
+    );
+    let bare = r#"{"from":{"account_id":"987654321","platform":5},"sdp":"v=0","to":{"account_id":"1","platform":100001},"type":"answer"}"#;
+    let strings = RECORDED
+        .replace(r#""platform":5"#, r#""platform":"PS5""#)
+        .replace(r#""platform":100001"#, r#""platform":"100001""#)
+        .replace(r#""global_seq_num":3"#, r#""global_seq_num":"3""#);
+    let mut seeds = vec![
+        body(RECORDED, b""),
+        body(&unknown, b""),
+        body(bare, b""),
+        body(&strings, b""),
+        body(RECORDED, b"\0\0garbage"),
+    ];
+    let mut longer = body(RECORDED, b"");
+    longer.extend_from_slice(b"\0\0");
+    seeds.push(longer);
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(body(RECORDED, b""));
+    seeds.push(format!("{}{b64}", custom_message::PAYLOAD_PREFIX).into_bytes());
+    seeds.push(
+        format!(
+            "{}{}",
+            custom_message::PAYLOAD_PREFIX,
+            b64.trim_end_matches('=')
+        )
+        .into_bytes(),
+    );
+    seeds
+}
+
 /// The push frame parser on any text.
 pub fn push_frame_parse(data: &[u8]) {
     let _ = parse_frame(&String::from_utf8_lossy(data));

@@ -52,12 +52,9 @@ fn texts(items: &[&str]) -> Vec<Vec<u8>> {
 
 #[test]
 fn custom_message_decode() {
-    let offer = offer_message(include_str!("voice_fixtures/member-offer.sdp"));
-    fuzz(
-        "custom_message_decode",
-        &[offer],
-        body::custom_message_decode,
-    );
+    let mut seeds = vec![offer_message(include_str!("voice_fixtures/member-offer.sdp"))];
+    seeds.extend(body::custom_message_seeds());
+    fuzz("custom_message_decode", &seeds, body::custom_message_decode);
 }
 
 #[test]

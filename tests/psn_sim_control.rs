@@ -21,7 +21,7 @@ async fn token(sim: &psn_sim::SimHandle, http: &reqwest::Client) -> String {
     let c = sim.config();
     let base = sim.base_url();
     let r = http
-        .get(format!("{base}/api/authz/v3/oauth/authorize?access_type=offline&client_id={}&redirect_uri=x%3A%2F%2Fr&response_type=code&scope=s", c.client_id))
+        .get(format!("{base}/api/authz/v3/oauth/authorize?duid=d-1&access_type=offline&client_id={}&redirect_uri=x%3A%2F%2Fr&response_type=code&scope=s", c.client_id))
         .header("User-Agent", "t")
         .header("Cookie", format!("npsso={}", c.npsso))
         .send()

@@ -185,7 +185,7 @@ async fn follow_one_party(
                 .find(|p| &p.session_id == id)
                 .ok_or(PsnError::NotInParty)?,
         };
-        api.join(&party.session_id).await?;
+        api.join_replacing_stale(&party, &me).await?;
         Ok::<_, PsnError>((me, party))
     };
     let (me, party) = tokio::select! {

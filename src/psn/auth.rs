@@ -62,6 +62,7 @@ impl Tokens {
             refresh_expires_at_unix: self.refresh_expires_at_unix,
             access_token: Some(self.access_token.clone()),
             access_expires_at_unix: self.access_expires_at_unix,
+            device_id: None,
         }
     }
 
@@ -92,10 +93,13 @@ pub fn unix_now() -> u64 {
 }
 
 /// NPSSO -> code. Returns the code and the `cid` that came with it.
+/// `duid` is this install's device id: the app sends it first in the query (seeds' flows:
+/// `authorize?duid=...&response_type=code&...` [C, value not recorded]).
 pub async fn authorize(
     http: &Http,
     cfg: &PsnConfig,
     npsso: Secret,
+    duid: &str,
 ) -> Result<(Secret, Option<String>)> {
     let (client_id, _) = cfg.credentials()?;
     let mut url = cfg
@@ -104,6 +108,7 @@ pub async fn authorize(
         .join(AUTHORIZE_PATH)
         .map_err(|e| PsnError::Config(e.to_string()))?;
     url.query_pairs_mut()
+        .append_pair("duid", duid)
         .append_pair("access_type", "offline")
         .append_pair("client_id", client_id)
         .append_pair("redirect_uri", &cfg.redirect_uri)
@@ -185,9 +190,14 @@ pub async fn exchange_code(
 }
 
 /// NPSSO -> tokens. The NPSSO is consumed here and kept nowhere.
-pub async fn sign_in_with_npsso(http: &Http, cfg: &PsnConfig, npsso: Secret) -> Result<Tokens> {
+pub async fn sign_in_with_npsso(
+    http: &Http,
+    cfg: &PsnConfig,
+    npsso: Secret,
+    duid: &str,
+) -> Result<Tokens> {
     cfg.credentials()?;
-    let (code, cid) = authorize(http, cfg, npsso).await?;
+    let (code, cid) = authorize(http, cfg, npsso, duid).await?;
     exchange_code(http, cfg, code, cid.as_deref()).await
 }
 

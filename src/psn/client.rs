@@ -11,7 +11,7 @@ use super::config::PsnConfig;
 use super::error::{PsnError, Result};
 use super::http::{Http, HttpOptions, Request, Response};
 use super::secret::Secret;
-use super::token_store::{Guarded, TokenStore};
+use super::token_store::{Guarded, StoredTokens, TokenStore};
 use super::trace::Trace;
 
 #[derive(Debug, Clone, Default)]
@@ -40,11 +40,16 @@ impl PsnClient {
         let store = opts
             .token_store
             .or_else(|| config.config_dir.as_deref().map(TokenStore::in_dir));
-        let tokens = match &store {
-            Some(s) => s.load()?.map(|t| Tokens::from_stored(&t)),
+        let stored = match &store {
+            Some(s) => s.load()?,
             None => None,
         };
-        let device_id = super::config::device_id(config.config_dir.as_deref())?;
+        let tokens = stored.as_ref().map(Tokens::from_stored);
+        // The device the stored tokens were signed in with, else this install's device id.
+        let device_id = match stored.and_then(|s| s.device_id) {
+            Some(id) => id,
+            None => super::config::device_id(config.config_dir.as_deref())?,
+        };
         let trace = opts.trace.or_else(|| {
             let path = config.trace_file.as_deref()?;
             match Trace::to_file(path) {
@@ -97,7 +102,7 @@ impl PsnClient {
     /// NPSSO -> tokens, stored. The NPSSO is dropped when this returns.
     pub async fn sign_in_with_npsso(&self, npsso: Secret) -> Result<String> {
         let mut guard = self.tokens.lock().await;
-        let t = auth::sign_in_with_npsso(&self.http, &self.config, npsso).await?;
+        let t = auth::sign_in_with_npsso(&self.http, &self.config, npsso, &self.device_id).await?;
         self.save(&t)?;
         let id = t.account_id.clone();
         *guard = Some(t);
@@ -160,7 +165,7 @@ impl PsnClient {
         match auth::refresh(&self.http, &self.config, old).await {
             Ok(t) => {
                 if let Some(s) = &self.store {
-                    if s.save_refreshed(&old.refresh_token, &t.to_stored())? == Guarded::LeftAlone {
+                    if s.save_refreshed(&old.refresh_token, &self.stored(&t))? == Guarded::LeftAlone {
                         log::info!("PSN: the stored sign-in changed elsewhere (another OBS or profile); left as it is");
                     }
                 }
@@ -181,9 +186,17 @@ impl PsnClient {
         }
     }
 
+    /// What is stored of `t`: the tokens and the device they belong to.
+    fn stored(&self, t: &Tokens) -> StoredTokens {
+        StoredTokens {
+            device_id: Some(self.device_id.clone()),
+            ..t.to_stored()
+        }
+    }
+
     fn save(&self, t: &Tokens) -> Result<()> {
         match &self.store {
-            Some(s) => s.save(&t.to_stored()),
+            Some(s) => s.save(&self.stored(t)),
             None => Ok(()),
         }
     }

@@ -3,6 +3,12 @@
 //! `payload` = `ver=1.0, type=binary, body=<base64>`; the body is a 44-byte little-endian header,
 //! an ASCII version line (`1/1/1\n`), then JSON with the keys in the recorded order. The decoder
 //! returns an error, never panics, on any input.
+//!
+//! Only two messages were decoded (PROTOCOL.md section 5), so the decoder takes what a second
+//! recording may plausibly show: unknown JSON fields, no `medias` or `users`, platforms and
+//! numbers as JSON strings, platform names (`"PS5"`), base64 without padding, bytes after the
+//! JSON. It still refuses a header whose length claims more bytes than follow. The encoder
+//! writes exactly the recorded shape (the struct field order is the key order).
 
 use base64::Engine;
 use reqwest::Method;
@@ -20,13 +26,17 @@ pub const DEFAULT_CHANNEL: &str = "miranda:12";
 /// Platform codes in the header and JSON (PROTOCOL.md section 5).
 pub const PLATFORM_MOBILE_APP: u64 = 100001;
 pub const PLATFORM_PS5: u64 = 5;
+/// PS4's code is not recorded; 4 follows PS5's 5 [I].
+pub const PLATFORM_PS4: u64 = 4;
 /// The longest version line the decoder looks for.
 const MAX_VERSION_LINE: usize = 32;
 
 /// An account on a platform, as the JSON names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRef {
+    #[serde(deserialize_with = "lenient::id_text")]
     pub account_id: String,
+    #[serde(deserialize_with = "lenient::platform")]
     pub platform: u64,
 }
 
@@ -44,17 +54,88 @@ pub struct Media {
 }
 
 /// The JSON part. Field order here is the recorded key order; serde keeps it on output.
+/// Unknown fields are ignored; `medias` and `users` may be missing (empty).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signal {
     pub from: UserRef,
+    #[serde(default, deserialize_with = "lenient::number")]
     pub global_seq_num: u64,
+    #[serde(default)]
     pub medias: Vec<Media>,
     pub sdp: String,
+    #[serde(default = "first_sdp_sequence", deserialize_with = "lenient::id_text")]
     pub sdp_sequence_number: String,
     pub to: UserRef,
     #[serde(rename = "type")]
     pub kind: String,
+    #[serde(default)]
     pub users: Vec<UserRef>,
+}
+
+fn first_sdp_sequence() -> String {
+    "1".into()
+}
+
+/// Readers for the values a recording may spell either way (numbers as JSON strings, platform
+/// names for codes).
+mod lenient {
+    use serde::de::{Deserializer, Error};
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    /// A platform: its code (`5`, `"5"`) or its name (`"PS5"`).
+    pub fn platform<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Number(n) => n.as_u64().ok_or_else(|| D::Error::custom("platform code")),
+            Value::String(s) => s
+                .parse()
+                .ok()
+                .or_else(|| super::platform_code(&s))
+                .ok_or_else(|| D::Error::custom("unknown platform name")),
+            _ => Err(D::Error::custom(
+                "platform is neither a number nor a string",
+            )),
+        }
+    }
+
+    /// A non-negative integer, as a number or a string of digits.
+    pub fn number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Number(n) => n.as_u64().ok_or_else(|| D::Error::custom("not a u64")),
+            Value::String(s) => s.parse().map_err(|_| D::Error::custom("not a number")),
+            _ => Err(D::Error::custom("not a number")),
+        }
+    }
+
+    /// An id kept as text: a string, or a number written as digits.
+    pub fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(s),
+            Value::Number(n) if n.is_u64() => Ok(n.to_string()),
+            _ => Err(D::Error::custom("neither a string nor a whole number")),
+        }
+    }
+}
+
+/// The platform code of a roster platform name (PROTOCOL.md section 5: MOBILE_APP 100001 and
+/// PS5 5 [C]; PS4 4 [I]). `None` for a name nobody recorded.
+pub fn platform_code(name: &str) -> Option<u64> {
+    match name {
+        "PS5" => Some(PLATFORM_PS5),
+        "PS4" => Some(PLATFORM_PS4),
+        "MOBILE_APP" => Some(PLATFORM_MOBILE_APP),
+        _ => None,
+    }
+}
+
+/// The roster platform name of a platform code.
+pub fn platform_name(code: u64) -> Option<&'static str> {
+    match code {
+        PLATFORM_PS5 => Some("PS5"),
+        PLATFORM_PS4 => Some("PS4"),
+        PLATFORM_MOBILE_APP => Some("MOBILE_APP"),
+        _ => None,
+    }
 }
 
 /// A whole message: header fields, version line, JSON.
@@ -152,12 +233,15 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Message, DecodeError> {
     }
     let tail = &bytes[HEADER_LEN..];
     let said = u32_at(40) as usize;
-    if said != tail.len() {
+    // The header's length must fit in what follows; bytes beyond it are ignored like bytes
+    // after the JSON.
+    if said > tail.len() {
         return Err(DecodeError::Length {
             said,
             have: tail.len(),
         });
     }
+    let tail = &tail[..said];
     let nl = tail
         .iter()
         .take(MAX_VERSION_LINE)
@@ -168,8 +252,12 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Message, DecodeError> {
         .filter(|s| s.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or(DecodeError::VersionLine)?
         .to_string();
-    let signal: Signal =
-        serde_json::from_slice(&tail[nl + 1..]).map_err(|e| DecodeError::Json(e.to_string()))?;
+    // The first JSON value; whatever follows it (a NUL, padding) is not ours to judge.
+    let signal: Signal = serde_json::Deserializer::from_slice(&tail[nl + 1..])
+        .into_iter::<Signal>()
+        .next()
+        .ok_or_else(|| DecodeError::Json("no JSON after the version line".into()))?
+        .map_err(|e| DecodeError::Json(e.to_string()))?;
     Ok(Message {
         sender_account_id: u64_at(16),
         sender_platform: u64_at(24),
@@ -177,6 +265,13 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Message, DecodeError> {
         signal,
     })
 }
+
+/// Standard base64, padded or not (a second recording may drop the padding).
+const LENIENT_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
 pub fn encode_payload(msg: &Message) -> String {
     format!(
@@ -189,7 +284,7 @@ pub fn decode_payload(payload: &str) -> std::result::Result<Message, DecodeError
     let b64 = payload
         .strip_prefix(PAYLOAD_PREFIX)
         .ok_or(DecodeError::Prefix)?;
-    let bytes = base64::engine::general_purpose::STANDARD
+    let bytes = LENIENT_BASE64
         .decode(b64.trim())
         .map_err(|_| DecodeError::Base64)?;
     decode(&bytes)
@@ -276,6 +371,148 @@ mod tests {
         .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
         assert_eq!(decode_payload(&encode_payload(&m)).unwrap(), m);
+    }
+
+    /// A body as a client other than ours might write it: our header, then `1/1/1\n`, `json`
+    /// and `after` (bytes after the JSON, counted in the header's length).
+    fn body_with(json: &str, after: &[u8]) -> Vec<u8> {
+        let mut tail = b"1/1/1\n".to_vec();
+        tail.extend_from_slice(json.as_bytes());
+        tail.extend_from_slice(after);
+        let mut b = Vec::new();
+        for word in [1u32, 0, 1, 0] {
+            b.extend_from_slice(&word.to_le_bytes());
+        }
+        b.extend_from_slice(&987654321u64.to_le_bytes());
+        b.extend_from_slice(&5u64.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&(tail.len() as u32).to_le_bytes());
+        b.extend_from_slice(&tail);
+        b
+    }
+
+    const RECORDED_JSON: &str = r#"{"from":{"account_id":"987654321","platform":5},"global_seq_num":3,"medias":[{"media_records":[{"media_identifier":"voice_chat","mid":"0"}],"msids":["0"],"user":{"account_id":"987654321","platform":5}}],"sdp":"v=0\r\n","sdp_sequence_number":"1","to":{"account_id":"1234567890123456789","platform":100001},"type":"offer","users":[{"account_id":"1234567890123456789","platform":100001}]}"#;
+
+    /// What every variant below decodes to (bar the variant's own difference).
+    fn recorded_signal() -> Signal {
+        let member = UserRef {
+            account_id: "987654321".into(),
+            platform: PLATFORM_PS5,
+        };
+        let me = UserRef {
+            account_id: "1234567890123456789".into(),
+            platform: PLATFORM_MOBILE_APP,
+        };
+        let mut s = Signal::new("offer", member, me.clone(), "v=0\r\n".into(), 3);
+        s.users = vec![me];
+        s
+    }
+
+    #[test]
+    fn golden_recorded_shape() {
+        let m = decode(&body_with(RECORDED_JSON, b"")).unwrap();
+        assert_eq!(m.signal, recorded_signal());
+        assert_eq!((m.sender_account_id, m.sender_platform), (987654321, 5));
+        assert_eq!(m.version_line, "1/1/1");
+        // Our encoder writes those very bytes back.
+        assert_eq!(encode(&m), body_with(RECORDED_JSON, b""));
+    }
+
+    #[test]
+    fn golden_unknown_fields_are_ignored() {
+        let json = RECORDED_JSON.replacen(
+            r#""global_seq_num":3,"#,
+            r#""global_seq_num":3,"ice_restart":false,"extra":{"a":[1,2]},"#,
+            1,
+        );
+        let json = json.replacen(r#""mid":"0"}"#, r#""mid":"0","codec":"opus"}"#, 1);
+        assert_eq!(
+            decode(&body_with(&json, b"")).unwrap().signal,
+            recorded_signal()
+        );
+    }
+
+    #[test]
+    fn golden_missing_medias_and_users() {
+        let json = r#"{"from":{"account_id":"987654321","platform":5},"global_seq_num":3,"sdp":"v=0\r\n","sdp_sequence_number":"1","to":{"account_id":"1234567890123456789","platform":100001},"type":"offer"}"#;
+        let s = decode(&body_with(json, b"")).unwrap().signal;
+        assert!(s.medias.is_empty() && s.users.is_empty());
+        assert_eq!(s.from, recorded_signal().from);
+        assert_eq!(s.to, recorded_signal().to);
+    }
+
+    #[test]
+    fn golden_platform_as_string_or_name_and_numbers_as_strings() {
+        for (from_platform, to_platform) in
+            [(r#""5""#, r#""100001""#), (r#""PS5""#, r#""MOBILE_APP""#)]
+        {
+            let json = RECORDED_JSON
+                .replace(r#""platform":5"#, &format!(r#""platform":{from_platform}"#))
+                .replace(
+                    r#""platform":100001"#,
+                    &format!(r#""platform":{to_platform}"#),
+                )
+                .replace(r#""global_seq_num":3"#, r#""global_seq_num":"3""#);
+            assert_eq!(
+                decode(&body_with(&json, b"")).unwrap().signal,
+                recorded_signal(),
+                "{json}"
+            );
+        }
+        let numeric =
+            RECORDED_JSON.replace(r#""sdp_sequence_number":"1""#, r#""sdp_sequence_number":1"#);
+        assert_eq!(
+            decode(&body_with(&numeric, b"")).unwrap().signal,
+            recorded_signal()
+        );
+        let unknown = RECORDED_JSON.replacen(r#""platform":5"#, r#""platform":"VITA""#, 1);
+        assert!(matches!(
+            decode(&body_with(&unknown, b"")),
+            Err(DecodeError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn golden_unpadded_base64() {
+        // A body whose length is not a multiple of 3 needs padding.
+        let after: &[u8] = [&b""[..], b" ", b"  "]
+            .into_iter()
+            .find(|a| (body_with(RECORDED_JSON, a).len() % 3) != 0)
+            .unwrap();
+        let b = body_with(RECORDED_JSON, after);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&b);
+        let unpadded = b64.trim_end_matches('=');
+        assert_ne!(unpadded.len(), b64.len(), "the sample must need padding");
+        let m = decode_payload(&format!("{PAYLOAD_PREFIX}{unpadded}")).unwrap();
+        assert_eq!(m.signal, recorded_signal());
+    }
+
+    #[test]
+    fn golden_bytes_after_the_json() {
+        for after in [&b"\0"[..], b"\n", b"   ", b"\0\0\0\0garbage"] {
+            let m = decode(&body_with(RECORDED_JSON, after)).unwrap();
+            assert_eq!(m.signal, recorded_signal(), "{after:?}");
+        }
+        // Bytes after the header's length are not read either.
+        let mut longer = body_with(RECORDED_JSON, b"");
+        longer.extend_from_slice(b"\0\0");
+        assert_eq!(decode(&longer).unwrap().signal, recorded_signal());
+    }
+
+    #[test]
+    fn a_header_length_that_does_not_fit_is_refused() {
+        let b = body_with(RECORDED_JSON, b"");
+        let mut more = b.clone();
+        let said = (b.len() - HEADER_LEN + 1) as u32;
+        more[40..44].copy_from_slice(&said.to_le_bytes());
+        assert!(matches!(decode(&more), Err(DecodeError::Length { .. })));
+        let mut huge = b.clone();
+        huge[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decode(&huge), Err(DecodeError::Length { .. })));
+        // A length that cuts the JSON short leaves JSON that does not parse.
+        let mut short = b;
+        short[40..44].copy_from_slice(&20u32.to_le_bytes());
+        assert!(matches!(decode(&short), Err(DecodeError::Json(_))));
     }
 
     #[test]

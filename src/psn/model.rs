@@ -12,6 +12,8 @@ use super::secret::Secret;
 
 /// The platforms PROTOCOL.md section 3 has seen.
 pub const CONSOLE_PLATFORMS: &[&str] = &["PS5", "PS4"];
+/// The PlayStation App's platform: ours, and that of members who talk from a phone [C].
+pub const MOBILE_APP: &str = "MOBILE_APP";
 
 /// One member of a party roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +33,17 @@ pub struct RosterMember {
 impl RosterMember {
     pub fn is_console(&self) -> bool {
         CONSOLE_PLATFORMS.contains(&self.platform.as_str())
+    }
+
+    /// Whether the member can talk: on a console, or on the PlayStation App (a phone) [C for
+    /// the platform]. Our own app member is not a voice member of ours (the caller checks).
+    pub fn has_voice(&self) -> bool {
+        self.is_console() || self.platform == MOBILE_APP
+    }
+
+    /// The member is our own `MOBILE_APP` member (this plugin, or a copy of it left behind).
+    pub fn is_own_app(&self, me: &str) -> bool {
+        self.account_id == me && !self.is_console()
     }
 }
 

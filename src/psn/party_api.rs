@@ -11,7 +11,9 @@ use url::Url;
 use super::client::PsnClient;
 use super::error::{PsnError, Result};
 use super::http::{HeaderSet, Request};
-use super::model::{Bridge, PartiesAnswer, Party, PartyInfo, PartySessionsAnswer, RosterMember};
+use super::model::{
+    Bridge, PartiesAnswer, Party, PartyInfo, PartySessionsAnswer, RosterMember, MOBILE_APP,
+};
 
 pub const SM_BASE: &str = "/api/sessionManager/v2";
 /// `customData4` as the app sends it (PROTOCOL.md section 3; field meanings [U]).
@@ -125,6 +127,44 @@ impl PartyApi {
         self.client.call(req).await?;
         log::info!("PSN: joined the party");
         Ok(())
+    }
+
+    /// Joins `party` as our MOBILE_APP member, replacing a membership of ours left behind
+    /// (a crash, a killed OBS: PSN keeps it until it is removed, and refuses the same device a
+    /// second one [I]): found in the roster, or refused with 409, it is left first.
+    pub async fn join_replacing_stale(&self, party: &Party, me: &str) -> Result<()> {
+        let stale = party
+            .members
+            .iter()
+            .any(|m| m.account_id == me && m.platform == MOBILE_APP);
+        if stale {
+            log::info!(
+                "PSN: our membership from an earlier run is still in the party; leaving it first"
+            );
+            self.leave_ignoring_absent(&party.session_id).await?;
+        }
+        match self.join(&party.session_id).await {
+            Err(PsnError::Api { status: 409, .. }) if !stale => {
+                log::info!("PSN: the join was refused as a second membership of this device; leaving the old one first");
+                self.leave_ignoring_absent(&party.session_id).await?;
+                self.join(&party.session_id).await
+            }
+            other => other,
+        }
+    }
+
+    /// Leaves; a membership that is already gone (404) is fine.
+    async fn leave_ignoring_absent(&self, session_id: &str) -> Result<()> {
+        match self.leave(session_id).await {
+            Err(PsnError::Api { status: 404, .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The push context id named in every join: one per `PartyApi`, which the push connection
+    /// shares for its whole life ([I]: what PSN ties it to is not recorded).
+    pub fn push_context_id(&self) -> &str {
+        &self.push_context_id
     }
 
     /// `PATCH .../members/me` `{"customData4": ...}` -> 204 (only after joining).

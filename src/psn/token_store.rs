@@ -24,6 +24,9 @@ pub struct StoredTokens {
     pub refresh_expires_at_unix: u64,
     pub access_token: Option<Secret>,
     pub access_expires_at_unix: u64,
+    /// The device id (`duid`) these tokens were signed in with: the client keeps using it for
+    /// as long as it uses them (docs/protocol.md "Identity values").
+    pub device_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +161,7 @@ impl TokenStore {
             "refresh_expires_at": t.refresh_expires_at_unix,
             "access_token": t.access_token.as_ref().map(Secret::expose),
             "access_expires_at": t.access_expires_at_unix,
+            "duid": t.device_id,
         });
         if let Some(dir) = self.path.parent() {
             if !dir.as_os_str().is_empty() {
@@ -199,6 +203,7 @@ fn parse(text: &str) -> Option<StoredTokens> {
         refresh_expires_at_unix: n("refresh_expires_at"),
         access_token: s("access_token").map(Secret::new),
         access_expires_at_unix: n("access_expires_at"),
+        device_id: s("duid"),
     })
 }
 
@@ -248,6 +253,7 @@ mod tests {
             refresh_expires_at_unix: 99,
             access_token: Some(Secret::new("at-secret")),
             access_expires_at_unix: 42,
+            device_id: Some("0f1e2d3c-4b5a-4968-8776-655443322110".into()),
         };
         store.save(&t).unwrap();
         let mode = std::fs::metadata(store.path())
@@ -288,6 +294,7 @@ mod tests {
             refresh_expires_at_unix: 99,
             access_token: Some(Secret::new(format!("at-of-{refresh}"))),
             access_expires_at_unix: 42,
+            device_id: None,
         }
     }
 

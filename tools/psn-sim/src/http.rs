@@ -146,6 +146,8 @@ fn known_query(endpoint: &str) -> &'static [&'static str] {
             "service_entity",
             "ui",
             "smcid",
+            // The device id the app sends (seeds' flows) [C, value not recorded].
+            "duid",
         ],
         "bulkGet" => &["limit"],
         "partySessionsV3" => &["view"],
@@ -408,6 +410,7 @@ fn auth(inner: &Inner, ctx: &Ctx) -> Resp {
         let account = st.cfg.account_id.clone();
         st.codes.insert(code.clone(), (account, Instant::now()));
         st.remember_secrets([code.clone()]);
+        crate::device::authorized(&mut st, &code, ctx.q("duid"));
         let redirect_uri = ctx.q("redirect_uri").unwrap_or_default();
         return redirect(&format!("{redirect_uri}/?code={code}&cid={cid}"));
     }
@@ -456,7 +459,9 @@ fn auth(inner: &Inner, ctx: &Ctx) -> Resp {
     if grant == "authorization_code" {
         match st.codes.remove(&form["code"]) {
             Some((account, at)) if at.elapsed() < Duration::from_secs(300) => {
-                json_resp(200, st.issue_tokens(&account, None))
+                let answer = st.issue_tokens(&account, None);
+                crate::device::tokens_issued(&mut st, &form["code"], &answer);
+                json_resp(200, answer)
             }
             _ => oauth_error(400, "invalid_grant", "Invalid authorization code"),
         }
@@ -464,7 +469,9 @@ fn auth(inner: &Inner, ctx: &Ctx) -> Resp {
         let rt = form["refresh_token"].clone();
         match st.refresh.get(&rt).cloned() {
             Some(t) if !t.revoked && t.expires > Instant::now() => {
-                json_resp(200, st.issue_tokens(&t.account_id, Some(rt)))
+                let answer = st.issue_tokens(&t.account_id, Some(rt.clone()));
+                crate::device::tokens_issued(&mut st, &rt, &answer);
+                json_resp(200, answer)
             }
             _ => oauth_error(400, "invalid_grant", "Invalid refresh token"),
         }
@@ -520,6 +527,18 @@ fn api(inner: &Inner, ctx: &Ctx, account: &str) -> Resp {
 
 fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
     let sid = ctx.segs.get(4).cloned().unwrap_or_default();
+    if !ctx.body.is_empty() {
+        let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        let order = crate::key_order::check(&ctx.body);
+        st.unexpected
+            .extend(order.into_iter().map(|u| format!("{}: {u}", ctx.endpoint)));
+        st.request_bodies
+            .push((ctx.endpoint.to_owned(), ctx.body.to_vec()));
+    }
+    let device = ctx
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| crate::device::of_token(&inner.lock(), t));
     match ctx.endpoint {
         "bulkGet" => {
             body_json(inner, ctx, &shape::bulk_get(), None)?;
@@ -590,11 +609,30 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
             if let Some(cd4) = m["customData4"].as_str() {
                 member.custom_data4 = cd4.to_string();
             }
+            if let Some(d) = &device {
+                member.device_unique_id = d.clone();
+            }
             let p = party_mut(&mut st, &sid)?;
             if !p.members.iter().any(|x| x.account_id == account) {
                 // Only someone already in the party (on a console) or invited may join [I].
                 return Err(error_body(403, CODE_NOT_PERMITTED, "Not permitted"));
             }
+            // One membership per device [I]: a client that crashed is still a member until it
+            // (or someone) removes that membership; joining again from the same device is
+            // refused, so the client must find and leave its old membership first.
+            if p.members.iter().any(|x| {
+                x.account_id == account
+                    && x.platform == MOBILE_APP
+                    && x.device_unique_id == member.device_unique_id
+            }) {
+                return Err(error_body(
+                    409,
+                    CODE_BAD_REQUEST,
+                    "Conflict (this device is already a member)",
+                ));
+            }
+            // Another device of the account on MOBILE_APP (an old install): replaced, as
+            // before devices were modelled.
             p.members
                 .retain(|x| !(x.account_id == account && x.platform == MOBILE_APP));
             if p.members.len() >= 16 {
@@ -629,10 +667,14 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
             no_body(inner, ctx);
             let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             let p = party_mut(&mut st, &sid)?;
+            let mine =
+                |x: &crate::state::SimMember| x.account_id == account && x.platform == MOBILE_APP;
+            // "me" is the caller's device's membership; without a device, the account's app one.
             let Some(i) = p
                 .members
                 .iter()
-                .position(|x| x.account_id == account && x.platform == MOBILE_APP)
+                .position(|x| mine(x) && device.as_ref().is_some_and(|d| *d == x.device_unique_id))
+                .or_else(|| p.members.iter().position(mine))
             else {
                 return Err(error_body(404, CODE_NOT_FOUND, "Resource not found"));
             };
@@ -704,6 +746,26 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
             }
             let channel = v["channel"].as_str().unwrap_or_default().to_string();
             let to = v.get("to").cloned().unwrap_or(Value::Null);
+            let targets: Vec<String> = to
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|t| t["accountId"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if targets.iter().any(|t| t == account) {
+                crate::console::disturbed(
+                    &mut st,
+                    "the MOBILE_APP device sent a customMessage to the user's own account".into(),
+                );
+            }
+            // PSN passes it on; a member's console would trip over a broken one, so it is
+            // recorded and not delivered (src/signal_rules.rs).
+            if let Err(rule) = crate::signal_rules::check(&mut st, &sid, &payload, &targets) {
+                st.signal_violations.push(format!("to {targets:?}: {rule}"));
+                return Ok(empty(204));
+            }
             route_user_message(&mut st, &sid, account, &channel, &payload, to);
             Ok(empty(204))
         }

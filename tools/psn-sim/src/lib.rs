@@ -4,12 +4,16 @@
 
 pub mod bridge_voice;
 pub mod cmsg;
+pub mod console;
 pub mod control;
+pub mod device;
 pub mod http;
+pub mod key_order;
 mod peer;
 pub mod push;
 pub mod relay;
 pub mod shape;
+pub mod signal_rules;
 pub mod state;
 pub mod voice;
 pub mod voice_net;
@@ -197,17 +201,37 @@ pub(crate) fn member_post(
     channel: &str,
     payload: &str,
 ) -> bool {
+    member_post_from(inner, sid, (from, None), channel, payload)
+}
+
+/// [`member_post`] from one device of an account (`platform`; `None`: the account's first
+/// membership). The server names the real sender in `customProperties.from`, whatever the
+/// payload claims; an outsider (an account not in the party, `VoiceSpec::outsider`) is named
+/// the same way (docs/psn-sim.md "Impostors and outsiders").
+pub(crate) fn member_post_from(
+    inner: &Inner,
+    sid: &str,
+    (from, platform): (&str, Option<&str>),
+    channel: &str,
+    payload: &str,
+) -> bool {
     let mut st = inner.lock();
-    let Some(m) = st
-        .parties
-        .get(sid)
-        .and_then(|p| p.members.iter().find(|m| m.account_id == from))
-    else {
+    let Some(party) = st.parties.get(sid) else {
         return false;
     };
-    let data = json!({"sessionId": sid, "customProperties": {"from": m.from_ref()},
+    let sender = party
+        .members
+        .iter()
+        .find(|m| m.account_id == from && platform.is_none_or(|p| p == m.platform))
+        .map(|m| m.from_ref())
+        .or_else(|| st.outsiders.get(from).cloned());
+    let Some(sender) = sender else {
+        return false;
+    };
+    let data = json!({"sessionId": sid, "customProperties": {"from": sender},
                       "customMessage": {"channel": channel, "payload": payload}});
     st.push_to_party(sid, "v2:ps:customMessage:noSeq:created", data, &[]);
+    console::deliver(&st, sid, from, payload);
     let msg = UserInbound {
         session_id: sid.to_string(),
         from_account_id: from.to_string(),
@@ -283,8 +307,16 @@ impl SimHandle {
             )];
             for m in members {
                 let a = st.new_account(&m.online_id);
-                if let Some(v) = m.voice.clone().or_else(|| st.default_voice.clone()) {
+                let voice = m.voice.clone().or_else(|| st.default_voice.clone());
+                if let Some(v) = voice.clone() {
                     voices.push((a.clone(), m.online_id.clone(), m.platform.clone(), v));
+                }
+                if voice.is_some_and(|v| v.outsider) {
+                    // Not in the party: PSN still names it as the sender of what it posts.
+                    let from = json!({"accountId": a, "deviceUniqueId": format!("sim-duid-{a}-{}", m.platform),
+                                      "joinOrder": 0, "onlineId": m.online_id, "platform": m.platform});
+                    st.outsiders.insert(a, from);
+                    continue;
                 }
                 list.push((a, m.online_id.clone(), m.platform.clone()));
             }
@@ -524,6 +556,76 @@ impl SimHandle {
         payload: &str,
     ) -> bool {
         member_post(&self.inner, sid, from, channel, payload)
+    }
+
+    /// Makes the user's own console (the PS5 member of every party) a voice peer that every
+    /// voice member made from now on offers to first (src/console.rs). Needs a tokio runtime.
+    pub fn set_console_voice(&self, on: bool) {
+        console::enable(&self.inner, on);
+    }
+
+    /// The console's links with the members, and every time signalling from the user's
+    /// MOBILE_APP device disturbed them (an answer to an offer meant for the console, a message
+    /// to the console).
+    pub fn console_status(&self) -> console::ConsoleStatus {
+        console::status(&self.inner.lock())
+    }
+
+    /// Every device id (`duid`) the user signed in with, in the order first seen.
+    pub fn device_ids(&self) -> Vec<String> {
+        self.inner.lock().devices_seen.clone()
+    }
+
+    /// Signalling from the user's device that broke a rule (src/signal_rules.rs): such messages
+    /// were not delivered.
+    pub fn signal_violations(&self) -> Vec<String> {
+        self.inner.lock().signal_violations.clone()
+    }
+
+    /// The raw bodies of the m.np requests received for `endpoint`, in order.
+    pub fn request_bodies(&self, endpoint: &str) -> Vec<Vec<u8>> {
+        self.inner
+            .lock()
+            .request_bodies
+            .iter()
+            .filter(|(e, _)| e == endpoint)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// A crashed client's membership: the user's MOBILE_APP member of the device the user last
+    /// signed in with is in `sid` (without telling anyone: it joined before the crash). PSN
+    /// keeps it until it is removed. False without a party or a device seen.
+    pub fn place_stale_membership(&self, sid: &str) -> bool {
+        let mut st = self.inner.lock();
+        let Some(duid) = st.devices_seen.last().cloned() else {
+            return false;
+        };
+        let account = st.cfg.account_id.clone();
+        let online = st.cfg.online_id.clone();
+        let mut member = st.make_member(&account, &online, MOBILE_APP);
+        member.device_unique_id = duid;
+        let Some(p) = st.parties.get_mut(sid) else {
+            return false;
+        };
+        p.members.push(member);
+        true
+    }
+
+    /// The user's MOBILE_APP memberships in `sid` (device ids), for tests of rejoining.
+    pub fn user_app_memberships(&self, sid: &str) -> Vec<String> {
+        let st = self.inner.lock();
+        let account = st.cfg.account_id.clone();
+        st.parties
+            .get(sid)
+            .map(|p| {
+                p.members
+                    .iter()
+                    .filter(|m| m.account_id == account && m.platform == MOBILE_APP)
+                    .map(|m| m.device_unique_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The member hook, receiving side: every customMessage the user sends to `account_id`.

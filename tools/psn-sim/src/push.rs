@@ -82,7 +82,7 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
     };
     // The first frame must be the auth frame with a valid access token of the same account.
     let first = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
-    let account: Option<String> = {
+    let account: Option<(String, Option<String>)> = {
         let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         let text = match first {
             Ok(Some(Ok(Message::Text(t)))) => t.to_string(),
@@ -94,6 +94,12 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
         shape::check(&shape::push_auth(), &v, "", &mut errors, &mut unexpected);
         st.unexpected
             .extend(unexpected.into_iter().map(|u| format!("pushAuth: {u}")));
+        let order = crate::key_order::check(text.as_bytes());
+        st.unexpected
+            .extend(order.into_iter().map(|u| format!("pushAuth: {u}")));
+        let device = v["auth"]["accessToken"]
+            .as_str()
+            .and_then(|t| st.token_devices.get(t).cloned());
         let token_account = v["auth"]["accessToken"]
             .as_str()
             .and_then(|t| st.bearer_account(t));
@@ -104,13 +110,13 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
             && token_account.is_some()
             && token_account.as_deref() == v["accountId"].as_str();
         if ok {
-            token_account
+            token_account.map(|a| (a, device))
         } else {
             st.rejections.push("push: missing or bad auth frame".into());
             None
         }
     };
-    let Some(account) = account else {
+    let Some((account, device)) = account else {
         let _ = ws.close(None).await;
         return;
     };
@@ -122,6 +128,7 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream) {
         st.push_conns.push(PushConn {
             id,
             account_id: account,
+            device,
             tx,
         });
         id

@@ -219,6 +219,8 @@ pub enum PushCmd {
 pub struct PushConn {
     pub id: u64,
     pub account_id: String,
+    /// The device id (`duid`) the connection's access token was signed in with (src/device.rs).
+    pub device: Option<String>,
     pub tx: mpsc::UnboundedSender<PushCmd>,
 }
 
@@ -255,6 +257,20 @@ pub struct State {
     pub bridge_audio: crate::bridge_voice::BridgeAudio,
     pub bridge_status: BTreeMap<String, crate::bridge_voice::BridgeStatus>,
     pub(crate) bridge_media: HashMap<String, crate::bridge_voice::BridgeMedia>,
+    /// Devices (src/device.rs): the `duid` each issued code and token was signed in with, and
+    /// every `duid` seen on authorize, in order.
+    pub token_devices: HashMap<String, String>,
+    pub devices_seen: Vec<String>,
+    /// The user's own console as a voice peer of every member (src/console.rs).
+    pub console: crate::console::ConsoleState,
+    /// Signalling from the user's devices that broke a rule (src/signal_rules.rs).
+    pub signal_violations: Vec<String>,
+    /// The raw bodies of the requests the plugin sent, by endpoint (for byte-level checks).
+    pub request_bodies: Vec<(String, Vec<u8>)>,
+    /// Accounts that post to a party they are not in, as PSN names them (`customProperties.from`).
+    pub outsiders: HashMap<String, Value>,
+    /// What the signalling rules have seen per peer (src/signal_rules.rs).
+    pub signal_seen: crate::signal_rules::Seen,
 }
 
 /// A customMessage a member posted, as an in-process test sees it ([`crate::SimHandle::user_messages`]).
@@ -325,6 +341,13 @@ impl State {
             bridge_audio: Default::default(),
             bridge_status: BTreeMap::new(),
             bridge_media: HashMap::new(),
+            token_devices: HashMap::new(),
+            devices_seen: Vec::new(),
+            console: Default::default(),
+            signal_violations: Vec::new(),
+            request_bodies: Vec::new(),
+            outsiders: HashMap::new(),
+            signal_seen: Default::default(),
         }
     }
 

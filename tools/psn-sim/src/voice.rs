@@ -21,6 +21,7 @@ use crate::peer::{
     e2s, gathered_local_sdp, opus_codec, opus_track, stack_keys, stack_peer, state_name, Side,
     StackKeys,
 };
+use crate::console::CONSOLE_PLATFORM;
 use crate::relay::{member_sdp_via, user_sdp_via, Relay};
 use crate::state::MOBILE_APP;
 use crate::Inner;
@@ -33,6 +34,8 @@ pub const REOFFER_AFTER: Duration = Duration::from_secs(3);
 pub const MAX_OFFERS: u32 = 5;
 /// Delay between the user's join and a member's first offer.
 pub const OFFER_DELAY: Duration = Duration::from_millis(300);
+/// How long a member's offer to the user's console goes ahead of its offer to the user's app.
+pub const CONSOLE_HEAD_START: Duration = Duration::from_millis(1500);
 
 /// How a member sounds and signals. Every field has a default (JSON: camelCase, all optional).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +67,12 @@ pub struct VoiceSpec {
     /// Seed of the impairment RNG (and the first sequence number / timestamp); `None` = from
     /// the member's account id, so runs repeat.
     pub seed: Option<u64>,
+    /// An impostor: the member's messages claim to come from the party member with this online
+    /// id (binary header, JSON `from` and `medias[].user`); PSN still names the real sender
+    /// (docs/psn-sim.md "Impostors and outsiders").
+    pub pose_as: Option<String>,
+    /// An outsider: an account not in the party whose messages PSN delivers anyway.
+    pub outsider: bool,
 }
 
 impl Default for VoiceSpec {
@@ -82,6 +91,8 @@ impl Default for VoiceSpec {
             offers: true,
             p2p: true,
             seed: None,
+            pose_as: None,
+            outsider: false,
         }
     }
 }
@@ -293,11 +304,26 @@ pub(crate) fn spawn_member(
         ));
         return;
     };
+    // Whom the member's messages claim to come from (itself, unless it poses as another).
+    let claimed = {
+        let st = inner.lock();
+        spec.pose_as
+            .as_ref()
+            .and_then(|online| {
+                st.parties
+                    .get(sid)?
+                    .members
+                    .iter()
+                    .find(|m| &m.online_id == online)
+            })
+            .map(|m| (m.account_id.clone(), m.platform.clone()))
+            .unwrap_or_else(|| (account.to_string(), platform.to_string()))
+    };
     let m = MemberCtx {
         w: Arc::downgrade(inner),
         sid: sid.to_string(),
         account: account.to_string(),
-        platform: platform.to_string(),
+        claimed,
         tone,
         spec,
     };
@@ -308,7 +334,8 @@ struct MemberCtx {
     w: Weak<Inner>,
     sid: String,
     account: String,
-    platform: String,
+    /// (account, platform) the member's messages name as their sender.
+    claimed: (String, String),
     tone: f64,
     spec: VoiceSpec,
 }
@@ -346,7 +373,8 @@ impl MemberCtx {
         let Some(p) = st.parties.get(&self.sid) else {
             return Presence::Gone;
         };
-        if !p.members.iter().any(|m| m.account_id == self.account) {
+        let outsider = self.spec.outsider && st.outsiders.contains_key(&self.account);
+        if !outsider && !p.members.iter().any(|m| m.account_id == self.account) {
             return Presence::Gone;
         }
         let user = st.cfg.account_id.clone();
@@ -367,14 +395,16 @@ impl MemberCtx {
         crate::member_post(&inner, &self.sid, &self.account, cmsg::CHANNEL, &payload)
     }
 
-    fn signal(&self, user: &str, kind: &str, sdp: String, seq: u64) -> String {
-        let me = cmsg::platform_code(&self.platform);
+    /// A message to the user's device on `to_platform` (MOBILE_APP: the plugin; PS5: the
+    /// user's console, src/console.rs).
+    fn signal(&self, user: &str, to_platform: &str, kind: &str, sdp: String, seq: u64) -> String {
+        let me = cmsg::platform_code(&self.claimed.1);
         cmsg::encode(&Signal {
-            from_account: self.account.clone(),
+            from_account: self.claimed.0.clone(),
             from_platform: me,
             to_account: user.to_string(),
-            to_platform: cmsg::platform_code(MOBILE_APP),
-            media_account: self.account.clone(),
+            to_platform: cmsg::platform_code(to_platform),
+            media_account: self.claimed.0.clone(),
             media_platform: me,
             kind: kind.into(),
             sdp,
@@ -416,9 +446,28 @@ impl MemberCtx {
         // (payload, attempts so far, next deadline)
         let mut pending_offer: Option<(String, u32, Instant)> = None;
         let mut applied_answer: Option<String> = None;
+        // The member's link with the user's console (src/console.rs): offered first.
+        let mut console_peer: Option<Peer> = None;
+        if self.console_on() {
+            tokio::time::sleep(OFFER_DELAY).await;
+            match self.make_offer(user, CONSOLE_PLATFORM, global_seq).await {
+                Ok((p, payload)) => {
+                    global_seq += 1;
+                    self.send(payload);
+                    console_peer = Some(p);
+                }
+                Err(e) => reject(
+                    &self.w,
+                    format!("voice member {}: offer to the console: {e}", self.account),
+                ),
+            }
+            // The console's answer comes first, and a client that mistakes the offer for its
+            // own has time to answer it (which the answer branch below records).
+            tokio::time::sleep(CONSOLE_HEAD_START).await;
+        }
         if self.spec.offers {
             tokio::time::sleep(OFFER_DELAY).await;
-            match self.make_offer(user, global_seq).await {
+            match self.make_offer(user, MOBILE_APP, global_seq).await {
                 Ok((p, payload)) => {
                     global_seq += 1;
                     if self.send(payload.clone()) {
@@ -449,12 +498,29 @@ impl MemberCtx {
                             continue;
                         }
                     };
+                    if s.from_platform == cmsg::platform_code(CONSOLE_PLATFORM) {
+                        // The console's answer to our offer to it.
+                        if let (Some(p), "answer") = (console_peer.as_ref(), s.kind.as_str()) {
+                            if let Err(e) = apply_answer(&p.pc, &self.remote(&s.sdp, p.relay.as_ref())).await {
+                                reject(&self.w, format!("voice member {}: the console's answer: {e}", self.account));
+                            }
+                        }
+                        continue;
+                    }
                     match s.kind.as_str() {
                         "answer" => {
                             if applied_answer.as_deref() == Some(s.sdp.as_str()) {
                                 continue; // the same answer again (e.g. to a repeated offer)
                             }
                             let Some(p) = peer.as_ref().filter(|_| pending_offer.is_some()) else {
+                                if console_peer.is_some() {
+                                    // No offer of ours to the MOBILE_APP device is open: this
+                                    // answers the offer meant for the console.
+                                    if let Some(inner) = self.w.upgrade() {
+                                        crate::console::disturbed(&mut inner.lock(), format!(
+                                            "the MOBILE_APP device answered member {}'s offer to the console", self.account));
+                                    }
+                                }
                                 reject(&self.w, format!("voice member {}: answer without an offer", self.account));
                                 continue;
                             };
@@ -485,7 +551,7 @@ impl MemberCtx {
                                     if let Some(old) = peer.replace(p) { old.close().await; }
                                     pending_offer = None;
                                     applied_answer = None;
-                                    let payload = self.signal(user, "answer", sdp, global_seq);
+                                    let payload = self.signal(user, MOBILE_APP, "answer", sdp, global_seq);
                                     global_seq += 1;
                                     if self.send(payload) {
                                         set_status(&self.w, &self.account, |v| {
@@ -541,10 +607,19 @@ impl MemberCtx {
         if let Some(p) = peer.take() {
             p.close().await;
         }
+        if let Some(p) = console_peer.take() {
+            p.close().await;
+        }
         if let Some(inner) = self.w.upgrade() {
             inner.lock().member_hooks.remove(&self.account);
         }
         alive
+    }
+
+    fn console_on(&self) -> bool {
+        self.w
+            .upgrade()
+            .is_some_and(|inner| crate::console::enabled(&inner.lock()))
     }
 
     /// Whether the test asked this member to drop its connection (the request is taken).
@@ -681,7 +756,12 @@ impl MemberCtx {
     }
 
     /// A new connection and the recorded-shape offer for it.
-    async fn make_offer(&self, user: &str, seq: u64) -> Result<(Peer, String), String> {
+    async fn make_offer(
+        &self,
+        user: &str,
+        to_platform: &str,
+        seq: u64,
+    ) -> Result<(Peer, String), String> {
         let relay = self.relay().await?;
         let (pc, gathered, connected) = self.new_pc().await?;
         let ssrc = StdRng::seed_from_u64(self.seed() ^ 0x55).random::<u32>() | 1;
@@ -703,7 +783,7 @@ impl MemberCtx {
         set_status(&self.w, &self.account, |v| v.ssrc = ssrc);
         let sender = self.start_sender(track, connected, ssrc, OPUS_PT);
         let peer = Peer { pc, sender, relay };
-        Ok((peer, self.signal(user, "offer", sdp, seq)))
+        Ok((peer, self.signal(user, to_platform, "offer", sdp, seq)))
     }
 
     /// A new connection answering the user's offer; returns the answer SDP.

@@ -454,7 +454,7 @@ async fn sign_in(sim: &SimHandle) -> Vec<(&'static str, String)> {
     let (st, head, _) = raw(
         sim,
         "GET",
-        &format!("/api/authz/v3/oauth/authorize?access_type=offline&client_id={}&redirect_uri=com.scee.psxandroid.scecompcall%3A%2F%2Fredirect&response_type=code&scope=psn%3Amobile.v2.core", c.client_id),
+        &format!("/api/authz/v3/oauth/authorize?duid=test-device-1&access_type=offline&client_id={}&redirect_uri=com.scee.psxandroid.scecompcall%3A%2F%2Fredirect&response_type=code&scope=psn%3Amobile.v2.core", c.client_id),
         &[("user-agent", "test".into()), ("cookie", format!("npsso={}", c.npsso))],
         "",
     )
