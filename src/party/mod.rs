@@ -10,6 +10,7 @@ pub mod gates;
 pub mod hub;
 pub mod pipeline;
 pub mod settings;
+pub mod signal_filter;
 pub mod signalling;
 pub mod status;
 mod views;

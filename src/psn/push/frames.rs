@@ -76,7 +76,12 @@ pub enum PushEvent {
     },
     CustomMessage {
         session_id: String,
+        /// The sender as PSN reports it (`customProperties.from`): the one identity the sender
+        /// does not write itself.
         from: PushFrom,
+        /// The device the frame was delivered to (the envelope's `to`; `deviceUniqueId` only
+        /// when PSN sends one [U]).
+        to: PushFrom,
         channel: String,
         payload: String,
     },
@@ -178,6 +183,10 @@ pub fn parse_frame(text: &str) -> std::result::Result<Option<PushEvent>, FrameEr
             PushEvent::CustomMessage {
                 session_id: session_id()?,
                 from: from(),
+                to: v
+                    .get("to")
+                    .and_then(|t| PushFrom::deserialize(t).ok())
+                    .unwrap_or_default(),
                 channel: field("channel")?,
                 payload: field("payload")?,
             }
