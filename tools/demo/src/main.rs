@@ -114,6 +114,9 @@ fn run(options: &Options) -> Result<(), String> {
         .block_on(psn_sim::start(psn_sim::SimConfig::default()))
         .map_err(|e| format!("psn-sim: {e}"))?;
     let _context = runtime.enter();
+    // The streamer's own PS5 is a voice peer too: every member offers to it first, and the
+    // plugin must leave those links alone (issue 15).
+    sim.set_console_voice(true);
     let specs: Vec<MemberSpec> = MEMBERS
         .iter()
         .enumerate()
@@ -288,11 +291,67 @@ fn run(options: &Options) -> Result<(), String> {
     if report.leaks != 0 {
         problems.push(format!("{} libobs allocations leaked", report.leaks));
     }
+    problems.extend(what_the_release_module_sent(&sim));
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// The release module must send what the tests send, byte for byte: every JSON body in the
+/// recorded key order (psn-sim checks each, src/key_order.rs there), one device id, signalling
+/// within the rules, and the user's console's links with the members left alone.
+fn what_the_release_module_sent(sim: &psn_sim::SimHandle) -> Vec<String> {
+    let mut problems = Vec::new();
+    let unexpected = sim.unexpected();
+    if !unexpected.is_empty() {
+        problems.push(format!(
+            "fields or key order outside the recorded shapes: {unexpected:?}"
+        ));
+    }
+    let joins = sim.request_bodies("join");
+    let recorded = r#"{"members":[{"accountId":"me","platform":"me","customData4":""#;
+    if joins.is_empty() || !joins.iter().all(|b| b.starts_with(recorded.as_bytes())) {
+        problems.push(format!(
+            "join bodies are not in the recorded key order: {:?}",
+            joins
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect::<Vec<_>>()
+        ));
+    }
+    let devices = sim.device_ids();
+    if devices.len() != 1 {
+        problems.push(format!("{} device ids sent on authorize", devices.len()));
+    }
+    let violations = sim.signal_violations();
+    if !violations.is_empty() {
+        problems.push(format!("signalling broke psn-sim's rules: {violations:?}"));
+    }
+    let console = sim.console_status();
+    let connected = console
+        .links
+        .iter()
+        .filter(|l| l.state == "connected" && l.packets_received > 0)
+        .count();
+    println!(
+        "release module: {} bodies in the recorded key order, {} device id, the console's links: {connected} of {} connected, {} disturbed",
+        sim.request_bodies("customMessage").len() + joins.len(),
+        devices.len(),
+        MEMBERS.len(),
+        console.disturbances.len()
+    );
+    if !console.disturbances.is_empty() {
+        problems.push(format!(
+            "the console's links were disturbed: {:?}",
+            console.disturbances
+        ));
+    }
+    if connected != MEMBERS.len() {
+        problems.push(format!("the console's links: {:?}", console.links));
+    }
+    problems
 }
 
 fn unix_now_ns() -> u64 {
