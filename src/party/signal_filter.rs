@@ -19,6 +19,15 @@ use crate::psn::custom_message::{platform_code, Message, PLATFORM_MOBILE_APP};
 use crate::psn::push::PushFrom;
 use crate::psn::model::{RosterMember as Member, MOBILE_APP};
 
+/// A customMessage as push delivered it: PSN's sender, the device it was delivered to, the
+/// payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub from: PushFrom,
+    pub to: PushFrom,
+    pub payload: String,
+}
+
 /// Who we are in the party.
 #[derive(Debug, Clone, Copy)]
 pub struct Me<'a> {
@@ -63,8 +72,8 @@ pub fn judge<'r>(
     if from.account_id.is_empty() {
         return Verdict::Untrusted("PSN named no sender".into());
     }
-    if from.account_id == me.account_id {
-        return Verdict::Untrusted("a message from our own account to our own member".into());
+    if from.account_id == me.account_id && from.platform == MOBILE_APP {
+        return Verdict::Untrusted("a message from our own app member".into());
     }
     let Some(member) = roster
         .into_iter()
@@ -287,16 +296,22 @@ mod tests {
             judge_it(&push_from(ANN, "MOBILE_APP"), &m),
             Verdict::Untrusted(_)
         ));
-        // No sender named, or our own console.
+        // No sender named, or our own app member (an echo).
         assert!(matches!(
             judge_it(&PushFrom::default(), &m),
             Verdict::Untrusted(_)
         ));
-        let m = msg((ME, PLATFORM_PS5), (ME, PLATFORM_MOBILE_APP));
+        let m = msg((ME, PLATFORM_MOBILE_APP), (ME, PLATFORM_MOBILE_APP));
         assert!(matches!(
-            judge_it(&push_from(ME, "PS5"), &m),
+            judge_it(&push_from(ME, "MOBILE_APP"), &m),
             Verdict::Untrusted(_)
         ));
+        // Our own console talking to us ("Include my own console") is a member like others.
+        let m = msg((ME, PLATFORM_PS5), (ME, PLATFORM_MOBILE_APP));
+        assert_eq!(
+            judge_it(&push_from(ME, "PS5"), &m),
+            Verdict::Accept(member(ME, "PS5"))
+        );
     }
 
     #[test]
