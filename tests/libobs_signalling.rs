@@ -158,10 +158,13 @@ fn main() {
                 sim.start_party_with("After a crash", &[voice("dee_ps", "PS5", 300.0, true)]);
             let _end = EndParty(&sim, party.session_id.clone());
             // A first run joins and goes (so this device is known to PSN) ...
-            let joins = sim.count("join");
             let first = member_sources(&host, &["dee_ps"])?;
-            let joined = support::wait_for(Duration::from_secs(10), || sim.count("join") > joins);
-            ensure(joined.is_some(), || "never joined".into())?;
+            // Heard: the join is done (a source dropped while the join is under way goes
+            // without leaving, which leaves a stale membership too).
+            let joined = support::wait_for(Duration::from_secs(15), || {
+                tone_dbfs(&first[0].1.lock().unwrap().samples, RATE, 300.0) > -30.0
+            });
+            ensure(joined.is_some(), || "the first run never heard Dee".into())?;
             let leaves = sim.count("leave");
             drop(first);
             let left = support::wait_for(Duration::from_secs(3), || sim.count("leave") > leaves);

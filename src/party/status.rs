@@ -193,8 +193,10 @@ impl HubStatus {
     /// A failure stays shown until the member's voice connects again (a
     /// new attempt's "connecting" would hide why the last one failed).
     pub fn set_member_state(&mut self, account_id: &str, state: MemberState) {
+        let own = self.account_id.as_deref() == Some(account_id);
         for m in self.members.values_mut() {
-            if m.account_id == account_id && m.platform != "MOBILE_APP" {
+            // Our own account's app member is us; a phone member of another account talks.
+            if m.account_id == account_id && !(own && m.platform == MOBILE_APP) {
                 let keep_failure = matches!(m.state, MemberState::Failed(_))
                     && matches!(state, MemberState::Connecting | MemberState::Disconnected);
                 if !keep_failure {

@@ -641,6 +641,7 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
             p.members.push(member.clone());
             let data = json!({"sessionId": sid, "customProperties": {"from": member.from_ref()}, "members": [member]});
             st.push_to_party(&sid, "v2:ps:members:created", data, &[]);
+            crate::signal_rules::user_joined(&mut st, &sid);
             Ok(empty(201))
         }
         "updateMember" => {

@@ -25,6 +25,12 @@ struct PeerSeen {
     last_offer: Option<u64>,
 }
 
+/// The user's app joined `sid` anew: its count starts over (so do the members', who see a new
+/// member).
+pub fn user_joined(st: &mut State, sid: &str) {
+    st.signal_seen.peers.retain(|(s, _), _| s != sid);
+}
+
 /// Checks one message the user sent to `targets` (the REST `to` accounts) in `sid`; `Err` says
 /// which rule it broke.
 pub fn check(st: &mut State, sid: &str, payload: &str, targets: &[String]) -> Result<(), String> {
