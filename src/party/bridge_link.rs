@@ -234,6 +234,9 @@ impl BridgeSide {
         own: OwnAccount<'_>,
         start: impl FnOnce(&str, &AudioParams) -> Option<(PacketSender, MemberInfo)>,
     ) {
+        if signalling.distrusted(stream) {
+            return; // a sender who wrote someone else's identity is not played
+        }
         let target = match bridge_target(
             stream,
             own,

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use super::cause::{Cause, Failure};
 use super::pipeline::{member_info, PlayoutControl};
 use super::settings::{JitterPreset, PartyChoice, VoicePath};
+use super::signal_filter::Delivered;
 use super::signalling::{Outgoing, SignalOutcome};
 use super::status::{HubStatus, MemberState};
 use super::voice_links::{LinkContext, VoiceLinks};
@@ -284,13 +285,17 @@ impl<'a> PartyFollower<'a> {
         let session_id = party.session_id.clone();
         let mut roster: HashMap<String, RosterMember> = HashMap::new();
         for m in &party.members {
-            if m.account_id == me && !m.is_console() {
+            if m.is_own_app(&me) {
                 continue;
             }
             roster.insert(member_key(m), m.clone());
         }
         ctx.set(|s| s.joined(&party.session_id, &party.session_name, &me, roster.values()));
-        for m in party.members.iter().filter(|m| m.is_console()) {
+        for m in party
+            .members
+            .iter()
+            .filter(|m| m.has_voice() && !m.is_own_app(&me))
+        {
             ctx.playout.add_member(
                 member_info(&me, ctx.include_own_console, &m.account_id, &m.online_id),
                 Box::new(Silence),
@@ -392,7 +397,7 @@ impl<'a> PartyFollower<'a> {
             } if ours(&session_id) => {
                 let mut we_left = false;
                 for m in members {
-                    if m.account_id == self.me && !m.is_console() {
+                    if m.is_own_app(&self.me) {
                         we_left = true;
                         continue;
                     }
@@ -411,10 +416,13 @@ impl<'a> PartyFollower<'a> {
             }
             PushEvent::CustomMessage {
                 session_id,
+                from,
+                to,
                 payload,
                 ..
             } if ours(&session_id) => {
-                let replies = self.links.on_signal(&self.roster, &payload).await;
+                let delivered = Delivered { from, to, payload };
+                let replies = self.links.on_signal(&self.roster, &delivered).await;
                 self.queue(replies);
             }
             PushEvent::Failed { error } => return ControlFlow::Break(Err(error)),
@@ -518,11 +526,11 @@ impl<'a> PartyFollower<'a> {
     /// them. Our own app and members already known are skipped.
     fn admit_member(&mut self, m: RosterMember, how: &str) {
         let key = member_key(&m);
-        if (m.account_id == self.me && !m.is_console()) || self.roster.contains_key(&key) {
+        if m.is_own_app(&self.me) || self.roster.contains_key(&key) {
             return;
         }
         log::info!("member {how}: {}", m.online_id);
-        if m.is_console() {
+        if m.has_voice() {
             let info = member_info(
                 &self.me,
                 self.ctx.include_own_console,

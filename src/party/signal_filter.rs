@@ -123,7 +123,7 @@ impl FilterLog {
                 self.not_for_us += 1;
                 log::debug!(
                     "voice message from {} not for us ({why}); {} ignored so far",
-                    super::voice_links::mask(&from.account_id),
+                    super::signalling::mask(&from.account_id),
                     self.not_for_us
                 );
             }
@@ -132,7 +132,7 @@ impl FilterLog {
                 if self.warned.insert(key) {
                     log::warn!(
                         "dropping voice messages from {} on {}: {why}",
-                        super::voice_links::mask(&from.account_id),
+                        super::signalling::mask(&from.account_id),
                         from.platform
                     );
                 }

@@ -24,13 +24,22 @@
 //!   opens one. A bridge that fails is opened again after [`BRIDGE_RETRY`].
 //!
 //! Every voice message that arrives goes through [`Signalling::accept`] first: the one place
-//! that decides whether a message is taken or dropped.
+//! that decides whether a message is taken or dropped (the rules in
+//! [`super::signal_filter`]: addressed to our `MOBILE_APP` member and device, from the member
+//! PSN names as the sender). A sender that fails the sender checks gets nothing from us for
+//! the rest of the party: no link, no offer, no bridge stream.
+//! - Members on a console or on the PlayStation App (other accounts) talk; of our own account
+//!   only the console, when the user wants it heard.
+//! - Each new offer to a member carries the next `sdp_sequence_number`; an answer carries the
+//!   number of the offer it answers; `global_seq_num` counts every message we send.
+//! - At most one link per member, never more links than members.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::cause::{Cause, Failure};
 pub use super::settings::VoicePath;
+use super::signal_filter::{judge, Delivered, FilterLog, Me, Verdict};
 use super::status::MemberState;
 use crate::psn::custom_message::{
     decode_payload, encode_payload, Message, Recipient, Signal, UserRef, PLATFORM_MOBILE_APP,
@@ -155,6 +164,8 @@ pub struct SignallingConfig {
     pub include_own_console: bool,
     /// Whether a bridge can be opened at all (no PSN client in some tests).
     pub bridge_available: bool,
+    /// Our device id (`duid`): a message delivered to another device of ours is not ours.
+    pub device_id: String,
 }
 
 /// Every member's signalling state in one party.
@@ -175,7 +186,15 @@ pub struct Signalling {
     /// while push was down offers before we know them, and their offer must wait for the
     /// roster.
     roster_reads: usize,
-    held: Vec<String>,
+    held: Vec<Delivered>,
+    /// What the accept/drop place ignored and dropped.
+    filter_log: FilterLog,
+    /// Senders (account ids, as PSN named them) that failed the sender checks.
+    untrusted: HashSet<String>,
+    /// Our offers to each member so far (the next one's `sdp_sequence_number`).
+    offers_made: HashMap<String, u64>,
+    /// The `sdp_sequence_number` of the description a pending offer or answer will carry.
+    pending_sequence: HashMap<MemberId, String>,
 }
 
 /// Voice messages held while the roster is re-read (a party has at most 16 members, each
@@ -195,7 +214,16 @@ impl Signalling {
             pending: HashMap::new(),
             roster_reads: 0,
             held: Vec::new(),
+            filter_log: FilterLog::default(),
+            untrusted: HashSet::new(),
+            offers_made: HashMap::new(),
+            pending_sequence: HashMap::new(),
         }
+    }
+
+    /// Whether the sender failed the sender checks (their bridge stream is not played either).
+    pub fn distrusted(&self, account_id: &str) -> bool {
+        self.untrusted.contains(account_id)
     }
 
     /// Whether the member's voice comes over the bridge.
@@ -214,7 +242,13 @@ impl Signalling {
     }
 
     fn wants_voice(&self, m: &RosterMember) -> bool {
-        m.is_console() && (m.account_id != self.config.me || self.config.include_own_console)
+        if self.untrusted.contains(&m.account_id) {
+            return false;
+        }
+        if m.account_id == self.config.me {
+            return m.is_console() && self.config.include_own_console;
+        }
+        m.has_voice()
     }
 
     /// A console member is in the party from now on: our offer is due after the grace.
@@ -285,6 +319,10 @@ impl Signalling {
             };
             self.pending
                 .insert(member.clone(), (to, m.platform.clone()));
+            let offers = self.offers_made.entry(m.account_id.clone()).or_insert(0);
+            *offers += 1;
+            self.pending_sequence
+                .insert(member.clone(), offers.to_string());
             out.push(Command::Offer {
                 member,
                 online_id: m.online_id.clone(),
@@ -334,39 +372,57 @@ impl Signalling {
     }
 
     /// Whether a voice message is taken, and what it is: the one place where an incoming
-    /// message is accepted or dropped. Only offers and answers addressed to us pass.
+    /// message is accepted or dropped. Only offers and answers addressed to our member (and
+    /// device), from the member PSN names as the sender and whose voice we want, pass; that
+    /// member is the audio's owner. A sender that fails the checks is distrusted (see
+    /// [`Signalling::take_signal`]).
     pub fn accept(
-        &self,
+        &mut self,
         roster: &HashMap<String, RosterMember>,
-        payload: &str,
+        delivered: &Delivered,
     ) -> Option<Accepted> {
-        let message = match decode_payload(payload) {
+        let message = match decode_payload(&delivered.payload) {
             Ok(message) => message,
             Err(e) => {
                 log::warn!("a voice message could not be read: {e}");
                 return None;
             }
         };
+        let me = Me {
+            account_id: &self.config.me,
+            device_id: &self.config.device_id,
+        };
+        let verdict = judge(
+            me,
+            roster.values(),
+            &delivered.from,
+            &delivered.to,
+            &message,
+        );
+        self.filter_log.note(&verdict, &delivered.from);
+        let sender = match verdict {
+            Verdict::Accept(sender) => sender,
+            Verdict::NotForUs(_) => return None,
+            Verdict::Untrusted(_) => {
+                let account = &delivered.from.account_id;
+                if !account.is_empty() && *account != self.config.me {
+                    self.untrusted.insert(account.clone());
+                }
+                return None;
+            }
+        };
         let signal = message.signal;
-        if signal.to.account_id != self.config.me {
+        if !matches!(signal.kind.as_str(), "offer" | "answer") || !self.wants_voice(&sender) {
             return None;
         }
-        if !matches!(signal.kind.as_str(), "offer" | "answer") {
-            return None;
-        }
-        let owner = signal
-            .medias
-            .first()
-            .map(|m| m.user.clone())
-            .unwrap_or_else(|| signal.from.clone());
-        let entry = roster
-            .values()
-            .find(|m| m.account_id == owner.account_id && m.is_console())
-            .cloned();
+        let owner = UserRef {
+            account_id: sender.account_id.clone(),
+            platform: signal.from.platform,
+        };
         Some(Accepted {
             signal,
             owner,
-            entry,
+            entry: Some(sender),
         })
     }
 
@@ -384,7 +440,7 @@ impl Signalling {
         }
         std::mem::take(&mut self.held)
             .iter()
-            .flat_map(|payload| self.take_signal(roster, payload))
+            .flat_map(|delivered| self.take_signal(roster, delivered))
             .collect()
     }
 
@@ -393,26 +449,36 @@ impl Signalling {
     pub fn signal_received(
         &mut self,
         roster: &HashMap<String, RosterMember>,
-        payload: &str,
+        delivered: &Delivered,
     ) -> Vec<Command> {
         if self.roster_reads > 0 {
             if self.held.len() < MAX_HELD_SIGNALS {
-                self.held.push(payload.to_owned());
+                self.held.push(delivered.clone());
             }
             return Vec::new();
         }
-        self.take_signal(roster, payload)
+        self.take_signal(roster, delivered)
     }
 
     fn take_signal(
         &mut self,
         roster: &HashMap<String, RosterMember>,
-        payload: &str,
+        delivered: &Delivered,
     ) -> Vec<Command> {
-        let Some(accepted) = self.accept(roster, payload) else {
-            return Vec::new();
-        };
         let mut out = Vec::new();
+        let was_distrusted = self.untrusted.len();
+        let accepted = self.accept(roster, delivered);
+        if self.untrusted.len() > was_distrusted {
+            // Newly distrusted: whatever they have of ours goes.
+            let account = delivered.from.account_id.as_str();
+            self.plans.remove(account);
+            self.bridged.remove(account);
+            self.pending.remove(account);
+            self.drop_link(account, &mut out);
+        }
+        let Some(accepted) = accepted else {
+            return out;
+        };
         let online_id = accepted
             .entry
             .as_ref()
@@ -429,15 +495,26 @@ impl Signalling {
                 // Glare: the member's offer wins (module docs).
                 log::info!("{online_id} offered while our offer was out: answering theirs");
             }
+            // One link per member (a new offer replaces theirs), never more links than members.
+            let members = roster.values().filter(|m| self.wants_voice(m)).count();
+            if !self.links.contains_key(owner) && self.links.len() >= members {
+                log::warn!(
+                    "ignoring a voice offer from {}: as many links as members already",
+                    mask(owner)
+                );
+                return out;
+            }
             self.drop_link(owner, &mut out);
             let platform = accepted
                 .entry
                 .as_ref()
                 .map_or("PS5", |m| m.platform.as_str())
                 .to_owned();
-            // The answer goes back to whoever sent the offer.
+            // The answer goes back to whoever sent the offer, with its sequence number.
             self.pending
                 .insert(member.clone(), (accepted.signal.from.clone(), platform));
+            self.pending_sequence
+                .insert(member.clone(), accepted.signal.sdp_sequence_number.clone());
             out.push(Command::Answer {
                 member,
                 online_id,
@@ -651,8 +728,13 @@ impl Signalling {
             account_id: to.account_id.clone(),
             platform: platform.to_owned(),
         };
-        let reply = Message::from_signal(Signal::new(kind, from, to, sdp, self.seq));
-        (recipient, encode_payload(&reply))
+        let sequence = self
+            .pending_sequence
+            .remove(to.account_id.as_str())
+            .unwrap_or_else(|| "1".into());
+        let mut signal = Signal::new(kind, from, to, sdp, self.seq);
+        signal.sdp_sequence_number = sequence;
+        (recipient, encode_payload(&Message::from_signal(signal)))
     }
 }
 
@@ -704,6 +786,7 @@ pub(crate) mod tests {
             path,
             include_own_console: false,
             bridge_available: true,
+            device_id: "dev-1".into(),
         })
     }
 
@@ -711,8 +794,25 @@ pub(crate) mod tests {
         MEMBER.into()
     }
 
-    /// A customMessage from MEMBER to `to` (the voice links' tests use it too).
-    pub(crate) fn from_member_to(to: &str, kind: &str, sdp: &str) -> String {
+    /// A customMessage from MEMBER to `to`, as push delivers it (PSN names MEMBER; the voice
+    /// links' tests use it too).
+    pub(crate) fn from_member_to(to: &str, kind: &str, sdp: &str) -> Delivered {
+        delivered(from_member_payload(to, kind, sdp))
+    }
+
+    pub(crate) fn delivered(payload: String) -> Delivered {
+        Delivered {
+            from: crate::psn::push::PushFrom {
+                account_id: MEMBER.into(),
+                platform: "PS5".into(),
+                ..Default::default()
+            },
+            to: Default::default(),
+            payload,
+        }
+    }
+
+    fn from_member_payload(to: &str, kind: &str, sdp: &str) -> String {
         let member = UserRef {
             account_id: MEMBER.into(),
             platform: PLATFORM_PS5,
@@ -730,7 +830,7 @@ pub(crate) mod tests {
         )))
     }
 
-    fn from_member(kind: &str, sdp: &str) -> String {
+    fn from_member(kind: &str, sdp: &str) -> Delivered {
         from_member_to(ME, kind, sdp)
     }
 
@@ -853,9 +953,11 @@ pub(crate) mod tests {
     /// Only offers and answers addressed to us pass `accept`.
     #[test]
     fn accept_takes_only_our_offers_and_answers() {
-        let m = machine(VoicePath::Auto);
+        let mut m = machine(VoicePath::Auto);
         let r = roster();
-        assert!(m.accept(&r, "not a voice message").is_none());
+        assert!(m
+            .accept(&r, &delivered("not a voice message".into()))
+            .is_none());
         assert!(m
             .accept(&r, &from_member_to("3000", "offer", "x"))
             .is_none());
@@ -1073,8 +1175,69 @@ pub(crate) mod tests {
             path: VoicePath::Auto,
             include_own_console: true,
             bridge_available: true,
+            device_id: "dev-1".into(),
         });
         m.member_joined(&own, t0);
         assert_eq!(offers(&m.tick(&roster, t0 + OFFER_GRACE)), 1);
+    }
+
+    /// Issue 15: an offer meant for the user's console (our account, platform PS5) gets no
+    /// answer; a sender who writes another member's identity is dropped and gets no offer of
+    /// ours from then on; re-offers count `sdp_sequence_number` up and answers echo it.
+    #[test]
+    fn only_our_own_messages_from_the_real_sender_and_counted_offers() {
+        let t0 = Instant::now();
+        let mut m = machine(VoicePath::P2p);
+        m.member_joined(&member(), t0);
+        // To our account, but to the console.
+        let mut to_console = decode_payload(&from_member("offer", "x").payload).unwrap();
+        to_console.signal.to.platform = PLATFORM_PS5;
+        let commands = m.signal_received(&roster(), &delivered(encode_payload(&to_console)));
+        assert!(commands.is_empty(), "{commands:?}");
+        // Our offers: "1", then "2" after ANSWER_WAIT.
+        let sequence = |commands: &[Command]| -> Vec<String> {
+            commands
+                .iter()
+                .filter_map(|c| match c {
+                    Command::Send((_, payload)) => {
+                        Some(decode_payload(payload).unwrap().signal.sdp_sequence_number)
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        m.tick(&roster(), t0 + OFFER_GRACE);
+        let first = m.offer_made(&id(), "o1".into(), t0 + OFFER_GRACE);
+        // Unanswered, it stalls; after the grace the next offer goes out.
+        let stalled = t0 + OFFER_GRACE + ANSWER_WAIT;
+        m.tick(&roster(), stalled);
+        m.tick(&roster(), stalled + OFFER_GRACE);
+        let second = m.offer_made(&id(), "o2".into(), stalled + OFFER_GRACE);
+        assert_eq!(
+            (sequence(&first), sequence(&second)),
+            (vec!["1".into()], vec!["2".into()])
+        );
+        // Their offer number 5 is answered with 5.
+        let mut theirs = decode_payload(&from_member("offer", "theirs").payload).unwrap();
+        theirs.signal.sdp_sequence_number = "5".into();
+        m.signal_received(&roster(), &delivered(encode_payload(&theirs)));
+        let answer = m.answered(&id(), "ours".into(), stalled + OFFER_GRACE);
+        assert_eq!(sequence(&answer), vec!["5".to_string()]);
+        // PSN says another member sent this one: dropped, and MEMBER... stays trusted.
+        let mut posing = from_member("offer", "posing");
+        posing.from.account_id = "4000".into();
+        assert!(m.signal_received(&roster(), &posing).is_empty());
+        assert!(m.distrusted("4000") && !m.distrusted(MEMBER));
+        // MEMBER writes another's identity into the media: distrusted, their link closes, no
+        // offer again.
+        let mut media = decode_payload(&from_member("offer", "x").payload).unwrap();
+        media.signal.medias[0].user.account_id = "4000".into();
+        let commands = m.signal_received(&roster(), &delivered(encode_payload(&media)));
+        assert!(
+            commands.contains(&Command::Close { member: id() }),
+            "{commands:?}"
+        );
+        assert!(m.distrusted(MEMBER));
+        assert_eq!(offers(&m.tick(&roster(), t0 + 10 * ANSWER_WAIT)), 0);
     }
 }

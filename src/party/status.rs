@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::cause::{Cause, Failure};
-use crate::psn::model::RosterMember;
+use crate::psn::model::{RosterMember, MOBILE_APP};
 use crate::voice::peer::PeerState;
 
 /// The words the status views are built from: the locale's templates (`text(key)`; `%1`,
@@ -79,6 +79,17 @@ impl MemberStatus {
     }
 }
 
+impl MemberStatus {
+    /// The name to show: a member on the PlayStation App (a phone) is marked "(PS App)".
+    pub fn display_name(&self, text: impl Fn(&str) -> String) -> String {
+        if self.platform == MOBILE_APP {
+            text("Member.PhoneApp").replace("%1", &self.online_id)
+        } else {
+            self.online_id.clone()
+        }
+    }
+}
+
 /// The hub's state, for display.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HubStatus {
@@ -141,7 +152,7 @@ impl HubStatus {
                         text("Member.Failed").replace("%1", &words.failure(why))
                     }
                 };
-                format!("{} ({state})", m.online_id)
+                format!("{} ({state})", m.display_name(&text))
             })
             .collect();
         text("Status.InParty")
@@ -369,7 +380,8 @@ impl View {
         self.status
             .members
             .values()
-            .filter(|m| m.platform != "MOBILE_APP")
+            // Our own app member is us, not someone to hear.
+            .filter(|m| !(Some(m.account_id.as_str()) == me && m.platform == MOBILE_APP))
             .map(|m| {
                 let own_console = Some(m.account_id.as_str()) == me;
                 let state = match &m.state {
@@ -389,6 +401,8 @@ impl View {
                     text("Member.OwnConsole")
                         .replace("%1", &m.online_id)
                         .replace("%2", &m.platform)
+                } else if m.platform == MOBILE_APP {
+                    format!("{}: {state}", m.display_name(&text))
                 } else {
                     format!("{} ({}): {state}", m.online_id, m.platform)
                 };

@@ -17,6 +17,7 @@ use super::bridge_link::{BridgeSide, OwnAccount, BRIDGE_MEMBER, BRIDGE_MEMBER_NA
 use super::feed::PacketSender;
 use super::pipeline::PlayoutControl;
 use super::pipeline::{member_info, start_voice};
+use super::signal_filter::Delivered;
 use super::signalling::{
     Command, LinkRole, Outgoing, SignalOutcome, Signalling, SignallingConfig, VoicePath,
 };
@@ -101,6 +102,11 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
             path: ctx.path,
             include_own_console: ctx.include_own_console,
             bridge_available: ctx.client.is_some(),
+            device_id: ctx
+                .client
+                .as_ref()
+                .map(|c| c.device_id().to_owned())
+                .unwrap_or_default(),
         });
         VoiceLinks {
             ctx,
@@ -151,9 +157,9 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
     pub async fn on_signal(
         &mut self,
         roster: &HashMap<String, RosterMember>,
-        payload: &str,
+        delivered: &Delivered,
     ) -> Vec<Outgoing> {
-        let commands = self.machine.signal_received(roster, payload);
+        let commands = self.machine.signal_received(roster, delivered);
         self.carry_out(commands).await
     }
 
@@ -514,7 +520,7 @@ mod tests {
     }
 
     /// The member's side: a customMessage from MEMBER to us.
-    fn from_member(kind: &str, sdp: String) -> String {
+    fn from_member(kind: &str, sdp: String) -> Delivered {
         from_member_to(ME, kind, &sdp)
     }
 
