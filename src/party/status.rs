@@ -152,7 +152,7 @@ impl HubStatus {
                         text("Member.Failed").replace("%1", &words.failure(why))
                     }
                 };
-                format!("{} ({state})", m.display_name(&text))
+                format!("{} ({state})", m.display_name(text))
             })
             .collect();
         text("Status.InParty")
@@ -402,7 +402,7 @@ impl View {
                         .replace("%1", &m.online_id)
                         .replace("%2", &m.platform)
                 } else if m.platform == MOBILE_APP {
-                    format!("{}: {state}", m.display_name(&text))
+                    format!("{}: {state}", m.display_name(text))
                 } else {
                     format!("{} ({}): {state}", m.online_id, m.platform)
                 };
