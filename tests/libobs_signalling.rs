@@ -14,34 +14,20 @@ use std::time::Duration;
 
 use obs_psn_party::audio::analysis::tone_dbfs;
 use obs_psn_party::obs::host::{Captured, HostSource, ObsHost};
+use support::libobs::{EndParty, LibobsRun};
 
 type Audio = std::sync::Arc<std::sync::Mutex<Captured>>;
 use psn_sim::voice::{MemberSpec, VoiceSpec};
-use support::{ensure, Runner};
+use support::ensure;
 
 const RATE: u32 = 48_000;
 /// A tone this far down is not there (the members' tones sit around -15 dBFS).
 const ABSENT_DB: f64 = -60.0;
 
 fn main() {
-    support::ensure_display();
-    let work = support::scratch_dir("signalling");
-    let plugin = support::stage_plugin(&work);
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime for psn-sim");
-    let sim = runtime
-        .block_on(psn_sim::start(psn_sim::SimConfig::default()))
-        .expect("psn-sim starts");
-    let _runtime_context = runtime.enter();
-    for (key, value) in sim.plugin_env() {
-        std::env::set_var(key, value);
-    }
+    let (run, sim, host, mut runner) = LibobsRun::start_with_sim("signalling");
     // Every member negotiates voice with the streamer's own PS5 too, offering to it first.
     sim.set_console_voice(true);
-    let host = ObsHost::start(&work.join("config")).expect("libobs starts");
-    let mut runner = Runner::new();
-    runner.run_always("module_loads", || {
-        host.load_module(&plugin.binary, &plugin.data).map(|_| ())
-    });
 
     runner.run(
         "members_offer_to_the_console_first_the_plugin_leaves_those_alone",
@@ -225,16 +211,7 @@ fn main() {
         },
     );
 
-    let report = host.shutdown();
-    println!(
-        "Number of memory leaks: {} (shutdown took {:?})",
-        report.leaks, report.took
-    );
-    drop(sim);
-    drop(_runtime_context);
-    drop(runtime);
-    support::finish_scratch(&work);
-    runner.finish();
+    run.finish(host, runner);
 }
 
 fn voice(name: &str, platform: &str, hz: f64, offers: bool) -> MemberSpec {
@@ -302,12 +279,4 @@ fn hear_each_own(
         out.push(format!("{} {own:.1} dB (+{:.1})", names[i], own - others));
     }
     Ok(out.join(", "))
-}
-
-struct EndParty<'a>(&'a psn_sim::SimHandle, String);
-
-impl Drop for EndParty<'_> {
-    fn drop(&mut self) {
-        self.0.end_party(&self.1);
-    }
 }

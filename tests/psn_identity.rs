@@ -8,7 +8,7 @@ mod psn_common;
 use obs_psn_party::psn::custom_message::{
     self, Message, Recipient, Signal, UserRef, PLATFORM_MOBILE_APP, PLATFORM_PS5,
 };
-use obs_psn_party::psn::session::PartyApi;
+use obs_psn_party::psn::party_api::PartyApi;
 use obs_psn_party::psn::{PsnError, Secret};
 use psn_common::*;
 
@@ -60,8 +60,8 @@ async fn every_join_names_one_push_context_in_the_recorded_key_order() {
         // `preserve_order` is the plugin's own feature).
         let want = format!(
             r#"{{"members":[{{"accountId":"me","platform":"me","customData4":"{}","pushContexts":[{{"contextId":"{context}"}}],"voiceChatActivated":true}}]}}"#,
-            obs_psn_party::psn::session::encode_custom_data4(
-                &obs_psn_party::psn::session::DEFAULT_CUSTOM_DATA4
+            obs_psn_party::psn::party_api::encode_custom_data4(
+                &obs_psn_party::psn::party_api::DEFAULT_CUSTOM_DATA4
             )
         );
         assert_eq!(text, want);
