@@ -52,7 +52,9 @@ fn texts(items: &[&str]) -> Vec<Vec<u8>> {
 
 #[test]
 fn custom_message_decode() {
-    let mut seeds = vec![offer_message(include_str!("voice_fixtures/member-offer.sdp"))];
+    let mut seeds = vec![offer_message(include_str!(
+        "voice_fixtures/member-offer.sdp"
+    ))];
     seeds.extend(body::custom_message_seeds());
     fuzz("custom_message_decode", &seeds, body::custom_message_decode);
 }

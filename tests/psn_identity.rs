@@ -3,14 +3,14 @@
 //! join; a membership left behind by a crash replaced on rejoining; the JSON bodies' key order as
 //! recorded; psn-sim's rules for the signalling the user's device sends.
 
-mod psn_common;
+mod support;
 
 use obs_psn_party::psn::custom_message::{
     self, Message, Recipient, Signal, UserRef, PLATFORM_MOBILE_APP, PLATFORM_PS5,
 };
 use obs_psn_party::psn::party_api::PartyApi;
 use obs_psn_party::psn::{PsnError, Secret};
-use psn_common::*;
+use support::psn::*;
 
 #[tokio::test]
 async fn one_device_id_sent_on_authorize_and_kept_with_the_sign_in() {

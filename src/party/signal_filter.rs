@@ -16,8 +16,8 @@
 use std::collections::HashSet;
 
 use crate::psn::custom_message::{platform_code, Message, PLATFORM_MOBILE_APP};
-use crate::psn::push::PushFrom;
 use crate::psn::model::{RosterMember as Member, MOBILE_APP};
+use crate::psn::push::PushFrom;
 
 /// A customMessage as push delivered it: PSN's sender, the device it was delivered to, the
 /// payload.

@@ -17,11 +17,11 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
 
 use crate::cmsg::{self, Signal};
+use crate::console::CONSOLE_PLATFORM;
 use crate::peer::{
     e2s, gathered_local_sdp, opus_codec, opus_track, stack_keys, stack_peer, state_name, Side,
     StackKeys,
 };
-use crate::console::CONSOLE_PLATFORM;
 use crate::relay::{member_sdp_via, user_sdp_via, Relay};
 use crate::state::MOBILE_APP;
 use crate::Inner;
