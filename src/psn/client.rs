@@ -165,7 +165,8 @@ impl PsnClient {
         match auth::refresh(&self.http, &self.config, old).await {
             Ok(t) => {
                 if let Some(s) = &self.store {
-                    if s.save_refreshed(&old.refresh_token, &self.stored(&t))? == Guarded::LeftAlone {
+                    if s.save_refreshed(&old.refresh_token, &self.stored(&t))? == Guarded::LeftAlone
+                    {
                         log::info!("PSN: the stored sign-in changed elsewhere (another OBS or profile); left as it is");
                     }
                 }

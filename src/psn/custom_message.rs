@@ -477,7 +477,7 @@ mod tests {
         // A body whose length is not a multiple of 3 needs padding.
         let after: &[u8] = [&b""[..], b" ", b"  "]
             .into_iter()
-            .find(|a| (body_with(RECORDED_JSON, a).len() % 3) != 0)
+            .find(|a| !body_with(RECORDED_JSON, a).len().is_multiple_of(3))
             .unwrap();
         let b = body_with(RECORDED_JSON, after);
         let b64 = base64::engine::general_purpose::STANDARD.encode(&b);
