@@ -139,19 +139,10 @@ fn main() {
     println!("cargo:rerun-if-changed=src/obs/wrapper.h");
     println!("cargo:rerun-if-changed=build.rs");
 
-    let libobs = match pkg_config::Config::new()
-        .atleast_version(MIN_LIBOBS)
-        .probe("libobs")
-    {
-        Ok(lib) => lib,
-        Err(err) => {
-            // One clear line: this is what a new contributor sees first.
-            println!(
-                "cargo:warning=libobs {MIN_LIBOBS} or newer not found: install the `libobs-dev` \
-                 package (Debian/Ubuntu: sudo apt-get install libobs-dev), or run tools/setup.sh"
-            );
-            panic!("libobs >= {MIN_LIBOBS} not found through pkg-config ({err})");
-        }
+    let include_paths = if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("windows") {
+        windows_libobs()
+    } else {
+        linux_libobs()
     };
 
     let mut builder = bindgen::Builder::default()
@@ -167,7 +158,7 @@ fn main() {
         .derive_default(true)
         .layout_tests(false)
         .generate_comments(false);
-    for path in &libobs.include_paths {
+    for path in &include_paths {
         builder = builder.clang_arg(format!("-I{}", path.display()));
     }
     for f in FUNCTIONS {
@@ -186,3 +177,77 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("libobs_bindings.rs");
     bindings.write_to_file(&out).expect("writing the bindings");
 }
+
+/// libobs through pkg-config (headers and `-lobs`): the Linux build.
+fn linux_libobs() -> Vec<PathBuf> {
+    match pkg_config::Config::new()
+        .atleast_version(MIN_LIBOBS)
+        .probe("libobs")
+    {
+        Ok(lib) => lib.include_paths,
+        Err(err) => {
+            // One clear line: this is what a new contributor sees first.
+            println!(
+                "cargo:warning=libobs {MIN_LIBOBS} or newer not found: install the `libobs-dev` \
+                 package (Debian/Ubuntu: sudo apt-get install libobs-dev), or run tools/setup.sh"
+            );
+            panic!("libobs >= {MIN_LIBOBS} not found through pkg-config ({err})");
+        }
+    }
+}
+
+/// The Windows build (tools/windows/build.sh): no pkg-config. The headers come from
+/// `LIBOBS_INCLUDE_DIR` (libobs 29.0's, plus the simde headers they include), and `obs.dll` is
+/// linked through an import library made here from [`FUNCTIONS`] (a `.def` turned into
+/// `libobs.dll.a` by mingw's dlltool), so the list of what we call stays in one place.
+/// `LIBOBS_LIB_DIR` instead names a folder that already holds an import library (an OBS SDK's
+/// `obs.lib` under MSVC).
+fn windows_libobs() -> Vec<PathBuf> {
+    println!("cargo:rerun-if-env-changed=LIBOBS_INCLUDE_DIR");
+    println!("cargo:rerun-if-env-changed=LIBOBS_LIB_DIR");
+    println!("cargo:rerun-if-env-changed=DLLTOOL");
+    let include = env::var_os("LIBOBS_INCLUDE_DIR").map(PathBuf::from).expect(
+        "LIBOBS_INCLUDE_DIR must name libobs's headers (a folder holding obs-module.h) \
+         when building for Windows; see tools/windows/build.sh",
+    );
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    if let Some(dir) = env::var_os("LIBOBS_LIB_DIR") {
+        println!("cargo:rustc-link-search=native={}", PathBuf::from(dir).display());
+    } else {
+        let def = out.join("obs.def");
+        std::fs::write(&def, obs_def()).expect("writing obs.def");
+        let dlltool = env::var("DLLTOOL").unwrap_or_else(|_| "x86_64-w64-mingw32-dlltool".into());
+        let status = std::process::Command::new(&dlltool)
+            .arg("--input-def")
+            .arg(&def)
+            .arg("--output-lib")
+            .arg(out.join("libobs.dll.a"))
+            .arg("--dllname")
+            .arg("obs.dll")
+            .status()
+            .unwrap_or_else(|e| panic!("{dlltool} could not run ({e}): install binutils-mingw-w64"));
+        assert!(status.success(), "{dlltool} failed on {}", def.display());
+        println!("cargo:rustc-link-search=native={}", out.display());
+    }
+    println!("cargo:rustc-link-lib=dylib=obs");
+    // obs-module.h and friends include simde from the folder above `obs/` or beside it.
+    let mut paths = vec![include.clone()];
+    if let Some(parent) = include.parent() {
+        paths.push(parent.to_path_buf());
+    }
+    paths
+}
+
+/// The module definition of `obs.dll`: every libobs function of [`FUNCTIONS`] (`vsnprintf` is
+/// the C library's, not libobs's). tests/windows/ builds its libobs test double from the same file.
+fn obs_def() -> String {
+    let mut def = String::from("LIBRARY obs.dll\nEXPORTS\n");
+    for f in FUNCTIONS.iter().filter(|f| !NOT_LIBOBS.contains(f)) {
+        def.push_str(f);
+        def.push('\n');
+    }
+    def
+}
+
+/// Names in [`FUNCTIONS`] that the C library provides, not libobs.
+const NOT_LIBOBS: &[&str] = &["vsnprintf"];

@@ -240,7 +240,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn save_load_delete_0600() {
@@ -256,12 +255,17 @@ mod tests {
             device_id: Some("0f1e2d3c-4b5a-4968-8776-655443322110".into()),
         };
         store.save(&t).unwrap();
-        let mode = std::fs::metadata(store.path())
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600);
+        // Windows has no mode bits: the profile's ACL keeps the folder the user's own.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(store.path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600);
+        }
         assert_eq!(store.load().unwrap(), Some(t.clone()));
         assert!(!format!("{t:?}").contains("secret"));
         store

@@ -203,7 +203,6 @@ mod tests {
 
     #[test]
     fn file_trace_is_private() {
-        use std::os::unix::fs::PermissionsExt;
         let path = std::env::temp_dir().join(format!("psn-trace-{}", uuid::Uuid::new_v4()));
         let t = Trace::to_file(&path).unwrap();
         t.request(
@@ -214,10 +213,15 @@ mod tests {
         );
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("abc") && !text.contains("zzz"), "{text}");
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        // Windows has no mode bits: the profile's ACL keeps the folder the user's own.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
         std::fs::remove_file(path).unwrap();
     }
 
