@@ -216,17 +216,36 @@ fn windows_libobs() -> Vec<PathBuf> {
     } else {
         let def = out.join("obs.def");
         std::fs::write(&def, obs_def()).expect("writing obs.def");
-        let dlltool = env::var("DLLTOOL").unwrap_or_else(|_| "x86_64-w64-mingw32-dlltool".into());
-        let status = std::process::Command::new(&dlltool)
-            .arg("--input-def")
-            .arg(&def)
-            .arg("--output-lib")
-            .arg(out.join("libobs.dll.a"))
-            .arg("--dllname")
-            .arg("obs.dll")
+        let msvc = env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("msvc");
+        // mingw's dlltool makes libobs.dll.a; under MSVC (a developer prompt) lib.exe makes obs.lib.
+        let (tool, args): (String, Vec<std::ffi::OsString>) = if msvc {
+            (
+                "lib".into(),
+                vec![
+                    "/NOLOGO".into(),
+                    "/MACHINE:X64".into(),
+                    format!("/DEF:{}", def.display()).into(),
+                    format!("/OUT:{}", out.join("obs.lib").display()).into(),
+                ],
+            )
+        } else {
+            (
+                env::var("DLLTOOL").unwrap_or_else(|_| "x86_64-w64-mingw32-dlltool".into()),
+                vec![
+                    "--input-def".into(),
+                    def.clone().into(),
+                    "--output-lib".into(),
+                    out.join("libobs.dll.a").into(),
+                    "--dllname".into(),
+                    "obs.dll".into(),
+                ],
+            )
+        };
+        let status = std::process::Command::new(&tool)
+            .args(&args)
             .status()
-            .unwrap_or_else(|e| panic!("{dlltool} could not run ({e}): install binutils-mingw-w64"));
-        assert!(status.success(), "{dlltool} failed on {}", def.display());
+            .unwrap_or_else(|e| panic!("{tool} could not run ({e}): it makes obs.dll's import library"));
+        assert!(status.success(), "{tool} failed on {}", def.display());
         println!("cargo:rustc-link-search=native={}", out.display());
     }
     println!("cargo:rustc-link-lib=dylib=obs");

@@ -8,7 +8,7 @@ repo="$(cd "$(dirname "$0")/../.." && pwd)"
 root="${WINDOWS_ROOT:-/var/cache/obs-psn-party/windows-root}"
 target="${WINDOWS_TARGET_DIR:-/var/cache/obs-psn-party/windows-target}"
 registry="${CARGO_HOME:-$HOME/.cargo}/registry"
-[ -x "$root/usr/bin/wine" ] || { echo "in-root: $root is not ready: run tools/windows/root.sh" >&2; exit 1; }
+[ -f "$root/.obs-psn-party-packages" ] || { echo "in-root: $root is not ready: run tools/windows/root.sh" >&2; exit 1; }
 mkdir -p "$target" "$registry"
 
 mounted=()
