@@ -15,7 +15,8 @@ for f in target/windows/obs-psn-party.dll target/windows/test/obs.dll target/win
 done
 out="$(realpath -m "${1:-target/windows/wine-demo}")"
 start=$(date +%s)
-cargo build --release -p psn-party-demo --bin psn-party-wine-demo
+# Debug, as cargo test built it already (the analysis is light; the members are psn-sim's).
+cargo build -p psn-party-demo --bin psn-party-wine-demo
 
 stage="$PWD/target/windows/wine-demo-plugins/obs-psn-party"
 rm -rf "$stage" && mkdir -p "$stage/bin/64bit" "$stage/data"
@@ -27,7 +28,7 @@ win() { echo "Z:${1//\//\\}"; } # a Linux path as wine names it
 boot=$(date +%s)
 tools/windows/in-root.sh wineboot -i >/dev/null 2>&1 || true
 say "wine prefix ready in $(($(date +%s) - boot)) s"
-target/release/psn-party-wine-demo --out "$out" -- \
+target/debug/psn-party-wine-demo --out "$out" -- \
   tools/windows/in-root.sh wine "$(win "$PWD/target/windows/test/obs-double-host.exe")" \
   --plugin "$(win "$stage/bin/64bit/obs-psn-party.dll")" --data "$(win "$stage/data")" \
   --out "$(win "$out")"

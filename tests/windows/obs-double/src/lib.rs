@@ -5,7 +5,6 @@
 //! plugin's Windows build run its demo scenario under wine, where no OBS can be had.
 //!
 //! FFI by nature: every function is called from C (the plugin) with libobs's contracts.
-#![feature(c_variadic)]
 #![allow(clippy::missing_safety_doc, non_camel_case_types)]
 
 mod data;
@@ -31,7 +30,7 @@ pub use source::*;
 extern "C" {
     fn malloc(size: usize) -> *mut c_void;
     fn free(ptr: *mut c_void);
-    fn vsnprintf(buf: *mut c_char, size: usize, format: *const c_char, args: ...) -> c_int;
+    fn _snprintf(buf: *mut c_char, size: usize, format: *const c_char, ...) -> c_int;
 }
 
 /// Live blocks handed out through `bmalloc` (what OBS reports as memory leaks at shutdown).
@@ -66,10 +65,26 @@ pub extern "C" fn bnum_allocs() -> i64 {
 }
 
 /// `blog`: formats like printf and prints `obs[level]: text` to stdout (the host's log).
+///
+/// libobs declares it variadic; stable Rust cannot define a variadic function. On Windows x64
+/// a variadic call passes every argument in an 8-byte slot (the first four in rcx, rdx, r8, r9,
+/// floats copied into the integer register too, then the stack), exactly as a call with that
+/// many 8-byte integers: so the slots are taken as integers here and passed on to `_snprintf`
+/// the same way. Up to six arguments (the plugin passes one); slots past the caller's are read
+/// from its frame and ignored by the format.
 #[no_mangle]
-pub unsafe extern "C" fn blog(level: c_int, format: *const c_char, mut args: ...) {
+pub unsafe extern "C" fn blog(
+    level: c_int,
+    format: *const c_char,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+    a6: u64,
+) {
     let mut buf = [0 as c_char; 4096];
-    vsnprintf(buf.as_mut_ptr(), buf.len(), format, args.as_va_list());
+    _snprintf(buf.as_mut_ptr(), buf.len() - 1, format, a1, a2, a3, a4, a5, a6);
     let text = CStr::from_ptr(buf.as_ptr()).to_string_lossy();
     log_line(level, &text);
 }
