@@ -43,6 +43,8 @@ out="$WINDOWS_TARGET_DIR/x86_64-pc-windows-gnu/release"
 mkdir -p target/windows/test
 cp "$out/obs_psn_party.dll" target/windows/obs-psn-party.dll
 cp "$out/obs.dll" "$out/obs-double-host.exe" target/windows/test/
+# Symbols out of what ships (the Linux .so keeps none either: debug = false).
+tools/windows/in-root.sh x86_64-w64-mingw32-strip --strip-unneeded target/windows/obs-psn-party.dll
 
 # Imports: obs.dll and the system's own DLLs only (no libgcc, winpthread, MSVC runtime).
 allowed='^(obs\.dll|kernel32\.dll|ntdll\.dll|advapi32\.dll|bcrypt\.dll|bcryptprimitives\.dll|ws2_32\.dll|userenv\.dll|msvcrt\.dll|iphlpapi\.dll|secur32\.dll|crypt32\.dll|ole32\.dll|oleaut32\.dll|shell32\.dll|user32\.dll|api-ms-win-[a-z0-9-]+\.dll|ncrypt\.dll|ntdll\.dll|synchronization\.dll)$'
@@ -57,7 +59,7 @@ echo "$imports" | grep -qx obs.dll || fail "obs-psn-party.dll does not import ob
 tools/windows/in-root.sh bash -c '
   x86_64-w64-mingw32-objdump -p target/windows/obs-psn-party.dll | awk "
     /DLL Name:/ { in_obs = (\$3 == \"obs.dll\") }
-    in_obs && /^\t +[0-9a-f]+ +[0-9]+ / { print \$3 }" | sort -u > target/windows/plugin-obs-imports.txt
+    in_obs && /^\t[0-9a-f]+ +<none> +[0-9a-f]+ / { print \$4 }" | sort -u > target/windows/plugin-obs-imports.txt
   x86_64-w64-mingw32-objdump -p target/windows/test/obs.dll | awk "
     /^\[Ordinal\/Name Pointer\] Table/ { t = 1; next } t && /\[/ { print \$NF }" | sort -u > target/windows/double-exports.txt'
 missing="$(comm -23 target/windows/plugin-obs-imports.txt target/windows/double-exports.txt)"
