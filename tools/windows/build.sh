@@ -24,13 +24,33 @@ say "root ready after $(($(date +%s) - start)) s"
 headers=/opt/libobs-headers/include
 [ -f /usr/include/obs/obs-module.h ] && [ -d /usr/include/simde ] \
   || fail "libobs-dev's headers (and libsimde-dev's) are missing on this machine: run tools/setup.sh"
+mkdir -p target/windows
 rm -rf "$root$headers" && mkdir -p "$root$headers"
 cp -a /usr/include/obs /usr/include/simde "$root$headers/"
 
+# One dependency patched for the Windows build, shipped and tested alike: quinn-udp (webrtc's UDP
+# sockets) asks every socket for IPV6_V6ONLY, which wine refuses on IPv4 sockets, failing every
+# member's connection; the patch asks IPv6 sockets only (the answer means nothing on IPv4 ones).
+# The crate comes from the registry, our diff is applied to a copy kept beside the target folder,
+# and cargo takes it through --config (written to $WINDOWS_TARGET_DIR/cargo-patch.toml).
+tools/windows/in-root.sh cargo fetch --target x86_64-pc-windows-gnu -q
+quinn_src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/quinn-udp-0.6.3 | head -n1)"
+quinn="$WINDOWS_TARGET_DIR/patched/quinn-udp-0.6.3"
+quinn_patch=tools/windows/quinn-udp-0.6.3-ipv6-only.patch
+if ! cmp -s "$quinn/.applied" "$quinn_patch"; then
+  rm -rf "$quinn" && mkdir -p "$(dirname "$quinn")" && cp -a "$quinn_src" "$quinn"
+  patch -s -d "$quinn" -p1 < "$quinn_patch"
+  cp "$quinn_patch" "$quinn/.applied"
+fi
+printf '[patch.crates-io]\nquinn-udp = { path = "%s" }\n' "$quinn" > "$WINDOWS_TARGET_DIR/cargo-patch.toml"
+# Cargo writes the patched source into Cargo.lock: the checkout's lock file is put back after.
+cp Cargo.lock target/windows-Cargo.lock.keep
+trap 'cp target/windows-Cargo.lock.keep Cargo.lock' EXIT
+
 cargo_windows() {
   LIBOBS_INCLUDE_DIR="$headers/obs" RUSTC_BOOTSTRAP=1 tools/windows/in-root.sh \
-    cargo build --release -Z build-std=std,panic_abort,panic_unwind \
-    --target x86_64-pc-windows-gnu "$@"
+    cargo build --config "$WINDOWS_TARGET_DIR/cargo-patch.toml" --release \
+    -Z build-std=std,panic_abort,panic_unwind --target x86_64-pc-windows-gnu "$@"
 }
 build_start=$(date +%s)
 say "cargo build (plugin, release, x86_64-pc-windows-gnu)"
