@@ -212,7 +212,10 @@ fn windows_libobs() -> Vec<PathBuf> {
     );
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     if let Some(dir) = env::var_os("LIBOBS_LIB_DIR") {
-        println!("cargo:rustc-link-search=native={}", PathBuf::from(dir).display());
+        println!(
+            "cargo:rustc-link-search=native={}",
+            PathBuf::from(dir).display()
+        );
     } else {
         let def = out.join("obs.def");
         std::fs::write(&def, obs_def()).expect("writing obs.def");
@@ -244,7 +247,9 @@ fn windows_libobs() -> Vec<PathBuf> {
         let status = std::process::Command::new(&tool)
             .args(&args)
             .status()
-            .unwrap_or_else(|e| panic!("{tool} could not run ({e}): it makes obs.dll's import library"));
+            .unwrap_or_else(|e| {
+                panic!("{tool} could not run ({e}): it makes obs.dll's import library")
+            });
         assert!(status.success(), "{tool} failed on {}", def.display());
         println!("cargo:rustc-link-search=native={}", out.display());
     }

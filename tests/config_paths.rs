@@ -63,7 +63,10 @@ fn the_plugins_files_live_in_the_libobs_config_path() {
 
     std::fs::write(dir.join(".env"), "PSN_CLIENT_ID=from-dotenv\r\n").unwrap();
     assert_eq!(
-        read_dotenv(&dir.join(".env")).unwrap().get("PSN_CLIENT_ID").map(String::as_str),
+        read_dotenv(&dir.join(".env"))
+            .unwrap()
+            .get("PSN_CLIENT_ID")
+            .map(String::as_str),
         Some("from-dotenv"),
         "a .env written with Windows line ends"
     );
@@ -75,7 +78,11 @@ fn the_plugins_files_live_in_the_libobs_config_path() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, [".env", "device_id", TOKEN_FILE_NAME], "no temporary files left");
+    assert_eq!(
+        names,
+        [".env", "device_id", TOKEN_FILE_NAME],
+        "no temporary files left"
+    );
     std::fs::remove_dir_all(base.ancestors().nth(3).unwrap()).unwrap();
 }
 

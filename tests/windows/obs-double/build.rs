@@ -16,7 +16,11 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
 
     let functions = plugin_functions(&std::fs::read_to_string(&plugin_build).unwrap());
-    assert!(functions.len() > 40, "no FUNCTIONS list found in {}", plugin_build.display());
+    assert!(
+        functions.len() > 40,
+        "no FUNCTIONS list found in {}",
+        plugin_build.display()
+    );
     let names: String = functions.iter().map(|f| format!("    {f:?},\n")).collect();
     std::fs::write(
         out.join("functions.rs"),
@@ -30,7 +34,11 @@ fn main() {
         def.push('\n');
     }
     // The double's own controls, for the host program only.
-    for f in ["obs_double_record", "obs_double_write_wav", "obs_double_saved_json"] {
+    for f in [
+        "obs_double_record",
+        "obs_double_write_wav",
+        "obs_double_saved_json",
+    ] {
         def.push_str(f);
         def.push('\n');
     }
@@ -54,7 +62,9 @@ fn main() {
     let include = PathBuf::from(env::var("LIBOBS_INCLUDE_DIR").expect("LIBOBS_INCLUDE_DIR"));
     let mut builder = bindgen::Builder::default()
         .header(wrapper.display().to_string())
-        .default_enum_style(bindgen::EnumVariation::Rust { non_exhaustive: false })
+        .default_enum_style(bindgen::EnumVariation::Rust {
+            non_exhaustive: false,
+        })
         .constified_enum_module("obs_data_type")
         .derive_default(true)
         .layout_tests(false)
@@ -63,7 +73,12 @@ fn main() {
     if let Some(parent) = include.parent() {
         builder = builder.clang_arg(format!("-I{}", parent.display()));
     }
-    for t in ["obs_source_info", "obs_source_audio", "obs_data_type", "obs_module_t"] {
+    for t in [
+        "obs_source_info",
+        "obs_source_audio",
+        "obs_data_type",
+        "obs_module_t",
+    ] {
         builder = builder.allowlist_type(t);
     }
     for v in ["MAX_AV_PLANES", "LIBOBS_API_.*_VER"] {

@@ -130,7 +130,9 @@ pub unsafe extern "C" fn obs_data_get_string(
 pub unsafe extern "C" fn obs_data_get_int(data: *mut obs_data, name: *const c_char) -> i64 {
     let name = string_from(name);
     with(data, 0, |d| match d.value(&name) {
-        Some(Value::Number(n)) => n.as_i64().unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
         _ => 0,
     })
 }
@@ -147,11 +149,16 @@ pub unsafe extern "C" fn obs_data_get_double(data: *mut obs_data, name: *const c
 #[no_mangle]
 pub unsafe extern "C" fn obs_data_get_bool(data: *mut obs_data, name: *const c_char) -> bool {
     let name = string_from(name);
-    with(data, false, |d| matches!(d.value(&name), Some(Value::Bool(true))))
+    with(data, false, |d| {
+        matches!(d.value(&name), Some(Value::Bool(true)))
+    })
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn obs_data_get_obj(data: *mut obs_data, name: *const c_char) -> *mut obs_data {
+pub unsafe extern "C" fn obs_data_get_obj(
+    data: *mut obs_data,
+    name: *const c_char,
+) -> *mut obs_data {
     let name = string_from(name);
     with(data, std::ptr::null_mut(), |d| match d.value(&name) {
         Some(Value::Object(map)) => obs_data::new(map),
@@ -181,12 +188,25 @@ macro_rules! setters {
     };
 }
 
-setters!(obs_data_set_string, obs_data_set_default_string, *const c_char, |v| Value::String(
-    string_from(v)
-));
+setters!(
+    obs_data_set_string,
+    obs_data_set_default_string,
+    *const c_char,
+    |v| Value::String(string_from(v))
+);
 setters!(obs_data_set_int, obs_data_set_default_int, i64, Value::from);
-setters!(obs_data_set_double, obs_data_set_default_double, f64, Value::from);
-setters!(obs_data_set_bool, obs_data_set_default_bool, bool, Value::Bool);
+setters!(
+    obs_data_set_double,
+    obs_data_set_default_double,
+    f64,
+    Value::from
+);
+setters!(
+    obs_data_set_bool,
+    obs_data_set_default_bool,
+    bool,
+    Value::Bool
+);
 
 #[no_mangle]
 pub unsafe extern "C" fn obs_data_erase(data: *mut obs_data, name: *const c_char) {
@@ -217,7 +237,13 @@ pub unsafe extern "C" fn obs_data_first(data: *mut obs_data) -> *mut obs_data_it
     with(data, std::ptr::null_mut(), |d| {
         let inner = d.inner.lock().unwrap();
         let mut keys: Vec<String> = inner.user.keys().cloned().collect();
-        keys.extend(inner.defaults.keys().filter(|k| !inner.user.contains_key(*k)).cloned());
+        keys.extend(
+            inner
+                .defaults
+                .keys()
+                .filter(|k| !inner.user.contains_key(*k))
+                .cloned(),
+        );
         drop(inner);
         if keys.is_empty() {
             return std::ptr::null_mut();

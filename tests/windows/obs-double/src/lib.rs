@@ -18,7 +18,12 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 pub mod types {
-    #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+    #![allow(
+        non_upper_case_globals,
+        non_camel_case_types,
+        non_snake_case,
+        dead_code
+    )]
     include!(concat!(env!("OUT_DIR"), "/libobs_types.rs"));
 }
 
@@ -84,7 +89,17 @@ pub unsafe extern "C" fn blog(
     a6: u64,
 ) {
     let mut buf = [0 as c_char; 4096];
-    _snprintf(buf.as_mut_ptr(), buf.len() - 1, format, a1, a2, a3, a4, a5, a6);
+    _snprintf(
+        buf.as_mut_ptr(),
+        buf.len() - 1,
+        format,
+        a1,
+        a2,
+        a3,
+        a4,
+        a5,
+        a6,
+    );
     let text = CStr::from_ptr(buf.as_ptr()).to_string_lossy();
     log_line(level, &text);
 }

@@ -23,7 +23,10 @@ fn read_ini(path: &Path, into: &mut HashMap<String, CString>) {
         }
         if let Some((key, value)) = line.split_once('=') {
             let value = value.trim();
-            let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
             into.insert(key.trim().to_owned(), cstring(&value.replace("\\n", "\n")));
         }
     }
@@ -40,8 +43,14 @@ pub unsafe extern "C" fn obs_module_load_locale(
     };
     let dir = Path::new(&module.data_path).join("locale");
     let mut texts = HashMap::new();
-    read_ini(&dir.join(format!("{}.ini", string_from(default_locale))), &mut texts);
-    read_ini(&dir.join(format!("{}.ini", string_from(locale))), &mut texts);
+    read_ini(
+        &dir.join(format!("{}.ini", string_from(default_locale))),
+        &mut texts,
+    );
+    read_ini(
+        &dir.join(format!("{}.ini", string_from(locale))),
+        &mut texts,
+    );
     if texts.is_empty() {
         return std::ptr::null_mut();
     }

@@ -24,7 +24,11 @@ pub struct obs_property {
     pub modified: *mut c_void,
 }
 
-unsafe fn add(props: *mut obs_properties, name: *const c_char, desc: *const c_char) -> *mut obs_property {
+unsafe fn add(
+    props: *mut obs_properties,
+    name: *const c_char,
+    desc: *const c_char,
+) -> *mut obs_property {
     let Some(props) = props.as_mut() else {
         return std::ptr::null_mut();
     };
@@ -139,7 +143,10 @@ pub unsafe extern "C" fn obs_property_list_add_string(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn obs_property_set_long_description(p: *mut obs_property, text: *const c_char) {
+pub unsafe extern "C" fn obs_property_set_long_description(
+    p: *mut obs_property,
+    text: *const c_char,
+) {
     if let Some(p) = p.as_mut() {
         p.long_description = string_from(text);
     }
@@ -170,7 +177,10 @@ pub unsafe extern "C" fn obs_property_int_set_suffix(p: *mut obs_property, suffi
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn obs_property_set_modified_callback(p: *mut obs_property, callback: *mut c_void) {
+pub unsafe extern "C" fn obs_property_set_modified_callback(
+    p: *mut obs_property,
+    callback: *mut c_void,
+) {
     if let Some(p) = p.as_mut() {
         p.modified = callback;
     }

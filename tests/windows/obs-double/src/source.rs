@@ -86,7 +86,13 @@ pub unsafe extern "C" fn obs_open_module(
         .collect();
     let handle = LoadLibraryW(wide.as_ptr());
     if handle.is_null() {
-        log_line(100, &format!("LoadLibraryW failed for '{path}': {}", std::io::Error::last_os_error()));
+        log_line(
+            100,
+            &format!(
+                "LoadLibraryW failed for '{path}': {}",
+                std::io::Error::last_os_error()
+            ),
+        );
         return if Path::new(&path).exists() {
             MODULE_ERROR
         } else {
@@ -117,7 +123,9 @@ pub unsafe extern "C" fn obs_open_module(
         loaded: false,
     }));
     set_pointer(module);
-    if let Some(set_locale) = export::<unsafe extern "C" fn(*const c_char)>(handle, c"obs_module_set_locale") {
+    if let Some(set_locale) =
+        export::<unsafe extern "C" fn(*const c_char)>(handle, c"obs_module_set_locale")
+    {
         set_locale(c"en-US".as_ptr());
     }
     MODULES.lock().unwrap().0.push(module);
@@ -144,7 +152,9 @@ pub unsafe extern "C" fn obs_init_module(module: *mut obs_module) -> bool {
 pub unsafe extern "C" fn obs_get_module_name(module: *mut obs_module) -> *const c_char {
     module
         .as_ref()
-        .and_then(|m| export::<unsafe extern "C" fn() -> *const c_char>(m.handle, c"obs_module_name"))
+        .and_then(|m| {
+            export::<unsafe extern "C" fn() -> *const c_char>(m.handle, c"obs_module_name")
+        })
         .map_or(std::ptr::null(), |f| f())
 }
 
@@ -181,7 +191,10 @@ pub unsafe extern "C" fn obs_shutdown() {
         FreeLibrary(m.handle);
     }
     STARTED.store(false, Ordering::Release);
-    log_line(300, &format!("Number of memory leaks: {}", crate::bnum_allocs()));
+    log_line(
+        300,
+        &format!("Number of memory leaks: {}", crate::bnum_allocs()),
+    );
 }
 
 /// `<module_config_path>/<module name>/<file>`, joined with '/' as libobs does on every OS.
@@ -209,7 +222,10 @@ pub unsafe extern "C" fn obs_register_source_s(info: *const obs_source_info, siz
         (&mut copy as *mut obs_source_info).cast::<u8>(),
         n,
     );
-    log_line(300, &format!("registered source type '{}'", string_from(copy.id)));
+    log_line(
+        300,
+        &format!("registered source type '{}'", string_from(copy.id)),
+    );
     TYPES.lock().unwrap().0.push(copy);
 }
 
@@ -282,7 +298,10 @@ pub unsafe extern "C" fn obs_source_create(
         (*source).data = create(settings.cast(), source.cast());
     }
     if (*source).data.is_null() {
-        log_line(200, &format!("Failed to create source '{}'", string_from(name)));
+        log_line(
+            200,
+            &format!("Failed to create source '{}'", string_from(name)),
+        );
     }
     LIVE_SOURCES.fetch_add(1, Ordering::AcqRel);
     source
@@ -306,7 +325,9 @@ pub unsafe extern "C" fn obs_source_release(source: *mut obs_source) {
 
 #[no_mangle]
 pub unsafe extern "C" fn obs_source_get_name(source: *mut obs_source) -> *const c_char {
-    source.as_ref().map_or(std::ptr::null(), |s| s.name.as_ptr())
+    source
+        .as_ref()
+        .map_or(std::ptr::null(), |s| s.name.as_ptr())
 }
 
 #[no_mangle]
@@ -332,16 +353,22 @@ pub unsafe extern "C" fn obs_source_update(source: *mut obs_source, settings: *m
         for (key, value) in map {
             let key = crate::cstring(&key);
             match value {
-                serde_json::Value::String(v) => {
-                    crate::data::obs_data_set_string(s.settings, key.as_ptr(), crate::cstring(&v).as_ptr())
+                serde_json::Value::String(v) => crate::data::obs_data_set_string(
+                    s.settings,
+                    key.as_ptr(),
+                    crate::cstring(&v).as_ptr(),
+                ),
+                serde_json::Value::Bool(v) => {
+                    crate::data::obs_data_set_bool(s.settings, key.as_ptr(), v)
                 }
-                serde_json::Value::Bool(v) => crate::data::obs_data_set_bool(s.settings, key.as_ptr(), v),
                 serde_json::Value::Number(n) if n.is_i64() => {
                     crate::data::obs_data_set_int(s.settings, key.as_ptr(), n.as_i64().unwrap_or(0))
                 }
-                serde_json::Value::Number(n) => {
-                    crate::data::obs_data_set_double(s.settings, key.as_ptr(), n.as_f64().unwrap_or(0.0))
-                }
+                serde_json::Value::Number(n) => crate::data::obs_data_set_double(
+                    s.settings,
+                    key.as_ptr(),
+                    n.as_f64().unwrap_or(0.0),
+                ),
                 _ => {}
             }
         }
@@ -360,7 +387,10 @@ pub unsafe extern "C" fn obs_source_set_sync_offset(_source: *mut obs_source, _o
 
 /// Captures plane 0 (the plugin outputs mono float) while the host records.
 #[no_mangle]
-pub unsafe extern "C" fn obs_source_output_audio(source: *mut obs_source, audio: *const obs_source_audio) {
+pub unsafe extern "C" fn obs_source_output_audio(
+    source: *mut obs_source,
+    audio: *const obs_source_audio,
+) {
     let (Some(s), Some(a)) = (source.as_ref(), audio.as_ref()) else {
         return;
     };

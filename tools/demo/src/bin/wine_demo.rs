@@ -112,7 +112,11 @@ fn run(out: &Path, seconds: u64, command: &[String]) -> Result<(), String> {
         })
         .collect();
     let party = sim.start_party_with("Wine party", &specs);
-    println!("psn-sim on {} with party {}", sim.base_url(), party.session_id);
+    println!(
+        "psn-sim on {} with party {}",
+        sim.base_url(),
+        party.session_id
+    );
     let config = sim.config();
 
     // The plugin reads its configuration from the environment (wine passes it on).
@@ -124,9 +128,7 @@ fn run(out: &Path, seconds: u64, command: &[String]) -> Result<(), String> {
     for (key, value) in sim.plugin_env() {
         child.env(key, value);
     }
-    child
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
+    child.stdin(Stdio::piped()).stdout(Stdio::piped());
     let started = Instant::now();
     let mut child = child.spawn().map_err(|e| format!("{}: {e}", command[0]))?;
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
@@ -138,7 +140,14 @@ fn run(out: &Path, seconds: u64, command: &[String]) -> Result<(), String> {
     if !status.success() {
         return Err(format!("the Windows host exited with {status}"));
     }
-    check(out, &saved, &config_line, &shutdown, &config.client_secret, &config.npsso)
+    check(
+        out,
+        &saved,
+        &config_line,
+        &shutdown,
+        &config.client_secret,
+        &config.npsso,
+    )
 }
 
 fn drive(
@@ -149,7 +158,10 @@ fn drive(
     started: Instant,
 ) -> Result<(String, String, String), String> {
     expect(rx, "READY", Duration::from_secs(180))?;
-    println!("sources added {:.1} s after wine started", started.elapsed().as_secs_f64());
+    println!(
+        "sources added {:.1} s after wine started",
+        started.elapsed().as_secs_f64()
+    );
     let added = Instant::now();
     loop {
         let connected = sim
@@ -185,7 +197,10 @@ fn drive(
 /// A mono float WAV as the test double writes it (44-byte header, then f32 samples).
 fn read_f32_wav(path: &Path) -> Result<Vec<f32>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() < 44 || &bytes[0..4] != b"RIFF" || u16::from_le_bytes([bytes[20], bytes[21]]) != 3 {
+    if bytes.len() < 44
+        || &bytes[0..4] != b"RIFF"
+        || u16::from_le_bytes([bytes[20], bytes[21]]) != 3
+    {
         return Err(format!("{} is not a float WAV", path.display()));
     }
     Ok(bytes[44..]
@@ -247,7 +262,9 @@ fn check(
     );
     // Each tone well above silence (their talkspurts play at about -20 dBFS each).
     if quietest < -50.0 {
-        problems.push(format!("a member's tone is missing from the mix ({quietest:.1} dB)"));
+        problems.push(format!(
+            "a member's tone is missing from the mix ({quietest:.1} dB)"
+        ));
     }
     if !config_line.contains("obs-studio/plugin_config/obs-psn-party")
         || !config_line.contains("psn-tokens.json")

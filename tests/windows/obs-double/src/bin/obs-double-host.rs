@@ -60,7 +60,9 @@ fn options() -> Result<Options, String> {
         }
     }
     if o.plugin.is_empty() || o.data.is_empty() || o.out.as_os_str().is_empty() {
-        return Err("usage: obs-double-host --plugin DLL --data DIR --out DIR [--member NAME]...".into());
+        return Err(
+            "usage: obs-double-host --plugin DLL --data DIR --out DIR [--member NAME]...".into(),
+        );
     }
     Ok(o)
 }
@@ -90,7 +92,12 @@ fn wait_for(word: &str) -> bool {
 
 unsafe fn create(id: &str, name: &str, json: &str) -> Result<*mut c_void, String> {
     let settings = obs_data_create_from_json(c(json).as_ptr());
-    let source = obs_source_create(c(id).as_ptr(), c(name).as_ptr(), settings, std::ptr::null_mut());
+    let source = obs_source_create(
+        c(id).as_ptr(),
+        c(name).as_ptr(),
+        settings,
+        std::ptr::null_mut(),
+    );
     obs_data_release(settings);
     if source.is_null() {
         Err(format!("could not create {id} '{name}'"))
@@ -165,7 +172,10 @@ fn run(o: &Options) -> Result<(), String> {
         let n = obs_double_write_wav(mix, c(&o.out.join("mix.wav").to_string_lossy()).as_ptr());
         say(&format!("WAV mix {n}"));
         let saved = obs_double_saved_json(mix);
-        say(&format!("SAVED {}", CStr::from_ptr(saved).to_string_lossy()));
+        say(&format!(
+            "SAVED {}",
+            CStr::from_ptr(saved).to_string_lossy()
+        ));
         bfree(saved.cast());
 
         let files: Vec<String> = std::fs::read_dir(&plugin_config)
@@ -175,7 +185,11 @@ fn run(o: &Options) -> Result<(), String> {
                     .collect()
             })
             .unwrap_or_default();
-        say(&format!("CONFIG {} FILES {}", plugin_config.display(), files.join(",")));
+        say(&format!(
+            "CONFIG {} FILES {}",
+            plugin_config.display(),
+            files.join(",")
+        ));
 
         let start = std::time::Instant::now();
         for source in members.into_iter().chain([mix]) {
