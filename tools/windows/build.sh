@@ -33,6 +33,7 @@ cp -a /usr/include/obs /usr/include/simde "$root$headers/"
 # member's connection; the patch asks IPv6 sockets only (the answer means nothing on IPv4 ones).
 # The crate comes from the registry, our diff is applied to a copy kept beside the target folder,
 # and cargo takes it through --config (written to $WINDOWS_TARGET_DIR/cargo-patch.toml).
+command -v patch >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends patch >/dev/null
 tools/windows/in-root.sh cargo fetch --target x86_64-pc-windows-gnu -q
 quinn_src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/quinn-udp-0.6.3 | head -n1)"
 quinn="$WINDOWS_TARGET_DIR/patched/quinn-udp-0.6.3"
