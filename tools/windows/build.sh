@@ -33,6 +33,10 @@ cp -a /usr/include/obs /usr/include/simde "$root$headers/"
 # member's connection; the patch asks IPv6 sockets only (the answer means nothing on IPv4 ones).
 # The crate comes from the registry, our diff is applied to a copy kept beside the target folder,
 # and cargo takes it through --config (written to $WINDOWS_TARGET_DIR/cargo-patch.toml).
+# Cargo writes the patched source into Cargo.lock, and sid's newer cargo re-resolves an entry
+# (cargo fetch too): the checkout's lock file is put back when this script ends.
+cp Cargo.lock target/windows-Cargo.lock.keep
+trap 'cp target/windows-Cargo.lock.keep Cargo.lock' EXIT
 command -v patch >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends patch >/dev/null
 tools/windows/in-root.sh cargo fetch --target x86_64-pc-windows-gnu -q
 quinn_src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/quinn-udp-0.6.3 | head -n1)"
@@ -44,9 +48,6 @@ if ! cmp -s "$quinn/.applied" "$quinn_patch"; then
   cp "$quinn_patch" "$quinn/.applied"
 fi
 printf '[patch.crates-io]\nquinn-udp = { path = "%s" }\n' "$quinn" > "$WINDOWS_TARGET_DIR/cargo-patch.toml"
-# Cargo writes the patched source into Cargo.lock: the checkout's lock file is put back after.
-cp Cargo.lock target/windows-Cargo.lock.keep
-trap 'cp target/windows-Cargo.lock.keep Cargo.lock' EXIT
 
 cargo_windows() {
   LIBOBS_INCLUDE_DIR="$headers/obs" RUSTC_BOOTSTRAP=1 tools/windows/in-root.sh \
