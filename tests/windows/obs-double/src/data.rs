@@ -318,3 +318,11 @@ pub unsafe extern "C" fn obs_data_item_has_user_value(item: *mut obs_data_item) 
         inner.user.contains_key(i.key())
     })
 }
+
+#[no_mangle]
+pub unsafe extern "C" fn obs_data_has_user_value(data: *mut obs_data, name: *const c_char) -> bool {
+    let name = string_from(name);
+    with(data, false, |d| {
+        d.inner.lock().unwrap().user.contains_key(&name)
+    })
+}
