@@ -12,3 +12,4 @@ mod settings;
 pub mod source;
 pub mod sys;
 mod typed_secrets;
+mod websocket_vendor;
