@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Real OBS Studio (Debian's, with its obs-websocket 5) under Xvfb against psn-sim: the plugin's
+# obs-websocket vendor events and GetPartyStatus (issue 20; tools/obs_vendor_check.py checks).
+# The plugin is the debug build, installed per user into a scratch HOME; signs in from .env.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$PWD"
+started=$(date +%s)
+
+if [ "${1:-}" = "--inside-xvfb" ]; then
+  home="$2" port="$3" sim_url="$4" sid="$5"
+  HOME="$home" obs --disable-updater --minimize-to-tray >"$home/obs-stdout.txt" 2>&1 &
+  obs_pid=$!
+  trap 'kill -INT $obs_pid 2>/dev/null || true' EXIT
+  for _ in $(seq 1 120); do
+    /usr/bin/python3 tools/obs_ws.py --port "$port" GetVersion >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  status=0
+  /usr/bin/python3 tools/obs_vendor_check.py --port "$port" --sim "$sim_url" --party "$sid" \
+    --config "$home/.config/obs-studio/plugin_config/obs-psn-party" || status=$?
+  kill -INT "$obs_pid"
+  for _ in $(seq 1 100); do kill -0 "$obs_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$obs_pid" 2>/dev/null || true
+  trap - EXIT
+  exit "$status"
+fi
+
+home="$(mktemp -d /tmp/obs-psn-party-vendor.XXXXXX)"
+config="$home/.config/obs-studio"
+mkdir -p "$config/plugin_config/obs-psn-party"
+port=$((20000 + RANDOM % 20000))
+sim_port=$((40000 + RANDOM % 20000))
+cat > "$config/global.ini" <<INI
+[General]
+FirstRun=true
+[OBSWebSocket]
+FirstLoad=false
+ServerEnabled=true
+ServerPort=$port
+AuthRequired=false
+AlertsEnabled=false
+INI
+
+cargo build --lib -q
+cargo build -p psn-sim -q
+plugin="$config/plugins/obs-psn-party"
+mkdir -p "$plugin/bin/64bit"
+cp target/debug/libobs_psn_party.so "$plugin/bin/64bit/obs-psn-party.so"
+cp -r data "$plugin/data"
+
+target/debug/psn-sim --port "$sim_port" --party "Vendor night" \
+  --voice-spec '{"talkMs": 800, "silenceMs": 1600}' \
+  --member ann_ps:PS5:300 --member ben_ps:PS5:470 >"$home/sim.txt" 2>&1 &
+sim_pid=$!
+keep_artefacts() {
+  # Under tools/test.sh: OBS's logs and the plugin's config go to the suite's secret scan.
+  [ -n "${PSN_PARTY_SUITE_ARTEFACTS:-}" ] || return 0
+  local dest="$PSN_PARTY_SUITE_ARTEFACTS/obs-vendor-events"
+  mkdir -p "$dest"
+  cp -r "$config/logs" "$config/basic" "$config/plugin_config" "$home/obs-stdout.txt" "$dest/" 2>/dev/null || true
+}
+trap 'keep_artefacts; kill $sim_pid 2>/dev/null || true; rm -rf "$home"' EXIT
+sim_url="http://127.0.0.1:$sim_port"
+for _ in $(seq 1 50); do grep -q PSN_NPSSO "$home/sim.txt" && break; sleep 0.2; done
+grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=|^PSN_NPSSO=' "$home/sim.txt" \
+  > "$config/plugin_config/obs-psn-party/.env"
+chmod 600 "$config/plugin_config/obs-psn-party/.env"
+sid="$(sed -n 's/^# party \([^ ]*\).*/\1/p' "$home/sim.txt" | head -n1)"
+status=0
+xvfb-run -a -s "-screen 0 1280x1024x24" bash "$0" --inside-xvfb "$home" "$port" "$sim_url" "$sid" || status=$?
+log="$(ls "$config"/logs/*.txt | head -n1)"
+grep -q "obs-websocket vendor obs-psn-party registered" "$log" || { echo "obs-vendor-events: the vendor was not registered"; status=1; }
+grep -q "Number of memory leaks: 0$" "$log" || { echo "obs-vendor-events: OBS did not exit cleanly: $(tail -n 3 "$log")"; status=1; }
+echo "obs-vendor-events: $([ $status = 0 ] && echo ok || echo FAILED) in $(( $(date +%s) - started )) s"
+exit "$status"
