@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real OBS Studio (Debian's, with its obs-websocket 5) under Xvfb against psn-sim: the plugin's
 # obs-websocket vendor events and GetPartyStatus (issue 20; tools/obs_vendor_check.py checks).
-# The plugin is the debug build, installed per user into a scratch HOME; signs in from .env.
+# The plugin is the release build (as tools/install.sh makes it), installed per user into a scratch
+# HOME; it signs in from .env. psn-sim is the one `cargo test --workspace` built, if there is one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -42,11 +43,11 @@ AuthRequired=false
 AlertsEnabled=false
 INI
 
-cargo build --lib -q
-cargo build -p psn-sim -q
+cargo build --release --lib -p obs-psn-party -q
+[ -x target/debug/psn-sim ] || cargo build -p psn-sim -q
 plugin="$config/plugins/obs-psn-party"
 mkdir -p "$plugin/bin/64bit"
-cp target/debug/libobs_psn_party.so "$plugin/bin/64bit/obs-psn-party.so"
+cp target/release/libobs_psn_party.so "$plugin/bin/64bit/obs-psn-party.so"
 cp -r data "$plugin/data"
 
 target/debug/psn-sim --port "$sim_port" --party "Vendor night" \

@@ -57,8 +57,11 @@ class Page:
                 return
             await asyncio.sleep(0.05)
 
-    async def screenshot(self, path):
-        r = await self.call("Page.captureScreenshot", format="png")
+    async def screenshot(self, path, clip=None):
+        params = {"format": "png"}
+        if clip:
+            params["clip"] = dict(clip, scale=1)
+        r = await self.call("Page.captureScreenshot", **params)
         with open(path, "wb") as f:
             f.write(base64.b64decode(r["data"]))
 
@@ -74,6 +77,23 @@ TILES = """Array.from(document.querySelectorAll('.psn-member')).map(el => {
           nameShown: !!(name && name.offsetParent),
           nameChildren: name ? name.children.length : -1};
 })"""
+
+
+ONE_WITH_AVATAR_TALKING = """document.querySelectorAll('.psn-speaking').length === 1 &&
+  !!document.querySelector('.psn-speaking img.psn-avatar')"""
+
+LIST_BOX = """(() => {
+  const rs = Array.from(document.querySelectorAll('.psn-member')).map(e => e.getBoundingClientRect());
+  const x = Math.min(...rs.map(r => r.left)) - 8, y = Math.min(...rs.map(r => r.top)) - 8;
+  return {x: Math.max(0, x), y: Math.max(0, y),
+          width: Math.max(...rs.map(r => r.right)) - x + 16, height: Math.max(...rs.map(r => r.bottom)) - y + 8};
+})()"""
+
+
+def loaded_avatars(count):
+    """An expression: at least `count` avatar images are loaded and shown."""
+    return ("Array.from(document.querySelectorAll('.psn-member img.psn-avatar'))"
+            f".filter(i => i.complete && i.naturalWidth > 0).length >= {count}")
 
 
 def chromium_binary():
@@ -132,8 +152,8 @@ async def run(args):
             # Default options: every member but the muted one, own console left out.
             started = time.monotonic()
             await page.goto(url)
-            shown = await wait_until(page, f"document.querySelectorAll('.psn-member img.psn-avatar').length >= {n - args.no_avatar}", 20)
-            print(f"FIGURE overlay_first_paint_s {time.monotonic() - started:.2f}", flush=True)
+            shown = await wait_until(page, loaded_avatars(n - args.no_avatar), 20)
+            print(f"FIGURE overlay_first_paint_with_avatars_s {time.monotonic() - started:.2f}", flush=True)
             tiles = await page.eval(TILES)
             ids = sorted(t["id"] for t in tiles)
             check("every_member_shown", shown and len(tiles) == n, f"{ids}")
@@ -163,10 +183,12 @@ async def run(args):
                 if speaking != last:
                     moves += 1
                     last = speaking
-                # The README's picture: one member talking.
-                if not shot and len(list(filter(None, speaking.split(",")))) == 1:
+                # The README's picture: one member with an avatar talking, cropped to the list.
+                if not shot and await page.eval(ONE_WITH_AVATAR_TALKING):
                     shot = True
                     await page.screenshot(os.path.join(args.out, "overlay-vertical.png"))
+                    box = await page.eval(LIST_BOX)
+                    await page.screenshot(os.path.join(args.out, "overlay-readme.png"), clip=box)
                 await asyncio.sleep(0.05)
             talkers = sorted(seen)
             print(f"FIGURE overlay_speaking_changes_in_8s {moves}", flush=True)
@@ -176,7 +198,7 @@ async def run(args):
 
             # Options change the layout.
             await page.goto(url + "&layout=horizontal&avatar_size=96")
-            await wait_until(page, f"document.querySelectorAll('.psn-member img.psn-avatar').length >= {n - args.no_avatar}", 10)
+            await wait_until(page, loaded_avatars(n - args.no_avatar), 10)
             await asyncio.sleep(0.5)
             tiles = await page.eval(TILES)
             # Side by side, wrapping into rows when the source is narrow.
@@ -228,7 +250,7 @@ async def run(args):
                 t0 = time.monotonic()
                 back = await wait_until(
                     page,
-                    f"document.querySelectorAll('.psn-member img.psn-avatar').length >= {n - args.no_avatar} && document.getElementById('psn-overlay').dataset.stream === 'open'",
+                    loaded_avatars(n - args.no_avatar) + " && document.getElementById('psn-overlay').dataset.stream === 'open'",
                     30)
                 print(f"FIGURE overlay_reconnect_s {time.monotonic() - t0:.2f}", flush=True)
                 check("reconnects_after_restart", back)

@@ -37,6 +37,9 @@ tools/demo.sh 2>&1 | tee "$artefacts/demo.log"
 echo "== no test-only code in the shipped module (release build, as the demo made it)"
 tools/release-check.sh 2>&1 | tee "$artefacts/release-check.log"
 
+echo "== real OBS: the obs-websocket vendor events of the speaking overlay"
+tools/obs-vendor-events.sh 2>&1 | tee "$artefacts/obs-vendor-events.log"
+
 echo "== no secret in anything the suite wrote"
 tools/secret-scan.py --self-test
 tools/secret-scan.py "$artefacts/secrets.ledger" "$artefacts" target/demo
