@@ -55,11 +55,12 @@ target/debug/psn-sim --port "$sim_port" --party "Vendor night" \
   --member ann_ps:PS5:300 --member ben_ps:PS5:470 >"$home/sim.txt" 2>&1 &
 sim_pid=$!
 keep_artefacts() {
-  # Under tools/test.sh: OBS's logs and the plugin's config go to the suite's secret scan.
+  # Under tools/test.sh: OBS's logs and scene collection go to the suite's secret scan (not the
+  # .env this script wrote: it holds psn-sim's client secret and NPSSO on purpose).
   [ -n "${PSN_PARTY_SUITE_ARTEFACTS:-}" ] || return 0
   local dest="$PSN_PARTY_SUITE_ARTEFACTS/obs-vendor-events"
   mkdir -p "$dest"
-  cp -r "$config/logs" "$config/basic" "$config/plugin_config" "$home/obs-stdout.txt" "$dest/" 2>/dev/null || true
+  cp -r "$config/logs" "$config/basic" "$home/obs-stdout.txt" "$dest/" 2>/dev/null || true
 }
 trap 'keep_artefacts; kill $sim_pid 2>/dev/null || true; rm -rf "$home"' EXIT
 sim_url="http://127.0.0.1:$sim_port"
