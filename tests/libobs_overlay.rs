@@ -328,6 +328,18 @@ fn main() {
         })
     });
 
+    runner.run("the_port_setting_moves_the_server_and_keeps_the_token", || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let party = sources.party.as_ref().ok_or("no party source")?;
+        party.update(&format!(r#"{{"overlay_port": {port}}}"#))?;
+        let moved = sources.overlay();
+        println!("    overlay_port {port}: now {}", moved.port);
+        ensure(moved.port == port && moved.token == overlay.token, || format!("moved to {} (token kept: {})", moved.port, moved.token == overlay.token))?;
+        let (status, _) = moved.get("/state", None);
+        let (old, _) = overlay.get("/state", None);
+        ensure(status == 200 && old == 0, || format!("new port answered {status}, old port {old}"))
+    });
+
     sources.stop();
     sim.end_party(&party.session_id);
     let report = host.shutdown();
