@@ -195,14 +195,19 @@ fn main() {
                 let flips = changes.iter().filter(|(t, _)| *t >= on.0 && *t <= off.0).count();
                 ensure(flips == 2, || format!("{name}: {flips} changes inside one talkspurt"))?;
             }
-            // Every speaking start well inside the window belongs to a talkspurt (a start
-            // matched above): anything else is flicker.
+            // Every speaking start well inside the window belongs to a talkspurt of the audio
+            // (any one the capture holds, measured or not): anything else is flicker. (The
+            // last 1.5 s are left out: a talkspurt still going there is not complete yet.)
             let core = |t: Instant| {
-                t > window_start + Duration::from_millis(1000) && t + Duration::from_millis(2000) < window_end
+                t > window_start + Duration::from_millis(1000) && t + Duration::from_millis(1500) < window_end
             };
             let stray: Vec<_> = changes
                 .iter()
-                .filter(|(t, on)| *on && core(*t) && !matched.contains(t))
+                .filter(|(t, on)| {
+                    *on && core(*t)
+                        && !matched.contains(t)
+                        && !spurts.iter().any(|(s, _)| (-500.0..1000.0).contains(&signed_ms(*t, *s)))
+                })
                 .map(|(t, _)| signed_ms(*t, window_start))
                 .collect();
             println!(
