@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real OBS Studio (Debian's, with its obs-websocket 5) under Xvfb against psn-sim: the plugin's
-# obs-websocket vendor events and GetPartyStatus (issue 20; tools/obs_vendor_check.py checks).
+# obs-websocket vendor events and GetPartyStatus, the overlay served by real OBS, and the same
+# overlay address after OBS restarts (issue 20; tools/obs_vendor_check.py checks).
 # The plugin is the release build (as tools/install.sh makes it), installed per user into a scratch
 # HOME; it signs in from .env. psn-sim is the one `cargo test --workspace` built, if there is one.
 set -euo pipefail
@@ -10,19 +11,31 @@ started=$(date +%s)
 
 if [ "${1:-}" = "--inside-xvfb" ]; then
   home="$2" port="$3" sim_url="$4" sid="$5"
-  HOME="$home" obs --disable-updater --minimize-to-tray >"$home/obs-stdout.txt" 2>&1 &
-  obs_pid=$!
+  plugin_config="$home/.config/obs-studio/plugin_config/obs-psn-party"
+  start_obs() {
+    HOME="$home" obs --disable-updater --minimize-to-tray >>"$home/obs-stdout.txt" 2>&1 &
+    obs_pid=$!
+    for _ in $(seq 1 120); do
+      /usr/bin/python3 tools/obs_ws.py --port "$port" GetVersion >/dev/null 2>&1 && break
+      sleep 0.5
+    done
+  }
+  stop_obs() {
+    kill -INT "$obs_pid"
+    for _ in $(seq 1 100); do kill -0 "$obs_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$obs_pid" 2>/dev/null || true
+  }
   trap 'kill -INT $obs_pid 2>/dev/null || true' EXIT
-  for _ in $(seq 1 120); do
-    /usr/bin/python3 tools/obs_ws.py --port "$port" GetVersion >/dev/null 2>&1 && break
-    sleep 0.5
-  done
   status=0
+  start_obs
   /usr/bin/python3 tools/obs_vendor_check.py --port "$port" --sim "$sim_url" --party "$sid" \
-    --config "$home/.config/obs-studio/plugin_config/obs-psn-party" || status=$?
-  kill -INT "$obs_pid"
-  for _ in $(seq 1 100); do kill -0 "$obs_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$obs_pid" 2>/dev/null || true
+    --config "$plugin_config" || status=$?
+  stop_obs
+  # OBS again, with the scene it saved: the overlay's address must be the same.
+  start_obs
+  /usr/bin/python3 tools/obs_vendor_check.py --port "$port" --sim "$sim_url" --party "$sid" \
+    --config "$plugin_config" --after-restart || status=$?
+  stop_obs
   trap - EXIT
   exit "$status"
 fi
@@ -71,8 +84,9 @@ chmod 600 "$config/plugin_config/obs-psn-party/.env"
 sid="$(sed -n 's/^# party \([^ ]*\).*/\1/p' "$home/sim.txt" | head -n1)"
 status=0
 xvfb-run -a -s "-screen 0 1280x1024x24" bash "$0" --inside-xvfb "$home" "$port" "$sim_url" "$sid" || status=$?
-log="$(ls "$config"/logs/*.txt | head -n1)"
-grep -q "obs-websocket vendor obs-psn-party registered" "$log" || { echo "obs-vendor-events: the vendor was not registered"; status=1; }
-grep -q "Number of memory leaks: 0$" "$log" || { echo "obs-vendor-events: OBS did not exit cleanly: $(tail -n 3 "$log")"; status=1; }
+for log in "$config"/logs/*.txt; do
+  grep -q "obs-websocket vendor obs-psn-party registered" "$log" || { echo "obs-vendor-events: the vendor was not registered ($log)"; status=1; }
+  grep -q "Number of memory leaks: 0$" "$log" || { echo "obs-vendor-events: OBS did not exit cleanly: $(tail -n 3 "$log")"; status=1; }
+done
 echo "obs-vendor-events: $([ $status = 0 ] && echo ok || echo FAILED) in $(( $(date +%s) - started )) s"
 exit "$status"

@@ -134,9 +134,37 @@ async def run(args):
               f"leaked {leaked}")
         kinds = sorted({k for _, k, _ in obs.events})
         print(f"FIGURE vendor_events_seen {kinds} ({len(obs.events)} in all)", flush=True)
-        await obs.call("RemoveInput", {"inputName": "PSN Party"})
+        state = overlay_state(args.config)
+        check("overlay_served_by_obs", state is not None and "ann_ps" in json.dumps(state), f"{state}"[:200])
+        # The input stays: OBS saves it, and after a restart (--after-restart) the overlay is
+        # back at the same address.
         reader.cancel()
     return all(results)
+
+
+def overlay_state(config):
+    """GET /state from the overlay at the address kept in overlay.json; None if it does not answer."""
+    overlay = json.load(open(os.path.join(config, "overlay.json")))
+    url = f"http://127.0.0.1:{overlay['port']}/state?token={overlay['token']}"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return json.loads(r.read())
+    except OSError:
+        return None
+
+
+def after_restart(args):
+    """OBS started again with the saved scene: the same overlay URL answers, in the party."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 40:
+        state = overlay_state(args.config)
+        if state and state.get("connection") == "inParty" and state.get("members"):
+            print(f"FIGURE overlay_back_after_obs_restart_s {time.monotonic() - t0:.1f}", flush=True)
+            print("CHECK overlay_same_url_after_obs_restart ok", flush=True)
+            return True
+        time.sleep(0.2)
+    print(f"CHECK overlay_same_url_after_obs_restart FAILED {overlay_state(args.config)}", flush=True)
+    return False
 
 
 def main():
@@ -145,7 +173,10 @@ def main():
     ap.add_argument("--sim", required=True)
     ap.add_argument("--party", required=True)
     ap.add_argument("--config", required=True)
+    ap.add_argument("--after-restart", action="store_true")
     args = ap.parse_args()
+    if args.after_restart:
+        raise SystemExit(0 if after_restart(args) else 1)
     raise SystemExit(0 if asyncio.run(run(args)) else 1)
 
 
