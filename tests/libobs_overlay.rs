@@ -291,7 +291,17 @@ fn main() {
             println!("    listening on {listening:?}");
             ensure(listening == ["127.0.0.1"], || {
                 format!("listening on {listening:?}")
-            })
+            })?;
+            // The token is in no setting (scene collection, obs-websocket), even after the user
+            // typed into the address field.
+            let party = sources.party.as_ref().ok_or("no party source")?;
+            party.update(r#"{"overlay_url": "typed"}"#)?;
+            let saved = party.saved_json() + &party.settings_json();
+            println!("    saved settings: {saved}");
+            ensure(
+                !saved.contains(&overlay.token) && !saved.contains("typed"),
+                || format!("the overlay address is in the source's settings: {saved}"),
+            )
         },
     );
 
@@ -413,9 +423,13 @@ impl Sources {
     /// The overlay's address, from the properties (as the user copies it).
     fn overlay(&self) -> Overlay {
         let party = self.party.as_ref().expect("running");
-        let url = party
-            .property_description("overlay_url")
-            .expect("an overlay_url property");
+        // Building the properties puts the address in the field, as opening the dialog does.
+        let names = party.all_property_names();
+        assert!(
+            names.iter().any(|n| n == "overlay/overlay_url"),
+            "no overlay_url field: {names:?}"
+        );
+        let url = party.setting_string("overlay_url");
         let parsed = url::Url::parse(&url).expect("the overlay URL parses");
         Overlay {
             port: parsed.port().expect("a port"),

@@ -125,6 +125,9 @@ async def run(args):
         check("member_left", left is not None, f"after {left and left[0] - t1:.2f} s")
 
         # Nothing handed out carries an account id, a token or the overlay's secret.
+        # Building the properties (as the dialog does) fills the address field; it must stay a
+        # default value, which GetInputSettings does not hand out.
+        await obs.call("GetInputPropertiesListPropertyItems", {"inputName": "PSN Party", "propertyName": "party"})
         settings = await obs.call("GetInputSettings", {"inputName": "PSN Party"})
         overlay = json.load(open(os.path.join(args.config, "overlay.json")))
         everything = json.dumps([e for e in obs.events]) + json.dumps(status) + json.dumps(settings)
