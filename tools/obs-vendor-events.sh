@@ -10,7 +10,7 @@ repo="$PWD"
 started=$(date +%s)
 
 if [ "${1:-}" = "--inside-xvfb" ]; then
-  home="$2" port="$3" sim_url="$4" sid="$5"
+  home="$2" port="$3" sim_url="$4" sid="$5" shots="$6"
   plugin_config="$home/.config/obs-studio/plugin_config/obs-psn-party"
   start_obs() {
     HOME="$home" obs --disable-updater --minimize-to-tray >>"$home/obs-stdout.txt" 2>&1 &
@@ -30,6 +30,20 @@ if [ "${1:-}" = "--inside-xvfb" ]; then
   start_obs
   /usr/bin/python3 tools/obs_vendor_check.py --port "$port" --sim "$sim_url" --party "$sid" \
     --config "$plugin_config" || status=$?
+  # A look at the overlay group of the real properties dialog (not a check).
+  /usr/bin/python3 tools/obs_ws.py --port "$port" OpenInputPropertiesDialog '{"inputName": "PSN Party"}' >/dev/null || true
+  for _ in $(seq 1 50); do
+    wid="$(xdotool search --name "^Properties for 'PSN Party'\$" 2>/dev/null | tail -n1 || true)"
+    [ -n "$wid" ] && break
+    sleep 0.2
+  done
+  if [ -n "${wid:-}" ]; then
+    xdotool windowmove "$wid" 0 0 windowsize "$wid" 820 1560 2>/dev/null || true
+    sleep 2
+    mkdir -p "$shots"
+    import -window "$wid" "$shots/props-overlay.png" 2>/dev/null && echo "obs-vendor-events: $shots/props-overlay.png"
+    xdotool key --window "$wid" Escape 2>/dev/null || true
+  fi
   stop_obs
   # OBS again, with the scene it saved: the overlay's address must be the same.
   start_obs
@@ -83,7 +97,8 @@ grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=|^PSN_NPSSO=
 chmod 600 "$config/plugin_config/obs-psn-party/.env"
 sid="$(sed -n 's/^# party \([^ ]*\).*/\1/p' "$home/sim.txt" | head -n1)"
 status=0
-xvfb-run -a -s "-screen 0 1280x1024x24" bash "$0" --inside-xvfb "$home" "$port" "$sim_url" "$sid" || status=$?
+xvfb-run -a -s "-screen 0 1280x1600x24" bash "$0" --inside-xvfb "$home" "$port" "$sim_url" "$sid" \
+  "${SCREENSHOT_DIR:-$repo/target/screenshots}" || status=$?
 for log in "$config"/logs/*.txt; do
   grep -q "obs-websocket vendor obs-psn-party registered" "$log" || { echo "obs-vendor-events: the vendor was not registered ($log)"; status=1; }
   grep -q "Number of memory leaks: 0$" "$log" || { echo "obs-vendor-events: OBS did not exit cleanly: $(tail -n 3 "$log")"; status=1; }
