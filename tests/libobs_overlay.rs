@@ -120,8 +120,18 @@ fn main() {
         sim.set_avatar(&account(w.online_id), w.avatar.clone());
     }
     let fay = account("fay_ps");
+    // Consent: everyone allowed but fay (with "Capture only members I allow", a member with no
+    // choice of the user's is muted).
+    let allowed: Vec<String> = who
+        .iter()
+        .map(|w| {
+            let a = account(w.online_id);
+            format!(r#""allow_{a}": {}"#, a != fay)
+        })
+        .collect();
     let party_settings = format!(
-        r#"{{"only_allowed_members": true, "new_members_muted": false, "allow_{fay}": false}}"#
+        r#"{{"only_allowed_members": true, {}}}"#,
+        allowed.join(", ")
     );
     let mut sources = Sources::start(&host, &party_settings, &who);
     let overlay = sources.overlay();
@@ -262,7 +272,7 @@ fn main() {
         let refused = host
             .log_lines()
             .iter()
-            .filter(|l| l.text.contains("avatar of") && l.text.contains("refused"))
+            .filter(|l| l.text.contains("avatar was refused"))
             .count();
         ensure(refused == 3, || {
             format!("{refused} avatars refused in the log")

@@ -233,7 +233,7 @@ fn request_profiles(
                     avatars.put(id, avatar);
                     lock(&ids).insert(account, id);
                 }
-                Err(e) => log::warn!("avatar of {} refused: {e}", profile.online_id),
+                Err(e) => log::warn!("a member's avatar was refused: {e}"),
             }
         });
     }
