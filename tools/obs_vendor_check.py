@@ -108,7 +108,8 @@ async def run(args):
         stopped = await obs.wait_event("MemberSpeakingStopped", "zed_ps", after=started[0] if started else t0)
         if started and stopped:
             print(f"FIGURE talkspurt_as_events_ms {(stopped[0] - started[0]) * 1000:.0f} (talk 800 ms + hangover)", flush=True)
-        check("member_speaking_stopped", stopped is not None)
+        check("member_speaking_stopped", stopped is not None,
+              "" if stopped else f"zed's events: {[(round(t - t0, 2), k) for t, k, d in obs.events if d.get('onlineId') == 'zed_ps']}")
 
         # obs-websocket 5.1 refuses an empty requestData object: leave it out.
         status = await obs.call("CallVendorRequest", {"vendorName": VENDOR, "requestType": "GetPartyStatus"})
