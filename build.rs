@@ -103,6 +103,15 @@ const FUNCTIONS: &[&str] = &[
     "obs_data_item_gettype",
     "obs_data_item_get_bool",
     "obs_data_item_has_user_value",
+    // obs-websocket's vendor API, through libobs's proc handlers (issue 20)
+    "obs_get_proc_handler",
+    "proc_handler_call",
+    "calldata_set_data",
+    "calldata_get_data",
+    "obs_data_apply",
+    // the overlay's "Open" button
+    "obs_property_button_set_type",
+    "obs_property_button_set_url",
     // test host (loading the module the way OBS does)
     "obs_startup",
     "obs_shutdown",

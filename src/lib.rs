@@ -5,6 +5,7 @@
 //! - `audio`: ring buffers between the producer and OBS, the sample clock, the pump
 //! - `psn`: the PSN web client (sign-in, parties, push, customMessage, rtcBridge); no OBS types
 //! - `party`: the hub every source shares: the party session, the playout, the status
+//! - `overlay`: the speaking overlay page for a Browser Source (served on 127.0.0.1)
 //! - `voice`: WebRTC peers, the jitter buffer, Opus decode
 //! - `runtime`: the one tokio runtime the module shares
 //! - `net_test`: the "Test network" button (NAT type 1/2/3 from two STUN servers)
@@ -24,6 +25,7 @@ pub mod fuzz_bodies;
 pub mod net_test;
 #[allow(unsafe_code)]
 pub mod obs;
+pub mod overlay;
 pub mod party;
 pub mod platform;
 pub mod psn;

@@ -37,6 +37,9 @@ tools/demo.sh 2>&1 | tee "$artefacts/demo.log"
 echo "== no test-only code in the shipped module (release build, as the demo made it)"
 tools/release-check.sh 2>&1 | tee "$artefacts/release-check.log"
 
+echo "== real OBS: the obs-websocket vendor events of the speaking overlay"
+tools/obs-vendor-events.sh 2>&1 | tee "$artefacts/obs-vendor-events.log"
+
 echo "== Windows: the DLL (mingw, in a cached Debian sid root), its tests under wine, the installer"
 # A fresh machine makes the root once (about 8.5 min) and the Windows target folder once; both
 # are kept in /var/cache/obs-psn-party (docs/porting.md has the cold and warm times).

@@ -8,5 +8,6 @@ pub mod mix;
 pub mod playout;
 pub mod pump;
 pub mod ring;
+pub mod speaking;
 #[cfg(feature = "test-producer")]
 pub mod test_tone;

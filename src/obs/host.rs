@@ -354,6 +354,20 @@ impl HostSource {
         Ok(())
     }
 
+    /// The string setting `name` as the properties dialog shows it (its default when unset).
+    pub fn setting_string(&self, name: &str) -> String {
+        let Ok(name) = cstring(name) else {
+            return String::new();
+        };
+        // SAFETY: valid source; we release the settings reference.
+        unsafe {
+            let settings = sys::obs_source_get_settings(self.source);
+            let value = lossy(sys::obs_data_get_string(settings, name.as_ptr()));
+            sys::obs_data_release(settings);
+            value
+        }
+    }
+
     /// The source's settings as OBS would save them in a scene collection.
     pub fn settings_json(&self) -> String {
         // SAFETY: valid source; we release the settings reference.

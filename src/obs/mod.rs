@@ -14,3 +14,4 @@ mod settings;
 pub mod source;
 pub mod sys;
 mod typed_secrets;
+mod websocket_vendor;

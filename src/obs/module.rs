@@ -89,6 +89,16 @@ pub extern "C" fn obs_module_load() -> bool {
     })
 }
 
+/// After every module loaded: obs-websocket's vendor API is there now, if installed.
+#[no_mangle]
+pub extern "C" fn obs_module_post_load() {
+    guarded(
+        "obs_module_post_load",
+        (),
+        super::websocket_vendor::register,
+    );
+}
+
 #[no_mangle]
 pub extern "C" fn obs_module_unload() {
     // Nothing to tear down here: the runtime and every thread belong to the

@@ -99,6 +99,24 @@ impl Props {
         })
     }
 
+    /// A button that opens `url` in the user's browser.
+    pub fn url_button(&mut self, name: &str, label: &str, url: &str) -> Prop {
+        let (name, label, url) = (c(name), c(label), c(url));
+        // SAFETY: valid properties; OBS copies the strings (the URL setter takes a non-const
+        // pointer but only duplicates it). The callback is never called for a URL button.
+        Prop(unsafe {
+            let p = sys::obs_properties_add_button(
+                self.raw,
+                name.as_ptr(),
+                label.as_ptr(),
+                Some(never_clicked),
+            );
+            sys::obs_property_button_set_type(p, sys::obs_button_type::OBS_BUTTON_URL);
+            sys::obs_property_button_set_url(p, url.as_ptr().cast_mut());
+            p
+        })
+    }
+
     pub fn checkbox(&mut self, name: &str, label: &str) -> Prop {
         let (name, label) = (c(name), c(label));
         // SAFETY: valid properties; OBS copies the strings.
@@ -159,6 +177,14 @@ impl Drop for Props {
             unsafe { sys::obs_properties_destroy(self.raw) };
         }
     }
+}
+
+unsafe extern "C" fn never_clicked(
+    _props: *mut sys::obs_properties_t,
+    _prop: *mut sys::obs_property_t,
+    _data: *mut std::ffi::c_void,
+) -> bool {
+    false
 }
 
 impl Prop {

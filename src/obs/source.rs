@@ -243,6 +243,9 @@ impl PartySource {
         if settings.string(keys::TEST_PANIC) == "update" {
             panic!("test panic requested by the test_panic setting");
         }
+        // The overlay's address carries its token: typing into its field must not make it a
+        // setting (it would be saved and handed to obs-websocket).
+        settings.erase(keys::OVERLAY_URL);
         self.apply_party_settings(settings);
         let feed = Feed::from_settings(self.kind, settings);
         if self.feed.as_ref() == Some(&feed) {
@@ -282,6 +285,8 @@ impl PartySource {
         self.hub
             .set_jitter(JitterPreset::from_setting(&settings.string(keys::JITTER)));
         crate::voice::net::set_stun_setting(&settings.string(keys::STUN_SERVERS));
+        let port = settings.int(keys::OVERLAY_PORT).clamp(0, 65_535) as u16;
+        self.hub.set_overlay_port(port);
     }
 
     /// "Test network": runs on the runtime; the dialog redraws with the verdict.
@@ -498,6 +503,7 @@ unsafe extern "C" fn save(_data: *mut c_void, settings: *mut sys::obs_data_t) {
         let settings = unsafe { Settings::from_raw(settings) };
         settings.erase(keys::NPSSO);
         settings.erase(keys::CLIENT_SECRET);
+        settings.erase(keys::OVERLAY_URL);
     });
 }
 
@@ -513,7 +519,11 @@ unsafe extern "C" fn properties(data: *mut c_void) -> *mut sys::obs_properties_t
         let settings = unsafe { SourceSettings::of(source.source) };
         Some(match source.kind {
             SourceKind::Party => match party_owner::owner_name_if_not(source.source) {
-                None => party_properties(&view, &settings, source.typed.has_npsso()),
+                None => {
+                    let mut props = party_properties(&view, &settings, source.typed.has_npsso());
+                    overlay_group(&mut props, &settings, source.hub.overlay_url());
+                    props
+                }
                 Some(owner) => follower_properties(&view, &owner),
             },
             SourceKind::Member => member_properties(&view, &settings),
@@ -654,6 +664,31 @@ fn follower_properties(view: &View, owner: &str) -> Props {
         .visible(false);
     audio_group(&mut props, false);
     props
+}
+
+/// The speaking overlay: its address in a text field to select and copy (token included; a
+/// default value only, so neither scene files nor obs-websocket carry it), an Open button, the
+/// port.
+fn overlay_group(props: &mut Props, settings: &Settings, url: Option<String>) {
+    let mut overlay = Props::new();
+    match url {
+        Some(url) => {
+            settings.set_default_string(keys::OVERLAY_URL, &url);
+            overlay
+                .text_input(keys::OVERLAY_URL, &text("Overlay.Url"))
+                .tooltip(&text("Overlay.Hint"));
+            overlay.info("overlay_hint", &text("Overlay.Hint"));
+            overlay.url_button("overlay_open", &text("Overlay.Open"), &url);
+        }
+        None => {
+            settings.set_default_string(keys::OVERLAY_URL, "");
+            overlay.error("overlay_error", &text("Overlay.NotServed"));
+        }
+    }
+    overlay
+        .int(keys::OVERLAY_PORT, &text("Overlay.Port"), 0, 65_535, 1)
+        .tooltip(&text("Overlay.PortTooltip"));
+    props.group("overlay", &text("Group.Overlay"), overlay);
 }
 
 fn audio_group(props: &mut Props, jitter: bool) {

@@ -5,7 +5,7 @@
 //! behind their gate.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -13,51 +13,50 @@ use super::pipeline::PlayoutControl;
 use super::settings::Consent;
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout};
 use crate::audio::ring::BLOCK_FRAMES;
-
-/// A member whose voice peaked above this in the last `SPEAKING_HOLD` is "speaking".
-const SPEAKING_LEVEL: f32 = 0.01;
-const SPEAKING_HOLD_NS: u64 = 400_000_000;
+use crate::audio::speaking::{SpeakingDetector, SpeakingState};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Per-member switch and level meter, read and written without locks by the
+/// Per-member switch and speaking state, read and written without locks by the
 /// playout thread.
 #[derive(Debug)]
 struct MemberGate {
     allowed: AtomicBool,
-    last_pull_ns: AtomicU64,
-    last_voice_ns: AtomicU64,
+    speech: SpeakingState,
 }
 
 impl MemberGate {
     fn speaking(&self) -> bool {
-        let voice = self.last_voice_ns.load(Ordering::Relaxed);
-        voice > 0
-            && self
-                .last_pull_ns
-                .load(Ordering::Relaxed)
-                .saturating_sub(voice)
-                < SPEAKING_HOLD_NS
+        self.speech.is_speaking()
     }
 }
 
 /// A member's audio behind their gate: silent when not allowed (in the mix
-/// and in their own source alike).
+/// and in their own source alike). Speech is detected before the gate, so the
+/// properties can say a muted member talks (the overlay and events do not).
 struct GatedAudio {
     inner: Box<dyn MemberAudio>,
     gate: Arc<MemberGate>,
+    detector: SpeakingDetector,
+}
+
+impl GatedAudio {
+    fn new(inner: Box<dyn MemberAudio>, gate: Arc<MemberGate>) -> Self {
+        let detector = SpeakingDetector::new(&gate.speech);
+        GatedAudio {
+            inner,
+            gate,
+            detector,
+        }
+    }
 }
 
 impl MemberAudio for GatedAudio {
     fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK_FRAMES]) {
         self.inner.pull_10ms(now_ns, out);
-        let peak = out.iter().fold(0.0f32, |m, s| m.max(s.abs()));
-        self.gate.last_pull_ns.store(now_ns, Ordering::Relaxed);
-        if peak > SPEAKING_LEVEL {
-            self.gate.last_voice_ns.store(now_ns, Ordering::Relaxed);
-        }
+        self.detector.feed(out, now_ns, &self.gate.speech);
         if !self.gate.allowed.load(Ordering::Relaxed) {
             out.fill(0.0);
         }
@@ -79,8 +78,7 @@ impl Gates {
             .or_insert_with(|| {
                 Arc::new(MemberGate {
                     allowed: AtomicBool::new(allowed),
-                    last_pull_ns: AtomicU64::new(0),
-                    last_voice_ns: AtomicU64::new(0),
+                    speech: SpeakingState::default(),
                 })
             })
             .clone();
@@ -125,7 +123,7 @@ impl SharedPlayout {
 impl PlayoutControl for SharedPlayout {
     fn add_member(&self, info: MemberInfo, audio: Box<dyn MemberAudio>) {
         let gate = self.gates.gate(&info.account_id);
-        let audio = Box::new(GatedAudio { inner: audio, gate });
+        let audio = Box::new(GatedAudio::new(audio, gate));
         self.with(|p| p.add_member(info, audio));
     }
     fn remove_member(&self, account_id: &str) {
@@ -150,18 +148,16 @@ mod tests {
         }
         let gates = Gates::default();
         let gate = gates.gate("7");
-        let mut audio = GatedAudio {
-            inner: Box::new(Tone),
-            gate,
-        };
+        let mut audio = GatedAudio::new(Box::new(Tone), gate);
         let mut block = [0.0; BLOCK_FRAMES];
         audio.pull_10ms(1_000, &mut block);
+        audio.pull_10ms(10_001_000, &mut block);
         assert!(block.iter().all(|s| *s == 0.5));
         gates.set_consent(Consent {
             only_allowed: true,
             allowed: HashMap::new(),
         });
-        audio.pull_10ms(2_000, &mut block);
+        audio.pull_10ms(20_001_000, &mut block);
         assert!(block.iter().all(|s| *s == 0.0), "not allowed: silent");
         assert!(gates.speaking("7") && gates.muted("7"));
     }

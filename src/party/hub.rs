@@ -19,11 +19,13 @@ use super::credentials::{load_client_file, save_client_file};
 use super::follower::{self, FollowerContext};
 use super::gates::{Gates, SharedPlayout};
 use super::pipeline::PlayoutControl;
+use super::presence::{HubAccess, Presence};
 use super::settings::{link_id_from_link, Consent, JitterPreset, PartyChoice, VoicePath};
 use super::status::{AccountView, HubStatus, PartyList, View};
 use super::views;
 use crate::audio::playout::{MemberAudio, MemberInfo, Playout, SubscriptionId, Target};
 use crate::audio::ring::RingWriter;
+use crate::overlay::OverlayServer;
 use crate::psn::client::{ClientOptions, PsnClient};
 use crate::psn::config::PsnConfig;
 use crate::psn::error::PsnError;
@@ -87,6 +89,10 @@ pub(super) struct HubShared {
 
 pub struct PartyHub {
     shared: Arc<HubShared>,
+    /// Who is in the party and speaking, for the overlay and stream tools (src/party/presence.rs).
+    presence: Presence,
+    /// The overlay page's server (src/overlay); `None` when it could not bind.
+    overlay: Mutex<Option<OverlayServer>>,
     runtime: RuntimeRef,
 }
 
@@ -130,9 +136,18 @@ impl PartyHub {
             generation: AtomicU64::new(0),
             voice_path,
         });
+        let runtime = RuntimeRef::acquire()?;
+        let access: Weak<dyn HubAccess> = Arc::downgrade(&inner) as Weak<dyn HubAccess>;
+        let presence = Presence::start(access, runtime.handle());
+        let overlay =
+            OverlayServer::start(inner.config_dir.clone(), 0, &presence, runtime.handle())
+                .map_err(|e| log::warn!("the overlay page is not served: {e}"))
+                .ok();
         let hub = Arc::new(PartyHub {
             shared: inner,
-            runtime: RuntimeRef::acquire()?,
+            presence,
+            overlay: Mutex::new(overlay),
+            runtime,
         });
         if let Some(client) = hub.shared.make_client() {
             hub.shared.load_account(&client);
@@ -149,6 +164,29 @@ impl PartyHub {
 
     pub fn runtime(&self) -> &RuntimeRef {
         &self.runtime
+    }
+
+    /// The overlay page's address (token included), when it is served.
+    pub fn overlay_url(&self) -> Option<String> {
+        lock(&self.overlay).as_ref().map(OverlayServer::url)
+    }
+
+    /// Serves the overlay on `port` from now on (0: keep the one in use).
+    pub fn set_overlay_port(&self, port: u16) {
+        let mut overlay = lock(&self.overlay);
+        if port == 0 || overlay.as_ref().is_some_and(|o| o.port() == port) {
+            return;
+        }
+        // The old server goes first, so its port is free to take again.
+        *overlay = None;
+        *overlay = OverlayServer::start(
+            self.shared.config_dir.clone(),
+            port,
+            &self.presence,
+            self.runtime.handle(),
+        )
+        .map_err(|e| log::warn!("the overlay page is not served: {e}"))
+        .ok();
     }
 
     /// A copy of what the hub knows, for display.
@@ -359,6 +397,15 @@ impl PartyHub {
     }
 }
 
+impl HubAccess for HubShared {
+    fn view(&self) -> View {
+        HubShared::view(self)
+    }
+    fn client(&self) -> Option<Arc<PsnClient>> {
+        lock(&self.client).clone()
+    }
+}
+
 impl HubShared {
     fn token_store(&self) -> Option<TokenStore> {
         self.config_dir.as_deref().map(TokenStore::in_dir)
@@ -516,6 +563,7 @@ impl Drop for PartyHub {
             session.stop_and_wait(SESSION_STOP_TIMEOUT);
         }
         lock(&self.shared.listeners).clear();
+        lock(&self.overlay).take();
         lock(&self.shared.playout.playout).stop();
         log::debug!("party hub stopped");
     }

@@ -9,6 +9,7 @@ pub mod follower;
 pub mod gates;
 pub mod hub;
 pub mod pipeline;
+pub mod presence;
 pub mod settings;
 pub mod signal_filter;
 pub mod signalling;

@@ -39,6 +39,11 @@ pub mod keys {
     /// Advanced: STUN servers (`stun:host:port, …`); empty = `PSN_STUN_SERVERS` or the defaults
     /// (`crate::voice::net`).
     pub const STUN_SERVERS: &str = "stun_servers";
+    /// The overlay page's port on 127.0.0.1; 0 (default): the one used last time, else a free one.
+    pub const OVERLAY_PORT: &str = "overlay_port";
+    /// The overlay's address, shown in a text field to select and copy. Only ever a default
+    /// value (never saved, not in obs-websocket's GetInputSettings); anything typed is erased.
+    pub const OVERLAY_URL: &str = "overlay_url";
     #[cfg(feature = "test-producer")]
     pub const TEST_TONE_HZ: &str = "test_tone_hz";
     #[cfg(feature = "test-producer")]

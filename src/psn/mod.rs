@@ -29,6 +29,7 @@ pub mod http;
 pub mod log_mask;
 pub mod model;
 pub mod party_api;
+pub mod profile;
 pub mod push;
 pub mod secret;
 pub mod token_store;

@@ -41,6 +41,7 @@ pub async fn handle(inner: &Arc<Inner>, ctx: Ctx) -> Resp {
         ("GET", ["rejections"]) => json_resp(200, json!(h.rejections())),
         ("GET", ["messages"]) => json_resp(200, json!(h.received_messages())),
         ("GET", ["voice"]) => json_resp(200, json!(h.voice_status())),
+        ("POST", ["avatar"]) => crate::profiles::control(inner, &body),
         ("POST", ["network"]) => match body.get("up").and_then(Value::as_bool) {
             Some(up) => {
                 h.set_network(up);

@@ -65,6 +65,8 @@ enum Class {
     Api,
     ServerAddr,
     Web,
+    /// Avatar images (src/profiles.rs): no token, like PSN's image CDN.
+    Avatar,
     Control,
     Unknown,
 }
@@ -127,6 +129,10 @@ fn route(method: &Method, segs: &[&str]) -> (&'static str, Class) {
         ("POST", ["api", "rtcBridge", "v1", "bridges", _, "peers", _, "answer"]) => ("answer", Api),
         ("POST", ["api", "rtcBridge", "v1", "bridges", _, "peers", _, "offer"]) => ("reoffer", Api),
         ("DELETE", ["api", "rtcBridge", "v1", "bridges", _, "peers", _]) => ("deletePeer", Api),
+        ("GET", ["api", "userProfile", "v1", "internal", "users", _, "profiles"]) => {
+            ("profile", Api)
+        }
+        ("GET", ["avatars", _, _]) => ("avatar", Avatar),
         ("GET", ["np", "serveraddr"]) => ("serveraddr", ServerAddr),
         ("GET", ["api", "cpss", "v1", "partyInfo", _]) => ("partyInfo", Web),
         _ => ("unknown", Unknown),
@@ -256,6 +262,7 @@ pub async fn serve(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Resp, In
             Ok(account) => api(&inner, &ctx, &account),
         },
         Class::Web => party_info(&inner, &ctx),
+        Class::Avatar => crate::profiles::avatar(&inner, &ctx),
         _ => error_body(404, CODE_NOT_FOUND, "Resource not found"),
     };
     let resp = bridge_media(&inner, &ctx, resp).await;
@@ -769,6 +776,10 @@ fn api_inner(inner: &Inner, ctx: &Ctx, account: &str) -> Result<Resp, Resp> {
             }
             route_user_message(&mut st, &sid, account, &channel, &payload, to);
             Ok(empty(204))
+        }
+        "profile" => {
+            no_body(inner, ctx);
+            Ok(crate::profiles::profile(inner, ctx))
         }
         "createBridge" => {
             body_json(inner, ctx, &shape::create_bridge(), None)?;

@@ -10,6 +10,7 @@ pub mod device;
 pub mod http;
 pub mod key_order;
 mod peer;
+pub mod profiles;
 pub mod push;
 pub mod relay;
 pub mod shape;
@@ -40,6 +41,8 @@ pub struct Inner {
     /// Whether the network works (`SimHandle::set_network`): while false, HTTP answers and
     /// push frames are held and the members' media packets are dropped (src/relay.rs).
     pub network_up: watch::Sender<bool>,
+    /// Avatar modes and counters (src/profiles.rs).
+    pub profiles: profiles::Profiles,
 }
 
 impl Inner {
@@ -119,6 +122,7 @@ pub async fn start_on(
         state: Mutex::new(st),
         push_changed: Notify::new(),
         network_up: watch::channel(true).0,
+        profiles: profiles::Profiles::default(),
     });
     let i2 = inner.clone();
     let http_task = tokio::spawn(async move {

@@ -58,6 +58,8 @@ pub struct VoiceSpec {
     /// Talkspurts: `talkMs` of tone, then `silenceMs` of silence (DTX), repeated. Both needed.
     pub talk_ms: Option<u64>,
     pub silence_ms: Option<u64>,
+    /// Where in its talk/silence cycle the member starts, in ms (members talking in turns).
+    pub talk_offset_ms: u64,
     /// The member offers first (true) or waits for the user's offer and answers it (false).
     pub offers: bool,
     /// Peer-to-peer with the user works (true) or never connects (false: the member's SDPs
@@ -88,6 +90,7 @@ impl Default for VoiceSpec {
             duplicate: 0.0,
             talk_ms: None,
             silence_ms: None,
+            talk_offset_ms: 0,
             offers: true,
             p2p: true,
             seed: None,
@@ -1194,7 +1197,7 @@ pub(crate) async fn send_media(
         else {
             return;
         };
-        let at_ms = frames * u64::from(spec.ptime_ms);
+        let at_ms = frames * u64::from(spec.ptime_ms) + spec.talk_offset_ms;
         frames += 1;
         let talking = cycle.is_none_or(|(t, s)| at_ms % (t + s) < t);
         // The first frame of a talkspurt (not DTX's occasional refresh frames in a pause).

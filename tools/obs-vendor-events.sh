@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Real OBS Studio (Debian's, with its obs-websocket 5) under Xvfb against psn-sim: the plugin's
+# obs-websocket vendor events and GetPartyStatus, the overlay served by real OBS, and the same
+# overlay address after OBS restarts (issue 20; tools/obs_vendor_check.py checks).
+# The plugin is the release build (as tools/install.sh makes it), installed per user into a scratch
+# HOME; it signs in from .env. psn-sim is the one `cargo test --workspace` built, if there is one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$PWD"
+started=$(date +%s)
+
+if [ "${1:-}" = "--inside-xvfb" ]; then
+  home="$2" port="$3" sim_url="$4" sid="$5" shots="$6"
+  plugin_config="$home/.config/obs-studio/plugin_config/obs-psn-party"
+  start_obs() {
+    HOME="$home" obs --disable-updater --minimize-to-tray >>"$home/obs-stdout.txt" 2>&1 &
+    obs_pid=$!
+    for _ in $(seq 1 120); do
+      /usr/bin/python3 tools/obs_ws.py --port "$port" GetVersion >/dev/null 2>&1 && break
+      sleep 0.5
+    done
+  }
+  stop_obs() {
+    kill -INT "$obs_pid"
+    for _ in $(seq 1 100); do kill -0 "$obs_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$obs_pid" 2>/dev/null || true
+  }
+  trap 'kill -INT $obs_pid 2>/dev/null || true' EXIT
+  status=0
+  start_obs
+  /usr/bin/python3 tools/obs_vendor_check.py --port "$port" --sim "$sim_url" --party "$sid" \
+    --config "$plugin_config" || status=$?
+  # A look at the overlay group of the real properties dialog (not a check).
+  /usr/bin/python3 tools/obs_ws.py --port "$port" OpenInputPropertiesDialog '{"inputName": "PSN Party"}' >/dev/null || true
+  for _ in $(seq 1 50); do
+    wid="$(xdotool search --name "^Properties for 'PSN Party'\$" 2>/dev/null | tail -n1 || true)"
+    [ -n "$wid" ] && break
+    sleep 0.2
+  done
+  if [ -n "${wid:-}" ]; then
+    xdotool windowmove "$wid" 0 0 windowsize "$wid" 820 1560 2>/dev/null || true
+    sleep 2
+    mkdir -p "$shots"
+    import -window "$wid" "$shots/props-overlay.png" 2>/dev/null && echo "obs-vendor-events: $shots/props-overlay.png"
+    xdotool key --window "$wid" Escape 2>/dev/null || true
+  fi
+  stop_obs
+  # OBS again, with the scene it saved: the overlay's address must be the same.
+  start_obs
+  /usr/bin/python3 tools/obs_vendor_check.py --port "$port" --sim "$sim_url" --party "$sid" \
+    --config "$plugin_config" --after-restart || status=$?
+  stop_obs
+  trap - EXIT
+  exit "$status"
+fi
+
+home="$(mktemp -d /tmp/obs-psn-party-vendor.XXXXXX)"
+config="$home/.config/obs-studio"
+mkdir -p "$config/plugin_config/obs-psn-party"
+port=$((20000 + RANDOM % 20000))
+sim_port=$((40000 + RANDOM % 20000))
+cat > "$config/global.ini" <<INI
+[General]
+FirstRun=true
+[OBSWebSocket]
+FirstLoad=false
+ServerEnabled=true
+ServerPort=$port
+AuthRequired=false
+AlertsEnabled=false
+INI
+
+cargo build --release --lib -p obs-psn-party -q
+[ -x target/debug/psn-sim ] || cargo build -p psn-sim -q
+plugin="$config/plugins/obs-psn-party"
+mkdir -p "$plugin/bin/64bit"
+cp target/release/libobs_psn_party.so "$plugin/bin/64bit/obs-psn-party.so"
+cp -r data "$plugin/data"
+
+target/debug/psn-sim --port "$sim_port" --party "Vendor night" \
+  --voice-spec '{"talkMs": 800, "silenceMs": 1600}' \
+  --member ann_ps:PS5:300 --member ben_ps:PS5:470 >"$home/sim.txt" 2>&1 &
+sim_pid=$!
+keep_artefacts() {
+  # Under tools/test.sh: OBS's logs and scene collection go to the suite's secret scan (not the
+  # .env this script wrote: it holds psn-sim's client secret and NPSSO on purpose).
+  [ -n "${PSN_PARTY_SUITE_ARTEFACTS:-}" ] || return 0
+  local dest="$PSN_PARTY_SUITE_ARTEFACTS/obs-vendor-events"
+  mkdir -p "$dest"
+  cp -r "$config/logs" "$config/basic" "$home/obs-stdout.txt" "$dest/" 2>/dev/null || true
+}
+trap 'keep_artefacts; kill $sim_pid 2>/dev/null || true; rm -rf "$home"' EXIT
+sim_url="http://127.0.0.1:$sim_port"
+for _ in $(seq 1 50); do grep -q PSN_NPSSO "$home/sim.txt" && break; sleep 0.2; done
+grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=|^PSN_NPSSO=|^PSN_VOICE_BIND=' "$home/sim.txt" \
+  > "$config/plugin_config/obs-psn-party/.env"
+chmod 600 "$config/plugin_config/obs-psn-party/.env"
+sid="$(sed -n 's/^# party \([^ ]*\).*/\1/p' "$home/sim.txt" | head -n1)"
+status=0
+xvfb-run -a -s "-screen 0 1280x1600x24" bash "$0" --inside-xvfb "$home" "$port" "$sim_url" "$sid" \
+  "${SCREENSHOT_DIR:-$repo/target/screenshots}" || status=$?
+for log in "$config"/logs/*.txt; do
+  grep -q "obs-websocket vendor obs-psn-party registered" "$log" || { echo "obs-vendor-events: the vendor was not registered ($log)"; status=1; }
+  grep -q "Number of memory leaks: 0$" "$log" || { echo "obs-vendor-events: OBS did not exit cleanly: $(tail -n 3 "$log")"; status=1; }
+done
+echo "obs-vendor-events: $([ $status = 0 ] && echo ok || echo FAILED) in $(( $(date +%s) - started )) s"
+exit "$status"
