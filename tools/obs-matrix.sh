@@ -94,7 +94,7 @@ run_suite() {
   cached="$(ensure_root "$suite" obs)"
   t_root=$(($(date +%s) - t0))
   obs_version[$suite]="$(in_root "$cached" dpkg-query -W -f='${Version}' obs-studio | sed 's/[+~-].*//')"
-  say "== $suite: OBS ${obs_version[$suite]} (obs-studio $(in_root "$cached" dpkg-query -W -f='${Version}' obs-studio), libobs $(in_root "$cached" dpkg-query -W -f='${Package} ${Version}' 'libobs0*' | tr '\n' ' ')); root ready in $t_root s"
+  say "== $suite: OBS ${obs_version[$suite]} (obs-studio $(in_root "$cached" dpkg-query -W -f='${Version}' obs-studio), $(in_root "$cached" dpkg-query -W -f='${db:Status-Abbrev} ${Package} ${Version}\n' 'libobs0*' | awk '$1 == "ii" {print $2 " " $3}')); root ready in $t_root s"
 
   scratch="$(mktemp -d /var/tmp/obs-matrix-"$suite".XXXXXX)"
   root_overlay "$cached" "$scratch"
@@ -111,12 +111,7 @@ run_suite() {
   # psn-sim and OBS in a network namespace of their own: loopback only, fixed ports, no clash
   # with anything else on this machine.
   netns="obs-matrix-$$"
-  ip netns add "$netns"
-  ip -n "$netns" link set lo up
-  # WebRTC's mDNS joins a multicast group; with only a loopback that cannot multicast, that
-  # fails with ENODEV and no voice connection is made. Multicast on lo, routed there.
-  ip -n "$netns" link set lo multicast on
-  ip -n "$netns" route add 224.0.0.0/4 dev lo
+  make_netns "$netns"
   ip netns exec "$netns" env ${PSN_SIM_SECRET_LEDGER:+PSN_SIM_SECRET_LEDGER="$PSN_SIM_SECRET_LEDGER"} \
     target/debug/psn-sim --port "$sim_port" --party "Matrix night" \
     --member ann_ps:PS5:300 --member ben_ps:PS5:470 --member cat_ps:PS4:730 --member dan_ps:PS5:1030 \
@@ -162,9 +157,13 @@ run_suite() {
   cp "$log" "$dir/obs-log.txt"
   check() { /usr/bin/python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["checks"].get(sys.argv[2],{}); print(("PASS" if c.get("ok") else "FAIL")+"\t"+c.get("detail","not run"))' "$dir/drive.json" "$1" 2>/dev/null || printf 'FAIL\tobs_matrix.py wrote no results\n'; }
   local r d
+  local running
+  running="$(sed -n 's/.*\[obs-psn-party\] version .* loaded (.*running in libobs \([0-9.]*\)).*/\1/p' "$log" | head -n1)"
   if grep -q "\[obs-psn-party\] version $version loaded" "$log" && grep -q "^.*:     obs-psn-party.so$" "$log"; then
     IFS=$'\t' read -r r d <<<"$(check kinds)"
-    line "$suite" load "$r" "version $version loaded from /usr/lib/x86_64-linux-gnu/obs-plugins; $d"
+    # The module sees the libobs it runs in (obs_get_version): the release's own.
+    [ "$running" = "${obs_version[$suite]}" ] || { r=FAIL; d="the module reports libobs '${running}', not ${obs_version[$suite]}; $d"; }
+    line "$suite" load "$r" "version $version loaded from /usr/lib/x86_64-linux-gnu/obs-plugins in libobs $running; $d"
   else
     line "$suite" load FAIL "no '[obs-psn-party] version $version loaded' in OBS's log"
   fi

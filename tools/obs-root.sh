@@ -13,10 +13,16 @@ set -euo pipefail
 
 OBS_ROOTS="${OBS_ROOTS:-/var/cache/obs-psn-party/obs-roots}"
 # What the obs root holds. Changing this list rebuilds the roots (it is part of the stamp).
-# obs-studio without recommends, as deb-check always installed it; ffmpeg gives ffprobe/ffmpeg of
-# the same release to read OBS's recordings; fonts so the properties dialog shows text.
-OBS_ROOT_PACKAGES="obs-studio ffmpeg ca-certificates fonts-dejavu-core"
-OBS_ROOT_RECIPE="3 $OBS_ROOT_PACKAGES"
+# obs-studio without recommends (they are obs-plugins' ~200 extra packages; OBS's own plugins,
+# obs-websocket among them, are in obs-studio); libgl1 because OBS's GL loader opens libGL.so.1,
+# which every desktop has but sid's obs-studio no longer pulls in ("Failed to load OpenGL entry
+# functions" without it); ffmpeg gives ffprobe/ffmpeg of the same release to read OBS's
+# recordings; fonts so the properties dialog shows text.
+OBS_ROOT_PACKAGES="obs-studio libgl1 ffmpeg ca-certificates fonts-dejavu-core"
+OBS_ROOT_RECIPE="4 $OBS_ROOT_PACKAGES"
+# What the base root holds (minbase, sources, apt settings); its own stamp, so a change to the
+# package list above does not debootstrap again.
+BASE_ROOT_RECIPE="base 1"
 
 root_say() { echo "obs-root: $*" >&2; }
 root_fail() { echo "obs-root: FAILED: $*" >&2; exit 1; }
@@ -127,7 +133,7 @@ make_base() { # suite
   root_mount_standard "$dir" "$suite"
   in_root "$dir" apt-get update -qq || { root_unmount_all; root_fail "apt-get update in the $suite root failed"; }
   root_unmount_all
-  echo "$OBS_ROOT_RECIPE" > "$dir/.obs-psn-party-root"
+  echo "$BASE_ROOT_RECIPE" > "$dir/.obs-psn-party-root"
   root_say "$suite base ready in $(($(date +%s) - start)) s"
 }
 
@@ -147,8 +153,8 @@ make_obs() { # suite
   root_say "$suite obs root ready in $(($(date +%s) - start)) s (obs-studio $(in_root "$dir" dpkg-query -W -f='${Version}' obs-studio))"
 }
 
-root_ready() { # dir
-  [ -f "$1/.obs-psn-party-root" ] && [ "$(cat "$1/.obs-psn-party-root")" = "$OBS_ROOT_RECIPE" ]
+root_ready() { # dir, recipe
+  [ -f "$1/.obs-psn-party-root" ] && [ "$(cat "$1/.obs-psn-party-root")" = "$2" ]
 }
 
 # Makes (or reuses) the root and prints its path.
@@ -163,8 +169,8 @@ ensure_root() { # suite, base|obs
   # One maker per suite at a time (two scripts may ask at once).
   exec {lock}>"$OBS_ROOTS/$suite/.lock"
   flock "$lock"
-  root_ready "$OBS_ROOTS/$suite/base" || make_base "$suite"
-  if [ "$kind" = obs ]; then root_ready "$OBS_ROOTS/$suite/obs" || make_obs "$suite"; fi
+  root_ready "$OBS_ROOTS/$suite/base" "$BASE_ROOT_RECIPE" || make_base "$suite"
+  if [ "$kind" = obs ]; then root_ready "$OBS_ROOTS/$suite/obs" "$OBS_ROOT_RECIPE" || make_obs "$suite"; fi
   flock -u "$lock"
   echo "$OBS_ROOTS/$suite/$kind"
 }
@@ -179,6 +185,17 @@ root_overlay() { # cached root, scratch dir
   mount -t overlay overlay -o "lowerdir=$lower,upperdir=$scratch/upper,workdir=$scratch/work" "$scratch/root"
   ROOT_MOUNTS+=("$scratch/root")
   OVERLAY_ROOT="$scratch/root"
+}
+
+# A network namespace with only a loopback, so OBS and what it talks to reach nothing else (OBS
+# would fetch rtmp-services updates from the internet) and take no port of this machine.
+# WebRTC's mDNS joins a multicast group; on a loopback that cannot multicast that fails with
+# ENODEV and no voice connection is made: multicast on lo, routed there.
+make_netns() { # name
+  ip netns add "$1"
+  ip -n "$1" link set lo up
+  ip -n "$1" link set lo multicast on
+  ip -n "$1" route add 224.0.0.0/4 dev lo
 }
 
 # An X server on the host for OBS in a root (its socket bind-mounted into the root's /tmp).

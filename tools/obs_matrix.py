@@ -56,6 +56,7 @@ async def peaks(obs, names, seconds):
     """The highest peak (dBFS, any channel) of each input over `seconds` of meter events."""
     obs.drop_events()
     best = {name: -200.0 for name in names}
+    over = {name: [] for name in names}  # readings above full scale (kept for the report)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     events = 0
@@ -69,8 +70,13 @@ async def peaks(obs, names, seconds):
             if name in best:
                 for channel in entry.get("inputLevelsMul", []):
                     best[name] = max(best[name], db(channel[1]))
+                    if channel[1] > 1.0:
+                        over[name].append(channel)
     if events == 0:
         raise RuntimeError("no InputVolumeMeters events")
+    over = {n: v for n, v in over.items() if v}
+    if over:
+        raise RuntimeError(f"meter readings above full scale in {events} events: {json.dumps(over)[:1500]}")
     return best
 
 
@@ -140,10 +146,13 @@ async def drive(args):
             left = (await obs.request("GetInputSettings", {"inputName": "PSN Party"}))["inputSettings"]
             if left.get("npsso"):
                 raise RuntimeError("the NPSSO is still in the source's settings after signing in")
-            await asyncio.sleep(1)
-            counts = sim(args.sim, "GET", "counts")
-            if not counts.get("authorize"):
-                raise RuntimeError(f"pressing Sign in did not sign in (psn-sim saw no authorize request: {counts})")
+            for _ in range(100):  # the sign-in runs on the plugin's runtime, off OBS's thread
+                counts = sim(args.sim, "GET", "counts")
+                if counts.get("authorize"):
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise RuntimeError(f"pressing Sign in did not sign in (psn-sim saw no authorize request in 20 s: {counts})")
             voices = await wait_connected(args.sim, 60)
             await asyncio.sleep(2)
             levels = await peaks(obs, ["PSN Party"] + names, 2.0)

@@ -28,8 +28,11 @@ tools/obs-smoke.sh 2>&1 | tee "$artefacts/obs-smoke.log"
 echo "== real OBS: no NPSSO or client secret in settings, events, undo, scene files or logs"
 tools/obs-secrets-check.sh 2>&1 | tee "$artefacts/obs-secrets-check.log"
 
-echo "== the .deb in a clean Debian 12 root, with real OBS"
+echo "== the .deb in clean Debian 12, Debian 13 and sid roots, with each release's OBS"
 tools/deb-check.sh 2>&1 | tee "$artefacts/deb-check.log"
+
+echo "== the OBS that users run: 29 (Debian 12), 30 (Debian 13), 32 (sid), the .deb installed"
+OBS_MATRIX_DEB="$(ls -t target/cmake-deb/obs-psn-party_*_amd64.deb | head -n1)" tools/obs-matrix.sh 2>&1 | tee "$artefacts/obs-matrix.log"
 
 echo "== the demo (the README's main command)"
 tools/demo.sh 2>&1 | tee "$artefacts/demo.log"
