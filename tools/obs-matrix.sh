@@ -223,6 +223,7 @@ keep_artefacts() { # suite, root, dir
   cp "$3/psn-trace.log" "$PSN_PARTY_SUITE_ARTEFACTS/obs-matrix/$1/" 2>/dev/null || true
 }
 
+started=$(date +%s)
 for suite in "${suites[@]}"; do run_suite "$suite"; done
 
 echo
@@ -257,4 +258,4 @@ PY
 fi
 
 for suite in "${suites[@]}"; do [ "${verdict[$suite]}" = PASS ] || exit 1; done
-say "ok: ${suites[*]}"
+say "ok: ${suites[*]} ($(($(date +%s) - started)) s)"

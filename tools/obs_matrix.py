@@ -204,8 +204,9 @@ async def drive(args):
             await obs.request("OpenInputPropertiesDialog", {"inputName": "PSN Party"})
             shot = os.path.join(args.out, "props-party.png")
             screenshot("PSN Party", shot)
-            size = os.path.getsize(shot)
-            record_check("dialog", size > 10000, f"{shot} ({size} bytes)")
+            # A drawn dialog has text and widgets: many colours (an empty window has a few).
+            colours = int(subprocess.run(["identify", "-format", "%k", shot], capture_output=True, text=True, check=True).stdout)
+            record_check("dialog", colours >= 100, f"{shot} ({colours} colours)")
         except Exception as e:
             record_check("dialog", False, str(e))
 
