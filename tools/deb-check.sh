@@ -46,7 +46,8 @@ mapfile -t package_files < <(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {sub(/^\./, ""
 scratch=""
 netns="deb-check-$$"
 cleanup() {
-  [ -z "${OBS_PID:-}" ] || kill -9 "$OBS_PID" 2>/dev/null || true
+  [ -z "${OBS_PID:-}" ] || { kill -9 "$OBS_PID" 2>/dev/null || true; wait "$OBS_PID" 2>/dev/null || true; }
+  OBS_PID=""
   stop_xvfb
   root_unmount_all
   [ -z "$scratch" ] || rm -rf --one-file-system "$scratch"

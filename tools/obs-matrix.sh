@@ -73,8 +73,10 @@ line() { # suite, check, PASS|FAIL, detail
 netns=""
 sim_pid=""
 cleanup() {
-  [ -z "${OBS_PID:-}" ] || kill -9 "$OBS_PID" 2>/dev/null || true
-  [ -z "$sim_pid" ] || kill "$sim_pid" 2>/dev/null || true
+  [ -z "${OBS_PID:-}" ] || { kill -9 "$OBS_PID" 2>/dev/null || true; wait "$OBS_PID" 2>/dev/null || true; }
+  OBS_PID=""
+  [ -z "$sim_pid" ] || { kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; }
+  sim_pid=""
   stop_xvfb
   root_unmount_all
   [ -z "$netns" ] || ip netns delete "$netns" 2>/dev/null || true
@@ -117,7 +119,7 @@ run_suite() {
     --member ann_ps:PS5:300 --member ben_ps:PS5:470 --member cat_ps:PS4:730 --member dan_ps:PS5:1030 \
     >"$scratch/sim.txt" 2>&1 &
   sim_pid=$!
-  for _ in $(seq 1 100); do grep -q PSN_NPSSO "$scratch/sim.txt" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 1 300); do grep -q PSN_NPSSO "$scratch/sim.txt" 2>/dev/null && break; sleep 0.1; done
   grep -q PSN_NPSSO "$scratch/sim.txt" || { line "$suite" load FAIL "psn-sim did not start: $(tail -n 3 "$scratch/sim.txt")"; cleanup; return; }
 
   write_obs_profile "$root" "$port"
