@@ -2,13 +2,15 @@
 # Debian roots with that release's own OBS Studio, for tools/obs-matrix.sh and tools/deb-check.sh.
 # Made with debootstrap (plain chroots, no container engine) and kept OUTSIDE the checkout, under
 # $OBS_ROOTS (default /var/cache/obs-psn-party/obs-roots), because they are large and slow to make:
-#   <suite>/base/          minbase + the archive's sources, apt lists fresh; no OBS (deb-check copies it)
+#   <suite>/base/          minbase + the archive's sources and lists; no OBS (deb-check's clean root)
 #   <suite>/obs/           base + obs-studio + ffmpeg (the OBS a user of that release runs)
 #   <suite>/apt-archives/  the downloaded .debs, shared by both and by every rebuild
 # A root is reused when its stamp matches the recipe below and rebuilt when missing or different.
 # The archive is the one this machine's apt uses (as in tools/deb-check.sh; DEB_MIRROR overrides).
 #   tools/obs-root.sh SUITE [base|obs]   prints the root's path (bookworm, trixie or sid)
-# Sourced, it gives the chroot helpers (root_mount, root_unmount_all, in_root) to other scripts.
+# Sourced, it gives other scripts ensure_root, the chroot helpers (root_overlay, root_mount_standard,
+# root_unmount_all, in_root, make_netns) and OBS in a root (start_xvfb, write_obs_profile,
+# start_obs, quit_obs).
 set -euo pipefail
 
 OBS_ROOTS="${OBS_ROOTS:-/var/cache/obs-psn-party/obs-roots}"
@@ -128,8 +130,6 @@ make_base() { # suite
   debootstrap --variant=minbase --cache-dir="$OBS_ROOTS/$suite/apt-archives" "$suite" "$dir" "$(debian_mirror)" \
     >"$OBS_ROOTS/$suite/debootstrap.log" 2>&1 || root_fail "debootstrap $suite failed; see $OBS_ROOTS/$suite/debootstrap.log"
   write_sources "$dir" "$suite"
-  # The host's CA certificates, so TLS inside the root trusts what the host trusts.
-  mkdir -p "$dir/usr/local/share/ca-certificates"
   root_mount_standard "$dir" "$suite"
   in_root "$dir" apt-get update -qq || { root_unmount_all; root_fail "apt-get update in the $suite root failed"; }
   root_unmount_all
@@ -145,7 +145,9 @@ make_obs() { # suite
   root_mount_standard "$dir" "$suite"
   in_root "$dir" apt-get install -y -qq $OBS_ROOT_PACKAGES >"$OBS_ROOTS/$suite/obs-install.log" 2>&1 \
     || { root_unmount_all; root_fail "installing OBS into the $suite root failed; see $OBS_ROOTS/$suite/obs-install.log"; }
-  # The host's CA certificates, then the root's own bundle rebuilt from them.
+  # The host's CA certificates, so TLS inside the root trusts what the host trusts; the root's
+  # own bundle rebuilt with them.
+  mkdir -p "$dir/usr/local/share/ca-certificates"
   if [ -d /usr/local/share/ca-certificates ]; then cp -a /usr/local/share/ca-certificates/. "$dir/usr/local/share/ca-certificates/"; fi
   in_root "$dir" update-ca-certificates >/dev/null 2>&1 || true
   root_unmount_all
