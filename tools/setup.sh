@@ -12,6 +12,7 @@ packages=(
   python3 python3-websockets            # drives real OBS through obs-websocket in the checks
   python3-aiortc python3-numpy          # a party member on another WebRTC stack (interop test)
   iproute2 iptables coturn              # the NAT lab: namespaces, NAT routers, a real STUN server
+  debootstrap                           # Debian roots (deb-check, obs-matrix; iproute2 above for their namespaces)
 )
 
 missing=()
