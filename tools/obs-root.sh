@@ -22,6 +22,17 @@ OBS_ROOTS="${OBS_ROOTS:-/var/cache/obs-psn-party/obs-roots}"
 # recordings; fonts so the properties dialog shows text.
 OBS_ROOT_PACKAGES="obs-studio libgl1 ffmpeg ca-certificates fonts-dejavu-core"
 OBS_ROOT_RECIPE="4 $OBS_ROOT_PACKAGES"
+# Per release: Qt 6's SVG plugin, without which OBS 30's theme draws no checkboxes, arrows or
+# help icons (Debian 13's obs-studio does not depend on it, sid's does; a desktop has it).
+# OBS 29 in Debian 12 is built with Qt 5.
+obs_root_extra() { # suite
+  case "$1" in trixie | sid) echo "qt6-svg-plugins" ;; esac
+}
+obs_root_recipe() { # suite
+  local extra
+  extra="$(obs_root_extra "$1")"
+  echo "$OBS_ROOT_RECIPE${extra:+ $extra}"
+}
 # What the base root holds (minbase, sources, apt settings); its own stamp, so a change to the
 # package list above does not debootstrap again.
 BASE_ROOT_RECIPE="base 1"
@@ -143,7 +154,7 @@ make_obs() { # suite
   root_remove "$dir"
   cp -a "$base" "$dir"
   root_mount_standard "$dir" "$suite"
-  in_root "$dir" apt-get install -y -qq $OBS_ROOT_PACKAGES >"$OBS_ROOTS/$suite/obs-install.log" 2>&1 \
+  in_root "$dir" apt-get install -y -qq $OBS_ROOT_PACKAGES $(obs_root_extra "$suite") >"$OBS_ROOTS/$suite/obs-install.log" 2>&1 \
     || { root_unmount_all; root_fail "installing OBS into the $suite root failed; see $OBS_ROOTS/$suite/obs-install.log"; }
   # The host's CA certificates, so TLS inside the root trusts what the host trusts; the root's
   # own bundle rebuilt with them.
@@ -151,7 +162,7 @@ make_obs() { # suite
   if [ -d /usr/local/share/ca-certificates ]; then cp -a /usr/local/share/ca-certificates/. "$dir/usr/local/share/ca-certificates/"; fi
   in_root "$dir" update-ca-certificates >/dev/null 2>&1 || true
   root_unmount_all
-  echo "$OBS_ROOT_RECIPE" > "$dir/.obs-psn-party-root"
+  obs_root_recipe "$suite" > "$dir/.obs-psn-party-root"
   root_say "$suite obs root ready in $(($(date +%s) - start)) s (obs-studio $(in_root "$dir" dpkg-query -W -f='${Version}' obs-studio))"
 }
 
@@ -172,7 +183,7 @@ ensure_root() { # suite, base|obs
   exec {lock}>"$OBS_ROOTS/$suite/.lock"
   flock "$lock"
   root_ready "$OBS_ROOTS/$suite/base" "$BASE_ROOT_RECIPE" || make_base "$suite"
-  if [ "$kind" = obs ]; then root_ready "$OBS_ROOTS/$suite/obs" "$OBS_ROOT_RECIPE" || make_obs "$suite"; fi
+  if [ "$kind" = obs ]; then root_ready "$OBS_ROOTS/$suite/obs" "$(obs_root_recipe "$suite")" || make_obs "$suite"; fi
   flock -u "$lock"
   echo "$OBS_ROOTS/$suite/$kind"
 }
