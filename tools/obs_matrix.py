@@ -69,6 +69,11 @@ async def peaks(obs, names, seconds):
             name = entry.get("inputName")
             if name in best:
                 for channel in entry.get("inputLevelsMul", []):
+                    # Magnitude 0 is no measurement: obs-websocket then reports whatever peak it
+                    # holds (seen: 2e29 with magnitude 0.0 in OBS 29 and 30, for an input whose
+                    # audio had not reached the meter yet). Real audio always has a magnitude.
+                    if channel[0] <= 0.0:
+                        continue
                     best[name] = max(best[name], db(channel[1]))
                     if channel[1] > 1.0:
                         over[name].append(channel)
@@ -128,6 +133,10 @@ async def drive(args):
         ok = "psn_party" in kinds and "psn_party_member" in kinds
         record_check("kinds", ok, "psn_party and psn_party_member listed" if ok else f"listed: {kinds}")
 
+        # Slots are given in the order members joined (the order psn-sim was given them);
+        # which member each source really carries is checked by tone in the recording.
+        report["slots"] = {online: {"slot": k, "tone_hz": hz} for k, (online, hz) in enumerate(args.members, 1)}
+
         # --- check 2: signed in through the properties, each member in their own source -----
         try:
             scene = (await obs.request("GetCurrentProgramScene"))["currentProgramSceneName"]
@@ -135,10 +144,9 @@ async def drive(args):
             names = [f"Member {k}" for k in range(1, MEMBERS + 1)]
             for k, name in enumerate(names, 1):
                 await obs.request("CreateInput", {"sceneName": scene, "inputName": name, "inputKind": "psn_party_member", "inputSettings": {"member": f"slot:{k}"}})
-            # OBS saves the scene collection after each new source, a moment later, and the
-            # source's `save` takes the NPSSO out of its live settings: an NPSSO put in before
-            # that save is gone when "Sign in" is pressed. Let the saves pass first, as they
-            # have long passed when a user has pasted an NPSSO.
+            # Let OBS's scene saves after the new sources pass first, as they have long passed
+            # when a user has pasted an NPSSO (before a8ddfc3 a save could take an NPSSO set
+            # in that moment out of the settings: docs/decisions/0007).
             await asyncio.sleep(2)
             # What the dialog does when the NPSSO is pasted, then the "Sign in" button.
             await obs.request("SetInputSettings", {"inputName": "PSN Party", "inputSettings": {"npsso": npsso}})
@@ -159,15 +167,11 @@ async def drive(args):
             quiet = [n for n in ["PSN Party"] + names if levels[n] < AUDIBLE_DB]
             if quiet:
                 raise RuntimeError(f"not audible: {quiet} ({levels})")
-            # Slots are given in the order members joined (the party's roster order); which
-            # member each source really carries is checked by tone in the recording (tracks).
-            slot_of = {}
-            for online, hz in args.members:
-                voice = next(v for v in voices if field(v, "onlineId", "online_id") == online)
-                slot_of[online] = {"slot": len(slot_of) + 1, "tone_hz": field(voice, "toneHz", "tone_hz")}
-                if abs(slot_of[online]["tone_hz"] - hz) > 1:
-                    raise RuntimeError(f"psn-sim gave {online} {slot_of[online]['tone_hz']} Hz, not {hz}")
-            report["slots"] = slot_of
+            slot_of = report["slots"]
+            for online, v in slot_of.items():
+                voice = next(x for x in voices if field(x, "onlineId", "online_id") == online)
+                if abs(field(voice, "toneHz", "tone_hz") - v["tone_hz"]) > 1:
+                    raise RuntimeError(f"psn-sim gave {online} {field(voice, 'toneHz', 'tone_hz')} Hz, not {v['tone_hz']}")
             summary = ", ".join(f"slot:{v['slot']}={m} {levels[names[v['slot'] - 1]]:.1f} dB" for m, v in sorted(slot_of.items(), key=lambda kv: kv[1]["slot"]))
             record_check("members", True, f"signed in by the Sign in button, NPSSO gone from the settings; 4 connected; peaks {summary}; mix {levels['PSN Party']:.1f} dB")
         except Exception as e:  # every failure is a FAIL line, the later checks still run
