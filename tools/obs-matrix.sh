@@ -123,10 +123,11 @@ run_suite() {
   grep -q PSN_NPSSO "$scratch/sim.txt" || { line "$suite" load FAIL "psn-sim did not start: $(tail -n 3 "$scratch/sim.txt")"; cleanup; return; }
 
   write_obs_profile "$root" "$port"
-  # Where PSN is and the client credentials: the plugin's .env, as a developer writes it. The
+  # Where PSN is, the client credentials and (psn-sim being on loopback) PSN_VOICE_BIND: the
+  # plugin's .env, as a developer writes it from what psn-sim prints. The
   # NPSSO goes in through the properties (obs_matrix.py).
   mkdir -p "$root/root/.config/obs-studio/plugin_config/obs-psn-party"
-  grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=' "$scratch/sim.txt" \
+  grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=|^PSN_VOICE_BIND=' "$scratch/sim.txt" \
     >"$root/root/.config/obs-studio/plugin_config/obs-psn-party/.env"
   start_xvfb "$root"
   local t_start
