@@ -13,6 +13,7 @@ packages=(
   python3-aiortc python3-numpy          # a party member on another WebRTC stack (interop test)
   iproute2 iptables coturn              # the NAT lab: namespaces, NAT routers, a real STUN server
   chromium                              # the speaking overlay page, headless (tests/libobs_overlay.rs)
+  debootstrap                           # Debian roots (deb-check, obs-matrix; iproute2 above for their namespaces)
 )
 
 missing=()

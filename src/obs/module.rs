@@ -79,11 +79,18 @@ pub extern "C" fn obs_module_load() -> bool {
     guarded("obs_module_load", false, || {
         obs_log::install();
         source::register_all();
+        // The libobs we run in can be newer than our headers (one binary for OBS 29 to 32):
+        // the log names both, so a report from any OBS says which it was.
+        // SAFETY: a plain getter, callable once libobs has started (it loads us).
+        let running = unsafe { sys::obs_get_version() };
         log::info!(
-            "version {VERSION} loaded (built against libobs {}.{}.{})",
+            "version {VERSION} loaded (built against libobs {}.{}.{}, running in libobs {}.{}.{})",
             sys::LIBOBS_API_MAJOR_VER,
             sys::LIBOBS_API_MINOR_VER,
-            sys::LIBOBS_API_PATCH_VER
+            sys::LIBOBS_API_PATCH_VER,
+            running >> 24,
+            (running >> 16) & 0xff,
+            running & 0xffff
         );
         true
     })
