@@ -52,6 +52,7 @@ fn the_plugins_files_live_in_the_libobs_config_path() {
         refresh_expires_at_unix: 7,
         access_token: None,
         access_expires_at_unix: 0,
+        device_id: Some("duid-of-this-install".into()),
     };
     store.save(&tokens).unwrap();
     // Saved again over the first file: the rename replaces it (MoveFileEx on Windows).

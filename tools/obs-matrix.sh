@@ -127,7 +127,7 @@ run_suite() {
   # plugin's .env, as a developer writes it from what psn-sim prints. The
   # NPSSO goes in through the properties (obs_matrix.py).
   mkdir -p "$root/root/.config/obs-studio/plugin_config/obs-psn-party"
-  grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=|^PSN_VOICE_BIND=' "$scratch/sim.txt" \
+  grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=|^PSN_VOICE_BIND=|^PSN_STUN_SERVERS=' "$scratch/sim.txt" \
     >"$root/root/.config/obs-studio/plugin_config/obs-psn-party/.env"
   start_xvfb "$root"
   local t_start

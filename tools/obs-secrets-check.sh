@@ -53,7 +53,7 @@ target/debug/psn-sim --party "Secrets check" --member ann_ps:PS5 > "$home/psn-si
 sim_pid=$!
 for _ in $(seq 1 100); do grep -q '^PSN_NPSSO=' "$home/psn-sim.txt" 2>/dev/null && break; sleep 0.1; done
 grep -q '^PSN_NPSSO=' "$home/psn-sim.txt" || { cat "$home/psn-sim.txt"; echo "obs-secrets-check: psn-sim did not start" >&2; exit 1; }
-grep '_BASE_URL=' "$home/psn-sim.txt" > "$plugin_config/.env"
+grep -E '_BASE_URL=|^PSN_VOICE_BIND=|^PSN_STUN_SERVERS=' "$home/psn-sim.txt" > "$plugin_config/.env"
 chmod 600 "$plugin_config/.env"
 value() { sed -n "s/^$1=//p" "$home/psn-sim.txt"; }
 sim_url="$(value PSN_API_BASE_URL)"

@@ -92,7 +92,7 @@ keep_artefacts() {
 trap 'keep_artefacts; kill $sim_pid 2>/dev/null || true; rm -rf "$home"' EXIT
 sim_url="http://127.0.0.1:$sim_port"
 for _ in $(seq 1 50); do grep -q PSN_NPSSO "$home/sim.txt" && break; sleep 0.2; done
-grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=|^PSN_NPSSO=|^PSN_VOICE_BIND=' "$home/sim.txt" \
+grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=|^PSN_NPSSO=|^PSN_VOICE_BIND=|^PSN_STUN_SERVERS=' "$home/sim.txt" \
   > "$config/plugin_config/obs-psn-party/.env"
 chmod 600 "$config/plugin_config/obs-psn-party/.env"
 sid="$(sed -n 's/^# party \([^ ]*\).*/\1/p' "$home/sim.txt" | head -n1)"
