@@ -81,7 +81,13 @@ fn the_plugins_files_live_in_the_libobs_config_path() {
     names.sort();
     assert_eq!(
         names,
-        [".env", "device_id", TOKEN_FILE_NAME],
+        [
+            ".env".to_owned(),
+            "device_id".to_owned(),
+            TOKEN_FILE_NAME.to_owned(),
+            // The advisory lock beside the store (kept: removing it would race another OBS).
+            format!("{TOKEN_FILE_NAME}.lock"),
+        ],
         "no temporary files left"
     );
     std::fs::remove_dir_all(base.ancestors().nth(3).unwrap()).unwrap();
