@@ -326,3 +326,18 @@ pub unsafe extern "C" fn obs_data_has_user_value(data: *mut obs_data, name: *con
         d.inner.lock().unwrap().user.contains_key(&name)
     })
 }
+
+/// Copies every user value of `from` into `target` (libobs's `obs_data_apply`).
+#[no_mangle]
+pub unsafe extern "C" fn obs_data_apply(target: *mut obs_data, from: *mut obs_data) {
+    let (Some(target), Some(from)) = (target.as_ref(), from.as_ref()) else {
+        return;
+    };
+    if std::ptr::eq(target, from) {
+        return;
+    }
+    let values = from.inner.lock().unwrap().user.clone();
+    for (name, value) in values {
+        target.set(&name, value, false);
+    }
+}

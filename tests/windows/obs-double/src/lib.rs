@@ -9,6 +9,7 @@
 
 mod data;
 mod locale;
+mod procs;
 mod properties;
 mod source;
 
@@ -29,6 +30,7 @@ pub mod types {
 
 pub use data::*;
 pub use locale::*;
+pub use procs::*;
 pub use properties::*;
 pub use source::*;
 

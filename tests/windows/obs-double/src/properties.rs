@@ -185,3 +185,19 @@ pub unsafe extern "C" fn obs_property_set_modified_callback(
         p.modified = callback;
     }
 }
+
+/// A button that opens a URL in OBS; the double keeps the URL in the property's `suffix` field,
+/// for a test to read (it never opens it).
+#[no_mangle]
+pub unsafe extern "C" fn obs_property_button_set_type(
+    _p: *mut obs_property,
+    _kind: std::ffi::c_int,
+) {
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn obs_property_button_set_url(p: *mut obs_property, url: *mut c_char) {
+    if let Some(p) = p.as_mut() {
+        p.suffix = string_from(url);
+    }
+}
