@@ -17,7 +17,14 @@ use crate::party::presence::Presence;
 pub struct OverlayServer {
     config: OverlayConfig,
     task: tokio::task::JoinHandle<()>,
+    stop: Arc<tokio::sync::Notify>,
+    /// Says when the listener is closed, so a server started right after this one is dropped
+    /// (a source removed and added again) gets the same port, and the pasted URL keeps working.
+    closed: std::sync::mpsc::Receiver<()>,
 }
+
+/// How long dropping the server waits for its listener to close (a local step on the runtime).
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl OverlayServer {
     /// Serves on `port` (0: the port used last time, else any free one), with the token kept
@@ -48,9 +55,22 @@ impl OverlayServer {
             snapshots: presence.snapshots(),
             avatars: presence.avatars(),
         });
-        let task = runtime.spawn(server::serve(listener, state));
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let (closed_tx, closed) = std::sync::mpsc::channel();
+        let task = runtime.spawn({
+            let stop = stop.clone();
+            async move {
+                server::serve(listener, state, stop).await;
+                let _ = closed_tx.send(());
+            }
+        });
         log::info!("overlay page served on 127.0.0.1:{bound}");
-        Ok(OverlayServer { config, task })
+        Ok(OverlayServer {
+            config,
+            task,
+            stop,
+            closed,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -65,6 +85,10 @@ impl OverlayServer {
 
 impl Drop for OverlayServer {
     fn drop(&mut self) {
+        // notify_one keeps the wake-up if the server is not waiting yet. Bounded: if the
+        // runtime is gone or busy, the abort below closes the listener when it can.
+        self.stop.notify_one();
+        let _ = self.closed.recv_timeout(CLOSE_WAIT);
         self.task.abort();
     }
 }

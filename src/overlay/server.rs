@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::party::presence::{AvatarStore, Snapshot};
 
@@ -48,8 +48,9 @@ pub fn bind(port: u16) -> std::io::Result<(std::net::TcpListener, u16)> {
     Ok((listener, port))
 }
 
-/// Serves until the task is aborted.
-pub async fn serve(listener: std::net::TcpListener, state: Arc<ServerState>) {
+/// Serves until `stop` is notified (or the task is aborted); returning closes the listener, so
+/// the port is free again when this returns.
+pub async fn serve(listener: std::net::TcpListener, state: Arc<ServerState>, stop: Arc<Notify>) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -59,7 +60,11 @@ pub async fn serve(listener: std::net::TcpListener, state: Arc<ServerState>) {
     };
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.notified() => return,
+        };
+        let Ok((stream, _)) = accepted else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
