@@ -40,7 +40,10 @@ impl OverlayServer {
         let (listener, bound) = match server::bind(wanted) {
             Ok(bound) => bound,
             Err(e) if wanted != 0 => {
-                log::warn!("overlay: port {wanted} is not free ({e}); serving on another");
+                // Usually our own server of a moment ago, still closing on the destroy queue
+                // (a source removed and added again at once); the address then changes and the
+                // properties show the new one. Info, not a warning: nothing is wrong with OBS.
+                log::info!("overlay: port {wanted} is not free ({e}); serving on another");
                 server::bind(0)?
             }
             Err(e) => return Err(e),
