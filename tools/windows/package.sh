@@ -38,6 +38,13 @@ expected=(bin/64bit/obs-psn-party.dll data/locale/en-US.ini uninstall.exe)
 tools/windows/in-root.sh wineboot -i >/dev/null 2>&1 || true
 rm -rf "$plugin_dir"
 tools/windows/in-root.sh wine "Z:${PWD//\//\\}\\target\\windows\\$name-installer.exe" /S
+# wine can hand back before the installer's own process is done (seen once right after the
+# wine demo): wait for every wine process of the prefix to end, then for the files.
+tools/windows/in-root.sh wineserver -w || true
+for _ in $(seq 1 60); do
+  [ -f "$plugin_dir/uninstall.exe" ] && break
+  sleep 0.5
+done
 for f in "${expected[@]}"; do
   [ -f "$plugin_dir/$f" ] || fail "the silent install did not put $f into C:\\ProgramData\\obs-studio\\plugins\\obs-psn-party"
 done
