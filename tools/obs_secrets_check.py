@@ -183,7 +183,7 @@ async def run(args):
         time.sleep(0.3)
     # Bottom first: the NPSSO, once held, adds a line above the rest at the next redraw.
     type_into(495, 474, MARKER)
-    type_into(457, 1109, args.client_secret)
+    type_into(457, 1065, args.client_secret)
     type_into(440, 129, args.npsso)
     await asyncio.sleep(0.5)
     screenshot(args.shots, "obs-secrets-dialog-typed.png")
