@@ -108,16 +108,8 @@ config="$home/.config/obs-studio"
 mkdir -p "$config"
 port=$((20000 + RANDOM % 20000))
 sim_port=$((40000 + RANDOM % 20000))
-cat > "$config/global.ini" <<INI
-[General]
-FirstRun=true
-[OBSWebSocket]
-FirstLoad=false
-ServerEnabled=true
-ServerPort=$port
-AuthRequired=false
-AlertsEnabled=false
-INI
+. tools/lib/obs-config.sh
+write_obs_global_ini "$config" "$port"
 
 # The plugin (debug build: no release build needed for pictures), laid out
 # the way tools/install.sh installs it.

@@ -61,19 +61,8 @@ sim_url="$(value PSN_API_BASE_URL)"
 port=$((20000 + RANDOM % 20000))
 # No first-run wizard; obs-websocket on loopback without a password; a properties dialog tall
 # enough to show every field without scrolling.
-cat > "$config/global.ini" <<INI
-[General]
-FirstRun=true
-[OBSWebSocket]
-FirstLoad=false
-ServerEnabled=true
-ServerPort=$port
-AuthRequired=false
-AlertsEnabled=false
-[PropertiesWindow]
-cx=900
-cy=1350
-INI
+. tools/lib/obs-config.sh
+write_obs_global_ini "$config" "$port" $'[PropertiesWindow]\ncx=900\ncy=1350'
 
 plugins="$config/plugins"
 cmake -S cmake -B "$home/cmake" -DPLUGIN_BINARY="$binary" \

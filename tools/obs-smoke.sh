@@ -54,16 +54,8 @@ config="$home/.config/obs-studio"
 mkdir -p "$config"
 port=$((20000 + RANDOM % 20000))
 # Skip the first-run wizard; let obs-websocket listen on loopback without a password.
-cat > "$config/global.ini" <<INI
-[General]
-FirstRun=true
-[OBSWebSocket]
-FirstLoad=false
-ServerEnabled=true
-ServerPort=$port
-AuthRequired=false
-AlertsEnabled=false
-INI
+. tools/lib/obs-config.sh
+write_obs_global_ini "$config" "$port"
 
 OBS_PLUGINS_DIR="$config/plugins" tools/install.sh
 xvfb-run -a -s "-screen 0 1600x1000x24" bash "$0" --inside-xvfb "$home" "$config" "$port" "$shots"

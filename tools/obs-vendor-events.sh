@@ -59,16 +59,8 @@ config="$home/.config/obs-studio"
 mkdir -p "$config/plugin_config/obs-psn-party"
 port=$((20000 + RANDOM % 20000))
 sim_port=$((40000 + RANDOM % 20000))
-cat > "$config/global.ini" <<INI
-[General]
-FirstRun=true
-[OBSWebSocket]
-FirstLoad=false
-ServerEnabled=true
-ServerPort=$port
-AuthRequired=false
-AlertsEnabled=false
-INI
+. tools/lib/obs-config.sh
+write_obs_global_ini "$config" "$port"
 
 cargo build --release --lib -p obs-psn-party -q
 [ -x target/debug/psn-sim ] || cargo build -p psn-sim -q
