@@ -35,22 +35,7 @@ pub fn custom_message_decode(data: &[u8]) {
 /// a header length short of the bytes), as bodies, and as payloads with and without base64
 /// padding.
 pub fn custom_message_seeds() -> Vec<Vec<u8>> {
-    const RECORDED: &str = r#"{"from":{"account_id":"987654321","platform":5},"global_seq_num":3,"medias":[{"media_records":[{"media_identifier":"voice_chat","mid":"0"}],"msids":["0"],"user":{"account_id":"987654321","platform":5}}],"sdp":"v=0\r\n","sdp_sequence_number":"1","to":{"account_id":"1234567890123456789","platform":100001},"type":"offer","users":[{"account_id":"1234567890123456789","platform":100001}]}"#;
-    let body = |json: &str, after: &[u8]| {
-        let mut tail = b"1/1/1\n".to_vec();
-        tail.extend_from_slice(json.as_bytes());
-        tail.extend_from_slice(after);
-        let mut b = Vec::new();
-        for word in [1u32, 0, 1, 0] {
-            b.extend_from_slice(&word.to_le_bytes());
-        }
-        b.extend_from_slice(&987654321u64.to_le_bytes());
-        b.extend_from_slice(&5u64.to_le_bytes());
-        b.extend_from_slice(&0u64.to_le_bytes());
-        b.extend_from_slice(&(tail.len() as u32).to_le_bytes());
-        b.extend_from_slice(&tail);
-        b
-    };
+    use crate::psn::custom_message::samples::{body_with as body, RECORDED_JSON as RECORDED};
     let unknown = RECORDED.replacen(
         r#""global_seq_num":3,"#,
         r#""global_seq_num":3,"x":{"y":[1]},"#,

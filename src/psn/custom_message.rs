@@ -323,8 +323,35 @@ impl PartyApi {
     }
 }
 
+/// Bodies as another client might write them: for the golden tests here and the fuzz seeds
+/// (src/fuzz_bodies.rs); never in the shipped module.
+#[cfg(any(test, feature = "test-host"))]
+pub mod samples {
+    /// A body as a client other than ours might write it: our header, then `1/1/1\n`, `json`
+    /// and `after` (bytes after the JSON, counted in the header's length).
+    pub fn body_with(json: &str, after: &[u8]) -> Vec<u8> {
+        let mut tail = b"1/1/1\n".to_vec();
+        tail.extend_from_slice(json.as_bytes());
+        tail.extend_from_slice(after);
+        let mut b = Vec::new();
+        for word in [1u32, 0, 1, 0] {
+            b.extend_from_slice(&word.to_le_bytes());
+        }
+        b.extend_from_slice(&987654321u64.to_le_bytes());
+        b.extend_from_slice(&5u64.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&(tail.len() as u32).to_le_bytes());
+        b.extend_from_slice(&tail);
+        b
+    }
+
+    /// The recorded offer's JSON (docs/protocol.md).
+    pub const RECORDED_JSON: &str = r#"{"from":{"account_id":"987654321","platform":5},"global_seq_num":3,"medias":[{"media_records":[{"media_identifier":"voice_chat","mid":"0"}],"msids":["0"],"user":{"account_id":"987654321","platform":5}}],"sdp":"v=0\r\n","sdp_sequence_number":"1","to":{"account_id":"1234567890123456789","platform":100001},"type":"offer","users":[{"account_id":"1234567890123456789","platform":100001}]}"#;
+}
+
 #[cfg(test)]
 mod tests {
+    use super::samples::{body_with, RECORDED_JSON};
     use super::*;
 
     fn sample() -> Message {
@@ -372,26 +399,6 @@ mod tests {
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
         assert_eq!(decode_payload(&encode_payload(&m)).unwrap(), m);
     }
-
-    /// A body as a client other than ours might write it: our header, then `1/1/1\n`, `json`
-    /// and `after` (bytes after the JSON, counted in the header's length).
-    fn body_with(json: &str, after: &[u8]) -> Vec<u8> {
-        let mut tail = b"1/1/1\n".to_vec();
-        tail.extend_from_slice(json.as_bytes());
-        tail.extend_from_slice(after);
-        let mut b = Vec::new();
-        for word in [1u32, 0, 1, 0] {
-            b.extend_from_slice(&word.to_le_bytes());
-        }
-        b.extend_from_slice(&987654321u64.to_le_bytes());
-        b.extend_from_slice(&5u64.to_le_bytes());
-        b.extend_from_slice(&0u64.to_le_bytes());
-        b.extend_from_slice(&(tail.len() as u32).to_le_bytes());
-        b.extend_from_slice(&tail);
-        b
-    }
-
-    const RECORDED_JSON: &str = r#"{"from":{"account_id":"987654321","platform":5},"global_seq_num":3,"medias":[{"media_records":[{"media_identifier":"voice_chat","mid":"0"}],"msids":["0"],"user":{"account_id":"987654321","platform":5}}],"sdp":"v=0\r\n","sdp_sequence_number":"1","to":{"account_id":"1234567890123456789","platform":100001},"type":"offer","users":[{"account_id":"1234567890123456789","platform":100001}]}"#;
 
     /// What every variant below decodes to (bar the variant's own difference).
     fn recorded_signal() -> Signal {
