@@ -8,6 +8,7 @@
 //!
 //! Usage: psn-party-demo --plugin target/release/libobs_psn_party.so [--out DIR] [--seconds N]
 
+mod party;
 mod plot;
 mod wav;
 
@@ -16,16 +17,9 @@ use std::time::Duration;
 
 use obs_psn_party::audio::analysis::{dominant_hz, onsets, rms_dbfs, tone_dbfs};
 use obs_psn_party::obs::host::{obs_now_ns, Captured, ObsHost};
-use psn_sim::voice::{MemberSpec, VoiceSpec};
+use party::MEMBERS;
 
 const RATE: u32 = 48_000;
-/// Tones not harmonically related (psn-sim's voices carry weak harmonics).
-const MEMBERS: [(&str, f64); 4] = [
-    ("Ann_Plays", 300.0),
-    ("BenTheTank", 470.0),
-    ("cat_speedrun", 730.0),
-    ("dan-on-mic", 1030.0),
-];
 
 struct Options {
     plugin: PathBuf,
@@ -117,19 +111,7 @@ fn run(options: &Options) -> Result<(), String> {
     // The streamer's own PS5 is a voice peer too: every member offers to it first, and the
     // plugin must leave those links alone (issue 15).
     sim.set_console_voice(true);
-    let specs: Vec<MemberSpec> = MEMBERS
-        .iter()
-        .enumerate()
-        .map(|(i, (name, hz))| {
-            let voice = VoiceSpec {
-                tone_hz: Some(*hz),
-                talk_ms: Some(1200 + 300 * i as u64),
-                silence_ms: Some(600 + 200 * i as u64),
-                ..VoiceSpec::default()
-            };
-            MemberSpec::with_voice(name, "PS5", voice)
-        })
-        .collect();
+    let specs = party::member_specs();
     let party = sim.start_party_with("Demo party", &specs);
     println!(
         "psn-sim on {} with party {}",

@@ -10,6 +10,8 @@
 //! Usage: psn-party-wine-demo --out DIR [--seconds N] -- COMMAND [ARG]...
 //! (the command gets `--member NAME` appended for each member; tools/windows/wine-demo.sh)
 
+#[path = "../party.rs"]
+mod party;
 #[path = "../wav.rs"]
 #[allow(dead_code)]
 mod wav;
@@ -21,16 +23,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use obs_psn_party::audio::analysis::{dominant_hz, rms_dbfs, tone_dbfs};
-use psn_sim::voice::{MemberSpec, VoiceSpec};
+use party::MEMBERS;
 
 const RATE: u32 = 48_000;
-/// As the demo: tones not harmonically related.
-const MEMBERS: [(&str, f64); 4] = [
-    ("Ann_Plays", 300.0),
-    ("BenTheTank", 470.0),
-    ("cat_speedrun", 730.0),
-    ("dan-on-mic", 1030.0),
-];
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -98,19 +93,7 @@ fn run(out: &Path, seconds: u64, command: &[String]) -> Result<(), String> {
         .block_on(psn_sim::start(psn_sim::SimConfig::default()))
         .map_err(|e| format!("psn-sim: {e}"))?;
     let _context = runtime.enter();
-    let specs: Vec<MemberSpec> = MEMBERS
-        .iter()
-        .enumerate()
-        .map(|(i, (name, hz))| {
-            let voice = VoiceSpec {
-                tone_hz: Some(*hz),
-                talk_ms: Some(1200 + 300 * i as u64),
-                silence_ms: Some(600 + 200 * i as u64),
-                ..VoiceSpec::default()
-            };
-            MemberSpec::with_voice(name, "PS5", voice)
-        })
-        .collect();
+    let specs = party::member_specs();
     let party = sim.start_party_with("Wine party", &specs);
     println!(
         "psn-sim on {} with party {}",
