@@ -203,109 +203,115 @@ mod tests {
         ))
     }
 
+    /// `judge` with our own app member as the device the frame was delivered to.
     fn judge_it(from: &PushFrom, m: &Message) -> Verdict {
-        judge(me(), &roster(), from, &push_from(ME, "MOBILE_APP"), m)
+        judge_on(&push_from(ME, "MOBILE_APP"), from, m)
+    }
+
+    /// `judge` as delivered to the device `to`.
+    fn judge_on(to: &PushFrom, from: &PushFrom, m: &Message) -> Verdict {
+        judge(me(), &roster(), from, to, m)
+    }
+
+    /// Asserts every case is untrusted; `what` names the case that is not.
+    fn all_untrusted(cases: Vec<(&str, PushFrom, Message)>) {
+        for (what, from, m) in cases {
+            let verdict = judge_it(&from, &m);
+            assert!(
+                matches!(verdict, Verdict::Untrusted(_)),
+                "{what}: {verdict:?}"
+            );
+        }
     }
 
     #[test]
     fn a_members_offer_to_us_is_ours_phone_members_too() {
-        let m = msg((ANN, PLATFORM_PS5), (ME, PLATFORM_MOBILE_APP));
-        assert_eq!(
-            judge_it(&push_from(ANN, "PS5"), &m),
-            Verdict::Accept(member(ANN, "PS5"))
-        );
-        let m = msg((BEN, PLATFORM_MOBILE_APP), (ME, PLATFORM_MOBILE_APP));
-        assert_eq!(
-            judge_it(&push_from(BEN, "MOBILE_APP"), &m),
-            Verdict::Accept(member(BEN, "MOBILE_APP"))
-        );
+        for (account, platform, code) in [
+            (ANN, "PS5", PLATFORM_PS5),
+            (BEN, "MOBILE_APP", PLATFORM_MOBILE_APP),
+        ] {
+            let m = msg((account, code), (ME, PLATFORM_MOBILE_APP));
+            assert_eq!(
+                judge_it(&push_from(account, platform), &m),
+                Verdict::Accept(member(account, platform))
+            );
+        }
     }
 
     #[test]
     fn messages_for_the_console_or_others_are_not_ours() {
-        let to_console = msg((ANN, PLATFORM_PS5), (ME, PLATFORM_PS5));
-        assert!(matches!(
-            judge_it(&push_from(ANN, "PS5"), &to_console),
-            Verdict::NotForUs(_)
-        ));
-        let to_ben = msg((ANN, PLATFORM_PS5), (BEN, PLATFORM_MOBILE_APP));
-        assert!(matches!(
-            judge_it(&push_from(ANN, "PS5"), &to_ben),
-            Verdict::NotForUs(_)
-        ));
-        // The frame was delivered to another device of ours.
         let ours = msg((ANN, PLATFORM_PS5), (ME, PLATFORM_MOBILE_APP));
         let other_device = PushFrom {
             device_unique_id: "dev-2".into(),
             ..push_from(ME, "MOBILE_APP")
         };
-        assert!(matches!(
-            judge(
-                me(),
-                &roster(),
-                &push_from(ANN, "PS5"),
-                &other_device,
-                &ours
+        let cases = [
+            (
+                "to our console",
+                push_from(ME, "MOBILE_APP"),
+                msg((ANN, PLATFORM_PS5), (ME, PLATFORM_PS5)),
             ),
-            Verdict::NotForUs(_)
-        ));
-        let console_device = push_from(ME, "PS5");
-        assert!(matches!(
-            judge(
-                me(),
-                &roster(),
-                &push_from(ANN, "PS5"),
-                &console_device,
-                &ours
+            (
+                "to Ben",
+                push_from(ME, "MOBILE_APP"),
+                msg((ANN, PLATFORM_PS5), (BEN, PLATFORM_MOBILE_APP)),
             ),
-            Verdict::NotForUs(_)
-        ));
+            // Ours, but the frame was delivered to another device of the account.
+            ("delivered to our other app", other_device, ours.clone()),
+            ("delivered to our console", push_from(ME, "PS5"), ours),
+        ];
+        for (what, to, m) in cases {
+            let verdict = judge_on(&to, &push_from(ANN, "PS5"), &m);
+            assert!(
+                matches!(verdict, Verdict::NotForUs(_)),
+                "{what}: {verdict:?}"
+            );
+        }
     }
 
     #[test]
     fn only_the_sender_psn_names_and_only_a_member() {
-        // Ben (a member) claims to be Ann in the header and JSON.
-        let posing = msg((ANN, PLATFORM_PS5), (ME, PLATFORM_MOBILE_APP));
-        assert!(matches!(
-            judge_it(&push_from(BEN, "MOBILE_APP"), &posing),
-            Verdict::Untrusted(_)
-        ));
-        // Ben names Ann's audio as the media.
-        let mut media = msg((BEN, PLATFORM_MOBILE_APP), (ME, PLATFORM_MOBILE_APP));
-        media.signal.medias[0].user.account_id = ANN.into();
-        assert!(matches!(
-            judge_it(&push_from(BEN, "MOBILE_APP"), &media),
-            Verdict::Untrusted(_)
-        ));
-        // The JSON is honest but the header is not.
-        let mut header = msg((BEN, PLATFORM_MOBILE_APP), (ME, PLATFORM_MOBILE_APP));
-        header.sender_account_id = ANN.parse().unwrap();
-        assert!(matches!(
-            judge_it(&push_from(BEN, "MOBILE_APP"), &header),
-            Verdict::Untrusted(_)
-        ));
-        // Not in the party at all, or on another platform than the member.
+        let ben = || push_from(BEN, "MOBILE_APP");
+        let from_ben = || msg((BEN, PLATFORM_MOBILE_APP), (ME, PLATFORM_MOBILE_APP));
+        let mut names_anns_media = from_ben();
+        names_anns_media.signal.medias[0].user.account_id = ANN.into();
+        let mut header_says_ann = from_ben();
+        header_says_ann.sender_account_id = ANN.parse().unwrap();
         let outsider = "7000000000000099999";
-        let m = msg((outsider, PLATFORM_PS5), (ME, PLATFORM_MOBILE_APP));
-        assert!(matches!(
-            judge_it(&push_from(outsider, "PS5"), &m),
-            Verdict::Untrusted(_)
-        ));
-        let m = msg((ANN, PLATFORM_MOBILE_APP), (ME, PLATFORM_MOBILE_APP));
-        assert!(matches!(
-            judge_it(&push_from(ANN, "MOBILE_APP"), &m),
-            Verdict::Untrusted(_)
-        ));
-        // No sender named, or our own app member (an echo).
-        assert!(matches!(
-            judge_it(&PushFrom::default(), &m),
-            Verdict::Untrusted(_)
-        ));
-        let m = msg((ME, PLATFORM_MOBILE_APP), (ME, PLATFORM_MOBILE_APP));
-        assert!(matches!(
-            judge_it(&push_from(ME, "MOBILE_APP"), &m),
-            Verdict::Untrusted(_)
-        ));
+        let ann_as_app = msg((ANN, PLATFORM_MOBILE_APP), (ME, PLATFORM_MOBILE_APP));
+        all_untrusted(vec![
+            (
+                "Ben poses as Ann in the header and JSON",
+                ben(),
+                msg((ANN, PLATFORM_PS5), (ME, PLATFORM_MOBILE_APP)),
+            ),
+            (
+                "Ben names Ann's audio as the media",
+                ben(),
+                names_anns_media,
+            ),
+            (
+                "the JSON is honest, the header is not",
+                ben(),
+                header_says_ann,
+            ),
+            (
+                "not in the party",
+                push_from(outsider, "PS5"),
+                msg((outsider, PLATFORM_PS5), (ME, PLATFORM_MOBILE_APP)),
+            ),
+            (
+                "another platform than the member's",
+                push_from(ANN, "MOBILE_APP"),
+                ann_as_app.clone(),
+            ),
+            ("no sender named", PushFrom::default(), ann_as_app),
+            (
+                "our own app member (an echo)",
+                push_from(ME, "MOBILE_APP"),
+                msg((ME, PLATFORM_MOBILE_APP), (ME, PLATFORM_MOBILE_APP)),
+            ),
+        ]);
         // Our own console talking to us ("Include my own console") is a member like others.
         let m = msg((ME, PLATFORM_PS5), (ME, PLATFORM_MOBILE_APP));
         assert_eq!(

@@ -794,6 +794,15 @@ pub(crate) mod tests {
         MEMBER.into()
     }
 
+    /// The command to answer the member's offer `sdp`.
+    fn answer(sdp: &str) -> Command {
+        Command::Answer {
+            member: id(),
+            online_id: "glare_ps".into(),
+            offer_sdp: sdp.into(),
+        }
+    }
+
     /// A customMessage from MEMBER to `to`, as push delivers it (PSN names MEMBER; the voice
     /// links' tests use it too).
     pub(crate) fn from_member_to(to: &str, kind: &str, sdp: &str) -> Delivered {
@@ -903,14 +912,7 @@ pub(crate) mod tests {
         let commands = m.signal_received(&roster(), &from_member("offer", "their-offer"));
         assert_eq!(
             commands,
-            vec![
-                Command::Close { member: id() },
-                Command::Answer {
-                    member: id(),
-                    online_id: "glare_ps".into(),
-                    offer_sdp: "their-offer".into(),
-                },
-            ]
+            vec![Command::Close { member: id() }, answer("their-offer")]
         );
         let out = m.answered(&id(), "our-answer".into(), t0 + OFFER_GRACE);
         assert_eq!(sent(&out), vec![("answer".into(), MEMBER.into())]);
@@ -1140,21 +1142,11 @@ pub(crate) mod tests {
         let t0 = Instant::now();
         m.member_joined(&member(), t0);
         let commands = m.roster_read_done(&roster());
-        let answered: Vec<&str> = commands
+        let answered: Vec<&Command> = commands
             .iter()
-            .filter_map(|c| match c {
-                Command::Answer {
-                    offer_sdp,
-                    online_id,
-                    ..
-                } => {
-                    assert_eq!(online_id, "glare_ps");
-                    Some(offer_sdp.as_str())
-                }
-                _ => None,
-            })
+            .filter(|c| matches!(c, Command::Answer { .. }))
             .collect();
-        assert_eq!(answered, vec!["first", "second"]);
+        assert_eq!(answered, vec![&answer("first"), &answer("second")]);
     }
 
     /// The user's own console is left alone unless they chose to hear it.

@@ -231,9 +231,7 @@ impl HubStatus {
 
     pub fn note_no_party(&mut self) {
         self.no_party = true;
-        self.party_id = None;
-        self.party_name = None;
-        self.members.clear();
+        self.forget_party();
     }
 
     pub fn note_party_ended(&mut self) {
@@ -244,6 +242,10 @@ impl HubStatus {
     /// Out of the party: its problems (a failed bridge, say) are over with it.
     pub fn left_party(&mut self) {
         self.error = None;
+        self.forget_party();
+    }
+
+    fn forget_party(&mut self) {
         self.party_id = None;
         self.party_name = None;
         self.members.clear();

@@ -17,14 +17,10 @@ pub const MOBILE_APP: &str = "MOBILE_APP";
 
 /// One member of a party roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RosterMember {
-    #[serde(rename = "accountId")]
     pub account_id: String,
-    #[serde(
-        rename = "onlineId",
-        default,
-        deserialize_with = "crate::psn::log_mask::online_id"
-    )]
+    #[serde(default, deserialize_with = "crate::psn::log_mask::online_id")]
     pub online_id: String,
     #[serde(default)]
     pub platform: String,
@@ -49,22 +45,22 @@ impl RosterMember {
 
 /// A party as bulkGet answers it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Party {
-    #[serde(rename = "sessionId")]
     pub session_id: String,
-    #[serde(rename = "sessionName", default)]
+    #[serde(default)]
     pub session_name: String,
     #[serde(default)]
     pub members: Vec<RosterMember>,
     #[serde(default)]
     pub owner: Value,
-    #[serde(rename = "maxMembers", default)]
+    #[serde(default)]
     pub max_members: Option<u32>,
-    #[serde(rename = "partyJoinable", default)]
+    #[serde(default)]
     pub party_joinable: Option<bool>,
-    #[serde(rename = "visibilityType", default)]
+    #[serde(default)]
     pub visibility_type: Option<String>,
-    #[serde(rename = "joinableUserType", default)]
+    #[serde(default)]
     pub joinable_user_type: Option<String>,
 }
 
@@ -78,43 +74,28 @@ impl Party {
 }
 
 /// The public party link info (`partyInfo`, no auth).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
 pub struct PartyInfo {
-    #[serde(rename = "sessionName", default)]
     pub session_name: String,
-    #[serde(rename = "isJoinable", default)]
     pub is_joinable: bool,
-    #[serde(rename = "joinableFrom", default)]
     pub joinable_from: Value,
-    #[serde(rename = "msPollingInterval", default)]
     pub ms_polling_interval: Option<u64>,
-    #[serde(rename = "maxMembers", default)]
     pub max_members: Option<u32>,
-    #[serde(rename = "timeStarted", default)]
     pub time_started: Value,
-    #[serde(rename = "inParty", default)]
     pub in_party: Value,
-    #[serde(default)]
     pub members: Vec<PartyInfoMember>,
-    #[serde(rename = "sessionId", default)]
     pub session_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
 pub struct PartyInfoMember {
-    #[serde(rename = "isHost", default)]
     pub is_host: bool,
-    #[serde(
-        rename = "onlineId",
-        default,
-        deserialize_with = "crate::psn::log_mask::online_id"
-    )]
+    #[serde(deserialize_with = "crate::psn::log_mask::online_id")]
     pub online_id: String,
-    #[serde(rename = "platformId", default)]
     pub platform_id: Value,
-    #[serde(rename = "accountId", default)]
     pub account_id: String,
-    #[serde(rename = "isAnonymous", default)]
     pub is_anonymous: bool,
 }
 
@@ -153,8 +134,9 @@ pub struct PartiesAnswer {
 
 /// `partySessions?view=v3`'s answer (shape [I]): `{"partySessions":[...]}`.
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PartySessionsAnswer {
-    #[serde(rename = "partySessions", default)]
+    #[serde(default)]
     pub party_sessions: Vec<Party>,
 }
 
@@ -171,10 +153,9 @@ pub struct BridgeCreatedAnswer {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BridgeFields {
-    #[serde(rename = "bridgeId")]
     pub bridge_id: String,
-    #[serde(rename = "bridgeToken")]
     pub bridge_token: Secret,
     #[serde(rename = "bridgeHostingType", default)]
     pub hosting_type: String,
@@ -187,8 +168,8 @@ pub struct PeerAddedAnswer {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PeerFields {
-    #[serde(rename = "peerId")]
     pub peer_id: String,
     pub offer: SdpAnswer,
 }

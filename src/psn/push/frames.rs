@@ -13,20 +13,13 @@ pub const DATA_TYPE_PREFIX: &str = "psn:sessionManager:sys:";
 
 /// Who a frame is about (`data.customProperties.from`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct PushFrom {
-    #[serde(rename = "accountId", default)]
     pub account_id: String,
-    #[serde(
-        rename = "onlineId",
-        default,
-        deserialize_with = "crate::psn::log_mask::online_id"
-    )]
+    #[serde(deserialize_with = "crate::psn::log_mask::online_id")]
     pub online_id: String,
-    #[serde(default)]
     pub platform: String,
-    #[serde(rename = "deviceUniqueId", default)]
     pub device_unique_id: String,
-    #[serde(rename = "joinOrder", default)]
     pub join_order: Option<i64>,
 }
 
@@ -42,12 +35,11 @@ impl PushFrom {
 
 /// A member in `members:created`: who, plus the member's state.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct PushMember {
     #[serde(flatten)]
     pub who: PushFrom,
-    #[serde(rename = "voiceChatActivated", default)]
     pub voice_chat_activated: Option<bool>,
-    #[serde(rename = "customData4", default)]
     pub custom_data4: Option<String>,
 }
 
