@@ -370,13 +370,8 @@ impl HostSource {
 
     /// The source's settings as OBS would save them in a scene collection.
     pub fn settings_json(&self) -> String {
-        // SAFETY: valid source; we release the settings reference.
-        unsafe {
-            let settings = sys::obs_source_get_settings(self.source);
-            let json = lossy(sys::obs_data_get_json(settings));
-            sys::obs_data_release(settings);
-            json
-        }
+        // SAFETY: valid source; a new reference, released by `into_json`.
+        unsafe { into_json(sys::obs_source_get_settings(self.source)) }
     }
 
     /// A boolean setting as the dialog shows it (the user's value, else the default).
@@ -470,13 +465,8 @@ impl HostSource {
 
     /// What a scene-collection save writes for this source (obs_save_source).
     pub fn saved_json(&self) -> String {
-        // SAFETY: valid source; we release the saved data.
-        unsafe {
-            let data = sys::obs_save_source(self.source);
-            let json = lossy(sys::obs_data_get_json(data));
-            sys::obs_data_release(data);
-            json
-        }
+        // SAFETY: valid source; new data, released by `into_json`.
+        unsafe { into_json(sys::obs_save_source(self.source)) }
     }
 
     /// The names of every property, inside groups too ("group/name").
@@ -550,6 +540,19 @@ impl Drop for HostSource {
 
 fn cstring(text: &str) -> Result<CString, String> {
     CString::new(text).map_err(|_| format!("text contains a NUL byte: {text:?}"))
+}
+
+/// `data` as JSON text; releases our reference to it.
+///
+/// # Safety
+/// `data` is a valid obs_data_t reference we own.
+unsafe fn into_json(data: *mut sys::obs_data_t) -> String {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let json = lossy(sys::obs_data_get_json(data));
+        sys::obs_data_release(data);
+        json
+    }
 }
 
 fn lossy(text: *const c_char) -> String {

@@ -794,12 +794,28 @@ pub(crate) mod tests {
         MEMBER.into()
     }
 
+    /// The member's id and online id, as commands name them.
+    fn link() -> (MemberId, String) {
+        (id(), "glare_ps".into())
+    }
+
     /// The command to answer the member's offer `sdp`.
     fn answer(sdp: &str) -> Command {
+        let (member, online_id) = link();
         Command::Answer {
-            member: id(),
-            online_id: "glare_ps".into(),
+            member,
+            online_id,
             offer_sdp: sdp.into(),
+        }
+    }
+
+    /// The command to take the member's answer `sdp` to our offer.
+    fn accept(sdp: &str) -> Command {
+        let (member, online_id) = link();
+        Command::AcceptAnswer {
+            member,
+            online_id,
+            answer_sdp: sdp.into(),
         }
     }
 
@@ -934,14 +950,7 @@ pub(crate) mod tests {
     fn their_answer_completes_our_offer() {
         let (mut m, t0) = offering(VoicePath::P2p);
         let commands = m.signal_received(&roster(), &from_member("answer", "their-answer"));
-        assert_eq!(
-            commands,
-            vec![Command::AcceptAnswer {
-                member: id(),
-                online_id: "glare_ps".into(),
-                answer_sdp: "their-answer".into(),
-            }]
-        );
+        assert_eq!(commands, vec![accept("their-answer")]);
         m.answer_accepted(&id(), true);
         assert_eq!(m.role(MEMBER), Some(LinkRole::Live));
         // Not connected P2P_TIMEOUT after the offer: failed, offered again after the grace.
@@ -973,11 +982,8 @@ pub(crate) mod tests {
     /// the link has stalled by then and (on `p2p`) is offered again after the grace.
     #[test]
     fn an_unanswered_offer_is_made_again() {
-        let mut m = machine(VoicePath::P2p);
-        let t0 = Instant::now();
-        m.member_joined(&member(), t0);
+        let (mut m, t0) = offering(VoicePath::P2p);
         let first = t0 + OFFER_GRACE;
-        offer_out(&mut m, first);
         assert_eq!(offers(&m.tick(&roster(), first + ANSWER_WAIT / 2)), 0);
         assert!(P2P_TIMEOUT <= ANSWER_WAIT);
         let commands = m.tick(&roster(), first + ANSWER_WAIT);
@@ -1018,11 +1024,8 @@ pub(crate) mod tests {
     /// one restarts the link's connect clock.
     #[test]
     fn stale_send_results_are_ignored_and_delivery_restarts_the_clock() {
-        let mut m = machine(VoicePath::Auto);
-        let t0 = Instant::now();
-        m.member_joined(&member(), t0);
+        let (mut m, t0) = offering(VoicePath::Auto);
         let offered = t0 + OFFER_GRACE;
-        offer_out(&mut m, offered);
         let stale = SignalOutcome::Lost { transient: true };
         assert!(!m.signal_sent(MEMBER, t0, stale, offered).0);
         assert_eq!(m.role(MEMBER), Some(LinkRole::Offering));

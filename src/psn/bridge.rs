@@ -64,6 +64,18 @@ impl BridgeApi {
             .secret_header("X-PSN-BRIDGE-TOKEN", bridge.bridge_token.clone())
     }
 
+    /// POSTs the media types a peer offers (adding a peer and asking a re-offer send the same
+    /// body) and reads the answer.
+    async fn post_media_types<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        url: Url,
+        bridge: &Bridge,
+    ) -> Result<T> {
+        let req = self.peer_req(endpoint, Method::POST, url, bridge);
+        self.client.call(req.json(media_types())).await?.json()
+    }
+
     /// `POST /api/rtcBridge/v1/bridges` `{}`.
     pub async fn create(&self) -> Result<Bridge> {
         let resp = self
@@ -87,14 +99,7 @@ impl BridgeApi {
         url.query_pairs_mut()
             .append_pair("allow_duid_duplication", "false")
             .append_pair("g", "2");
-        let resp = self
-            .client
-            .call(
-                self.peer_req("add peer", Method::POST, url, bridge)
-                    .json(media_types()),
-            )
-            .await?;
-        let r: PeerAddedAnswer = resp.json()?;
+        let r: PeerAddedAnswer = self.post_media_types("add peer", url, bridge).await?;
         Ok(BridgePeer {
             peer_id: r.peer.peer_id,
             offer_sdp: r.peer.offer.sdp,
@@ -116,14 +121,8 @@ impl BridgeApi {
     /// `POST .../peers/{peerId}/offer` (the add-peer body) -> 200 `{"offer":{"sdp"}}`.
     pub async fn reoffer(&self, bridge: &Bridge, peer_id: &str) -> Result<String> {
         let url = self.url(&[&bridge.bridge_id, "peers", peer_id, "offer"])?;
-        let resp = self
-            .client
-            .call(
-                self.peer_req("re-offer", Method::POST, url, bridge)
-                    .json(media_types()),
-            )
-            .await?;
-        Ok(resp.json::<ReofferAnswer>()?.offer.sdp)
+        let r: ReofferAnswer = self.post_media_types("re-offer", url, bridge).await?;
+        Ok(r.offer.sdp)
     }
 
     /// `GET .../bridges/{id}?fields=peer.peerId`: the bridge as PSN reports it (shape [U], kept raw).

@@ -138,15 +138,6 @@ impl PsnConfig {
         let dotenv_mode = config_dir
             .and_then(|dir| std::fs::metadata(dir.join(".env")).ok())
             .and_then(|m| crate::platform::readable_by_others(&m));
-        let get = |key: &str| -> Option<String> {
-            settings
-                .get(key)
-                .cloned()
-                .or_else(|| env(key))
-                .or_else(|| dotenv.get(key).cloned())
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
         // Unlike `get`, an empty value counts: `PSN_STUN_SERVERS=` means "no STUN".
         let raw = |key: &str| -> Option<String> {
             settings
@@ -154,6 +145,11 @@ impl PsnConfig {
                 .cloned()
                 .or_else(|| env(key))
                 .or_else(|| dotenv.get(key).cloned())
+        };
+        let get = |key: &str| -> Option<String> {
+            raw(key)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
         };
         let url = |key: &str, default: &str| -> Result<Url> {
             match get(key) {

@@ -354,16 +354,23 @@ mod tests {
     use super::samples::{body_with, RECORDED_JSON};
     use super::*;
 
-    fn sample() -> Message {
-        let from = UserRef {
+    /// Our app member and a member's PS5, as in the recorded messages.
+    fn me() -> UserRef {
+        UserRef {
             account_id: "1234567890123456789".into(),
             platform: PLATFORM_MOBILE_APP,
-        };
-        let to = UserRef {
+        }
+    }
+
+    fn member() -> UserRef {
+        UserRef {
             account_id: "987654321".into(),
             platform: PLATFORM_PS5,
-        };
-        Message::from_signal(Signal::new("offer", from, to, "v=0\r\n".into(), 7))
+        }
+    }
+
+    fn sample() -> Message {
+        Message::from_signal(Signal::new("offer", me(), member(), "v=0\r\n".into(), 7))
     }
 
     #[test]
@@ -402,16 +409,8 @@ mod tests {
 
     /// What every variant below decodes to (bar the variant's own difference).
     fn recorded_signal() -> Signal {
-        let member = UserRef {
-            account_id: "987654321".into(),
-            platform: PLATFORM_PS5,
-        };
-        let me = UserRef {
-            account_id: "1234567890123456789".into(),
-            platform: PLATFORM_MOBILE_APP,
-        };
-        let mut s = Signal::new("offer", member, me.clone(), "v=0\r\n".into(), 3);
-        s.users = vec![me];
+        let mut s = Signal::new("offer", member(), me(), "v=0\r\n".into(), 3);
+        s.users = vec![me()];
         s
     }
 

@@ -82,12 +82,8 @@ impl PartyApi {
         url.query_pairs_mut().append_pair("view", "v3");
         let req = Request::new("partySessions v3", Method::GET, url, HeaderSet::Api)
             .header("X-PSN-SESSION-MANAGER-SESSION-IDS", session_ids.join(","));
-        Ok(self
-            .client
-            .call(req)
-            .await?
-            .json::<PartySessionsAnswer>()?
-            .party_sessions)
+        let answer: PartySessionsAnswer = self.client.call(req).await?.json()?;
+        Ok(answer.party_sessions)
     }
 
     /// The party that has my account on a console (the one the user is in on their PS5/PS4).
