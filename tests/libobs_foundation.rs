@@ -106,6 +106,45 @@ fn main() {
         check_obs_timing(&host.log_lines(), started)
     });
 
+    runner.run("a_slow_source_does_not_break_the_others", || {
+        // Once a second the party source's obs_source_output_audio takes 120 ms longer (as
+        // a heavy filter might): the one delivery thread is late for every source then, by
+        // more than OBS's 70 ms smoothing window. The others' rings hold the audio, so they
+        // must catch up without a jump.
+        let slow = host.create_source(
+            "psn_party",
+            "slow",
+            r#"{"test_tone_hz": 440.0, "test_output_stall_ms": 120}"#,
+        )?;
+        let mut other = host.create_source(
+            "psn_party_member",
+            "steady",
+            r#"{"test_tone_hz": 660.0, "member": "slot:1"}"#,
+        )?;
+        let started = Instant::now();
+        other.set_output_channel(5);
+        let audio = other.start_capture();
+        std::thread::sleep(Duration::from_secs(6));
+        let lines_before = host.log_lines().len();
+        drop(slow);
+        drop(other);
+        // Each source logs what its delivery measured when it goes (OBS may destroy later).
+        support::wait_for(Duration::from_secs(3), || {
+            host.log_lines()[lines_before..]
+                .iter()
+                .filter(|l| l.text.contains("source audio:"))
+                .count()
+                >= 2
+        });
+        for line in &host.log_lines()[lines_before..] {
+            if line.text.contains("source audio:") {
+                println!("    {}", line.text);
+            }
+        }
+        check_tone("steady next to slow", &audio, 660.0, 5.5)?;
+        check_obs_timing(&host.log_lines(), started)
+    });
+
     runner.run(
         "without_a_party_the_mix_is_continuous_silence_and_a_member_is_quiet",
         || {

@@ -105,9 +105,17 @@ fn current() -> &'static Mutex<Weak<Delivery>> {
 /// priority where the platform lets an unprivileged process do so).
 static THREAD_SETUP: OnceLock<fn()> = OnceLock::new();
 
-/// Sets what the delivery thread runs first when it starts (once per process).
+/// Sets what the audio threads (delivery, playout) run first when they
+/// start (once per process).
 pub fn set_thread_setup(setup: fn()) {
     let _ = THREAD_SETUP.set(setup);
+}
+
+/// Runs the setup `set_thread_setup` gave, on the calling audio thread.
+pub fn audio_thread_setup() {
+    if let Some(setup) = THREAD_SETUP.get() {
+        setup();
+    }
 }
 
 impl Delivery {
@@ -130,9 +138,7 @@ impl Delivery {
             std::thread::Builder::new()
                 .name("psn-delivery".into())
                 .spawn(move || {
-                    if let Some(setup) = THREAD_SETUP.get() {
-                        setup();
-                    }
+                    audio_thread_setup();
                     let run = AssertUnwindSafe(|| deliver(inbox, &stop));
                     if catch_unwind(run).is_err() {
                         log::error!("audio delivery stopped after an internal error");
@@ -247,7 +253,10 @@ impl Registration {
 fn deliver(inbox: Receiver<Command>, stop: &AtomicBool) {
     let mut slots: Vec<Box<Slot>> = Vec::with_capacity(SLOTS);
     let mut first = 0usize;
+    let started = std::time::Instant::now();
+    let mut passes = 0u64;
     while !stop.load(Ordering::Acquire) {
+        passes += 1;
         while let Ok(command) = inbox.try_recv() {
             match command {
                 Command::Register(slot) => slots.push(slot),
@@ -295,6 +304,11 @@ fn deliver(inbox: Receiver<Command>, stop: &AtomicBool) {
         first = first.wrapping_add(1);
         std::thread::park_timeout(wait);
     }
+    let seconds = started.elapsed().as_secs_f64();
+    log::debug!(
+        "audio delivery thread stops after {seconds:.1} s: {:.0} passes/s",
+        passes as f64 / seconds.max(1e-3)
+    );
 }
 
 /// `Guarded` for a borrow: the step sees a `BlockOutput`.

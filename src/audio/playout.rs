@@ -221,15 +221,19 @@ impl PlayoutEngine {
         for sub in &mut self.subscriptions {
             match (&sub.target, sub.resolved) {
                 (Target::Mix, _) => {
-                    sub.writer.write(&self.mix);
+                    sub.writer.write_deferred(&self.mix);
                 }
                 (Target::Member(_), Some(index)) => {
-                    sub.writer.write(&self.members[index].block);
+                    sub.writer.write_deferred(&self.members[index].block);
                 }
                 // The selected member is not in the party: the source is silent.
                 (Target::Member(_), None) => {}
             }
             closed |= sub.writer.is_closed();
+        }
+        // One wake for every ring of this tick (they share the delivery thread).
+        for sub in &self.subscriptions {
+            sub.writer.wake_reader();
         }
         if closed {
             // A source went away without unsubscribing (destroyed): forget it.
@@ -268,6 +272,7 @@ impl Playout {
             std::thread::Builder::new()
                 .name("psn-playout".into())
                 .spawn(move || {
+                    super::delivery::audio_thread_setup();
                     let run =
                         std::panic::AssertUnwindSafe(|| run_clock(inbox, &stop, &ticks, epoch));
                     if std::panic::catch_unwind(run).is_err() {

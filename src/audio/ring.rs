@@ -55,7 +55,17 @@ impl RingWriter {
     /// reader never sees a torn write), then wakes the reader. Never blocks,
     /// never allocates. Returns whether the samples were written.
     pub fn write(&mut self, samples: &[f32]) -> bool {
-        let written = if self.prod.vacant_len() >= samples.len() {
+        let written = self.write_deferred(samples);
+        self.wake_reader();
+        written
+    }
+
+    /// As `write`, without waking the reader: a producer that writes many
+    /// rings in one go (the playout's tick) wakes their reader once after the
+    /// last write (`wake_reader`), so the one delivery thread finds every
+    /// block in one wake instead of waking for each ring.
+    pub fn write_deferred(&mut self, samples: &[f32]) -> bool {
+        if self.prod.vacant_len() >= samples.len() {
             self.prod.push_slice(samples);
             true
         } else {
@@ -63,11 +73,14 @@ impl RingWriter {
                 .dropped_frames
                 .fetch_add(samples.len() as u64, Ordering::Relaxed);
             false
-        };
+        }
+    }
+
+    /// Wakes the reader (after `write_deferred`).
+    pub fn wake_reader(&self) {
         if let Some(thread) = self.shared.reader_thread.get() {
             thread.unpark();
         }
-        written
     }
 
     /// Frames dropped so far because the ring was full.
