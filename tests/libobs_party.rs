@@ -307,8 +307,24 @@ fn main() {
             ensure(!names.iter().any(|n| n.starts_with("psn-pump")), || {
                 format!("a pump thread per source is back: {names:?}")
             })?;
+            let lines_before = host.log_lines().len();
             drop(members);
             drop(mix);
+            // With PSN_PARTY_LOG=debug the delivery thread says how often it ran, when it stops.
+            let stopped =
+                |l: &obs_psn_party::obs::host::LogLine| l.text.contains("delivery thread stops");
+            if support::wait_for(Duration::from_secs(2), || {
+                host.log_lines()[lines_before..].iter().any(stopped)
+            })
+            .is_some()
+            {
+                for line in host.log_lines()[lines_before..]
+                    .iter()
+                    .filter(|l| stopped(l))
+                {
+                    println!("    {}", line.text);
+                }
+            }
             Ok(())
         },
     );
