@@ -83,8 +83,10 @@ fn main() {
         let party_audio = party.start_capture();
         let member_audio = member.start_capture();
         std::thread::sleep(Duration::from_secs(seconds));
+        let lines_before = host.log_lines().len();
         drop(party);
         drop(member);
+        print_delivery_figures(&host, lines_before, 2);
         let log = host.log_lines();
         check_tone("party", &party_audio, 440.0, seconds as f64)?;
         check_tone("member", &member_audio, 660.0, seconds as f64)?;
@@ -128,19 +130,7 @@ fn main() {
         let lines_before = host.log_lines().len();
         drop(slow);
         drop(other);
-        // Each source logs what its delivery measured when it goes (OBS may destroy later).
-        support::wait_for(Duration::from_secs(3), || {
-            host.log_lines()[lines_before..]
-                .iter()
-                .filter(|l| l.text.contains("source audio:"))
-                .count()
-                >= 2
-        });
-        for line in &host.log_lines()[lines_before..] {
-            if line.text.contains("source audio:") {
-                println!("    {}", line.text);
-            }
-        }
+        print_delivery_figures(&host, lines_before, 2);
         check_tone("steady next to slow", &audio, 660.0, 5.5)?;
         check_obs_timing(&host.log_lines(), started)
     });
@@ -278,6 +268,22 @@ fn main() {
     });
 
     run.finish(host, runner);
+}
+
+/// Prints what the delivery measured for the `sources` destroyed after log line `from`
+/// (each logs its output-call times, runs, stalls caught up and re-anchors when it goes).
+fn print_delivery_figures(host: &ObsHost, from: usize, sources: usize) {
+    let is_figures = |l: &LogLine| l.text.contains("source audio:");
+    support::wait_for(Duration::from_secs(3), || {
+        host.log_lines()[from..]
+            .iter()
+            .filter(|l| is_figures(l))
+            .count()
+            >= sources
+    });
+    for line in host.log_lines()[from..].iter().filter(|l| is_figures(l)) {
+        println!("    {}", line.text);
+    }
 }
 
 /// Waits for OBS's destroy queue and our threads to go quiet.
