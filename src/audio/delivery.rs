@@ -39,8 +39,44 @@ const LIVE: u8 = 0;
 const IN_OUTPUT: u8 = 1;
 const RETIRED: u8 = 2;
 
-/// What the thread and a source share about the source's slot.
+/// What the thread and a source share about the source's slot: live,
+/// in an output call right now, or retired (never called again).
 struct SlotState(AtomicU8);
+
+impl SlotState {
+    /// The thread, before an output call: false if the slot is retired.
+    fn enter(&self) -> bool {
+        self.0
+            .compare_exchange(LIVE, IN_OUTPUT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The thread, after the call (or when it panicked).
+    fn leave(&self) {
+        let _ = self
+            .0
+            .compare_exchange(IN_OUTPUT, LIVE, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The source: true once retired, false while an output call runs.
+    fn try_retire(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(LIVE, RETIRED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) | Err(RETIRED) => true,
+            Err(_) => false,
+        }
+    }
+
+    fn retire(&self) {
+        self.0.store(RETIRED, Ordering::Release);
+    }
+
+    fn is_retired(&self) -> bool {
+        self.0.load(Ordering::Acquire) == RETIRED
+    }
+}
 
 enum Command {
     Register(Box<Slot>),
@@ -59,27 +95,20 @@ struct Slot {
     step: PumpStep,
 }
 
+/// Calls the source's output only while its slot is live, and marks the call.
 fn guarded_output(
     output: &mut dyn BlockOutput,
     state: &SlotState,
     block: &[f32; super::ring::BLOCK_FRAMES],
     timestamp_ns: u64,
 ) {
-    if state
-        .0
-        .compare_exchange(LIVE, IN_OUTPUT, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
+    if !state.enter() {
         return; // retired: the source may be gone already
     }
-    // Back to live even if the output panics (the slot is then retired below).
     struct Leave<'a>(&'a SlotState);
     impl Drop for Leave<'_> {
         fn drop(&mut self) {
-            let _ =
-                self.0
-                     .0
-                    .compare_exchange(IN_OUTPUT, LIVE, Ordering::AcqRel, Ordering::Acquire);
+            self.0.leave();
         }
     }
     let _leave = Leave(state);
@@ -96,10 +125,8 @@ pub struct Delivery {
     next_id: std::sync::atomic::AtomicU64,
 }
 
-fn current() -> &'static Mutex<Weak<Delivery>> {
-    static CURRENT: OnceLock<Mutex<Weak<Delivery>>> = OnceLock::new();
-    CURRENT.get_or_init(|| Mutex::new(Weak::new()))
-}
+/// The running thread, if a source holds it.
+static CURRENT: Mutex<Weak<Delivery>> = Mutex::new(Weak::new());
 
 /// Run on the delivery thread when it starts (the OBS side raises its
 /// priority where the platform lets an unprivileged process do so).
@@ -121,7 +148,7 @@ pub fn audio_thread_setup() {
 impl Delivery {
     /// The running delivery thread, started if no source holds it.
     pub fn shared() -> std::io::Result<Arc<Delivery>> {
-        let mut current = current().lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(delivery) = current.upgrade() {
             return Ok(delivery);
         }
@@ -221,31 +248,25 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Takes the source off the thread. When this returns, its output is
-    /// never called again: it retires the slot at once, or waits for the one
-    /// `output` call of this source that is running.
-    pub fn unregister(self) {
+    /// Takes the source off the thread (as dropping it does). When this
+    /// returns, its output is never called again: it retires the slot at
+    /// once, or waits for the one `output` call of this source that is running.
+    pub fn unregister(self) {}
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
         let mut waited = 0u32;
-        loop {
-            match self
-                .state
-                .0
-                .compare_exchange(LIVE, RETIRED, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break,
-                Err(RETIRED) => break,
-                // Inside this source's own obs_source_output_audio: a short call.
-                Err(_) => {
-                    waited += 1;
-                    if waited == 10_000 {
-                        log::warn!("a source's audio output has been running for a second");
-                    }
-                    std::thread::sleep(Duration::from_micros(100));
-                }
+        while !self.state.try_retire() {
+            // Inside this source's own obs_source_output_audio: a short call.
+            waited += 1;
+            if waited == 10_000 {
+                log::warn!("a source's audio output has been running for a second");
             }
+            std::thread::sleep(Duration::from_micros(100));
         }
         self.delivery.send(Command::Forget(self.id));
-        // Dropping the last registration stops and joins the thread.
+        // Then `delivery` drops: the last registration stops and joins the thread.
     }
 }
 
@@ -271,7 +292,7 @@ fn deliver(inbox: Receiver<Command>, stop: &AtomicBool) {
         let count = slots.len();
         for i in 0..count {
             let slot = &mut slots[(first + i) % count];
-            if slot.state.0.load(Ordering::Acquire) == RETIRED {
+            if slot.state.is_retired() {
                 continue;
             }
             let Slot {
@@ -296,7 +317,7 @@ fn deliver(inbox: Receiver<Command>, stop: &AtomicBool) {
                 Ok(None) => {}
                 Err(_) => {
                     // That source goes silent; the others go on.
-                    state.0.store(RETIRED, Ordering::Release);
+                    state.retire();
                     log::error!("audio delivery for {name} stopped after an internal error");
                 }
             }
@@ -408,8 +429,13 @@ mod tests {
             pumps.push(Pump::start(&format!("source {i}"), reader, rec.clone()).unwrap());
         }
         produce(&mut writers, 150);
-        // Let the last blocks out, then stop.
-        std::thread::sleep(Duration::from_millis(100));
+        // Let the last blocks out (however busy the machine), then stop.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while others.iter().any(|r| r.calls.load(Ordering::Acquire) < 150)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         for pump in &mut pumps {
             pump.stop();
         }

@@ -476,6 +476,11 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+        // However busy the machine, the last burst comes out.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rec.blocks.lock().unwrap().len() < 60 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         pump.stop();
         let blocks = rec.blocks.lock().unwrap();
         assert_eq!(blocks.len(), 60);
