@@ -350,7 +350,7 @@ impl BlockOutput for GuardedRef<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::pump::Pump;
+    use crate::audio::pump::{Pump, MAX_CATCH_UP_NS};
     use crate::audio::ring::{audio_ring, RingWriter, BLOCK_FRAMES, SAMPLE_RATE};
     use std::sync::atomic::AtomicU64;
     use std::time::Instant;
@@ -359,7 +359,8 @@ mod tests {
     #[derive(Clone)]
     struct Recorder {
         start: Instant,
-        blocks: Arc<Mutex<Vec<(u64, std::thread::ThreadId)>>>,
+        /// (timestamp, thread, when the call came, ns since `start`)
+        blocks: Arc<Mutex<Vec<(u64, std::thread::ThreadId, u64)>>>,
         calls: Arc<AtomicU64>,
         /// Every this many blocks, the call sleeps `slow` (0: never).
         slow_every: u64,
@@ -390,7 +391,7 @@ mod tests {
             self.blocks
                 .lock()
                 .unwrap()
-                .push((ts, std::thread::current().id()));
+                .push((ts, std::thread::current().id(), self.now_ns()));
             if self.slow_every > 0 && n.is_multiple_of(self.slow_every) {
                 std::thread::sleep(self.slow);
             }
@@ -430,8 +431,15 @@ mod tests {
         }
         produce(&mut writers, 150);
         // Let the last blocks out (however busy the machine), then stop.
+        let accounted = |rec: &Recorder, pump: &Pump| {
+            let discarded = pump.stats().discarded_frames.load(Ordering::Acquire);
+            rec.calls.load(Ordering::Acquire) + discarded / BLOCK_FRAMES as u64
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while others.iter().any(|r| r.calls.load(Ordering::Acquire) < 150)
+        while others
+            .iter()
+            .zip(&pumps[1..])
+            .any(|(r, p)| accounted(r, p) < 150)
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(10));
@@ -439,16 +447,43 @@ mod tests {
         for pump in &mut pumps {
             pump.stop();
         }
+        // The longest time nothing at all came out: beyond MAX_CATCH_UP_NS the
+        // machine starved this test (a producer or the delivery thread), and a
+        // counted re-anchor is the designed answer; the slow source alone
+        // (40 ms) never is.
+        let mut calls: Vec<u64> = std::iter::once(&slow)
+            .chain(&others)
+            .flat_map(|r| {
+                r.blocks
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|b| b.2)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        calls.sort_unstable();
+        let starved_ns = calls.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        let starved = starved_ns > MAX_CATCH_UP_NS - 50_000_000;
         let delivery_thread = slow.blocks.lock().unwrap()[0].1;
         for (rec, pump) in others.iter().zip(&pumps[1..]) {
             let stamps = rec.stamps();
-            assert_eq!(stamps.len(), 150);
-            for (i, pair) in stamps.windows(2).enumerate() {
-                assert_eq!(pair[1] - pair[0], 10_000_000, "jump after block {i}");
-            }
             let stats = pump.stats();
-            assert_eq!(stats.reanchors.load(Ordering::Relaxed), 0);
-            assert_eq!(stats.runs.load(Ordering::Relaxed), 1);
+            let jumps = stamps
+                .windows(2)
+                .filter(|pair| pair[1] - pair[0] != 10_000_000)
+                .count() as u64;
+            let reanchors = stats.reanchors.load(Ordering::Relaxed);
+            let runs = stats.runs.load(Ordering::Relaxed);
+            // Every block came out or was counted as discarded; every jump is counted.
+            assert_eq!(accounted(rec, pump), 150);
+            assert_eq!(jumps, reanchors + runs - 1, "uncounted jumps");
+            if starved {
+                println!("starved for {} ms: jumps {jumps}", starved_ns / 1_000_000);
+            } else {
+                assert_eq!(stamps.len(), 150);
+                assert_eq!(jumps, 0, "a jump although nothing starved us");
+            }
             // One thread delivers every source.
             assert!(rec
                 .blocks
@@ -480,6 +515,11 @@ mod tests {
             writer.write(&[0.1; BLOCK_FRAMES]);
             busy_writer.write(&[0.1; BLOCK_FRAMES]);
             std::thread::sleep(Duration::from_millis(5));
+        }
+        // However busy the machine, some blocks come out before the stop.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rec.calls.load(Ordering::Acquire) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
         pump.stop();
         let calls = rec.calls.load(Ordering::Acquire);
