@@ -20,9 +20,9 @@ pub fn raise_current_audio_thread() {
     #[cfg(target_os = "linux")]
     {
         extern "C" {
-            fn setpriority(which: i32, who: u32, prio: i32) -> i32;
+            fn setpriority(which: u32, who: u32, prio: i32) -> i32;
         }
-        const PRIO_PROCESS: i32 = 0;
+        const PRIO_PROCESS: u32 = 0;
         // SAFETY: a plain system call; on Linux `who` 0 with PRIO_PROCESS is
         // the calling thread only (each thread has its own nice value).
         let result = unsafe { setpriority(PRIO_PROCESS, 0, LINUX_NICE) };
