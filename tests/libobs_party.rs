@@ -247,6 +247,10 @@ fn main() {
         "eight_members_in_their_sources_share_one_delivery_thread",
         || {
             // 8 members talking (48 kHz RTP clock, 20 ms packets), a source each and the mix.
+            // The previous check's hub must be gone first (its party setting would stick).
+            support::wait_for(Duration::from_secs(5), || {
+                sim.count("leave") >= sim.count("join")
+            });
             let tones = [300.0, 470.0, 730.0, 1030.0, 330.0, 510.0, 770.0, 1090.0];
             let specs: Vec<MemberSpec> = tones
                 .iter()

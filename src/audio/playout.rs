@@ -232,9 +232,7 @@ impl PlayoutEngine {
             closed |= sub.writer.is_closed();
         }
         // One wake for every ring of this tick (they share the delivery thread).
-        for sub in &self.subscriptions {
-            sub.writer.wake_reader();
-        }
+        super::ring::wake_readers(self.subscriptions.iter().map(|s| &s.writer));
         if closed {
             // A source went away without unsubscribing (destroyed): forget it.
             self.subscriptions.retain(|s| !s.writer.is_closed());

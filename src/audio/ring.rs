@@ -94,6 +94,21 @@ impl RingWriter {
     }
 }
 
+/// Wakes the readers of `writers` after `write_deferred`, each reader thread
+/// once: the rings all share the one delivery thread, and a second unpark
+/// after it has already run and parked again would only wake it for nothing.
+pub fn wake_readers<'a>(writers: impl IntoIterator<Item = &'a RingWriter>) {
+    let mut last: Option<std::thread::ThreadId> = None;
+    for writer in writers {
+        if let Some(thread) = writer.shared.reader_thread.get() {
+            if last != Some(thread.id()) {
+                thread.unpark();
+                last = Some(thread.id());
+            }
+        }
+    }
+}
+
 /// The consumer's end, owned by the source's pump.
 pub struct RingReader {
     cons: HeapCons<f32>,
@@ -168,6 +183,30 @@ mod tests {
         assert!(!w.is_closed());
         drop(r);
         assert!(w.is_closed());
+    }
+
+    #[test]
+    fn deferred_writes_to_many_rings_wake_their_reader_once_it_is_told() {
+        let (mut w1, r1) = audio_ring(BLOCK_FRAMES * 4);
+        let (mut w2, r2) = audio_ring(BLOCK_FRAMES * 4);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            r1.wake_on_write(std::thread::current());
+            r2.wake_on_write(std::thread::current());
+            ready_tx.send(()).unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while r1.available_frames() + r2.available_frames() < 2 * BLOCK_FRAMES
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::park_timeout(std::time::Duration::from_secs(1));
+            }
+            r1.available_frames() + r2.available_frames()
+        });
+        ready_rx.recv().unwrap();
+        assert!(w1.write_deferred(&[0.0; BLOCK_FRAMES]));
+        assert!(w2.write_deferred(&[0.0; BLOCK_FRAMES]));
+        wake_readers([&w1, &w2]);
+        assert_eq!(reader.join().unwrap(), 2 * BLOCK_FRAMES);
     }
 
     #[test]
