@@ -252,8 +252,8 @@ impl PumpStep {
             self.fade_in = true;
             stats.reanchors.fetch_add(1, Ordering::Relaxed);
         } else {
-            // The ring ran dry (the member stopped talking; after P2 a silent
-            // member's ring gets nothing at all): this audio starts a new run.
+            // The ring ran dry (the member stopped talking: since issue 21 a
+            // silent member's ring gets nothing at all): this audio starts a new run.
             stats.runs.fetch_add(1, Ordering::Relaxed);
         }
     }
