@@ -29,6 +29,11 @@ pub const MAX_CATCH_UP_NS: u64 = 250_000_000;
 /// long enough that the jump does not click.
 pub const FADE_IN_FRAMES: usize = SAMPLE_RATE as usize / 200;
 const BLOCK_NS: u64 = 10_000_000;
+/// When the clock is behind and the ring holds less than the gap, the pump
+/// waits this long before calling it a new run: a producer that was starved
+/// itself writes its catch-up blocks back to back, and the first of them
+/// wakes us before the rest are there.
+pub const SETTLE_NS: u64 = 3_000_000;
 
 /// Where the pump delivers blocks: OBS in the plugin, a recorder in tests.
 pub trait BlockOutput: Send {
@@ -157,6 +162,8 @@ pub struct PumpStep {
     clock: SampleClock,
     block: [f32; BLOCK_FRAMES],
     fade_in: bool,
+    /// Since when the ring has held less than the gap (see `SETTLE_NS`).
+    settling_since: Option<u64>,
 }
 
 impl Default for PumpStep {
@@ -175,6 +182,7 @@ impl PumpStep {
             clock: SampleClock::new(SAMPLE_RATE),
             block: [0.0; BLOCK_FRAMES],
             fade_in: false,
+            settling_since: None,
         }
     }
 
@@ -196,8 +204,11 @@ impl PumpStep {
             self.clock.anchor(now);
             stats.runs.fetch_add(1, Ordering::Relaxed);
         } else if self.clock.is_behind(now) {
-            self.fall_behind(now, available, reader, stats);
+            if let Some(due) = self.fall_behind(now, available, reader, stats) {
+                return Some(due);
+            }
         }
+        self.settling_since = None;
         loop {
             let next = self.clock.next_ns().unwrap_or(now);
             if next > now + MAX_LEAD_NS {
@@ -220,22 +231,32 @@ impl PumpStep {
     }
 
     /// The clock is more than `GAP_NS` behind. Why decides what happens.
+    /// Returns when to look again if it cannot tell yet.
     fn fall_behind(
         &mut self,
         now: u64,
         available: usize,
         reader: &mut RingReader,
         stats: &PumpStats,
-    ) {
+    ) -> Option<u64> {
         let late = self.clock.lateness_ns(now);
         // The audio of the whole gap is waiting: the producer kept writing
-        // and only this thread was late (a busy machine).
+        // and only this thread was late (a busy machine), or the producer
+        // was late and wrote its catch-up.
         let audio_was_there = frames_ns(available) + BLOCK_NS >= late;
         if audio_was_there && late <= MAX_CATCH_UP_NS {
             // Go on without a jump: the backlog goes out at once with the
             // timestamps it would have had.
             stats.caught_up.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
+        }
+        if !audio_was_there {
+            // Maybe the first of a starved producer's catch-up blocks: look
+            // again shortly before calling it a new run.
+            let since = *self.settling_since.get_or_insert(now);
+            if now < since + SETTLE_NS {
+                return Some(since + SETTLE_NS);
+            }
         }
         // Keep only the newest bit, so the source's delay does not grow.
         let excess = available.saturating_sub(MAX_BACKLOG_FRAMES);
@@ -256,6 +277,7 @@ impl PumpStep {
             // silent member's ring gets nothing at all): this audio starts a new run.
             stats.runs.fetch_add(1, Ordering::Relaxed);
         }
+        None
     }
 }
 
@@ -347,14 +369,52 @@ mod tests {
         }
         out.at(2_000 * MS);
         writer.write(&[1.0; BLOCK_FRAMES]);
+        // It waits a moment (a starved producer's catch-up would follow at once).
+        let due = step.run(&mut reader, &mut out, &stats);
+        assert_eq!(due, Some(2_000 * MS + SETTLE_NS));
+        assert_eq!(out.stamps().len(), 1);
+        out.at(2_000 * MS + SETTLE_NS);
         step.run(&mut reader, &mut out, &stats);
         let stamps = out.stamps();
-        assert_eq!(stamps, vec![ANCHOR_LEAD_NS, 2_000 * MS + ANCHOR_LEAD_NS]);
+        let resumed = 2_000 * MS + SETTLE_NS + ANCHOR_LEAD_NS;
+        assert_eq!(stamps, vec![ANCHOR_LEAD_NS, resumed]);
         assert_eq!(stats.runs.load(Ordering::Relaxed), 2);
         assert_eq!(stats.reanchors.load(Ordering::Relaxed), 0);
         assert_eq!(stats.caught_up.load(Ordering::Relaxed), 0);
         // The new run is not faded: it starts from the member's own silence.
         assert_eq!(out.blocks.lock().unwrap()[1].1, 1.0);
+    }
+
+    #[test]
+    fn a_starved_producer_catching_up_in_a_burst_keeps_the_timestamps() {
+        let (mut writer, mut reader) = audio_ring(SAMPLE_RATE as usize);
+        let mut out = Virtual::default();
+        let stats = PumpStats::default();
+        let mut step = PumpStep::new();
+        let mut t = 0;
+        for _ in 0..50 {
+            out.at(t);
+            writer.write(&[1.0; BLOCK_FRAMES]);
+            step.run(&mut reader, &mut out, &stats);
+            t += 10 * MS;
+        }
+        // The producer misses 120 ms, then writes them back to back; its
+        // first write wakes the pump before the others are in.
+        t += 110 * MS;
+        out.at(t);
+        writer.write(&[1.0; BLOCK_FRAMES]);
+        let due = step
+            .run(&mut reader, &mut out, &stats)
+            .expect("waits to see");
+        for _ in 0..12 {
+            writer.write(&[1.0; BLOCK_FRAMES]);
+        }
+        out.at(due);
+        step.run(&mut reader, &mut out, &stats);
+        assert_continuous(&out.stamps());
+        assert_eq!(out.stamps().len(), 63);
+        assert_eq!(stats.caught_up.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.runs.load(Ordering::Relaxed), 1);
     }
 
     #[test]
