@@ -48,3 +48,32 @@ pub fn raise_current_audio_thread() {
         log::debug!("audio thread priority HIGHEST: {ok}");
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// This thread's nice value, from /proc.
+    fn nice() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the command's closing parenthesis; nice is field 19.
+        let after = stat.rsplit(')').next().unwrap();
+        after.split_whitespace().nth(16).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn the_priority_is_raised_where_allowed_and_left_alone_elsewhere() {
+        std::thread::spawn(|| {
+            let before = nice();
+            super::raise_current_audio_thread();
+            let after = nice();
+            println!("nice {before} -> {after}");
+            assert!(
+                after == super::LINUX_NICE || after == before,
+                "nice {before} -> {after}"
+            );
+        })
+        .join()
+        .unwrap();
+        // Only that thread: this one keeps its own.
+        assert_ne!(nice(), super::LINUX_NICE);
+    }
+}
