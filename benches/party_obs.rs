@@ -313,7 +313,7 @@ fn thread_cpu_ns() -> BTreeMap<(u32, String), u64> {
 
 /// Which part a thread belongs to.
 fn thread_group(name: &str) -> &'static str {
-    if name.starts_with("psn-pump") {
+    if name.starts_with("psn-pump") || name.starts_with("psn-delivery") {
         "plugin: pumps (into obs_source_output_audio)"
     } else if name.starts_with("psn-playout") {
         "plugin: playout (jitter, decode, mix, rings)"

@@ -243,6 +243,96 @@ fn main() {
         ensure(!in_first, || "joined the other party too".into())
     });
 
+    runner.run(
+        "eight_members_in_their_sources_share_one_delivery_thread",
+        || {
+            // 8 members talking (48 kHz RTP clock, 20 ms packets), a source each and the mix.
+            // The previous check's hub must be gone first (its party setting would stick).
+            support::wait_for(Duration::from_secs(5), || {
+                sim.count("leave") >= sim.count("join")
+            });
+            let tones = [300.0, 470.0, 730.0, 1030.0, 330.0, 510.0, 770.0, 1090.0];
+            let specs: Vec<MemberSpec> = tones
+                .iter()
+                .enumerate()
+                .map(|(i, &hz)| {
+                    let voice = VoiceSpec {
+                        tone_hz: Some(hz),
+                        clock_rate: 48_000,
+                        ptime_ms: 20,
+                        ..VoiceSpec::default()
+                    };
+                    MemberSpec::with_voice(&format!("eight{i}_ps"), "PS5", voice)
+                })
+                .collect();
+            let party = sim.start_party_with("Eight", &specs);
+            let _end = EndParty(&sim, party.session_id.clone());
+            let mut mix = host.create_source("psn_party", "eight mix", "{}")?;
+            mix.set_output_channel(1);
+            let mut members = Vec::new();
+            for i in 0..tones.len() {
+                let settings = format!(r#"{{"member": "eight{i}_ps"}}"#);
+                let mut source =
+                    host.create_source("psn_party_member", &format!("eight{i}"), &settings)?;
+                let audio = source.start_capture();
+                members.push((source, audio));
+            }
+            let connected = support::wait_for(Duration::from_secs(20), || {
+                sim.voice_status()
+                    .iter()
+                    .filter(|v| v.state == "connected")
+                    .count()
+                    == tones.len()
+            });
+            ensure(connected.is_some(), || {
+                format!("voice status: {:?}", sim.voice_status())
+            })?;
+            std::thread::sleep(Duration::from_secs(1));
+            let seconds = 10;
+            let before = support::plugin_threads();
+            std::thread::sleep(Duration::from_secs(seconds));
+            let after = support::plugin_threads();
+            let names: Vec<&str> = after.iter().map(|t| t.name.as_str()).collect();
+            println!("    plugin threads ({}): {names:?}", names.len());
+            for line in support::thread_usage(&before, &after, seconds as f64) {
+                println!("    {line}");
+            }
+            for (i, (_, audio)) in members.iter().enumerate() {
+                let audio = audio.lock().unwrap();
+                let level = tone_dbfs(&audio.samples, RATE, tones[i]);
+                ensure(level > -30.0, || {
+                    format!("member {i}: tone at {level:.1} dB")
+                })?;
+            }
+            let delivery = names.iter().filter(|n| **n == "psn-delivery").count();
+            ensure(delivery == 1, || {
+                format!("{delivery} delivery threads: {names:?}")
+            })?;
+            ensure(!names.iter().any(|n| n.starts_with("psn-pump")), || {
+                format!("a pump thread per source is back: {names:?}")
+            })?;
+            let lines_before = host.log_lines().len();
+            drop(members);
+            drop(mix);
+            // With PSN_PARTY_LOG=debug the delivery thread says how often it ran, when it stops.
+            let stopped =
+                |l: &obs_psn_party::obs::host::LogLine| l.text.contains("delivery thread stops");
+            if support::wait_for(Duration::from_secs(2), || {
+                host.log_lines()[lines_before..].iter().any(stopped)
+            })
+            .is_some()
+            {
+                for line in host.log_lines()[lines_before..]
+                    .iter()
+                    .filter(|l| stopped(l))
+                {
+                    println!("    {}", line.text);
+                }
+            }
+            Ok(())
+        },
+    );
+
     runner.run("no_secret_reaches_the_obs_log", || {
         let secrets = sim.secrets();
         let leaked: Vec<String> = host

@@ -4,6 +4,7 @@
 #[cfg(feature = "test-host")]
 pub mod analysis;
 pub mod clock;
+pub mod delivery;
 pub mod mix;
 pub mod playout;
 pub mod pump;

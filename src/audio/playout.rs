@@ -221,16 +221,18 @@ impl PlayoutEngine {
         for sub in &mut self.subscriptions {
             match (&sub.target, sub.resolved) {
                 (Target::Mix, _) => {
-                    sub.writer.write(&self.mix);
+                    sub.writer.write_deferred(&self.mix);
                 }
                 (Target::Member(_), Some(index)) => {
-                    sub.writer.write(&self.members[index].block);
+                    sub.writer.write_deferred(&self.members[index].block);
                 }
                 // The selected member is not in the party: the source is silent.
                 (Target::Member(_), None) => {}
             }
             closed |= sub.writer.is_closed();
         }
+        // One wake for every ring of this tick (they share the delivery thread).
+        super::ring::wake_readers(self.subscriptions.iter().map(|s| &s.writer));
         if closed {
             // A source went away without unsubscribing (destroyed): forget it.
             self.subscriptions.retain(|s| !s.writer.is_closed());
@@ -268,6 +270,7 @@ impl Playout {
             std::thread::Builder::new()
                 .name("psn-playout".into())
                 .spawn(move || {
+                    super::delivery::audio_thread_setup();
                     let run =
                         std::panic::AssertUnwindSafe(|| run_clock(inbox, &stop, &ticks, epoch));
                     if std::panic::catch_unwind(run).is_err() {

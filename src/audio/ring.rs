@@ -55,7 +55,17 @@ impl RingWriter {
     /// reader never sees a torn write), then wakes the reader. Never blocks,
     /// never allocates. Returns whether the samples were written.
     pub fn write(&mut self, samples: &[f32]) -> bool {
-        let written = if self.prod.vacant_len() >= samples.len() {
+        let written = self.write_deferred(samples);
+        self.wake_reader();
+        written
+    }
+
+    /// As `write`, without waking the reader: a producer that writes many
+    /// rings in one go (the playout's tick) wakes their reader once after the
+    /// last write (`wake_reader`), so the one delivery thread finds every
+    /// block in one wake instead of waking for each ring.
+    pub fn write_deferred(&mut self, samples: &[f32]) -> bool {
+        if self.prod.vacant_len() >= samples.len() {
             self.prod.push_slice(samples);
             true
         } else {
@@ -63,11 +73,14 @@ impl RingWriter {
                 .dropped_frames
                 .fetch_add(samples.len() as u64, Ordering::Relaxed);
             false
-        };
+        }
+    }
+
+    /// Wakes the reader (after `write_deferred`).
+    pub fn wake_reader(&self) {
         if let Some(thread) = self.shared.reader_thread.get() {
             thread.unpark();
         }
-        written
     }
 
     /// Frames dropped so far because the ring was full.
@@ -78,6 +91,21 @@ impl RingWriter {
     /// True once the reader (the OBS source) has gone away.
     pub fn is_closed(&self) -> bool {
         self.shared.reader_closed.load(Ordering::Acquire)
+    }
+}
+
+/// Wakes the readers of `writers` after `write_deferred`, each reader thread
+/// once: the rings all share the one delivery thread, and a second unpark
+/// after it has already run and parked again would only wake it for nothing.
+pub fn wake_readers<'a>(writers: impl IntoIterator<Item = &'a RingWriter>) {
+    let mut last: Option<std::thread::ThreadId> = None;
+    for writer in writers {
+        if let Some(thread) = writer.shared.reader_thread.get() {
+            if last != Some(thread.id()) {
+                thread.unpark();
+                last = Some(thread.id());
+            }
+        }
     }
 }
 
@@ -155,6 +183,30 @@ mod tests {
         assert!(!w.is_closed());
         drop(r);
         assert!(w.is_closed());
+    }
+
+    #[test]
+    fn deferred_writes_to_many_rings_wake_their_reader_once_it_is_told() {
+        let (mut w1, r1) = audio_ring(BLOCK_FRAMES * 4);
+        let (mut w2, r2) = audio_ring(BLOCK_FRAMES * 4);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            r1.wake_on_write(std::thread::current());
+            r2.wake_on_write(std::thread::current());
+            ready_tx.send(()).unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while r1.available_frames() + r2.available_frames() < 2 * BLOCK_FRAMES
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::park_timeout(std::time::Duration::from_secs(1));
+            }
+            r1.available_frames() + r2.available_frames()
+        });
+        ready_rx.recv().unwrap();
+        assert!(w1.write_deferred(&[0.0; BLOCK_FRAMES]));
+        assert!(w2.write_deferred(&[0.0; BLOCK_FRAMES]));
+        wake_readers([&w1, &w2]);
+        assert_eq!(reader.join().unwrap(), 2 * BLOCK_FRAMES);
     }
 
     #[test]

@@ -13,5 +13,6 @@ mod properties;
 mod settings;
 pub mod source;
 pub mod sys;
+mod thread_priority;
 mod typed_secrets;
 mod websocket_vendor;

@@ -75,10 +75,11 @@ fn register(id: &'static CStr, kind: SourceKind) {
     unsafe { sys::obs_register_source_s(&info, size_of::<sys::obs_source_info>()) };
 }
 
-/// An OBS source pointer the pump thread may use.
+/// An OBS source pointer the delivery thread may use.
 struct SourcePtr(*mut sys::obs_source_t);
-// SAFETY: libobs allows obs_source_output_audio from any thread, and the pump
-// is joined in `destroy`, before OBS frees the source.
+// SAFETY: libobs allows obs_source_output_audio from any thread, and the
+// source's pump is unregistered in `destroy` (no output call after that
+// returns), before OBS frees the source.
 unsafe impl Send for SourcePtr {}
 // SAFETY: shared only to call thread-safe libobs functions (update_properties).
 unsafe impl Sync for SourcePtr {}
@@ -92,6 +93,9 @@ impl SourcePtr {
 /// Hands pump blocks to OBS as mono f32 at 48 kHz.
 struct ObsAudioOutput {
     source: SourcePtr,
+    /// `test_output_stall_ms`: a slow output call once a second (tests only).
+    #[cfg(feature = "test-producer")]
+    stall: (std::time::Duration, u64),
 }
 
 impl BlockOutput for ObsAudioOutput {
@@ -113,6 +117,14 @@ impl BlockOutput for ObsAudioOutput {
         // SAFETY: the source is alive (see SourcePtr); OBS copies the block
         // before returning.
         unsafe { sys::obs_source_output_audio(self.source.0, &audio) };
+        #[cfg(feature = "test-producer")]
+        {
+            let (stall, count) = &mut self.stall;
+            *count += 1;
+            if !stall.is_zero() && *count % 100 == 50 {
+                std::thread::sleep(*stall);
+            }
+        }
     }
 }
 
@@ -180,6 +192,8 @@ struct PartySource {
     feed: Option<Feed>,
     producer: Producer,
     pump: Option<Pump>,
+    #[cfg(feature = "test-producer")]
+    output_stall_ms: u64,
     failed: bool,
     /// Redraws this source's properties when the hub's view changes.
     listener: u64,
@@ -215,6 +229,8 @@ impl PartySource {
             feed: None,
             producer: Producer::Nothing,
             pump: None,
+            #[cfg(feature = "test-producer")]
+            output_stall_ms: 0,
             failed: false,
             listener: 0,
             typed: TypedSecrets::default(),
@@ -247,6 +263,10 @@ impl PartySource {
         // setting (it would be saved and handed to obs-websocket).
         settings.erase(keys::OVERLAY_URL);
         self.apply_party_settings(settings);
+        #[cfg(feature = "test-producer")]
+        {
+            self.output_stall_ms = settings.int(keys::TEST_OUTPUT_STALL_MS).clamp(0, 1000) as u64;
+        }
         let feed = Feed::from_settings(self.kind, settings);
         if self.feed.as_ref() == Some(&feed) {
             return;
@@ -319,18 +339,20 @@ impl PartySource {
         self.hub.sign_in(npsso, credentials);
     }
 
-    /// A fresh ring and pump, fed by `feed`.
+    /// A fresh ring and pump (on the process's one delivery thread), fed by `feed`.
     fn restart(&mut self, feed: &Feed) {
         self.stop_feed();
         let (writer, reader) = audio_ring(DEFAULT_CAPACITY_FRAMES);
-        let thread_name = match self.kind {
-            SourceKind::Party => "psn-pump-party",
-            SourceKind::Member => "psn-pump-member",
+        let name = match self.kind {
+            SourceKind::Party => "the PSN Party source",
+            SourceKind::Member => "a PSN Party Member source",
         };
         let output = ObsAudioOutput {
             source: SourcePtr(self.source),
+            #[cfg(feature = "test-producer")]
+            stall: (std::time::Duration::from_millis(self.output_stall_ms), 0),
         };
-        match Pump::start(thread_name, reader, output) {
+        match Pump::start(name, reader, output) {
             Ok(pump) => self.pump = Some(pump),
             Err(e) => {
                 log::error!("cannot start the audio thread: {e}");
@@ -352,6 +374,7 @@ impl PartySource {
         std::mem::replace(&mut self.producer, Producer::Nothing).stop();
         if let Some(mut pump) = self.pump.take() {
             pump.stop();
+            log::info!("{:?} source audio: {}", self.kind, pump.stats().summary());
         }
     }
 

@@ -50,6 +50,10 @@ pub mod keys {
     pub const TEST_BURST_MS: &str = "test_burst_ms";
     #[cfg(feature = "test-producer")]
     pub const TEST_AMPLITUDE: &str = "test_amplitude";
+    /// Makes this source's `obs_source_output_audio` call take this many ms
+    /// longer once a second (a slow filter), to test that the others go on.
+    #[cfg(feature = "test-producer")]
+    pub const TEST_OUTPUT_STALL_MS: &str = "test_output_stall_ms";
     /// `"update"` makes the next update panic, to test that OBS survives it;
     /// `"create"` makes `create` fail (the source is inert).
     #[cfg(feature = "test-producer")]

@@ -25,6 +25,6 @@ pub mod voice;
 #[cfg(feature = "test-host")]
 pub use obs_psn_party::obs::host::ensure_display;
 pub use plugin::{stage_plugin, StagedPlugin};
-pub use process::{rss_kib, thread_count};
+pub use process::{plugin_threads, rss_kib, thread_count, thread_usage};
 pub use runner::{ensure, wait_for, Runner};
 pub use scratch::{finish_scratch, scratch_dir, ARTEFACTS_VAR};
