@@ -67,15 +67,21 @@ impl Mixer {
 
     /// Start a new block.
     pub fn begin(&mut self) {
-        self.acc = [0.0; BLOCK];
+        // `acc` is not cleared: the first `add` overwrites it, and `finish` without inputs
+        // does not read it (most blocks of a party have one voice or none).
         self.inputs = 0;
     }
 
     /// Add one member's block.
     pub fn add(&mut self, block: &[f32; BLOCK]) {
-        for (a, &s) in self.acc.iter_mut().zip(block.iter()) {
-            if s.is_finite() {
-                *a += s;
+        let finite = |s: f32| if s.is_finite() { s } else { 0.0 };
+        if self.inputs == 0 {
+            for (a, &s) in self.acc.iter_mut().zip(block.iter()) {
+                *a = finite(s);
+            }
+        } else {
+            for (a, &s) in self.acc.iter_mut().zip(block.iter()) {
+                *a += finite(s);
             }
         }
         self.inputs += 1;
@@ -88,6 +94,12 @@ impl Mixer {
 
     /// Limit the sum into `out`.
     pub fn finish(&mut self, out: &mut [f32; BLOCK]) {
+        if self.inputs == 0 {
+            // Nobody is heard: silence, and the gain releases as it would over a silent sum.
+            out.fill(0.0);
+            self.gain = self.released(1.0);
+            return;
+        }
         // A sum of finite samples can still overflow to infinity with absurd inputs.
         let mut peak = 0.0f32;
         for a in self.acc.iter_mut() {
@@ -105,8 +117,7 @@ impl Mixer {
         let (end, ramp) = if needed < start {
             (needed, ATTACK_SAMPLES)
         } else {
-            let alpha = 1.0 - (-1.0 / RELEASE_BLOCKS).exp();
-            (start + (needed - start) * alpha, BLOCK)
+            (self.released(needed), BLOCK)
         };
         for (i, (o, &a)) in out.iter_mut().zip(self.acc.iter()).enumerate() {
             let g = if i >= ramp {
@@ -118,6 +129,12 @@ impl Mixer {
         }
         self.gain = end;
         self.min_gain = self.min_gain.min(end);
+    }
+
+    /// The gain one block of release moves towards `needed` (not below the current gain).
+    fn released(&self, needed: f32) -> f32 {
+        let alpha = 1.0 - (-1.0 / RELEASE_BLOCKS).exp();
+        self.gain + (needed - self.gain) * alpha
     }
 
     /// `begin`, `add` each block, `finish`.
@@ -194,6 +211,30 @@ mod tests {
         assert!(max_step < 0.25, "max step {max_step}");
         assert!(m.min_gain() < 0.2);
         assert!(m.gain() > 0.9, "released: {}", m.gain());
+    }
+
+    /// Nobody heard (no `add`) is the same as adding silence: silent output, the same release.
+    #[test]
+    fn no_inputs_is_silence_and_the_gain_releases_as_usual() {
+        let (mut skipping, mut adding) = (Mixer::default(), Mixer::default());
+        let (mut out_s, mut out_a) = ([1.0; BLOCK], [1.0; BLOCK]);
+        let loud = sine(220.0, 0.9, 0);
+        for m in [&mut skipping, &mut adding] {
+            m.mix(&[&loud, &loud, &loud], &mut [0.0; BLOCK]);
+        }
+        for k in 0..100 {
+            skipping.mix(&[], &mut out_s);
+            adding.mix(&[&[0.0; BLOCK]], &mut out_a);
+            assert_eq!(out_s, out_a, "block {k}");
+            assert_eq!(skipping.gain(), adding.gain(), "block {k}");
+        }
+        assert!(out_s.iter().all(|&s| s == 0.0));
+        assert!(skipping.gain() > 0.9);
+        // And the first member after silence is not summed onto stale samples.
+        let quiet = sine(440.0, 0.3, 0);
+        skipping.mix(&[&quiet], &mut out_s);
+        adding.mix(&[&[0.0; BLOCK], &quiet], &mut out_a);
+        assert_eq!(out_s, out_a);
     }
 
     #[test]

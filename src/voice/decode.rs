@@ -24,6 +24,8 @@ impl std::error::Error for DecoderError {}
 /// Counters of what the decoder did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DecodeStats {
+    /// Frames asked for ([`OpusDecoder::decode`] calls, silence included).
+    pub calls: u64,
     pub packets: u64,
     pub fec: u64,
     pub plc: u64,
@@ -107,6 +109,16 @@ impl PitchRepeat {
         let n = out.len().min(HISTORY);
         self.history.copy_within(n.., 0);
         self.history[HISTORY - n..].copy_from_slice(&out[out.len() - n..]);
+    }
+
+    /// As [`Self::remember`] for `n` samples of silence.
+    fn remember_silence(&mut self, n: usize) {
+        if self.frozen {
+            return;
+        }
+        let n = n.min(HISTORY);
+        self.history.copy_within(n.., 0);
+        self.history[HISTORY - n..].fill(0.0);
     }
 
     /// The lag (a multiple of 4 samples) whose repetition best continues the last 20 ms, or 0.
@@ -379,11 +391,20 @@ impl OpusDecoder {
     /// [`MAX_FRAME`]). Returns the samples written: always `min(frame.samples(), MAX_FRAME,
     /// out.len())`.
     pub fn decode(&mut self, frame: &Frame<'_>, out: &mut [f32]) -> usize {
+        self.stats.calls += 1;
         let want = frame.samples().min(MAX_FRAME).min(out.len());
         let out = &mut out[..want];
         self.decode_into(frame, out);
         self.repeat.remember(out);
         want
+    }
+
+    /// `samples` of silence were played without asking the decoder (the member had nothing to
+    /// play): leaves the decoder as that many samples of [`Frame::Silence`] would have.
+    pub fn skipped_silence(&mut self, samples: usize) {
+        self.repeat.lost = 0;
+        self.repeat.frozen = false;
+        self.repeat.remember_silence(samples);
     }
 
     fn decode_into(&mut self, frame: &Frame<'_>, out: &mut [f32]) {
