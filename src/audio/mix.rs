@@ -114,16 +114,23 @@ impl Mixer {
             1.0
         };
         let start = self.gain;
+        if start == 1.0 && needed == 1.0 {
+            // Nothing to limit (the usual case): the sum itself, every sample within the
+            // threshold, where the knee is the identity.
+            out.copy_from_slice(&self.acc);
+            return;
+        }
         let (end, ramp) = if needed < start {
             (needed, ATTACK_SAMPLES)
         } else {
             (self.released(needed), BLOCK)
         };
+        let step = (end - start) / ramp as f32;
         for (i, (o, &a)) in out.iter_mut().zip(self.acc.iter()).enumerate() {
             let g = if i >= ramp {
                 end
             } else {
-                start + (end - start) * ((i + 1) as f32 / ramp as f32)
+                start + step * (i + 1) as f32
             };
             *o = soft_knee(a * g, self.threshold);
         }
@@ -131,10 +138,17 @@ impl Mixer {
         self.min_gain = self.min_gain.min(end);
     }
 
-    /// The gain one block of release moves towards `needed` (not below the current gain).
+    /// The gain after one block of release towards `needed` (at least the current gain).
     fn released(&self, needed: f32) -> f32 {
         let alpha = 1.0 - (-1.0 / RELEASE_BLOCKS).exp();
-        self.gain + (needed - self.gain) * alpha
+        let gain = self.gain + (needed - self.gain) * alpha;
+        // Within a millionth it is there: the steps of f32 just under 1.0 are too coarse for
+        // the last bit of an exponential release to ever arrive.
+        if needed - gain < 1e-6 {
+            needed
+        } else {
+            gain
+        }
     }
 
     /// `begin`, `add` each block, `finish`.
@@ -211,6 +225,11 @@ mod tests {
         assert!(max_step < 0.25, "max step {max_step}");
         assert!(m.min_gain() < 0.2);
         assert!(m.gain() > 0.9, "released: {}", m.gain());
+        // Released all the way (4 s of quiet), so a quiet block passes untouched again.
+        assert_eq!(m.gain(), 1.0);
+        let quiet = sine(440.0, 0.3, 0);
+        m.mix(&[&quiet], &mut out);
+        assert_eq!(out, quiet);
     }
 
     /// Nobody heard (no `add`) is the same as adding silence: silent output, the same release.
