@@ -67,15 +67,21 @@ impl Mixer {
 
     /// Start a new block.
     pub fn begin(&mut self) {
-        self.acc = [0.0; BLOCK];
+        // `acc` is not cleared: the first `add` overwrites it, and `finish` without inputs
+        // does not read it (most blocks of a party have one voice or none).
         self.inputs = 0;
     }
 
     /// Add one member's block.
     pub fn add(&mut self, block: &[f32; BLOCK]) {
-        for (a, &s) in self.acc.iter_mut().zip(block.iter()) {
-            if s.is_finite() {
-                *a += s;
+        let finite = |s: f32| if s.is_finite() { s } else { 0.0 };
+        if self.inputs == 0 {
+            for (a, &s) in self.acc.iter_mut().zip(block.iter()) {
+                *a = finite(s);
+            }
+        } else {
+            for (a, &s) in self.acc.iter_mut().zip(block.iter()) {
+                *a += finite(s);
             }
         }
         self.inputs += 1;
@@ -88,6 +94,12 @@ impl Mixer {
 
     /// Limit the sum into `out`.
     pub fn finish(&mut self, out: &mut [f32; BLOCK]) {
+        if self.inputs == 0 {
+            // Nobody is heard: silence, and the gain releases as it would over a silent sum.
+            out.fill(0.0);
+            self.gain = self.released(1.0);
+            return;
+        }
         // A sum of finite samples can still overflow to infinity with absurd inputs.
         let mut peak = 0.0f32;
         for a in self.acc.iter_mut() {
@@ -102,22 +114,41 @@ impl Mixer {
             1.0
         };
         let start = self.gain;
+        if start == 1.0 && needed == 1.0 {
+            // Nothing to limit (the usual case): the sum itself, every sample within the
+            // threshold, where the knee is the identity.
+            out.copy_from_slice(&self.acc);
+            return;
+        }
         let (end, ramp) = if needed < start {
             (needed, ATTACK_SAMPLES)
         } else {
-            let alpha = 1.0 - (-1.0 / RELEASE_BLOCKS).exp();
-            (start + (needed - start) * alpha, BLOCK)
+            (self.released(needed), BLOCK)
         };
+        let step = (end - start) / ramp as f32;
         for (i, (o, &a)) in out.iter_mut().zip(self.acc.iter()).enumerate() {
             let g = if i >= ramp {
                 end
             } else {
-                start + (end - start) * ((i + 1) as f32 / ramp as f32)
+                start + step * (i + 1) as f32
             };
             *o = soft_knee(a * g, self.threshold);
         }
         self.gain = end;
         self.min_gain = self.min_gain.min(end);
+    }
+
+    /// The gain after one block of release towards `needed` (at least the current gain).
+    fn released(&self, needed: f32) -> f32 {
+        let alpha = 1.0 - (-1.0 / RELEASE_BLOCKS).exp();
+        let gain = self.gain + (needed - self.gain) * alpha;
+        // Within a millionth it is there: the steps of f32 just under 1.0 are too coarse for
+        // the last bit of an exponential release to ever arrive.
+        if needed - gain < 1e-6 {
+            needed
+        } else {
+            gain
+        }
     }
 
     /// `begin`, `add` each block, `finish`.
@@ -194,6 +225,35 @@ mod tests {
         assert!(max_step < 0.25, "max step {max_step}");
         assert!(m.min_gain() < 0.2);
         assert!(m.gain() > 0.9, "released: {}", m.gain());
+        // Released all the way (4 s of quiet), so a quiet block passes untouched again.
+        assert_eq!(m.gain(), 1.0);
+        let quiet = sine(440.0, 0.3, 0);
+        m.mix(&[&quiet], &mut out);
+        assert_eq!(out, quiet);
+    }
+
+    /// Nobody heard (no `add`) is the same as adding silence: silent output, the same release.
+    #[test]
+    fn no_inputs_is_silence_and_the_gain_releases_as_usual() {
+        let (mut skipping, mut adding) = (Mixer::default(), Mixer::default());
+        let (mut out_s, mut out_a) = ([1.0; BLOCK], [1.0; BLOCK]);
+        let loud = sine(220.0, 0.9, 0);
+        for m in [&mut skipping, &mut adding] {
+            m.mix(&[&loud, &loud, &loud], &mut [0.0; BLOCK]);
+        }
+        for k in 0..100 {
+            skipping.mix(&[], &mut out_s);
+            adding.mix(&[&[0.0; BLOCK]], &mut out_a);
+            assert_eq!(out_s, out_a, "block {k}");
+            assert_eq!(skipping.gain(), adding.gain(), "block {k}");
+        }
+        assert!(out_s.iter().all(|&s| s == 0.0));
+        assert!(skipping.gain() > 0.9);
+        // And the first member after silence is not summed onto stale samples.
+        let quiet = sine(440.0, 0.3, 0);
+        skipping.mix(&[&quiet], &mut out_s);
+        adding.mix(&[&[0.0; BLOCK], &quiet], &mut out_a);
+        assert_eq!(out_s, out_a);
     }
 
     #[test]

@@ -22,12 +22,33 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// If the clock falls this far behind (the machine stalled), it skips ahead
 /// instead of producing a burst of catch-up blocks.
 const MAX_CATCH_UP: Duration = Duration::from_millis(100);
+/// A member silent for fewer ticks than this (100 ms) gets the silence written
+/// to their sources when they resume, before their audio: a shorter gap in a
+/// source's audio is not a pause to OBS or the pump (they smooth anything under
+/// 70 ms, and the source's lead is 20 ms), and their audio would go on late by
+/// the gap. Longer gaps start a new run of timestamps.
+const SHORTEST_GAP_TICKS: u32 = 10;
+/// What a short silence is filled with.
+static SILENT_BLOCK: [f32; BLOCK_FRAMES] = [0.0; BLOCK_FRAMES];
 
 /// One member's audio, pulled 10 ms at a time (jitter buffer + decoder in
 /// the plugin, a synthetic signal in tests).
 pub trait MemberAudio: Send + 'static {
-    /// Fills `out` with the member's next 10 ms, at playout time `now_ns`.
-    fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK_FRAMES]);
+    /// Fills `out` with the member's next 10 ms, at playout time `now_ns`, or
+    /// says the member is silent without touching `out`.
+    fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK_FRAMES]) -> Pulled;
+}
+
+/// What one pull gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pulled {
+    /// `out` holds the member's next 10 ms.
+    Audio,
+    /// The member is silent (nothing is arriving, nothing is left to play, or
+    /// the consent gate is closed): `out` was not touched. The playout adds
+    /// nothing to the mix and writes nothing to the member's sources, which
+    /// OBS plays as silence: a party of silent members costs next to nothing.
+    Silent,
 }
 
 /// Which member a `psn_party_member` source shows (its `member` setting).
@@ -70,8 +91,8 @@ const NO_SLOT: usize = 0;
 pub struct Silence;
 
 impl MemberAudio for Silence {
-    fn pull_10ms(&mut self, _now_ns: u64, out: &mut [f32; BLOCK_FRAMES]) {
-        out.fill(0.0);
+    fn pull_10ms(&mut self, _now_ns: u64, _out: &mut [f32; BLOCK_FRAMES]) -> Pulled {
+        Pulled::Silent
     }
 }
 
@@ -89,6 +110,10 @@ struct MemberEntry {
     slot: usize,
     audio: Box<dyn MemberAudio>,
     block: [f32; BLOCK_FRAMES],
+    /// What the last tick's pull gave (`block` is current only when `Audio`).
+    pulled: Pulled,
+    /// `Silent` pulls in a row before this one (saturating; `u32::MAX` before any audio).
+    silent_run: u32,
 }
 
 struct Subscriber {
@@ -98,6 +123,9 @@ struct Subscriber {
     /// Index into `members` this member subscription resolves to, kept
     /// current whenever the members change (never searched per tick).
     resolved: Option<usize>,
+    /// Whether the ring has had a block (a short silence is filled only in a
+    /// stream that is running).
+    fed: bool,
 }
 
 /// The clock's state, stepped by `tick`: pure enough to test on virtual time.
@@ -136,6 +164,7 @@ impl PlayoutEngine {
                 if let Some(known) = known {
                     known.info = info;
                     known.audio = audio;
+                    known.silent_run = u32::MAX;
                 } else {
                     let slot = if info.takes_slot {
                         (1..)
@@ -149,6 +178,8 @@ impl PlayoutEngine {
                         slot,
                         audio,
                         block: [0.0; BLOCK_FRAMES],
+                        pulled: Pulled::Silent,
+                        silent_run: u32::MAX,
                     });
                 }
             }
@@ -169,6 +200,7 @@ impl PlayoutEngine {
                 target,
                 writer,
                 resolved: None,
+                fed: false,
             }),
             Command::Retarget(id, target) => {
                 if let Some(sub) = self.subscriptions.iter_mut().find(|s| s.id == id) {
@@ -211,8 +243,13 @@ impl PlayoutEngine {
     pub fn tick(&mut self, now_ns: u64) {
         self.mixer.begin();
         for member in &mut self.members {
-            member.audio.pull_10ms(now_ns, &mut member.block);
-            if member.info.in_mix {
+            if member.pulled == Pulled::Silent {
+                member.silent_run = member.silent_run.saturating_add(1);
+            } else {
+                member.silent_run = 0;
+            }
+            member.pulled = member.audio.pull_10ms(now_ns, &mut member.block);
+            if member.pulled == Pulled::Audio && member.info.in_mix {
                 self.mixer.add(&member.block);
             }
         }
@@ -224,7 +261,17 @@ impl PlayoutEngine {
                     sub.writer.write_deferred(&self.mix);
                 }
                 (Target::Member(_), Some(index)) => {
-                    sub.writer.write_deferred(&self.members[index].block);
+                    let member = &self.members[index];
+                    // A silent member's source gets nothing (OBS plays that as silence).
+                    if member.pulled == Pulled::Audio {
+                        if sub.fed && member.silent_run < SHORTEST_GAP_TICKS {
+                            for _ in 0..member.silent_run {
+                                sub.writer.write_deferred(&SILENT_BLOCK);
+                            }
+                        }
+                        sub.writer.write_deferred(&member.block);
+                        sub.fed = true;
+                    }
                 }
                 // The selected member is not in the party: the source is silent.
                 (Target::Member(_), None) => {}
@@ -383,8 +430,9 @@ mod tests {
     /// A member whose every sample is one constant value.
     struct Constant(f32);
     impl MemberAudio for Constant {
-        fn pull_10ms(&mut self, _now: u64, out: &mut [f32; BLOCK_FRAMES]) {
+        fn pull_10ms(&mut self, _now: u64, out: &mut [f32; BLOCK_FRAMES]) -> Pulled {
             out.fill(self.0);
+            Pulled::Audio
         }
     }
 
@@ -530,6 +578,91 @@ mod tests {
             slots.iter().find(|(a, _)| a == "me").map(|s| s.1),
             Some(NO_SLOT)
         );
+    }
+
+    /// Sound (0.1) on the ticks `talks` says, silent otherwise.
+    struct Talkspurts(Vec<bool>, usize);
+    impl MemberAudio for Talkspurts {
+        fn pull_10ms(&mut self, _now: u64, out: &mut [f32; BLOCK_FRAMES]) -> Pulled {
+            let talking = self.0.get(self.1).copied().unwrap_or(false);
+            self.1 += 1;
+            if !talking {
+                return Pulled::Silent;
+            }
+            out.fill(0.1);
+            Pulled::Audio
+        }
+    }
+
+    #[test]
+    fn a_silent_member_writes_nothing_and_the_mix_stays_continuous() {
+        let mut engine = PlayoutEngine::new();
+        let (w_mix, mut r_mix) = audio_ring(48_000);
+        let (w_a, mut r_a) = audio_ring(48_000);
+        let (w_b, mut r_b) = audio_ring(48_000);
+        // a talks on ticks 2..5, b never (a roster member whose voice has not connected).
+        let talks = (0..10).map(|t| (2..5).contains(&t)).collect();
+        engine.add_member(member("1", "a", true), Box::new(Talkspurts(talks, 0)));
+        engine.add_member(member("2", "b", true), Box::new(Silence));
+        engine.subscribe(1, Target::Mix, w_mix);
+        engine.subscribe(2, Target::Member(MemberSelector::Slot(1)), w_a);
+        engine.subscribe(3, Target::Member(MemberSelector::Slot(2)), w_b);
+        let mut mix = Vec::new();
+        let mut a = Vec::new();
+        for t in 0..10u64 {
+            engine.tick(t * 10_000_000);
+            mix.push(next_block(&mut r_mix));
+            a.push(next_block(&mut r_a));
+            assert_eq!(next_block(&mut r_mix), None, "one mix block per tick");
+        }
+        let heard = |v: f32| Some(v);
+        assert_eq!(
+            mix,
+            [0.0, 0.0, 0.1, 0.1, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0].map(heard),
+            "the mix: a block every tick, silence while nobody talks"
+        );
+        let talked: Vec<Option<f32>> = (0..10)
+            .map(|t| (2..5).contains(&t).then_some(0.1))
+            .collect();
+        assert_eq!(a, talked, "a's source gets a's talkspurt, nothing else");
+        assert_eq!(next_block(&mut r_b), None, "b's source gets nothing");
+    }
+
+    /// A silence under 100 ms is written (late, at the next audio) so the source's audio goes
+    /// on without a gap its pump would smooth over; a longer one leaves a gap.
+    #[test]
+    fn a_short_silence_is_filled_when_the_member_resumes() {
+        let mut engine = PlayoutEngine::new();
+        let (w, mut r) = audio_ring(48_000);
+        // Talks 3 ticks, silent 3, talks 2, silent 12, talks 2.
+        let talks = [(3, true), (3, false), (2, true), (12, false), (2, true)]
+            .iter()
+            .flat_map(|&(n, talking)| std::iter::repeat_n(talking, n))
+            .collect();
+        engine.add_member(member("1", "a", true), Box::new(Talkspurts(talks, 0)));
+        engine.subscribe(1, Target::Member(MemberSelector::Slot(1)), w);
+        let mut written = Vec::new();
+        for t in 0..22u64 {
+            engine.tick(t * 10_000_000);
+            while let Some(v) = next_block(&mut r) {
+                written.push((t, v));
+            }
+        }
+        let expected = [
+            (0, 0.1),
+            (1, 0.1),
+            (2, 0.1),
+            // The 30 ms silence, then the audio.
+            (6, 0.0),
+            (6, 0.0),
+            (6, 0.0),
+            (6, 0.1),
+            (7, 0.1),
+            // After 120 ms of silence: no fill.
+            (20, 0.1),
+            (21, 0.1),
+        ];
+        assert_eq!(written, expected);
     }
 
     #[test]

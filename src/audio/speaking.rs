@@ -91,25 +91,33 @@ impl SpeakingDetector {
 
     /// Looks at one 10 ms block pulled at playout time `now_ns` and publishes a change.
     pub fn feed(&mut self, block: &[f32; BLOCK_FRAMES], now_ns: u64, state: &SpeakingState) {
-        let voiced = block_rms(block) > VOICE_FLOOR_RMS;
-        if voiced {
-            if self.voiced_run == 0 {
-                self.run_start_ns = now_ns;
-            }
-            self.voiced_run = self.voiced_run.saturating_add(1);
-            self.quiet_run = 0;
-            if !self.speaking && self.voiced_run >= ATTACK_BLOCKS {
-                self.speaking = true;
-                state.publish(true, self.run_start_ns, now_ns);
-            }
-        } else {
-            self.voiced_run = 0;
-            self.quiet_run = self.quiet_run.saturating_add(1);
-            if self.speaking && self.quiet_run >= HANGOVER_BLOCKS {
-                self.speaking = false;
-                let onset = state.onset_ns.load(Ordering::Relaxed);
-                state.publish(false, onset, now_ns);
-            }
+        if block_rms(block) <= VOICE_FLOOR_RMS {
+            self.feed_silence(now_ns, state);
+            return;
+        }
+        if self.voiced_run == 0 {
+            self.run_start_ns = now_ns;
+        }
+        self.voiced_run = self.voiced_run.saturating_add(1);
+        self.quiet_run = 0;
+        if !self.speaking && self.voiced_run >= ATTACK_BLOCKS {
+            self.speaking = true;
+            state.publish(true, self.run_start_ns, now_ns);
+        }
+    }
+
+    /// One 10 ms block of silence at `now_ns` (a member with nothing to play): no samples to
+    /// look at, only the hangover to count.
+    pub fn feed_silence(&mut self, now_ns: u64, state: &SpeakingState) {
+        self.voiced_run = 0;
+        if !self.speaking {
+            return;
+        }
+        self.quiet_run = self.quiet_run.saturating_add(1);
+        if self.quiet_run >= HANGOVER_BLOCKS {
+            self.speaking = false;
+            let onset = state.onset_ns.load(Ordering::Relaxed);
+            state.publish(false, onset, now_ns);
         }
     }
 }
@@ -186,6 +194,29 @@ mod tests {
         d.feed(&tone(0.5), 5_000 * MS, &state);
         run(&mut d, &state, &[0.0; BLOCK_FRAMES], 10, 5_010 * MS);
         assert_eq!(state.changes(), 0);
+    }
+
+    /// `feed_silence` (a member with nothing to play) counts as a quiet block.
+    #[test]
+    fn feeding_silence_is_feeding_a_quiet_block() {
+        let (s1, s2) = (SpeakingState::default(), SpeakingState::default());
+        let (mut d1, mut d2) = (SpeakingDetector::new(&s1), SpeakingDetector::new(&s2));
+        let voice = tone(0.3);
+        for k in 0..200u64 {
+            let t = k * 10 * MS;
+            // Talkspurts of 300 ms every second, with a 100 ms gap inside.
+            let talking = matches!(k % 100, 0..10 | 20..40);
+            if talking {
+                d1.feed(&voice, t, &s1);
+                d2.feed(&voice, t, &s2);
+            } else {
+                d1.feed(&[0.0; BLOCK_FRAMES], t, &s1);
+                d2.feed_silence(t, &s2);
+            }
+            assert_eq!(s1.is_speaking(), s2.is_speaking(), "block {k}");
+            assert_eq!(s1.times_ns(), s2.times_ns(), "block {k}");
+        }
+        assert_eq!((s1.changes(), s2.changes()), (4, 4));
     }
 
     #[test]

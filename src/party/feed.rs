@@ -13,7 +13,7 @@ use std::time::Instant;
 use ringbuf::traits::{Consumer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
-use crate::audio::playout::MemberAudio;
+use crate::audio::playout::{MemberAudio, Pulled};
 use crate::audio::ring::BLOCK_FRAMES;
 use crate::voice::member::MemberVoice;
 use crate::voice::peer::RtpEvent;
@@ -132,7 +132,7 @@ impl MemberStream {
 }
 
 impl MemberAudio for MemberStream {
-    fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK_FRAMES]) {
+    fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK_FRAMES]) -> Pulled {
         while self.cons.pop_slice(std::slice::from_mut(&mut *self.slot)) == 1 {
             let slot = &*self.slot;
             self.member.push(&RtpIn {
@@ -144,7 +144,11 @@ impl MemberAudio for MemberStream {
                 arrival_ns: slot.arrival_ns,
             });
         }
-        self.member.pull_10ms(now_ns, out);
+        if self.member.pull_10ms_if_sound(now_ns, out) {
+            Pulled::Audio
+        } else {
+            Pulled::Silent
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::pipeline::PlayoutControl;
 use super::settings::Consent;
-use crate::audio::playout::{MemberAudio, MemberInfo, Playout};
+use crate::audio::playout::{MemberAudio, MemberInfo, Playout, Pulled};
 use crate::audio::ring::BLOCK_FRAMES;
 use crate::audio::speaking::{SpeakingDetector, SpeakingState};
 
@@ -54,12 +54,17 @@ impl GatedAudio {
 }
 
 impl MemberAudio for GatedAudio {
-    fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK_FRAMES]) {
-        self.inner.pull_10ms(now_ns, out);
+    fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK_FRAMES]) -> Pulled {
+        if self.inner.pull_10ms(now_ns, out) == Pulled::Silent {
+            self.detector.feed_silence(now_ns, &self.gate.speech);
+            return Pulled::Silent;
+        }
         self.detector.feed(out, now_ns, &self.gate.speech);
         if !self.gate.allowed.load(Ordering::Relaxed) {
-            out.fill(0.0);
+            // Not allowed: heard nowhere, as if silent.
+            return Pulled::Silent;
         }
+        Pulled::Audio
     }
 }
 
@@ -142,23 +147,60 @@ mod tests {
     fn a_gated_member_is_silent_and_still_metered() {
         struct Tone;
         impl MemberAudio for Tone {
-            fn pull_10ms(&mut self, _now: u64, out: &mut [f32; BLOCK_FRAMES]) {
+            fn pull_10ms(&mut self, _now: u64, out: &mut [f32; BLOCK_FRAMES]) -> Pulled {
                 out.fill(0.5);
+                Pulled::Audio
             }
         }
         let gates = Gates::default();
         let gate = gates.gate("7");
         let mut audio = GatedAudio::new(Box::new(Tone), gate);
         let mut block = [0.0; BLOCK_FRAMES];
-        audio.pull_10ms(1_000, &mut block);
-        audio.pull_10ms(10_001_000, &mut block);
+        assert_eq!(audio.pull_10ms(1_000, &mut block), Pulled::Audio);
+        assert_eq!(audio.pull_10ms(10_001_000, &mut block), Pulled::Audio);
         assert!(block.iter().all(|s| *s == 0.5));
         gates.set_consent(Consent {
             only_allowed: true,
             allowed: HashMap::new(),
         });
-        audio.pull_10ms(20_001_000, &mut block);
-        assert!(block.iter().all(|s| *s == 0.0), "not allowed: silent");
+        let pulled = audio.pull_10ms(20_001_000, &mut block);
+        assert_eq!(pulled, Pulled::Silent, "not allowed: silent");
         assert!(gates.speaking("7") && gates.muted("7"));
+    }
+
+    /// A member who falls silent (pulls that do no work) stops speaking after the hangover,
+    /// as after quiet blocks.
+    #[test]
+    fn speaking_goes_off_after_the_hangover_when_a_member_falls_silent() {
+        use crate::audio::speaking::HANGOVER_BLOCKS;
+        /// Loud for the first `talk` pulls, then silent.
+        struct Spurt(u32);
+        impl MemberAudio for Spurt {
+            fn pull_10ms(&mut self, _now: u64, out: &mut [f32; BLOCK_FRAMES]) -> Pulled {
+                if self.0 == 0 {
+                    return Pulled::Silent;
+                }
+                self.0 -= 1;
+                out.fill(0.3);
+                Pulled::Audio
+            }
+        }
+        let gates = Gates::default();
+        let mut audio = GatedAudio::new(Box::new(Spurt(20)), gates.gate("9"));
+        let mut block = [0.0; BLOCK_FRAMES];
+        let mut silent_pulls = 0;
+        for t in 0..200u64 {
+            if audio.pull_10ms(t * 10_000_000, &mut block) == Pulled::Silent {
+                silent_pulls += 1;
+            }
+            let speaking = gates.speaking("9");
+            match t {
+                2..20 => assert!(speaking, "speaking at pull {t}"),
+                _ if silent_pulls >= HANGOVER_BLOCKS => assert!(!speaking, "pull {t}"),
+                20.. => assert!(speaking, "still in the hangover at pull {t}"),
+                _ => {}
+            }
+        }
+        assert_eq!(silent_pulls, 180);
     }
 }

@@ -24,6 +24,8 @@ impl std::error::Error for DecoderError {}
 /// Counters of what the decoder did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DecodeStats {
+    /// Frames asked for ([`OpusDecoder::decode`] calls, silence included).
+    pub calls: u64,
     pub packets: u64,
     pub fec: u64,
     pub plc: u64,
@@ -76,6 +78,9 @@ const WEAK_FEC: f32 = 0.6;
 /// unvoiced sounds) is concealed by libopus alone, as before.
 struct PitchRepeat {
     history: Box<[f32; HISTORY]>,
+    /// How many of the history's last samples are known to be silence (at most `HISTORY`):
+    /// more silence does not move a history that is all silence.
+    silent_tail: usize,
     /// Samples concealed in the current loss (0: not in a loss).
     lost: usize,
     /// The repeated period (0: the audio before the loss was not periodic).
@@ -92,6 +97,7 @@ impl PitchRepeat {
     fn new() -> Self {
         Self {
             history: Box::new([0.0; HISTORY]),
+            silent_tail: HISTORY,
             lost: 0,
             lag: 0,
             phase: 0,
@@ -107,6 +113,18 @@ impl PitchRepeat {
         let n = out.len().min(HISTORY);
         self.history.copy_within(n.., 0);
         self.history[HISTORY - n..].copy_from_slice(&out[out.len() - n..]);
+        self.silent_tail = 0;
+    }
+
+    /// As [`Self::remember`] for `n` samples of silence.
+    fn remember_silence(&mut self, n: usize) {
+        if self.frozen || self.silent_tail == HISTORY {
+            return;
+        }
+        let n = n.min(HISTORY);
+        self.history.copy_within(n.., 0);
+        self.history[HISTORY - n..].fill(0.0);
+        self.silent_tail = (self.silent_tail + n).min(HISTORY);
     }
 
     /// The lag (a multiple of 4 samples) whose repetition best continues the last 20 ms, or 0.
@@ -379,11 +397,25 @@ impl OpusDecoder {
     /// [`MAX_FRAME`]). Returns the samples written: always `min(frame.samples(), MAX_FRAME,
     /// out.len())`.
     pub fn decode(&mut self, frame: &Frame<'_>, out: &mut [f32]) -> usize {
+        self.stats.calls += 1;
         let want = frame.samples().min(MAX_FRAME).min(out.len());
         let out = &mut out[..want];
         self.decode_into(frame, out);
-        self.repeat.remember(out);
+        if let Frame::Silence { .. } = frame {
+            // Zeros (`decode_into` wrote them), without copying them.
+            self.repeat.remember_silence(want);
+        } else {
+            self.repeat.remember(out);
+        }
         want
+    }
+
+    /// `samples` of silence were played without asking the decoder (the member had nothing to
+    /// play): leaves the decoder as that many samples of [`Frame::Silence`] would have.
+    pub fn skipped_silence(&mut self, samples: usize) {
+        self.repeat.lost = 0;
+        self.repeat.frozen = false;
+        self.repeat.remember_silence(samples);
     }
 
     fn decode_into(&mut self, frame: &Frame<'_>, out: &mut [f32]) {
@@ -592,6 +624,48 @@ mod tests {
                 enc.encode_vec_float(&pcm, 1500).unwrap()
             })
             .collect()
+    }
+
+    /// Silence goes into the concealment history like any audio, without moving a history
+    /// that is silence already.
+    #[test]
+    fn silence_is_remembered_as_zeros() {
+        let mut d = OpusDecoder::new().unwrap();
+        let mut out = [0.0f32; 1920];
+        let p = packets(3);
+        for q in &p {
+            d.decode(
+                &Frame::Packet {
+                    payload: q,
+                    samples: 1920,
+                },
+                &mut out,
+            );
+        }
+        let last = out;
+        let silence = Frame::Silence { samples: 480 };
+        for _ in 0..3 {
+            d.decode(&silence, &mut out);
+        }
+        let h = &d.repeat.history;
+        assert_eq!(h[..HISTORY - 1440], last[1920 - (HISTORY - 1440)..]);
+        assert!(h[HISTORY - 1440..].iter().all(|&v| v == 0.0));
+        for _ in 0..3 {
+            d.decode(&silence, &mut out);
+        }
+        assert!(d.repeat.history.iter().all(|&v| v == 0.0));
+        assert_eq!(d.repeat.silent_tail, HISTORY);
+        d.skipped_silence(480);
+        d.decode(
+            &Frame::Packet {
+                payload: &p[0],
+                samples: 1920,
+            },
+            &mut out,
+        );
+        assert_eq!(d.repeat.silent_tail, 0);
+        assert_eq!(d.repeat.history[HISTORY - 1920..], out);
+        assert!(d.repeat.history[..HISTORY - 1920].iter().all(|&v| v == 0.0));
     }
 
     /// The second decoder costs a full decode per packet: it runs only after a loss.

@@ -4,6 +4,10 @@
 //! `pull_10ms` is called by the party's playout clock every 10 ms. After construction nothing
 //! allocates: the jitter buffer's slots and the decoded-sample FIFO are preallocated, and a
 //! 40 ms packet decodes once into the FIFO and is served over four pulls.
+//!
+//! A member who is silent costs nothing: once the jitter buffer holds nothing and is not
+//! playing (a pause, concealment over) and what is left decoded is silence, the pulls do no
+//! work at all ([`MemberVoice::pull_10ms_if_sound`]) until the next packet is pushed.
 
 use crate::voice::decode::{DecoderError, OpusDecoder, MAX_FRAME};
 use crate::voice::jitter::{Frame, JitterBuffer, JitterConfig, Packet, PushOutcome};
@@ -61,6 +65,9 @@ pub struct MemberStats {
     pub quiet_repeats: u64,
     /// Pulls that could not be filled completely (should stay 0).
     pub short_pulls: u64,
+    /// Pulls answered "silent" without any work (nothing had arrived since the member fell
+    /// silent).
+    pub silent_pulls: u64,
 }
 
 /// Jitter buffer + Opus decoder for one member.
@@ -69,12 +76,22 @@ pub struct MemberVoice {
     cfg: MemberConfig,
     jitter: JitterBuffer,
     decoder: OpusDecoder,
+    /// Decoded samples: `queued` of them from `head` on. Served by moving `head`, and moved
+    /// back to the front only before the next decode (then fewer than a block are left).
     fifo: Vec<f32>,
+    head: usize,
     queued: usize,
     /// Where the FIFO's samples came from: runs of `(samples, not_speech)` from its front;
     /// `not_speech` when the packet's SILK VAD flags all said so, or for silence.
     segs: [(usize, bool); MAX_SEGS],
     nsegs: usize,
+    /// Nothing to play until the next packet: pulls do no work.
+    silent: bool,
+    /// Samples of silence the silent pulls stood for (capped; the decoder is told at the next
+    /// packet).
+    skipped: usize,
+    /// Playout time of the last pull.
+    last_pull_ns: u64,
     stats: MemberStats,
 }
 
@@ -84,9 +101,13 @@ impl MemberVoice {
             jitter: JitterBuffer::new(cfg.jitter.clone()),
             decoder: OpusDecoder::new()?,
             fifo: vec![0.0; BLOCK + MAX_FRAME],
+            head: 0,
             queued: 0,
             segs: [(0, false); MAX_SEGS],
             nsegs: 0,
+            silent: false,
+            skipped: 0,
+            last_pull_ns: 0,
             stats: MemberStats::default(),
             cfg,
         })
@@ -109,7 +130,13 @@ impl MemberVoice {
         self.queued
     }
 
-    /// Extended RTP timestamp of the next sample `pull_10ms` will return.
+    /// Whether the member fell silent: pulls do no work until the next packet.
+    pub fn is_silent(&self) -> bool {
+        self.silent
+    }
+
+    /// Extended RTP timestamp of the next sample `pull_10ms` will return (while silent: as the
+    /// last pull that did work left it).
     pub fn playout_ts(&self) -> Option<i64> {
         self.jitter.playout_ts(self.queued)
     }
@@ -121,6 +148,9 @@ impl MemberVoice {
 
     /// Hand over one received RTP packet.
     pub fn push(&mut self, p: &RtpIn<'_>) {
+        if self.silent {
+            self.wake();
+        }
         if p.payload_type == self.cfg.opus_pt {
             self.push_opus(p.seq, p.timestamp, p.marker, p.payload, p.arrival_ns);
         } else if Some(p.payload_type) == self.cfg.red_pt {
@@ -171,7 +201,7 @@ impl MemberVoice {
     /// Whether `len` samples from `start` of the FIFO are quiet enough to drop or repeat:
     /// near silence, or not speech by the sender's VAD and under -34 dBFS.
     fn quiet(&self, start: usize, len: usize) -> bool {
-        let r = rms(&self.fifo[start..start + len]);
+        let r = rms(&self.waiting()[start..start + len]);
         r < QUIET_RMS || (r < NONSPEECH_RMS && self.not_speech(start, start + len))
     }
 
@@ -209,9 +239,14 @@ impl MemberVoice {
         self.nsegs += 1;
     }
 
+    /// The decoded samples waiting, oldest first.
+    fn waiting(&self) -> &[f32] {
+        &self.fifo[self.head..self.head + self.queued]
+    }
+
     /// Remove `n` samples from the front of the FIFO.
     fn consume(&mut self, n: usize) {
-        self.fifo.copy_within(n..self.queued, 0);
+        self.head += n;
         self.queued -= n;
         let mut left = n;
         while left > 0 && self.nsegs > 0 {
@@ -238,9 +273,10 @@ impl MemberVoice {
         if !self.quiet(0, BLOCK) || !self.quiet(BLOCK, BLOCK) {
             return;
         }
+        let fifo = &mut self.fifo[self.head..self.head + self.queued];
         for i in 0..SEAM {
             let w = (i + 1) as f32 / (SEAM + 1) as f32;
-            self.fifo[BLOCK + i] = self.fifo[BLOCK + i] * w + self.fifo[i] * (1.0 - w);
+            fifo[BLOCK + i] = fifo[BLOCK + i] * w + fifo[i] * (1.0 - w);
         }
         self.consume(BLOCK);
         self.stats.quiet_drops += 1;
@@ -260,9 +296,45 @@ impl MemberVoice {
         true
     }
 
+    /// A packet after silent pulls: the jitter buffer and the decoder are brought to where the
+    /// skipped pulls (each a [`Frame::Silence`] of 10 ms) would have left them.
+    fn wake(&mut self) {
+        self.silent = false;
+        self.jitter.follow_idle(self.last_pull_ns);
+        self.decoder.skipped_silence(self.skipped);
+        self.skipped = 0;
+    }
+
+    /// Nothing can be heard before the next packet: the jitter buffer holds none and is not
+    /// playing (every pull would be silence), and what is decoded and waiting is silence.
+    fn nothing_to_play(&self) -> bool {
+        self.jitter.is_drained() && self.waiting().iter().all(|&s| s == 0.0)
+    }
+
     /// Fill `out` with the next 10 ms of this member's voice (silence when there is none).
     pub fn pull_10ms(&mut self, now_ns: u64, out: &mut [f32; BLOCK]) {
+        if !self.pull_10ms_if_sound(now_ns, out) {
+            out.fill(0.0);
+        }
+    }
+
+    /// As [`Self::pull_10ms`], but while the member is silent (nothing to play until the next
+    /// packet) returns `false` at once and leaves `out` alone: no jitter buffer, no decoder,
+    /// no copy. The first packet pushed ends that, and its pull plays it as the jitter buffer
+    /// says (no delay is added).
+    pub fn pull_10ms_if_sound(&mut self, now_ns: u64, out: &mut [f32; BLOCK]) -> bool {
         self.stats.pulls += 1;
+        self.last_pull_ns = now_ns;
+        if self.silent {
+            self.stats.silent_pulls += 1;
+            self.skipped = (self.skipped + BLOCK).min(MAX_FRAME);
+            return false;
+        }
+        if self.queued < BLOCK && self.head > 0 {
+            // Room for the next frames behind what is left (under a block).
+            self.fifo.copy_within(self.head..self.head + self.queued, 0);
+            self.head = 0;
+        }
         let mut rounds = 0;
         while self.queued < BLOCK && rounds < 8 {
             rounds += 1;
@@ -274,30 +346,131 @@ impl MemberVoice {
                 Frame::Silence { .. } => true,
                 Frame::Fec { .. } | Frame::Plc { .. } => false,
             };
-            let n = self.decoder.decode(&frame, &mut self.fifo[self.queued..]);
+            let n = self
+                .decoder
+                .decode(&frame, &mut self.fifo[self.head + self.queued..]);
             self.note_segment(n, nonspeech);
             self.queued += n;
         }
         self.maybe_drop_quiet(now_ns);
         if self.queued < BLOCK {
             self.stats.short_pulls += 1;
-            self.fifo[self.queued..BLOCK].fill(0.0);
+            self.fifo[self.head + self.queued..self.head + BLOCK].fill(0.0);
             self.note_segment(BLOCK - self.queued, true);
             self.queued = BLOCK;
         }
         if self.repeat_quiet(now_ns) {
             // Play the quiet block now and keep it for the next pull as well.
-            out.copy_from_slice(&self.fifo[..BLOCK]);
-            return;
+            out.copy_from_slice(&self.waiting()[..BLOCK]);
+            return true;
         }
-        out.copy_from_slice(&self.fifo[..BLOCK]);
+        out.copy_from_slice(&self.waiting()[..BLOCK]);
         self.consume(BLOCK);
+        if self.nothing_to_play() {
+            // The decoded silence left is dropped: the jitter buffer placed what comes next
+            // by its target delay either way (idle, it follows the target exactly).
+            self.silent = true;
+            self.head = 0;
+            self.queued = 0;
+            self.nsegs = 0;
+        }
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    /// `n` 40 ms packets of a 440 Hz tone, as the members send them (16 kHz clock, FEC on).
+    fn tone_packets(n: usize) -> Vec<Vec<u8>> {
+        let mut enc =
+            opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        enc.set_inband_fec(true).unwrap();
+        let mut k = 0usize;
+        (0..n)
+            .map(|_| {
+                let pcm: Vec<f32> = (0..640)
+                    .map(|i| {
+                        let t = (k + i) as f32 / 16_000.0;
+                        0.3 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()
+                    })
+                    .collect();
+                k += 640;
+                enc.encode_vec_float(&pcm, 1500).unwrap()
+            })
+            .collect()
+    }
+
+    /// Two talkspurts of one second with a two-second pause between (no packets: DTX, as a
+    /// PS5 sends). While nothing arrives the member costs no decode; the second talkspurt is
+    /// heard as promptly as the first.
+    #[test]
+    fn a_silent_member_costs_no_decode_and_resumes_on_the_first_packet() {
+        let packets = tone_packets(50);
+        // (arrival, RTP timestamp): the second talkspurt starts at 3 s, sequence numbers go on.
+        let sent = |k: usize| -> (u64, u32) {
+            let at = if k < 25 { k } else { k + 50 };
+            (at as u64 * 40 * MS, at as u32 * 640)
+        };
+        let mut m = MemberVoice::new(MemberConfig::new(16_000, 96)).unwrap();
+        let mut out = [0f32; BLOCK];
+        let mut next = 0;
+        let mut onsets = Vec::new();
+        let mut heard = false;
+        let mut calls_in_pause = None;
+        for tick in 0..450u64 {
+            let now = tick * 10 * MS;
+            while next < packets.len() && sent(next).0 <= now {
+                let (arrival_ns, timestamp) = sent(next);
+                m.push(&RtpIn {
+                    payload_type: 96,
+                    seq: next as u16,
+                    timestamp,
+                    marker: next == 0 || next == 25,
+                    payload: &packets[next],
+                    arrival_ns,
+                });
+                next += 1;
+            }
+            let sound = m.pull_10ms_if_sound(now, &mut out);
+            let loud = sound && rms(&out) > 0.05;
+            if loud && !heard {
+                onsets.push(now);
+            }
+            heard = loud;
+            if now == 1_500 * MS {
+                assert!(m.is_silent(), "silent 500 ms after the last packet");
+                calls_in_pause = Some(m.decoder().stats().calls);
+            }
+            if (1_500 * MS..3_000 * MS).contains(&now) {
+                assert!(!sound, "a silent pull at {} ms", now / MS);
+            }
+            if now == 2_990 * MS {
+                // Not one decoder call while nothing arrived.
+                assert_eq!(Some(m.decoder().stats().calls), calls_in_pause);
+            }
+            if now == 3_000 * MS {
+                assert!(sound, "the first packet ends the silence at once");
+            }
+        }
+        let silent_pulls = m.stats().silent_pulls;
+        assert!(silent_pulls >= 150, "{silent_pulls} silent pulls");
+        let onset_delays: Vec<u64> = onsets
+            .iter()
+            .zip([0, 3_000 * MS])
+            .map(|(t, first)| (t - first) / MS)
+            .collect();
+        println!("onsets {onset_delays:?} ms after the first packet, {silent_pulls} silent pulls");
+        assert_eq!(onset_delays.len(), 2, "two talkspurts heard: {onsets:?}");
+        assert!(
+            onset_delays[1] <= onset_delays[0] + 10,
+            "the second talkspurt waited longer: {onset_delays:?} ms"
+        );
+        assert_eq!(m.stats().short_pulls, 0);
+    }
 
     /// Garbage of every kind through the whole pipeline: no panic, always 480 finite samples.
     #[test]

@@ -20,6 +20,9 @@ pub(crate) struct DelayEstimator {
     forget: f32,
     samples: u32,
     newest_epoch: u64,
+    /// [`Self::base`], kept since the last update (the playout asks for it several times a
+    /// pull, the window changes only with packets).
+    base: Option<i64>,
 }
 
 impl DelayEstimator {
@@ -32,6 +35,7 @@ impl DelayEstimator {
             forget: forget.clamp(0.5, 0.99999),
             samples: 0,
             newest_epoch: 0,
+            base: None,
         }
     }
 
@@ -46,6 +50,10 @@ impl DelayEstimator {
 
     /// The fastest transit of the window, if any packet was seen.
     pub(crate) fn base(&self) -> Option<i64> {
+        self.base
+    }
+
+    fn window_min(&self) -> Option<i64> {
         let oldest = self.newest_epoch.saturating_sub(WINDOW as u64 - 1);
         self.epochs
             .iter()
@@ -71,7 +79,8 @@ impl DelayEstimator {
                 self.mins[i] = transit_ns;
             }
         }
-        let base = self.base().unwrap_or(transit_ns);
+        self.base = self.window_min();
+        let base = self.base.unwrap_or(transit_ns);
         let jitter = transit_ns.saturating_sub(base).max(0);
         let bin = usize::try_from(jitter / 1_000_000)
             .unwrap_or(BINS - 1)

@@ -318,6 +318,27 @@ impl JitterBuffer {
         )
     }
 
+    /// Nothing to play until a packet arrives: not playing, and no packet held. Every `pull`
+    /// from here on gives silence (and moves the idle playout position, see
+    /// [`Self::follow_idle`]) until the next `push`.
+    pub fn is_drained(&self) -> bool {
+        self.state != State::Playing && self.slots.iter().all(|s| !s.used)
+    }
+
+    /// For a caller that skipped the pulls of a drained buffer (a silent member): puts the idle
+    /// playout position where those pulls, the last at `now_ns` with nothing queued, would have
+    /// left it. The restart check in [`Self::push`] compares new packets with it.
+    pub fn follow_idle(&mut self, now_ns: u64) {
+        if self.state != State::Idle {
+            return;
+        }
+        if let Some(base) = self.est.base() {
+            let now = now_ns.min(MAX_NS) as i64;
+            let desired = self.ns_to_ts(now.saturating_sub(base).saturating_sub(self.target_ns));
+            self.cursor = desired + self.from48(BLOCK).max(1);
+        }
+    }
+
     // ---- conversions ----------------------------------------------------------------------
 
     fn ts_to_ns(&self, ts: i64) -> i64 {
