@@ -202,6 +202,11 @@ fn main() {
             drop(source);
         }
         settle(&host);
+        // On a busy machine the last threads may still be on their way out: give them time. A
+        // leaked thread or allocation never comes back, so this cannot hide one.
+        support::wait_for(Duration::from_secs(10), || {
+            support::thread_count() <= threads && host.live_allocations() <= allocs
+        });
         let threads_after = support::thread_count();
         let allocs_after = host.live_allocations();
         let rss_after = support::rss_kib();
