@@ -1,9 +1,13 @@
-//! Benchmarks 2, 4 and 5 of issue 7 in real libobs (under Xvfb) against psn-sim's WebRTC
-//! members on loopback, and the OBS side of benchmark 3 (role `obs-process`).
+//! Benchmarks 2, 4 and 5 of issue 7 and the libobs rows of issue 21, in real libobs (under
+//! Xvfb) against psn-sim's WebRTC members on loopback, and the OBS side of benchmark 3 (role
+//! `obs-process`).
 //!
-//! `cargo bench --bench party_obs [-- NAME]` (tools/bench.sh runs it); NAME picks one of
-//! `startup`, `latency`, `steady`. Environment: `BENCH_STEADY_SECONDS` (600),
-//! `BENCH_LATENCY_SECONDS` (30), `BENCH_STARTUP_RUNS` (6).
+//! `cargo bench --features test-host --bench party_obs [-- NAME]` (tools/bench.sh runs it);
+//! NAME picks one of `startup`, `latency`, `steady`, `pair`, `silent`, `wake`, `stress`, or
+//! `compare` (benchmark 3). Environment: `BENCH_STEADY_SECONDS` (600), `BENCH_PAIR_SECONDS`
+//! (600), `BENCH_SILENT_SECONDS` (120), `BENCH_WAKE_SECONDS` (120), `BENCH_STRESS_SECONDS`
+//! (600), `BENCH_LATENCY_SECONDS` (30), `BENCH_STARTUP_RUNS` (6), `BENCH_PACKETS_DIR` (keep
+//! the packets of each window there, for `party_obs bare-decode FILE` under callgrind).
 //!
 //! - startup (4): a full party (14 voices) is running; the time from `obs_source_create` of the mix
 //!   source to the first audible sample in OBS's capture callback. The first run signs in
@@ -12,19 +16,32 @@
 //! - latency (2): the 14 voice members talk in spurts; psn-sim notes when it writes the first packet of
 //!   every talkspurt to the socket (after its jitter delay); the time to the OBS capture
 //!   callback that first carries that talkspurt's sound, per member source. 0 and 30 ms jitter.
-//! - steady (5): a full party talking in spurts for `BENCH_STEADY_SECONDS`, each in a source of
-//!   its own plus the mix on an output channel; OBS must not grow its audio buffering after
-//!   the first second of audio. Prints CPU per thread group and memory.
-//! - role `obs-process` (3, run by tools/bench/compare.sh): only libobs and the plugin in this
-//!   process, against a psn-sim in another; prints this process's CPU and memory.
+//! - steady (5, and issue 21's first row): 14 voices talking in spurts, each in a source of its
+//!   own plus the mix on an output channel; OBS must not grow its audio buffering after the
+//!   first second of audio. The plugin's threads' CPU against bare libopus decoding the same
+//!   packets (benches/support/party_load.rs, bare_decode.rs).
+//! - pair, silent, wake, stress (issue 21): the same ratio for 2 members; the plugin's CPU per
+//!   silent member; CPU and wake-ups with 8 (and 2) members on a 48 kHz clock in 20 ms packets;
+//!   timestamp jumps (re-anchors) under `stress-ng --cpu 2`.
+//! - role `obs-process` (3, run by `compare`): only libobs and the plugin in this process,
+//!   against a psn-sim in another; prints this process's CPU and memory.
+//! - role `bare-decode FILE`: decodes packets a run saved, for callgrind's instruction count.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "support/bare_decode.rs"]
+mod bare_decode;
+#[path = "support/party_load.rs"]
+mod party_load;
+#[path = "support/thread_stats.rs"]
+mod thread_stats;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use obs_psn_party::obs::host::{Captured, LogLine, ObsHost};
+use obs_psn_party::obs::host::{Captured, ObsHost};
+use party_load::{row, Measured, Scenario, Talk};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use support::libobs::{EndParty, LibobsRun};
 use support::{ensure, Runner};
@@ -47,6 +64,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "bare-decode") {
+        bare_decode_file(args.get(i + 1).map(String::as_str).unwrap_or(""));
+        return;
+    }
     support::ensure_display();
     if std::env::args().any(|a| a == "obs-process") {
         obs_process();
@@ -65,6 +87,14 @@ fn main() {
         let seconds = env_u64("BENCH_LATENCY_SECONDS", 30);
         let quiet = latency(&sim, &host, 0, seconds)?;
         let jittery = latency(&sim, &host, 30, seconds)?;
+        row(
+            "latency median, socket -> OBS (0 / 30 ms jitter)",
+            &format!(
+                "**{:.1} / {:.1} ms** (p99 {:.1} / {:.1} ms, {seconds} s each)",
+                quiet.0, jittery.0, quiet.1, jittery.1
+            ),
+            "no worse (issue 7: 27 / 18 ms; bound 60 / 120 ms)",
+        );
         ensure(quiet.0 <= 60.0 && jittery.0 <= 120.0, || {
             format!(
                 "median latency {:.1} ms (0 jitter, goal 60), {:.1} ms (30 ms jitter, goal 120)",
@@ -73,7 +103,24 @@ fn main() {
         })
     });
     runner.run("steady", || steady(&sim, &host));
+    runner.run("pair", || pair(&sim, &host));
+    runner.run("silent", || silent(&sim, &host));
+    runner.run("wake", || wake(&sim, &host));
+    runner.run("stress", || stress(&sim, &host));
     run.finish(host, runner);
+}
+
+/// Decodes the packets a run saved (`BENCH_PACKETS_DIR`) as the run's reference did: for
+/// `valgrind --tool=callgrind --toggle-collect='*decode_window*'` (tools/bench.sh).
+fn bare_decode_file(path: &str) {
+    let members = bare_decode::load(std::path::Path::new(path)).expect("packet file");
+    let cpu = bare_decode::decode_cpu(&members);
+    let packets: usize = members.iter().map(|m| m.window.len()).sum();
+    println!(
+        "bare-decode: {packets} packets of {} members in {:.1} ms thread CPU",
+        members.len(),
+        cpu.as_secs_f64() * 1e3
+    );
 }
 
 /// psn-sim's runtime: two named workers, so the CPU figures can tell its threads from OBS's.
@@ -196,6 +243,14 @@ fn startup(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
     }
     let (median, _) = median_p99(&mut signed_in);
     let worst = signed_in.last().copied().unwrap_or(f64::NAN);
+    row(
+        "source added (signed in) -> first audible member (issue 7)",
+        &format!(
+            "median {median:.0} ms, worst {worst:.0} ms over {} runs",
+            signed_in.len()
+        ),
+        "< 1.5 s",
+    );
     println!(
         "RESULT startup: source added (signed in) -> first audible member in OBS: median {median:.0} ms, worst {worst:.0} ms over {} runs (goal < 1500 ms)",
         signed_in.len()
@@ -290,159 +345,210 @@ fn latency(
     Ok((median, p99))
 }
 
-// ---------------------------------------------------------------- 5: steady state
+// ---------------------------------------------------------------- 5 and issue 21: parties under load
 
-/// CPU time (ns, from schedstat: exact, not sampled at ticks) of every thread of this
-/// process, by thread id and name.
-fn thread_cpu_ns() -> BTreeMap<(u32, String), u64> {
-    let mut out = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let tid: u32 = entry.file_name().to_string_lossy().parse().unwrap_or(0);
-        let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        let ns = std::fs::read_to_string(entry.path().join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-            .unwrap_or(0);
-        out.insert((tid, name.trim().to_string()), ns);
-    }
-    out
+/// A scenario's window: `BENCH_<NAME>_SECONDS`, else `default`.
+fn seconds(name: &str, default: u64) -> u64 {
+    env_u64(&format!("BENCH_{}_SECONDS", name.to_uppercase()), default)
 }
 
-/// Which part a thread belongs to.
-fn thread_group(name: &str) -> &'static str {
-    if name.starts_with("psn-pump") || name.starts_with("psn-delivery") {
-        "plugin: pumps (into obs_source_output_audio)"
-    } else if name.starts_with("psn-playout") {
-        "plugin: playout (jitter, decode, mix, rings)"
-    } else if name.starts_with("psn-rt") {
-        "plugin: network (WebRTC peers, PSN)"
-    } else if name.starts_with("sim-rt") {
-        "psn-sim (the senders: encode, SRTP)"
-    } else if name.contains("audio") {
-        "OBS audio thread"
-    } else {
-        "other (OBS video/graphics, bench)"
-    }
+/// "x.xx (a / b CPU s per min)": the plugin in libobs against bare libopus on the same packets.
+fn ratio_text(m: &Measured) -> String {
+    format!(
+        "**{:.2}x** ({:.2} / {:.3} CPU s per min of audio, {:.0} s)",
+        m.plugin.cpu_s / m.bare.as_secs_f64(),
+        m.plugin_s_per_min(),
+        m.bare_s_per_min(),
+        m.seconds
+    )
 }
 
-fn group_cpu(
-    before: &BTreeMap<(u32, String), u64>,
-    after: &BTreeMap<(u32, String), u64>,
-) -> BTreeMap<&'static str, f64> {
-    let mut groups = BTreeMap::new();
-    for (key, &t) in after {
-        let t0 = before.get(key).copied().unwrap_or(0);
-        *groups.entry(thread_group(&key.1)).or_insert(0.0) += t.saturating_sub(t0) as f64 / 1e9;
-    }
-    groups
-}
-
-fn buffering_lines(log: &[LogLine], since: Instant) -> Vec<String> {
-    log.iter()
-        .filter(|l| l.at >= since && l.text.contains("audio buffering"))
-        .map(|l| {
-            format!(
-                "+{:.2} s: {}",
-                l.at.duration_since(since).as_secs_f64(),
-                l.text
-            )
-        })
-        .collect()
-}
-
+/// 5b and the first row of issue 21: 14 voices in spurts (16 kHz clock, 40 ms, as PS5s send)
+/// for `BENCH_STEADY_SECONDS` (600); OBS must not grow its audio buffering after the first
+/// second of audio, the mix must never be silent for 5 s.
 fn steady(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
-    let seconds = env_u64("BENCH_STEADY_SECONDS", 600);
-    let prefix = "steady_";
-    let rss_before = support::rss_kib();
-    let party = sim.start_party_with("Steady", &voices(prefix, true, 0));
-    let _end = EndParty(sim, party.session_id.clone());
-    let mut mix = host.create_source("psn_party", "steady-mix", "{}")?;
-    mix.set_output_channel(1);
-    let mix_audio = mix.start_capture();
-    let mut members = Vec::new();
-    for i in 0..MEMBERS {
-        let settings = format!(r#"{{"member": "slot:{}"}}"#, i + 1);
-        members.push(host.create_source("psn_party_member", &format!("steady{i}"), &settings)?);
-    }
-    let connected = support::wait_for(Duration::from_secs(30), || all_connected(sim, prefix));
-    ensure(connected.is_some(), || "not all members connected".into())?;
-    let heard = support::wait_for(Duration::from_secs(10), || {
-        first_audible(&mix_audio.lock().unwrap(), 0).is_some()
-    });
-    ensure(heard.is_some(), || "the mix never became audible".into())?;
-    let audio_started = first_audible(&mix_audio.lock().unwrap(), 0).unwrap();
-    println!("    all connected; measuring {seconds} s of {MEMBERS} voices");
-    let cpu_before = thread_cpu_ns();
-    let start = Instant::now();
-    let mut rss_peak = support::rss_kib();
-    let mut rss_at_1min = None;
-    let mut quiet_windows = 0;
-    let mut windows = 0;
-    while start.elapsed() < Duration::from_secs(seconds) {
-        std::thread::sleep(Duration::from_secs(5));
-        let mut audio = mix_audio.lock().unwrap();
-        windows += 1;
-        // 14 voices in spurts: some are always talking.
-        if !audio.samples.iter().any(|s| s.abs() > AUDIBLE) {
-            quiet_windows += 1;
-        }
-        audio.clear();
-        drop(audio);
-        let rss = support::rss_kib();
-        rss_peak = rss_peak.max(rss);
-        if rss_at_1min.is_none() && start.elapsed() >= Duration::from_secs(60) {
-            rss_at_1min = Some(rss);
-        }
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let cpu = group_cpu(&cpu_before, &thread_cpu_ns());
-    let rss_end = support::rss_kib();
-    drop(members);
-    drop(mix);
-    let growth = buffering_lines(&host.log_lines(), audio_started);
-    for line in &growth {
-        println!("    {line}");
-    }
-    let late = host
-        .log_lines()
-        .iter()
-        .filter(|l| {
-            l.text.contains("audio buffering") && l.at > audio_started + Duration::from_secs(1)
-        })
-        .count();
-    println!("RESULT steady: {elapsed:.0} s of {MEMBERS} members; CPU seconds per minute of audio by thread group:");
-    for (group, secs) in &cpu {
-        println!("RESULT   {group:48} {:6.2} s/min", secs / elapsed * 60.0);
-    }
-    let plugin: f64 = cpu
-        .iter()
-        .filter(|(g, _)| g.starts_with("plugin"))
-        .map(|(_, s)| s)
-        .sum();
-    println!(
-        "RESULT   {:48} {:6.2} s/min",
-        "plugin total",
-        plugin / elapsed * 60.0
+    let sc = Scenario {
+        name: "steady",
+        members: MEMBERS,
+        clock_rate: 16_000,
+        ptime_ms: 40,
+        talk: Talk::Spurts,
+        seconds: seconds("steady", 600),
+        capture_members: false,
+        stress: false,
+    };
+    let m = party_load::run(sim, host, &sc)?;
+    row(
+        &format!("plugin CPU in libobs (all its threads) / bare libopus decode of the same packets, {MEMBERS} voices"),
+        &ratio_text(&m),
+        "<= 3x (issue 7: ~11x)",
     );
-    println!(
-        "RESULT steady: resident memory {} MiB before the party, peak {} MiB, {} MiB after 1 min, {} MiB at the end (this process holds psn-sim too)",
-        rss_before / 1024,
-        rss_peak / 1024,
-        rss_at_1min.unwrap_or(0) / 1024,
-        rss_end / 1024
+    let group = |g: &str| {
+        m.groups
+            .iter()
+            .filter(|(name, _)| name.starts_with(g))
+            .map(|(_, u)| u.cpu_s / m.seconds * 60.0)
+            .sum::<f64>()
+    };
+    row(
+        "plugin CPU by part, 14 voices (issue 7 row): network / playout / pumps / total",
+        &format!(
+            "{:.2} / {:.2} / {:.2} / {:.2} CPU s per min",
+            group("plugin: network"),
+            group("plugin: playout"),
+            group("plugin: pumps"),
+            m.plugin_s_per_min()
+        ),
+        "(issue 7: 1.90 / 1.83 / 1.88 / 5.62)",
     );
-    println!(
-        "RESULT steady: OBS audio buffering grew {late} times after the first second of audio; {quiet_windows} of {windows} 5 s windows of the mix silent"
+    row(
+        "OBS audio buffering growth after the first second (issue 7)",
+        &format!(
+            "{} times in {:.0} s; {} of {} 5 s windows of the mix silent",
+            m.late_buffering, m.seconds, m.quiet_windows, m.windows
+        ),
+        "never",
     );
-    ensure(late == 0, || {
-        format!("OBS grew its audio buffering: {growth:?}")
+    ensure(m.late_buffering == 0, || {
+        format!("OBS grew its audio buffering {} times", m.late_buffering)
     })?;
-    ensure(quiet_windows == 0, || {
-        format!("{quiet_windows} silent windows")
+    ensure(m.quiet_windows == 0, || {
+        format!("{} silent windows", m.quiet_windows)
     })
+}
+
+/// A party of two talking members, the common case: the same ratio.
+fn pair(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
+    let sc = Scenario {
+        name: "pair",
+        members: 2,
+        clock_rate: 16_000,
+        ptime_ms: 40,
+        talk: Talk::Spurts,
+        seconds: seconds("pair", 600),
+        capture_members: false,
+        stress: false,
+    };
+    let m = party_load::run(sim, host, &sc)?;
+    row(
+        "same, a party of 2 talking members",
+        &ratio_text(&m),
+        "<= 3x",
+    );
+    Ok(())
+}
+
+/// The party silent (connected, nobody talking: only DTX refreshes arrive), 14 members and 2:
+/// the plugin's CPU per member is the difference over the 12 members between the two.
+fn silent(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
+    let window = seconds("silent", 120);
+    let mut runs = Vec::new();
+    for (name, members) in [("silent14", MEMBERS), ("silent2", 2)] {
+        let sc = Scenario {
+            name,
+            members,
+            clock_rate: 16_000,
+            ptime_ms: 40,
+            talk: Talk::Silent,
+            seconds: window,
+            capture_members: false,
+            stress: false,
+        };
+        runs.push(party_load::run(sim, host, &sc)?);
+    }
+    let (many, few) = (&runs[0], &runs[1]);
+    let per_member_ms =
+        (many.plugin_s_per_min() - few.plugin_s_per_min()) / (MEMBERS - 2) as f64 * 1e3;
+    row(
+        "plugin CPU when the party is silent (DTX), per member",
+        &format!(
+            "**{per_member_ms:.1} ms CPU per min per member** (all threads: {:.3} s/min with {MEMBERS} silent members, {:.3} with 2; {:.0} / {:.0} wake-ups/s; {:.0} s each)",
+            many.plugin_s_per_min(),
+            few.plugin_s_per_min(),
+            many.wakeups_per_s(),
+            few.wakeups_per_s(),
+            many.seconds
+        ),
+        "~0 (no per-member work while nothing arrives)",
+    );
+    Ok(())
+}
+
+/// 8 members talking with Opus on a 48 kHz clock in 20 ms packets (and 2 the same way): the
+/// plugin's threads' CPU and wake-ups.
+fn wake(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
+    let window = seconds("wake", 120);
+    let mut runs = Vec::new();
+    for (name, members) in [("wake8", 8), ("wake2", 2)] {
+        let sc = Scenario {
+            name,
+            members,
+            clock_rate: 48_000,
+            ptime_ms: 20,
+            talk: Talk::Continuous,
+            seconds: window,
+            capture_members: false,
+            stress: false,
+        };
+        runs.push(party_load::run(sim, host, &sc)?);
+    }
+    let (eight, two) = (&runs[0], &runs[1]);
+    row(
+        "plugin threads' CPU, 8 members talking (48 kHz, 20 ms packets), from /proc",
+        &format!(
+            "**{:.2} % of a core** (2 members: {:.2} %; {:.0} s each; plugin / bare libopus {:.2}x)",
+            eight.core_percent(),
+            two.core_percent(),
+            eight.seconds,
+            eight.plugin.cpu_s / eight.bare.as_secs_f64()
+        ),
+        "<= 3 % (issue 21 before: 8.1 %)",
+    );
+    row(
+        "plugin threads' voluntary wake-ups per second, same run",
+        &format!(
+            "**{:.0}/s** (2 members: {:.0}/s; {} / {} threads)",
+            eight.wakeups_per_s(),
+            two.wakeups_per_s(),
+            eight.plugin.threads,
+            two.plugin.threads
+        ),
+        "<= 400/s (issue 21 before: 1761/s, 2 members 535/s)",
+    );
+    Ok(())
+}
+
+/// 14 voices with `stress-ng --cpu 2` busy on both cores: re-anchors, seen as timestamp jumps
+/// in the capture callbacks of every source (a pump that fell behind restarts its clock), and
+/// OBS's own timing resets and buffering growth.
+fn stress(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
+    let sc = Scenario {
+        name: "stress",
+        members: MEMBERS,
+        clock_rate: 16_000,
+        ptime_ms: 40,
+        talk: Talk::Spurts,
+        seconds: seconds("stress", 600),
+        capture_members: true,
+        stress: true,
+    };
+    let m = party_load::run(sim, host, &sc)?;
+    let per_10min = |n: f64| n * 600.0 / m.seconds;
+    row(
+        "re-anchors per 10 min under load (`stress-ng --cpu 2`), 14 voices, all 15 sources",
+        &format!(
+            "**{:.1}** ({} timestamp jumps > 1 ms in {:.0} s over {} capture callbacks, worst {:.1} ms; OBS: {} timing resets, audio buffering grew {} times)",
+            per_10min(m.jumps as f64),
+            m.jumps,
+            m.seconds,
+            m.callbacks,
+            m.worst_jump_ms,
+            m.obs_resets,
+            m.late_buffering
+        ),
+        "0",
+    );
+    Ok(())
 }
 
 // ---------------------------------------------------------------- 3: the OBS process
@@ -957,6 +1063,15 @@ fn compare() {
                 get("idle_cpu_s_per_min")
             );
             ok &= get("added_mib") <= 30.0;
+            row(
+                &format!("memory added to OBS, {MEMBERS} voices"),
+                &format!(
+                    "**{:.1} MiB** (peak RSS {:.0} MiB; {seconds} s)",
+                    get("added_mib"),
+                    get("rss_peak_kib") / 1024.0
+                ),
+                "<= 15 MiB (issue 7: 29 MiB)",
+            );
             (get("cpu_s_per_min"), added)
         }
         Err(e) => {
@@ -976,6 +1091,16 @@ fn compare() {
                 obs_cpu.1 / cpu
             );
             ok &= obs_cpu.1 / cpu <= 0.5;
+            row(
+                "vs headless Chromium receiving the same voices (CPU)",
+                &format!(
+                    "**{:.2}x** (the plugin's part {:.2} / Chromium {cpu:.2} CPU s per min; whole OBS process {:.2}x)",
+                    obs_cpu.1 / cpu,
+                    obs_cpu.1,
+                    obs_cpu.0 / cpu
+                ),
+                "<= 0.25x (issue 7: 0.47x)",
+            );
         }
         Err(e) => {
             println!("RESULT compare: the Chromium side failed: {e}");
