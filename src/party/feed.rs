@@ -5,9 +5,13 @@
 //! each packet into a slot (no allocation, never waits; a full ring drops the
 //! packet, which the jitter buffer then treats as lost), the playout side
 //! drains the slots into `voice::MemberVoice` right before pulling 10 ms from it.
+//!
+//! The network side is the peer's track reader itself ([`TrackFeed`], a
+//! `voice::peer::PacketSink`): packets go from the socket task into the ring with no hop
+//! through the party follower's loop, which only routes a track (says which ring it feeds).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ringbuf::traits::{Consumer, Producer, Split};
@@ -16,7 +20,7 @@ use ringbuf::{HeapCons, HeapProd, HeapRb};
 use crate::audio::playout::{MemberAudio, Pulled};
 use crate::audio::ring::BLOCK_FRAMES;
 use crate::voice::member::MemberVoice;
-use crate::voice::peer::RtpEvent;
+use crate::voice::peer::{PacketSink, RtpEvent, TrackSinks};
 use crate::voice::rtp::RtpIn;
 
 /// The largest RTP payload a feed slot carries (Opus voice packets are a few hundred bytes;
@@ -112,6 +116,62 @@ impl PacketSender {
     }
 }
 
+/// A member's ring as the network side shares it: whichever track feeds the member takes the
+/// lock for one packet (several bridge streams may feed "party (bridge)"). Uncontended but for
+/// those, and never held across anything but the copy into a slot.
+pub type SharedSender = Arc<Mutex<PacketSender>>;
+
+/// Where one track's packets go: the member's ring once the voice links routed the track
+/// there, nowhere before (its packets then go through the follower's loop, which routes it).
+/// Cloning gives the same route.
+#[derive(Clone, Default)]
+pub struct TrackFeed(Arc<Mutex<Option<SharedSender>>>);
+
+impl TrackFeed {
+    /// From now on the track feeds `to` (`None`: nobody; the link closed, or the member's
+    /// voice comes another way).
+    pub fn route(&self, to: Option<SharedSender>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = to;
+    }
+
+    /// Whether the track feeds exactly `sender`.
+    pub fn feeds(&self, sender: &SharedSender) -> bool {
+        let route = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        route.as_ref().is_some_and(|s| Arc::ptr_eq(s, sender))
+    }
+
+    /// Whether the track feeds any ring.
+    pub fn is_routed(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+}
+
+impl PacketSink for TrackFeed {
+    fn deliver(&self, packet: &RtpEvent) -> bool {
+        let route = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(sender) = route.as_ref() else {
+            return false;
+        };
+        sender
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(packet);
+        true
+    }
+}
+
+/// A connection with one member's voice: every track it has feeds that member.
+impl TrackSinks for TrackFeed {
+    fn sink_for(&self, _track: &str) -> Arc<dyn PacketSink> {
+        Arc::new(self.clone())
+    }
+}
+
+/// Makes the shared end of a member's ring.
+pub fn shared(sender: PacketSender) -> SharedSender {
+    Arc::new(Mutex::new(sender))
+}
+
 /// The playout's end: a member's packets in, 10 ms of audio out.
 pub struct MemberStream {
     cons: HeapCons<PacketSlot>,
@@ -187,6 +247,28 @@ mod tests {
         assert!(out.iter().all(|s| s.is_finite()));
         assert_eq!(rx.stats().received.load(Ordering::Relaxed), 11);
         assert_eq!(rx.stats().dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_track_feeds_the_ring_only_while_routed() {
+        let origin = Instant::now();
+        let member = MemberVoice::new(MemberConfig::new(16_000, 96)).unwrap();
+        let (tx, rx) = member_feed(member, origin);
+        let track = TrackFeed::default();
+        let sink = track.sink_for("1");
+        assert!(
+            !sink.deliver(&packet(0, origin)),
+            "not routed: the loop decides"
+        );
+        let ring = shared(tx);
+        track.route(Some(ring.clone()));
+        assert!(track.feeds(&ring));
+        assert!(sink.deliver(&packet(1, origin)));
+        assert!(sink.deliver(&packet(2, origin)));
+        track.route(None);
+        assert!(!sink.deliver(&packet(3, origin)));
+        assert!(!track.is_routed());
+        assert_eq!(rx.stats().received.load(Ordering::Relaxed), 2);
     }
 
     #[test]
