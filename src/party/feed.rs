@@ -91,7 +91,8 @@ pub fn member_feed(member: MemberVoice, origin: Instant) -> (PacketSender, Membe
     )
 }
 
-/// The network's end: owned by the task that receives the member's peer events.
+/// The network's end: behind the member's [`SharedSender`], written by whichever track reader
+/// (or, for a track's first packets, the follower's loop) holds its lock.
 pub struct PacketSender {
     prod: HeapProd<u8>,
     origin: Instant,
