@@ -2,7 +2,7 @@
 """Samples the libobs host child of `party_obs compare` (`party_obs obs-process`) from /proc:
 CPU per thread group (schedstat, exact), voluntary wake-ups and involuntary switches, thread
 counts, RSS and anonymous memory (smaps_rollup), over WINDOW_S seconds starting WAIT_S seconds
-after the plugin's sources exist. Run next to the bench (decision 0009):
+after the plugin's sources exist. Run next to the bench (decision 0011):
 
   python3 tools/bench/proc_threads.py LABEL 10 45 &
   BENCH_CHROMIUM=/nonexistent BENCH_COMPARE_SECONDS=60 target/release/deps/party_obs-<hash> compare
@@ -24,7 +24,7 @@ def find_child():
     return None
 
 def group(name):
-    if name.startswith('psn-pump'): return 'pumps'
+    if name.startswith('psn-pump') or name.startswith('psn-delivery'): return 'pumps / delivery'
     if name.startswith('psn-playout'): return 'playout'
     if name.startswith('psn-rt'): return 'network (psn-rt)'
     if name.startswith('webrtc-rx'): return 'network (webrtc-rx)'
@@ -60,7 +60,7 @@ print(f'[{label}] obs-process pid {pid}', flush=True)
 base_mem = None
 while True:
     s = snap(pid)
-    if any(n.startswith('psn-pump') for (_, n) in s):
+    if any(n.startswith(('psn-pump', 'psn-delivery')) for (_, n) in s):
         break
     base_mem = mem(pid)
     time.sleep(0.1)
