@@ -51,8 +51,13 @@ impl RuntimeRef {
         if let Some(existing) = shared.upgrade() {
             return Ok(RuntimeRef(existing));
         }
+        // One worker: the plugin's network side is 14 x 24 kb/s of voice, some PSN calls and a
+        // few timers, well inside one thread (3-4 % of a core). The second worker bought no
+        // CPU and cost wake-ups: 449 -> 281 voluntary switches/s and 105 -> 9 involuntary ones
+        // with 14 voices (docs/decisions/0011-network-side.md). Nothing on it blocks: waits that
+        // may take long go to spawn_blocking.
         let runtime = Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .thread_name("psn-rt")
             .enable_all()
             .build()?;

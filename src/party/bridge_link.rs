@@ -9,15 +9,21 @@
 //! roster member's account id is that member [I] (only while they are on the bridge, so a
 //! voice is never heard twice), anything else is the pseudo-member "party (bridge)"
 //! ([`BRIDGE_MEMBER`], `member` = `"bridge"` picks it), which the mix plays.
+//!
+//! A stream's first packet comes through the follower's loop, which decides its target and
+//! routes the stream's [`TrackFeed`] to that ring; from then on the peer's reader writes the
+//! stream's packets into it directly. After every control event the routes are checked
+//! against the same rule ([`BridgeSide::check_routes`]), so a stream never feeds a target the
+//! rule no longer gives it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::feed::PacketSender;
+use super::feed::{SharedSender, TrackFeed};
 use super::pipeline::PlayoutControl;
 use super::signalling::Signalling;
 use crate::audio::playout::{MemberInfo, Silence};
@@ -28,7 +34,7 @@ use crate::psn::model::Bridge;
 use crate::psn::party_api::PartyApi;
 use crate::voice::peer::sdp::{audio_params, AudioParams};
 use crate::voice::peer::webrtc_rs::WebrtcPeer;
-use crate::voice::peer::{PeerEvent, PeerOptions, RtpEvent, VoicePeer};
+use crate::voice::peer::{PacketSink, PeerEvent, PeerOptions, RtpEvent, TrackSinks, VoicePeer};
 
 /// The member id of the bridge's connection; its packets are `rtc-bridge:<stream id>`.
 pub const BRIDGE_PEER: &str = "rtc-bridge";
@@ -79,6 +85,55 @@ pub fn bridge_target<'a>(
     }
 }
 
+/// The bridge connection's tracks by stream id, each with its route (shared with the peer's
+/// track readers, which ask for their stream's feed once when the track starts).
+#[derive(Default)]
+pub struct BridgeTracks {
+    by_stream: Mutex<HashMap<String, TrackFeed>>,
+}
+
+impl BridgeTracks {
+    fn feed(&self, stream: &str) -> TrackFeed {
+        let mut streams = self.by_stream.lock().unwrap_or_else(|e| e.into_inner());
+        streams.entry(stream.to_owned()).or_default().clone()
+    }
+
+    /// The routed streams, by id.
+    fn routed(&self) -> Vec<(String, TrackFeed)> {
+        let streams = self.by_stream.lock().unwrap_or_else(|e| e.into_inner());
+        streams
+            .iter()
+            .filter(|(_, t)| t.is_routed())
+            .map(|(s, t)| (s.clone(), t.clone()))
+            .collect()
+    }
+
+    /// No stream feeds `sender` any more.
+    fn unroute(&self, sender: &SharedSender) {
+        let streams = self.by_stream.lock().unwrap_or_else(|e| e.into_inner());
+        for track in streams.values().filter(|t| t.feeds(sender)) {
+            track.route(None);
+        }
+    }
+
+    fn clear(&self) {
+        let mut streams = self.by_stream.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, track) in streams.drain() {
+            track.route(None);
+        }
+    }
+}
+
+impl TrackSinks for BridgeTracks {
+    fn sink_for(&self, track: &str) -> Arc<dyn PacketSink> {
+        let stream = track
+            .strip_prefix(BRIDGE_PEER)
+            .and_then(|s| s.strip_prefix(':'))
+            .unwrap_or(track);
+        Arc::new(self.feed(stream))
+    }
+}
+
 /// How long deleting the bridge may take when the party is over for us.
 const DELETE_TIMEOUT: Duration = Duration::from_millis(250);
 
@@ -100,6 +155,7 @@ impl BridgeLink {
         session_id: &str,
         options: PeerOptions,
         peer_tx: mpsc::Sender<PeerEvent>,
+        tracks: Arc<BridgeTracks>,
     ) -> Result<BridgeLink, String> {
         let api = BridgeApi::new(client.clone());
         let bridge = api
@@ -117,8 +173,11 @@ impl BridgeLink {
                 .map_err(|e| format!("add bridge peer: {e}"))?;
             let params = audio_params(&peer.offer_sdp)
                 .ok_or_else(|| "the bridge's offer has no Opus".to_owned())?;
-            let webrtc =
-                Arc::new(WebrtcPeer::new(BRIDGE_PEER.into(), options, peer_tx).tagging_streams());
+            let webrtc = Arc::new(
+                WebrtcPeer::new(BRIDGE_PEER.into(), options, peer_tx)
+                    .tagging_streams()
+                    .with_sinks(tracks),
+            );
             let answer = match webrtc.answer(&peer.offer_sdp).await {
                 Ok(answer) => answer,
                 Err(e) => {
@@ -163,7 +222,8 @@ impl BridgeLink {
 pub struct BridgeSide {
     link: Option<BridgeLink>,
     opening: Option<JoinHandle<Result<BridgeLink, String>>>,
-    feeds: HashMap<String, (PacketSender, MemberInfo)>,
+    feeds: HashMap<String, (SharedSender, MemberInfo)>,
+    tracks: Arc<BridgeTracks>,
 }
 
 impl BridgeSide {
@@ -176,8 +236,9 @@ impl BridgeSide {
         peer_tx: mpsc::Sender<PeerEvent>,
     ) {
         log::info!("opening the rtcBridge");
+        let tracks = self.tracks.clone();
         self.opening = Some(tokio::spawn(async move {
-            BridgeLink::open(client, &session_id, options, peer_tx).await
+            BridgeLink::open(client, &session_id, options, peer_tx, tracks).await
         }));
     }
 
@@ -206,6 +267,7 @@ impl BridgeSide {
                 bridge.close().await;
             }
         }
+        self.tracks.clear();
         if let Some(bridge) = self.link.take() {
             bridge.close().await;
         }
@@ -220,32 +282,40 @@ impl BridgeSide {
 
     /// The member's voice no longer comes from the bridge (they left, or connected directly).
     pub fn forget(&mut self, account_id: &str) {
-        self.feeds.remove(account_id);
+        if let Some((sender, _)) = self.feeds.remove(account_id) {
+            self.tracks.unroute(&sender);
+        }
     }
 
-    /// A packet from the bridge, on the stream named `stream` (its msid stream id), into the
-    /// playout entry it belongs to. The first packet of a stream starts its pipeline with
-    /// `start` (given the playout id and the bridge's Opus).
+    /// Un-routes every stream whose target the rule no longer gives it (checked after each
+    /// control event: the machine may have changed who is on the bridge, named, trusted); its
+    /// next packet comes through the loop again and [`BridgeSide::route`] decides anew.
+    pub fn check_routes(&mut self, signalling: &Signalling, own: OwnAccount<'_>) {
+        for (stream, track) in self.tracks.routed() {
+            let target = target_of(&stream, signalling, own);
+            let still = target
+                .and_then(|t| self.feeds.get(t))
+                .is_some_and(|(sender, _)| track.feeds(sender));
+            if !still {
+                track.route(None);
+            }
+        }
+    }
+
+    /// A packet from the bridge, on the stream named `stream` (its msid stream id), that no
+    /// route took: into the playout entry it belongs to, and the stream is routed there. The
+    /// first packet for a target starts its pipeline with `start` (given the playout id and
+    /// the bridge's Opus).
     pub fn route(
         &mut self,
         stream: &str,
         packet: &RtpEvent,
         signalling: &Signalling,
         own: OwnAccount<'_>,
-        start: impl FnOnce(&str, &AudioParams) -> Option<(PacketSender, MemberInfo)>,
+        start: impl FnOnce(&str, &AudioParams) -> Option<(SharedSender, MemberInfo)>,
     ) {
-        if signalling.distrusted(stream) {
-            return; // a sender who wrote someone else's identity is not played
-        }
-        let target = match bridge_target(
-            stream,
-            own,
-            signalling.online_id(stream).is_some(),
-            signalling.on_bridge(stream),
-        ) {
-            BridgeTarget::Member(id) => id,
-            BridgeTarget::Party => BRIDGE_MEMBER,
-            BridgeTarget::Dropped => return,
+        let Some(target) = target_of(stream, signalling, own) else {
+            return;
         };
         if !self.feeds.contains_key(target) {
             let Some(link) = self.link.as_ref() else {
@@ -256,9 +326,28 @@ impl BridgeSide {
             };
             self.feeds.insert(target.to_owned(), started);
         }
-        if let Some((feed, _)) = self.feeds.get_mut(target) {
-            feed.send(packet);
+        if let Some((feed, _)) = self.feeds.get(target) {
+            feed.lock().unwrap_or_else(|e| e.into_inner()).send(packet);
+            // The packets after this one go straight from the peer's reader.
+            self.tracks.feed(stream).route(Some(feed.clone()));
         }
+    }
+}
+
+/// The playout id a bridge stream's packets go to, or `None` when they are not played.
+fn target_of<'a>(stream: &'a str, signalling: &Signalling, own: OwnAccount<'_>) -> Option<&'a str> {
+    if signalling.distrusted(stream) {
+        return None; // a sender who wrote someone else's identity is not played
+    }
+    match bridge_target(
+        stream,
+        own,
+        signalling.online_id(stream).is_some(),
+        signalling.on_bridge(stream),
+    ) {
+        BridgeTarget::Member(id) => Some(id),
+        BridgeTarget::Party => Some(BRIDGE_MEMBER),
+        BridgeTarget::Dropped => None,
     }
 }
 

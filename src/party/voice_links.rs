@@ -1,8 +1,9 @@
 //! Every member's voice link in one party: carries out what the signalling machine
 //! ([`super::signalling`]) decides, with real peers. It owns the members' connections (any
 //! [`VoicePeer`]; the plugin's are [`WebrtcPeer`]s), starts each member's pipeline
-//! ([`super::pipeline`]) when their link is negotiated, forwards the peers' packets into the
-//! playout, and holds the rtcBridge ([`super::bridge_link`]).
+//! ([`super::pipeline`]) when their link is negotiated and routes the link's track into it
+//! (the peer then writes the packets into the member's ring itself; only packets of a track
+//! not routed yet come through here), and holds the rtcBridge ([`super::bridge_link`]).
 //!
 //! The follower (src/party/follower.rs) feeds it the party's events and sends the voice
 //! messages it returns.
@@ -14,7 +15,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::bridge_link::{BridgeSide, OwnAccount, BRIDGE_MEMBER, BRIDGE_MEMBER_NAME, BRIDGE_PEER};
-use super::feed::PacketSender;
+use super::feed::{shared, SharedSender, TrackFeed};
 use super::pipeline::PlayoutControl;
 use super::pipeline::{member_info, start_voice};
 use super::signal_filter::Delivered;
@@ -51,13 +52,14 @@ impl LinkContext {
     }
 }
 
-/// Makes the connection to one member.
-pub type NewPeer<P> = Box<dyn Fn(MemberId) -> P + Send + Sync>;
+/// Makes the connection to one member, whose tracks feed the given [`TrackFeed`].
+pub type NewPeer<P> = Box<dyn Fn(MemberId, TrackFeed) -> P + Send + Sync>;
 
-/// A member's connection, and once negotiated, the feed into their pipeline.
+/// A member's connection, its track's route, and once negotiated, their playout entry.
 struct Link<P> {
     peer: Arc<P>,
-    feed: Option<(PacketSender, MemberInfo)>,
+    track: TrackFeed,
+    live: Option<MemberInfo>,
 }
 
 /// Every member's voice link in one party.
@@ -82,8 +84,9 @@ impl VoiceLinks<WebrtcPeer> {
     ) -> Self {
         let options = ctx.peer_options.clone();
         let events = peer_tx.clone();
-        let new_peer: NewPeer<WebrtcPeer> =
-            Box::new(move |member| WebrtcPeer::new(member, options.clone(), events.clone()));
+        let new_peer: NewPeer<WebrtcPeer> = Box::new(move |member, track| {
+            WebrtcPeer::new(member, options.clone(), events.clone()).with_sinks(Arc::new(track))
+        });
         VoiceLinks::with_peers(ctx, me, session_id, peer_tx, new_peer)
     }
 }
@@ -226,6 +229,7 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
                             let feed =
                                 start_voice(&*ctx.playout, &ctx.jitter, params, info.clone())
                                     .ok()?;
+                            let feed = shared(feed);
                             if target == BRIDGE_MEMBER {
                                 ctx.set(|s| s.bridge_stream = Some(MemberState::Connected));
                             } else {
@@ -236,12 +240,9 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
                             }
                             Some((feed, info))
                         });
-                } else if let Some(feed) = self
-                    .links
-                    .get_mut(&packet.member)
-                    .and_then(|l| l.feed.as_mut())
-                {
-                    feed.0.send(&packet);
+                } else if let Some(link) = self.links.get(&packet.member) {
+                    // Came before the track was routed (or after it closed): the route decides.
+                    let _ = crate::voice::peer::PacketSink::deliver(&link.track, &packet);
                 }
                 return;
             }
@@ -266,6 +267,7 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
     pub async fn close_all(&mut self) {
         self.machine.close_all();
         for (_, link) in self.links.drain() {
+            link.track.route(None);
             link.peer.close().await;
         }
         self.bridge.close(&*self.ctx.playout).await;
@@ -334,16 +336,26 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
                 queue.push_front(command);
             }
         }
+        // Every event ends here: a bridge stream whose target changed (the member now heard
+        // peer-to-peer, distrusted, named) stops feeding the old one before its next packet.
+        let own = OwnAccount {
+            account_id: &self.me,
+            include: self.ctx.include_own_console,
+        };
+        self.bridge.check_routes(&self.machine, own);
         outgoing
     }
 
     /// Our offer on a new connection.
     async fn offer(&mut self, member: MemberId, online_id: &str) -> Vec<Command> {
-        let peer = Arc::new((self.new_peer)(member.clone()));
+        let track = TrackFeed::default();
+        let peer = Arc::new((self.new_peer)(member.clone(), track.clone()));
         match peer.offer().await {
             Ok(sdp) => {
                 log::info!("offering voice to {online_id} (they had not offered)");
-                self.links.insert(member.clone(), Link { peer, feed: None });
+                let live = None;
+                self.links
+                    .insert(member.clone(), Link { peer, track, live });
                 self.machine.offer_made(&member, sdp, Instant::now())
             }
             Err(e) => {
@@ -357,7 +369,8 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
 
     /// Our answer to the member's offer, on a new connection; their voice starts.
     async fn answer(&mut self, member: MemberId, online_id: &str, offer_sdp: &str) -> Vec<Command> {
-        let peer = Arc::new((self.new_peer)(member.clone()));
+        let track = TrackFeed::default();
+        let peer = Arc::new((self.new_peer)(member.clone(), track.clone()));
         let answer = match peer.answer(offer_sdp).await {
             Ok(answer) => answer,
             Err(e) => {
@@ -370,7 +383,7 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
             peer.close().await;
             return self.machine.answer_failed(&member, None);
         };
-        let Some(feed) = self.start(&member, online_id, &params) else {
+        let Some((feed, info)) = self.start(&member, online_id, &params) else {
             let closing = peer.clone();
             tokio::spawn(async move { closing.close().await });
             return self.machine.answer_failed(&member, None);
@@ -384,13 +397,10 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
             },
             params.clock_rate
         );
-        self.links.insert(
-            member.clone(),
-            Link {
-                peer,
-                feed: Some(feed),
-            },
-        );
+        track.route(Some(feed));
+        let live = Some(info);
+        self.links
+            .insert(member.clone(), Link { peer, track, live });
         self.machine.answered(&member, answer, Instant::now())
     }
 
@@ -412,11 +422,16 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
             }
         };
         // A connection whose voice cannot start is closed (the machine drops the link).
-        let feed = self.start(&member, online_id, &params);
-        let started = feed.is_some();
-        if let Some(link) = self.links.get_mut(&member) {
-            link.feed = feed;
-        }
+        let started = match self.start(&member, online_id, &params) {
+            Some((feed, info)) => {
+                if let Some(link) = self.links.get_mut(&member) {
+                    link.track.route(Some(feed));
+                    link.live = Some(info);
+                }
+                true
+            }
+            None => false,
+        };
         if started {
             log::info!(
                 "{online_id} answered our voice offer (Opus at {} Hz)",
@@ -433,12 +448,12 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
         member: &MemberId,
         online_id: &str,
         params: &crate::voice::peer::sdp::AudioParams,
-    ) -> Option<(PacketSender, MemberInfo)> {
+    ) -> Option<(SharedSender, MemberInfo)> {
         let info = member_info(&self.me, self.ctx.include_own_console, member, online_id);
         match start_voice(&*self.ctx.playout, &self.ctx.jitter, params, info.clone()) {
             Ok(feed) => {
                 self.bridge.forget(member);
-                Some((feed, info))
+                Some((shared(feed), info))
             }
             Err(e) => {
                 log::warn!("could not start the decoder for {online_id}: {e}");
@@ -451,11 +466,13 @@ impl<P: VoicePeer + 'static> VoiceLinks<P> {
     /// member keeps their slot while in the party).
     fn close(&mut self, member: &str) {
         if let Some(link) = self.links.remove(member) {
+            // Its packets stop here, whatever the closing connection still reads.
+            link.track.route(None);
             // Closed in its own task: closing a connection takes tens of milliseconds, and
             // the follower's loop forwards the other members' packets meanwhile.
             let peer = link.peer;
             tokio::spawn(async move { peer.close().await });
-            if let Some((_, info)) = link.feed {
+            if let Some(info) = link.live {
                 self.ctx.playout.add_member(info, Box::new(Silence));
             }
         }
@@ -699,7 +716,7 @@ mod tests {
             ME,
             "session",
             mpsc::channel(16).0,
-            Box::new(move |_| FakePeer {
+            Box::new(move |_, _| FakePeer {
                 closed: counter.clone(),
             }),
         );

@@ -57,11 +57,28 @@ pub enum PeerState {
     Closed,
 }
 
-/// What a peer reports.
+/// What a peer reports through its events channel: state changes, and the packets of tracks
+/// no [`PacketSink`] takes (yet).
 #[derive(Debug, Clone)]
 pub enum PeerEvent {
     Rtp(RtpEvent),
     State { member: MemberId, state: PeerState },
+}
+
+/// Where a track's packets go straight from the task that reads them, with no hop through the
+/// events channel and the party follower's loop (a member's packet ring, `party::feed`).
+pub trait PacketSink: Send + Sync {
+    /// Takes the packet; `false` when nobody takes this track's packets (yet): the packet then
+    /// goes to the events channel as [`PeerEvent::Rtp`] and the receiver decides. Never waits
+    /// on anything but a short lock, never allocates.
+    fn deliver(&self, packet: &RtpEvent) -> bool;
+}
+
+/// The sinks of one connection's tracks, asked once per track when it starts.
+pub trait TrackSinks: Send + Sync {
+    /// The sink of the track whose packets are named `track` (the member, or
+    /// `<member>:<stream id>` on a connection that tags its streams).
+    fn sink_for(&self, track: &str) -> Arc<dyn PacketSink>;
 }
 
 /// How a peer gathers its candidates and which of the member's it uses

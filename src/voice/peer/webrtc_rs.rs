@@ -12,19 +12,22 @@
 use std::sync::Arc;
 
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::{ReceiverReportBuilder, Slot};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{mpsc, Mutex, Notify};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
-    RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
 use super::candidates::{describe, filter_sdp, RemoteCandidates};
 use super::sdp::{audio_params, unify_bundle_transport, AudioParams};
-use super::{MemberId, PeerError, PeerEvent, PeerOptions, PeerState, RtpEvent, VoicePeer};
+use super::{
+    MemberId, PeerError, PeerEvent, PeerOptions, PeerState, RtpEvent, TrackSinks, VoicePeer,
+};
 
 /// How long a connection may stay "disconnected" (no answer to ICE consent checks for 5 s)
 /// before it counts as failed and the member is reconnected (docs/reliability.md). The stack's
@@ -97,6 +100,8 @@ struct Handler {
     gathered: Arc<Notify>,
     /// Name each track's packets `<member>:<msid stream id>` (a bridge carries several).
     tag_streams: bool,
+    /// Where the tracks' packets go directly (the rest go to `events`).
+    sinks: Option<Arc<dyn TrackSinks>>,
 }
 
 impl Handler {
@@ -135,6 +140,7 @@ impl PeerConnectionEventHandler for Handler {
             self.member.clone()
         };
         let events = self.events.clone();
+        let sink = self.sinks.as_ref().map(|s| s.sink_for(&member));
         tokio::spawn(async move {
             while let Some(ev) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(p) = ev {
@@ -149,6 +155,11 @@ impl PeerConnectionEventHandler for Handler {
                         payload: p.payload.clone(),
                         arrival: std::time::Instant::now(),
                     };
+                    // Straight into the member's packet ring when it is routed (one hop less,
+                    // and the follower's loop is not woken per packet).
+                    if sink.as_ref().is_some_and(|s| s.deliver(&e)) {
+                        continue;
+                    }
                     // The audio path must never wait on a slow consumer: drop when full.
                     if events.try_send(PeerEvent::Rtp(e)).is_err() && events.is_closed() {
                         break;
@@ -157,6 +168,18 @@ impl PeerConnectionEventHandler for Handler {
             }
         });
     }
+}
+
+/// The RTP/RTCP interceptors of a receive-only voice connection: RTCP receiver reports (once a
+/// second, as every WebRTC receiver sends them; the sender's loss and round-trip figures come
+/// from them) and nothing else. Not the stack's defaults: no NACK generator or responder (voice
+/// is never retransmitted: Opus FEC and concealment cover loss, and a resend would come after
+/// its playout time), no TWCC receiver (per-packet transport feedback only serves a sender's
+/// bandwidth estimate, which 24 kb/s voice does not need; the answer then lists no
+/// `transport-cc`, so members do not send the extension), no sender reports (we send nothing),
+/// and no simulcast header extensions (video only).
+fn receive_only_interceptors() -> Registry {
+    Registry::new().with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
 }
 
 /// A member's connection on the `webrtc` crate.
@@ -168,6 +191,7 @@ pub struct WebrtcPeer {
     /// What the member's offer negotiated (clock rate for the jitter buffer).
     negotiated: Mutex<Option<AudioParams>>,
     tag_streams: bool,
+    sinks: Option<Arc<dyn TrackSinks>>,
     /// The member's candidates used so far on the current connection (capped).
     remote: std::sync::Mutex<RemoteCandidates>,
 }
@@ -181,8 +205,16 @@ impl WebrtcPeer {
             pc: Mutex::new(None),
             negotiated: Mutex::new(None),
             tag_streams: false,
+            sinks: None,
             remote: std::sync::Mutex::new(RemoteCandidates::default()),
         }
+    }
+
+    /// Received packets go to the sinks `sinks` gives each track, when they take them, and
+    /// only otherwise to the events channel.
+    pub fn with_sinks(mut self, sinks: Arc<dyn TrackSinks>) -> Self {
+        self.sinks = Some(sinks);
+        self
     }
 
     /// A connection that carries several streams (an rtcBridge): each track's packets are
@@ -245,15 +277,16 @@ impl WebrtcPeer {
     /// A new connection with this codec table and our handler; gathering signals `gathered`.
     async fn build(
         &self,
-        mut me: MediaEngine,
+        me: MediaEngine,
         gathered: Arc<Notify>,
     ) -> Result<Arc<dyn PeerConnection>, PeerError> {
-        let registry = register_default_interceptors(Registry::new(), &mut me).map_err(err)?;
+        let registry = receive_only_interceptors();
         let handler = Arc::new(Handler {
             member: self.member.clone(),
             events: self.events.clone(),
             gathered,
             tag_streams: self.tag_streams,
+            sinks: self.sinks.clone(),
         });
         let ice_servers = if self.options.stun_servers.is_empty() || self.options.allow_loopback {
             vec![]
