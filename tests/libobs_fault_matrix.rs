@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use obs_psn_party::audio::analysis::{longest_silence, tone_dbfs};
+use obs_psn_party::audio::analysis::tone_dbfs;
 use obs_psn_party::obs::host::{heap_in_use_bytes, HostSource};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use psn_sim::{Fault, SimHandle};
@@ -56,7 +56,7 @@ fn main() {
         std::thread::sleep(Duration::from_secs(3 * SHORT_ACCESS_SECS));
         let refreshes = sim.count("token") - tokens_before;
         let samples = audio.lock().unwrap().samples.clone();
-        let gap_ms = longest_silence(&samples, 0.02) as f64 / 48.0;
+        let gap_ms = audio.lock().unwrap().longest_quiet_ms(0.02);
         let level = tone_dbfs(&samples, RATE, 470.0);
         println!(
             "FIGURE access token expires mid-stream: {refreshes} refreshes in {} s (lifetime {SHORT_ACCESS_SECS} s; the first two answered 3 s late), longest gap {gap_ms:.1} ms, tone {level:.1} dB",
@@ -115,10 +115,7 @@ fn main() {
         })?;
         let heard = support::wait_for(Duration::from_secs(15), || {
             let a = audio.lock().unwrap();
-            let n = a.samples.len();
-            status_of(&mix).contains("ann_ps (connected)")
-                && n > RATE as usize / 2
-                && tone_dbfs(&a.samples[n - RATE as usize / 2..], RATE, 470.0) > -30.0
+            status_of(&mix).contains("ann_ps (connected)") && heard_now(&a, RATE as usize / 2, 470.0)
         });
         println!("FIGURE sign in again from the properties: the member heard again after {heard:?}");
         ensure(heard.is_some(), || format!("not heard again: {}", status_of(&mix)))?;
@@ -194,7 +191,7 @@ fn main() {
             status_of(&mix).contains("ben_ps (connected)")
         });
         let back = support::wait_for(Duration::from_secs(20), || sim.push_connections() >= connections);
-        let ann_gap_ms = longest_silence(&ann_audio.lock().unwrap().samples, 0.02) as f64 / 48.0;
+        let ann_gap_ms = ann_audio.lock().unwrap().longest_quiet_ms(0.02);
         println!(
             "FIGURE push socket dropped: member who joined meanwhile connected after {:.1} s (the roster re-read answered 3 s late), push back after {:?}, the connected member's longest gap {ann_gap_ms:.1} ms",
             t0.elapsed().as_secs_f64(),
@@ -242,16 +239,12 @@ fn main() {
         // She is heard again (the plugin retries: over the bridge, or by offering again).
         let back = support::wait_for(Duration::from_secs(30), || {
             let a = ann_audio.lock().unwrap();
-            let n = a.samples.len();
-            t0.elapsed() > Duration::from_millis(500)
-                && n > RATE as usize / 2
-                && tone_dbfs(&a.samples[n - RATE as usize / 2..], RATE, 470.0) > -30.0
+            t0.elapsed() > Duration::from_millis(500) && heard_now(&a, RATE as usize / 2, 470.0)
         });
         std::thread::sleep(Duration::from_secs(1));
-        let ann_samples = ann_audio.lock().unwrap().samples.clone();
         let ben_samples = ben_audio.lock().unwrap().samples.clone();
-        let ann_quiet_ms = longest_silence(&ann_samples, 0.02) as f64 / 48.0;
-        let ben_gap_ms = longest_silence(&ben_samples, 0.02) as f64 / 48.0;
+        let ann_quiet_ms = ann_audio.lock().unwrap().longest_quiet_ms(0.02);
+        let ben_gap_ms = ben_audio.lock().unwrap().longest_quiet_ms(0.02);
         let ben_level = tone_dbfs(&ben_samples, RATE, 730.0);
         println!(
             "FIGURE one member's connection dies: noticed after {noticed:?} (\"ann_ps ({reason})\"), her source quiet {ann_quiet_ms:.0} ms, heard again {:.1} s after, the other member's longest gap {ben_gap_ms:.1} ms at {ben_level:.1} dB",
@@ -291,9 +284,7 @@ fn main() {
         ann_audio.lock().unwrap().clear();
         ben_audio.lock().unwrap().clear();
         let heard = |audio: &std::sync::Mutex<obs_psn_party::obs::host::Captured>, hz: f64| {
-            let a = audio.lock().unwrap();
-            let n = a.samples.len();
-            n > RATE as usize / 5 && tone_dbfs(&a.samples[n - RATE as usize / 5..], RATE, hz) > -30.0
+            heard_now(&audio.lock().unwrap(), RATE as usize / 5, hz)
         };
         let mut ann_back = None;
         let mut ben_back = None;
@@ -309,7 +300,7 @@ fn main() {
         // Then steady again: both connected, no gap in the next 3 s.
         ann_audio.lock().unwrap().clear();
         std::thread::sleep(Duration::from_secs(3));
-        let steady_gap_ms = longest_silence(&ann_audio.lock().unwrap().samples, 0.02) as f64 / 48.0;
+        let steady_gap_ms = ann_audio.lock().unwrap().longest_quiet_ms(0.02);
         let status_after = status_of(&mix);
         let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
         println!(
@@ -353,9 +344,7 @@ fn main() {
         let next = sim.start_party_with("Second", &[tone_member("ben_ps", 730.0)]);
         let _end = EndParty(&sim, next.session_id.clone());
         let heard = support::wait_for(Duration::from_secs(40), || {
-            let a = audio.lock().unwrap();
-            let n = a.samples.len();
-            n > RATE as usize / 2 && tone_dbfs(&a.samples[n - RATE as usize / 2..], RATE, 730.0) > -30.0
+            heard_now(&audio.lock().unwrap(), RATE as usize / 2, 730.0)
         });
         println!(
             "FIGURE party ended: sources quiet, status \"party ended\"; the next party followed and heard {:.1} s after it started",
@@ -404,8 +393,7 @@ fn main() {
         let threads_back = support::wait_for(Duration::from_secs(20), || {
             support::thread_count() <= threads_before + 2
         });
-        let samples = audio.lock().unwrap().samples.clone();
-        let gap_ms = longest_silence(&samples, 0.02) as f64 / 48.0;
+        let gap_ms = audio.lock().unwrap().longest_quiet_ms(0.02);
         println!(
             "FIGURE 50 member joins and leaves in {:.0} s: roster right after {settled:?}, threads {threads_before} -> {}, RSS +{} KiB, the steady member's longest gap {gap_ms:.1} ms",
             t0.elapsed().as_secs_f64(),
@@ -625,4 +613,12 @@ fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// Whether `hz` is heard in the source now: in its last `frames` samples, and the source's last
+/// callback was recent (a source that went quiet keeps its old samples, and outputs nothing).
+fn heard_now(audio: &obs_psn_party::obs::host::Captured, frames: usize, hz: f64) -> bool {
+    audio
+        .recent_tail(frames, Duration::from_millis(500))
+        .is_some_and(|tail| tone_dbfs(tail, RATE, hz) > -30.0)
 }

@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use obs_psn_party::audio::analysis::{longest_silence, tone_dbfs};
+use obs_psn_party::audio::analysis::tone_dbfs;
 use obs_psn_party::obs::host::ObsHost;
 use support::ensure;
 
@@ -491,7 +491,7 @@ fn host_row(row: &Row) -> Result<(), String> {
         let audio = sources[i].1.lock().unwrap();
         let (own, other) = own_and_other(&audio.samples, i);
         let seconds = audio.samples.len() as f64 / f64::from(RATE);
-        let gap_ms = longest_silence(&audio.samples, 0.02) as f64 * 1000.0 / f64::from(RATE);
+        let gap_ms = audio.longest_quiet_ms(0.02);
         println!(
             "    {name}: {seconds:.1} s, own tone {own:.1} dB, loudest other {other:.1} dB, longest gap {gap_ms:.1} ms"
         );

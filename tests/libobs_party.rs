@@ -9,14 +9,14 @@ mod support;
 
 use std::time::Duration;
 
-use obs_psn_party::audio::analysis::{longest_silence, tone_dbfs};
+use obs_psn_party::audio::analysis::tone_dbfs;
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use support::ensure;
 use support::libobs::{tone_member, tone_separation, EndParty, LibobsRun};
 
 const RATE: u32 = 48_000;
-/// The longest gap (samples) 10 % loss with 40 ms jitter may leave: 20 ms (issue 4).
-const KNOWN_LOSS_RUN_GAP: usize = 20 * 48;
+/// The longest gap (ms) 10 % loss with 40 ms jitter may leave (issue 4).
+const KNOWN_LOSS_RUN_GAP_MS: f64 = 20.0;
 
 fn main() {
     let (run, sim, host, mut runner) = LibobsRun::start_with_sim("party");
@@ -109,7 +109,7 @@ fn main() {
             let audio = audio.lock().unwrap();
             let (own, others) = tone_separation(&audio.samples, &tones, i);
             let seconds = audio.samples.len() as f64 / f64::from(RATE);
-            let gap = longest_silence(&audio.samples, 0.02) as f64 / 48.0;
+            let gap = audio.longest_quiet_ms(0.02);
             println!(
                 "    {} ({}): {seconds:.2} s, own tone {own:.1} dB, loudest other {others:.1} dB, separation {:.1} dB, longest gap {gap:.1} ms",
                 names[i], slots[i], own - others
@@ -200,11 +200,11 @@ fn main() {
         let status = sim.voice_status().into_iter().find(|v| v.online_id == "lossy_ps");
         let captured = audio.lock().unwrap();
         let level = tone_dbfs(&captured.samples, RATE, 500.0);
-        let gap = longest_silence(&captured.samples, 0.02);
+        let gap_ms = captured.longest_quiet_ms(0.02);
         println!(
             "    {:.2} s captured, tone {level:.1} dB, longest gap {:.1} ms; sender {:?}: {:?} sent, {:?} dropped",
             captured.samples.len() as f64 / f64::from(RATE),
-            gap as f64 / 48.0,
+            gap_ms,
             status.as_ref().map(|s| s.account_id.clone()),
             status.as_ref().map(|s| s.packets_sent),
             status.as_ref().map(|s| s.packets_dropped),
@@ -214,8 +214,8 @@ fn main() {
         ensure(level > -20.0, || format!("tone level {level:.1} dB"))?;
         // Issue 4: no gap over 20 ms. Runs of two or three lost 40 ms packets are
         // carried by the pitch-repeating concealment (docs/voice.md "Concealment").
-        ensure(gap <= KNOWN_LOSS_RUN_GAP, || {
-            format!("a gap of {:.1} ms (at most {} ms)", gap as f64 / 48.0, KNOWN_LOSS_RUN_GAP / 48)
+        ensure(gap_ms <= KNOWN_LOSS_RUN_GAP_MS, || {
+            format!("a gap of {gap_ms:.1} ms (at most {KNOWN_LOSS_RUN_GAP_MS} ms)")
         })
     });
 

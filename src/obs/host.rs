@@ -293,6 +293,44 @@ pub struct Captured {
 }
 
 impl Captured {
+    /// The longest stretch, in ms, that OBS heard as silence: samples below `threshold`, and
+    /// the time between one callback's audio and the next callback's timestamp (a source that
+    /// outputs nothing is silent in OBS: a member who goes quiet outputs nothing at all). Only
+    /// between callbacks: a quiet that has not ended yet is not counted.
+    pub fn longest_quiet_ms(&self, threshold: f32) -> f64 {
+        const NS_PER_FRAME: f64 = 1e9 / 48_000.0;
+        let (mut longest_ns, mut run_ns) = (0.0f64, 0.0f64);
+        let mut next = 0usize;
+        let mut previous_end: Option<f64> = None;
+        for &(timestamp, frames) in &self.blocks {
+            let start = timestamp as f64;
+            if let Some(end) = previous_end {
+                run_ns += (start - end).max(0.0);
+                longest_ns = longest_ns.max(run_ns);
+            }
+            let frames = frames as usize;
+            for &sample in self.samples.iter().skip(next).take(frames) {
+                if sample.abs() < threshold {
+                    run_ns += NS_PER_FRAME;
+                    longest_ns = longest_ns.max(run_ns);
+                } else {
+                    run_ns = 0.0;
+                }
+            }
+            next += frames;
+            previous_end = Some(start + frames as f64 * NS_PER_FRAME);
+        }
+        longest_ns / 1e6
+    }
+
+    /// The last `frames` samples if the source is heard now: its last callback ran less than
+    /// `within` ago. A source that went quiet outputs nothing, so its last samples may be old.
+    pub fn recent_tail(&self, frames: usize, within: std::time::Duration) -> Option<&[f32]> {
+        let (at, _) = self.arrivals.last()?;
+        let n = self.samples.len();
+        (at.elapsed() <= within && n >= frames).then(|| &self.samples[n - frames..])
+    }
+
     /// Forgets what was captured so far (to measure from now on).
     pub fn clear(&mut self) {
         self.blocks.clear();
