@@ -536,6 +536,21 @@ mod tests {
         VoiceLinks::new(context(playout), ME, "session", mpsc::channel(256).0)
     }
 
+    /// Voice links with the roster's member present since the returned instant.
+    fn member_present() -> (
+        Arc<Recorded>,
+        VoiceLinks,
+        HashMap<String, RosterMember>,
+        Instant,
+    ) {
+        let playout = Arc::new(Recorded::default());
+        let mut links = links(playout.clone());
+        let roster = roster();
+        let t0 = Instant::now();
+        links.member_present(&roster.values().next().unwrap().clone(), t0);
+        (playout, links, roster, t0)
+    }
+
     /// The member's side: a customMessage from MEMBER to us.
     fn from_member(kind: &str, sdp: String) -> Delivered {
         from_member_to(ME, kind, &sdp)
@@ -551,11 +566,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_offer_before_the_grace_then_one() {
-        let playout = Arc::new(Recorded::default());
-        let mut links = links(playout.clone());
-        let roster = roster();
-        let t0 = Instant::now();
-        links.member_present(&roster.values().next().unwrap().clone(), t0);
+        let (_playout, mut links, roster, t0) = member_present();
         assert!(links
             .offers_due(&roster, t0 + OFFER_GRACE / 2)
             .await
@@ -574,11 +585,7 @@ mod tests {
     /// the member is in the playout once, on the link we answered.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn glare_the_members_offer_wins() {
-        let playout = Arc::new(Recorded::default());
-        let mut links = links(playout.clone());
-        let roster = roster();
-        let t0 = Instant::now();
-        links.member_present(&roster.values().next().unwrap().clone(), t0);
+        let (playout, mut links, roster, t0) = member_present();
         let ours = links.offers_due(&roster, t0 + OFFER_GRACE).await;
         assert_eq!(ours.len(), 1);
 
@@ -622,11 +629,7 @@ mod tests {
     /// member is not sent to the bridge; our own offer goes out after the grace instead.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lost_answer_is_followed_by_our_offer_not_the_bridge() {
-        let playout = Arc::new(Recorded::default());
-        let mut links = links(playout.clone());
-        let roster = roster();
-        let t0 = Instant::now();
-        links.member_present(&roster.values().next().unwrap().clone(), t0);
+        let (_playout, mut links, roster, t0) = member_present();
         let member = member_peer();
         let their_offer = member.offer().await.unwrap();
         let reply = links
