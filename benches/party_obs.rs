@@ -537,12 +537,13 @@ fn stress(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
     row(
         "re-anchors per 10 min under load (`stress-ng --cpu 2`), 14 voices, all 15 sources",
         &format!(
-            "**{:.1}** ({} timestamp jumps > 1 ms in {:.0} s over {} capture callbacks, worst {:.1} ms; OBS: {} timing resets, audio buffering grew {} times)",
+            "**{:.1}** ({} timestamp jumps > 1 ms in {:.0} s over {} capture callbacks, worst {:.1} ms, besides {} new runs after a member's silence; OBS: {} timing resets, audio buffering grew {} times)",
             per_10min(m.jumps as f64),
             m.jumps,
             m.seconds,
             m.callbacks,
             m.worst_jump_ms,
+            m.resumes,
             m.obs_resets,
             m.late_buffering
         ),

@@ -113,6 +113,8 @@ pub struct Measured {
     pub windows: usize,
     /// Timestamp jumps in the capture callbacks (all captured sources), and the worst.
     pub jumps: u64,
+    /// New runs after a member's silence (not jumps: nothing was heard in between).
+    pub resumes: u64,
     pub worst_jump_ms: f64,
     pub callbacks: u64,
     pub rss_before_kib: u64,
@@ -161,22 +163,37 @@ pub fn thread_group(name: &str) -> &'static str {
 /// Timestamp continuity of one capture, kept across the windows it is cleared in.
 #[derive(Default)]
 struct Continuity {
-    last: Option<(u64, u32)>,
+    /// The previous block: timestamp, frames, and whether it was silent.
+    last: Option<(u64, u32, bool)>,
     jumps: u64,
+    /// Forward steps after a silent block: a member who stopped talking outputs nothing
+    /// (decision 0010) and starts a new run when they talk again. Not heard, not a re-anchor.
+    resumes: u64,
     worst_ns: i64,
     callbacks: u64,
 }
 
+/// Below this (-40 dBFS) a block is silence: psn-sim's voices talk at about -18 dBFS.
+const SILENT_PEAK: f32 = 0.01;
+
 impl Continuity {
     fn scan(&mut self, c: &Captured) {
+        let mut next = 0usize;
         for &(ts, frames) in &c.blocks {
-            if let Some((t0, f0)) = self.last {
+            let block = c.samples.iter().skip(next).take(frames as usize);
+            let silent = block.fold(0.0f32, |peak, s| peak.max(s.abs())) < SILENT_PEAK;
+            next += frames as usize;
+            if let Some((t0, f0, was_silent)) = self.last {
                 let expected = t0 as i64 + i64::from(f0) * 1_000_000_000 / RATE as i64;
-                let err = (ts as i64 - expected).abs();
-                self.worst_ns = self.worst_ns.max(err);
-                self.jumps += u64::from(err > JUMP_NS);
+                let step = ts as i64 - expected;
+                if step > JUMP_NS && was_silent {
+                    self.resumes += 1;
+                } else {
+                    self.worst_ns = self.worst_ns.max(step.abs());
+                    self.jumps += u64::from(step.abs() > JUMP_NS);
+                }
             }
-            self.last = Some((ts, frames));
+            self.last = Some((ts, frames, silent));
             self.callbacks += 1;
         }
     }
@@ -323,6 +340,7 @@ pub fn run(sim: &psn_sim::SimHandle, host: &ObsHost, sc: &Scenario) -> Result<Me
     m.groups = groups(&threads0, &threads1);
     for k in &continuity {
         m.jumps += k.jumps;
+        m.resumes += k.resumes;
         m.callbacks += k.callbacks;
         m.worst_jump_ms = m.worst_jump_ms.max(k.worst_ns as f64 / 1e6);
     }
