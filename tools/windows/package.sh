@@ -40,7 +40,7 @@ rm -rf "$plugin_dir"
 tools/windows/in-root.sh wine "Z:${PWD//\//\\}\\target\\windows\\$name-installer.exe" /S
 # wine can hand back before the installer's own process is done (seen once right after the
 # wine demo): wait for every wine process of the prefix to end, then for the files.
-tools/windows/in-root.sh wineserver -w || true
+tools/windows/in-root.sh /usr/lib/x86_64-linux-gnu/wine/wineserver -w || true
 for _ in $(seq 1 60); do
   [ -f "$plugin_dir/uninstall.exe" ] && break
   sleep 0.5
