@@ -575,7 +575,7 @@ impl OpusDecoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -605,8 +605,9 @@ mod tests {
         assert_eq!(d.decode(&f, &mut out), 1920);
     }
 
-    /// 40 ms of a 440 Hz tone encoded as the members send it (16 kHz, mono, FEC on).
-    fn packets(n: usize) -> Vec<Vec<u8>> {
+    /// `n` 40 ms packets of a 440 Hz tone encoded as the members send them (16 kHz, mono,
+    /// FEC on). The member tests use them too.
+    pub(crate) fn packets(n: usize) -> Vec<Vec<u8>> {
         let mut enc =
             opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
         enc.set_inband_fec(true).unwrap();

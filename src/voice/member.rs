@@ -384,32 +384,12 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
-    /// `n` 40 ms packets of a 440 Hz tone, as the members send them (16 kHz clock, FEC on).
-    fn tone_packets(n: usize) -> Vec<Vec<u8>> {
-        let mut enc =
-            opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
-        enc.set_inband_fec(true).unwrap();
-        let mut k = 0usize;
-        (0..n)
-            .map(|_| {
-                let pcm: Vec<f32> = (0..640)
-                    .map(|i| {
-                        let t = (k + i) as f32 / 16_000.0;
-                        0.3 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()
-                    })
-                    .collect();
-                k += 640;
-                enc.encode_vec_float(&pcm, 1500).unwrap()
-            })
-            .collect()
-    }
-
     /// Two talkspurts of one second with a two-second pause between (no packets: DTX, as a
     /// PS5 sends). While nothing arrives the member costs no decode; the second talkspurt is
     /// heard as promptly as the first.
     #[test]
     fn a_silent_member_costs_no_decode_and_resumes_on_the_first_packet() {
-        let packets = tone_packets(50);
+        let packets = crate::voice::decode::tests::packets(50);
         // (arrival, RTP timestamp): the second talkspurt starts at 3 s, sequence numbers go on.
         let sent = |k: usize| -> (u64, u32) {
             let at = if k < 25 { k } else { k + 50 };
