@@ -376,19 +376,7 @@ fn check_tone(
 /// not grow its audio buffering after the first second.
 fn check_obs_timing(log: &[LogLine], started: Instant) -> Result<(), String> {
     let after = |l: &&LogLine| l.at >= started;
-    let resets: Vec<&str> = log
-        .iter()
-        .filter(after)
-        .filter(|l| {
-            l.text.contains("TS_SMOOTHING")
-                || l.text.contains("Restarting source audio")
-                || l.text.contains("jumped by")
-        })
-        .map(|l| l.text.as_str())
-        .collect();
-    ensure(resets.is_empty(), || {
-        format!("OBS reset our timestamps: {resets:?}")
-    })?;
+    check_no_timestamp_resets(log, started)?;
     let growth: Vec<String> = log
         .iter()
         .filter(after)
