@@ -90,12 +90,47 @@ impl SourcePtr {
     }
 }
 
-/// Hands pump blocks to OBS as mono f32 at 48 kHz.
+/// Hands pump blocks to OBS: mono f32 at 48 kHz, in OBS's own layout where it can.
 struct ObsAudioOutput {
     source: SourcePtr,
     /// `test_output_stall_ms`: a slow output call once a second (tests only).
     #[cfg(feature = "test-producer")]
     stall: (std::time::Duration, u64),
+}
+
+/// The layout a mono block is handed to OBS in.
+///
+/// libobs mixes planar f32 at its own rate and speaker layout; a block in any other layout
+/// goes through a swresample resampler of its own per source, which was 40 % of the delivery
+/// thread's time with 14 voices (docs/performance.md, "Where the time goes"). When OBS runs
+/// at our rate in mono or stereo, the block is given in OBS's layout instead, stereo as both
+/// planes pointing at the same samples: what libobs's own mono upmix computes (gain 1 on each
+/// channel), so the audio is the same to the bit and libobs copies it without a resampler.
+/// Other layouts (surround, another rate) stay mono and libobs converts them as before.
+fn obs_layout_for_mono() -> (sys::speaker_layout, sys::audio_format, usize) {
+    let mut info = sys::obs_audio_info::default();
+    // SAFETY: reads libobs's audio settings into a local struct; libobs returns false
+    // (leaving it untouched) before audio is set up.
+    let known = unsafe { sys::obs_get_audio_info(&mut info) };
+    let at_our_rate = known && info.samples_per_sec == crate::audio::ring::SAMPLE_RATE;
+    match info.speakers {
+        sys::speaker_layout::SPEAKERS_STEREO if at_our_rate => (
+            sys::speaker_layout::SPEAKERS_STEREO,
+            sys::audio_format::AUDIO_FORMAT_FLOAT_PLANAR,
+            2,
+        ),
+        // One plane: planar and interleaved are the same bytes; planar is what OBS mixes.
+        sys::speaker_layout::SPEAKERS_MONO if at_our_rate => (
+            sys::speaker_layout::SPEAKERS_MONO,
+            sys::audio_format::AUDIO_FORMAT_FLOAT_PLANAR,
+            1,
+        ),
+        _ => (
+            sys::speaker_layout::SPEAKERS_MONO,
+            sys::audio_format::AUDIO_FORMAT_FLOAT,
+            1,
+        ),
+    }
 }
 
 impl BlockOutput for ObsAudioOutput {
@@ -105,17 +140,21 @@ impl BlockOutput for ObsAudioOutput {
     }
 
     fn output(&mut self, block: &[f32; BLOCK_FRAMES], timestamp_ns: u64) {
+        // Asked on every block (a few loads): OBS may reset its audio between blocks.
+        let (speakers, format, planes) = obs_layout_for_mono();
         let mut audio = sys::obs_source_audio {
             frames: BLOCK_FRAMES as u32,
-            speakers: sys::speaker_layout::SPEAKERS_MONO,
-            format: sys::audio_format::AUDIO_FORMAT_FLOAT,
+            speakers,
+            format,
             samples_per_sec: crate::audio::ring::SAMPLE_RATE,
             timestamp: timestamp_ns,
             ..Default::default()
         };
-        audio.data[0] = block.as_ptr().cast();
-        // SAFETY: the source is alive (see SourcePtr); OBS copies the block
-        // before returning.
+        for plane in &mut audio.data[..planes] {
+            *plane = block.as_ptr().cast();
+        }
+        // SAFETY: the source is alive (see SourcePtr); OBS only reads the planes and
+        // copies the block before returning.
         unsafe { sys::obs_source_output_audio(self.source.0, &audio) };
         #[cfg(feature = "test-producer")]
         {
