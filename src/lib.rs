@@ -19,6 +19,7 @@
 #![deny(unsafe_code)]
 
 pub mod audio;
+pub mod cadence;
 #[cfg(feature = "test-host")]
 #[doc(hidden)]
 pub mod fuzz_bodies;

@@ -7,8 +7,10 @@
 //! source means holding the runtime.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::task::JoinHandle;
@@ -16,28 +18,60 @@ use tokio::task::JoinHandle;
 /// How long a shutting-down runtime waits for its tasks.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Scheduler rounds per pass: each round runs every task that is ready and then reads what
+/// the sockets and timers have for it without waiting. A voice packet is through the WebRTC
+/// stack and in its member's ring within two; the rest is room for chains of wakes.
+const ROUNDS_PER_PASS: usize = 6;
+
 static SHARED: Mutex<Weak<SharedRuntime>> = Mutex::new(Weak::new());
 
 struct SharedRuntime {
-    runtime: Option<Runtime>,
+    handle: Handle,
+    stop: Arc<AtomicBool>,
+    driver: Option<ThreadHandle<()>>,
 }
 
 impl Drop for SharedRuntime {
     fn drop(&mut self) {
-        let Some(runtime) = self.runtime.take() else {
+        self.stop.store(true, Ordering::Release);
+        let Some(driver) = self.driver.take() else {
             return;
         };
-        if Handle::try_current().is_ok() {
-            // Dropped from inside one of its own tasks: a runtime cannot shut
-            // itself down from there, so do it from a thread of its own.
-            let _ = std::thread::Builder::new()
-                .name("psn-rt-exit".into())
-                .spawn(move || runtime.shutdown_timeout(SHUTDOWN_TIMEOUT));
-        } else {
-            runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
+        driver.thread().unpark();
+        if std::thread::current().id() == driver.thread().id() {
+            // Dropped from inside one of its own tasks: the driver ends its pass, sees the
+            // stop and shuts the runtime down itself (a thread cannot join itself).
+            return;
         }
+        let _ = driver.join();
         log::debug!("tokio runtime shut down");
     }
+}
+
+/// The one thread that runs the runtime: a pass every 10 ms, just before the playout's tick
+/// ([`crate::cadence`]), asleep in between (docs/decisions/0013-network-in-passes.md).
+///
+/// A runtime that waits on its sockets wakes for every packet: 14 voices at 25 packets a
+/// second each, plus the stack's timers, woke its thread 260-420 times a second. Packets that
+/// wait in the socket's buffer until the next pass cost one wake for all of them, and the work
+/// on them is the same.
+fn drive(runtime: Runtime, stop: Arc<AtomicBool>) {
+    let mut previous = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        let begins = Instant::now();
+        crate::cadence::network_pass_begins(previous);
+        previous = begins;
+        runtime.block_on(async {
+            for _ in 0..ROUNDS_PER_PASS {
+                tokio::task::yield_now().await;
+            }
+        });
+        // Behind (a long pass, a busy machine): the next pass is still the next one due,
+        // never passes back to back.
+        let now = Instant::now();
+        std::thread::park_timeout(crate::cadence::next_network_pass(now) - now);
+    }
+    runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
 }
 
 /// A counted reference to the module's runtime.
@@ -51,30 +85,29 @@ impl RuntimeRef {
         if let Some(existing) = shared.upgrade() {
             return Ok(RuntimeRef(existing));
         }
-        // One worker: the plugin's network side is 14 x 24 kb/s of voice, some PSN calls and a
-        // few timers, well inside one thread (3-4 % of a core). The second worker bought no
-        // CPU and cost wake-ups: 449 -> 281 voluntary switches/s and 105 -> 9 involuntary ones
-        // with 14 voices (docs/decisions/0011-network-side.md). Nothing on it blocks: waits that
-        // may take long go to spawn_blocking.
-        let runtime = Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("psn-rt")
-            .enable_all()
-            .build()?;
+        // One thread: the plugin's network side is 14 x 24 kb/s of voice, some PSN calls and a
+        // few timers, well inside one thread (3-4 % of a core); a second worker bought no CPU
+        // and cost wake-ups (docs/decisions/0011-network-side.md). Nothing on it blocks: waits
+        // that may take long go to spawn_blocking.
+        let runtime = Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let driver = std::thread::Builder::new().name("psn-rt".into()).spawn({
+            let stop = stop.clone();
+            move || drive(runtime, stop)
+        })?;
         log::debug!("tokio runtime started");
         let fresh = Arc::new(SharedRuntime {
-            runtime: Some(runtime),
+            handle,
+            stop,
+            driver: Some(driver),
         });
         *shared = Arc::downgrade(&fresh);
         Ok(RuntimeRef(fresh))
     }
 
     pub fn handle(&self) -> &Handle {
-        self.0
-            .runtime
-            .as_ref()
-            .expect("runtime present until drop")
-            .handle()
+        &self.0.handle
     }
 
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>

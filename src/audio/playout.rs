@@ -419,6 +419,7 @@ fn run_clock(inbox: Receiver<Command>, stop: &AtomicBool, ticks: &AtomicU64, epo
         engine.tick(next.duration_since(epoch).as_nanos() as u64);
         ticks.fetch_add(1, Ordering::Relaxed);
         next += TICK;
+        crate::cadence::playout_ticks_at(next);
     }
 }
 

@@ -153,7 +153,7 @@ impl PeerConnectionEventHandler for Handler {
                         timestamp: h.timestamp,
                         marker: h.marker,
                         payload: p.payload.clone(),
-                        arrival: std::time::Instant::now(),
+                        arrival: crate::cadence::packet_arrival(std::time::Instant::now()),
                     };
                     // Straight into the member's packet ring when it is routed (one hop less,
                     // and the follower's loop is not woken per packet).
