@@ -9,13 +9,14 @@
 //! only change when a command arrives).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::mix::Mixer;
 use super::ring::{RingWriter, BLOCK_FRAMES};
+use super::thread;
 
 /// The playout period.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -314,16 +315,9 @@ impl Playout {
         let thread = {
             let stop = stop.clone();
             let ticks = ticks.clone();
-            std::thread::Builder::new()
-                .name("psn-playout".into())
-                .spawn(move || {
-                    super::delivery::audio_thread_setup();
-                    let run =
-                        std::panic::AssertUnwindSafe(|| run_clock(inbox, &stop, &ticks, epoch));
-                    if std::panic::catch_unwind(run).is_err() {
-                        log::error!("party playout stopped after an internal error");
-                    }
-                })?
+            thread::spawn("psn-playout", "party playout", move || {
+                run_clock(inbox, &stop, &ticks, epoch)
+            })?
         };
         Ok(Playout {
             commands,
@@ -342,15 +336,7 @@ impl Playout {
     }
 
     fn send(&self, command: Command) {
-        match self.commands.try_send(command) {
-            Ok(()) => {}
-            // 256 commands queued means the clock thread is gone or stuck;
-            // wait briefly rather than lose a membership change.
-            Err(TrySendError::Full(command)) => {
-                let _ = self.commands.send(command);
-            }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
+        thread::send(&self.commands, command);
     }
 
     pub fn add_member(&self, info: MemberInfo, audio: Box<dyn MemberAudio>) {
