@@ -381,7 +381,8 @@ mod tests {
         let mut rig = Rig::new();
         // 1 s of real-time blocks, then the pump misses 150 ms while the
         // producer goes on writing, then real time again.
-        rig.real_time(1_000 * MS, 200, &[100..115]);
+        let missed = 100..115;
+        rig.real_time(1_000 * MS, 200, &[missed]);
         assert_continuous(&rig.out.stamps());
         assert_eq!(rig.out.stamps().len(), 200);
         let stats = &rig.stats;
