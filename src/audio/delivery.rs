@@ -20,13 +20,14 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use super::pump::{BlockOutput, PumpStats, PumpStep};
 use super::ring::RingReader;
+use super::thread;
 
 /// The thread wakes at least this often even when nothing asks it to: a
 /// safety net only (every write, command and due time unparks it).
@@ -128,23 +129,6 @@ pub struct Delivery {
 /// The running thread, if a source holds it.
 static CURRENT: Mutex<Weak<Delivery>> = Mutex::new(Weak::new());
 
-/// Run on the delivery thread when it starts (the OBS side raises its
-/// priority where the platform lets an unprivileged process do so).
-static THREAD_SETUP: OnceLock<fn()> = OnceLock::new();
-
-/// Sets what the audio threads (delivery, playout) run first when they
-/// start (once per process).
-pub fn set_thread_setup(setup: fn()) {
-    let _ = THREAD_SETUP.set(setup);
-}
-
-/// Runs the setup `set_thread_setup` gave, on the calling audio thread.
-pub fn audio_thread_setup() {
-    if let Some(setup) = THREAD_SETUP.get() {
-        setup();
-    }
-}
-
 impl Delivery {
     /// The running delivery thread, started if no source holds it.
     pub fn shared() -> std::io::Result<Arc<Delivery>> {
@@ -162,15 +146,9 @@ impl Delivery {
         let stop = Arc::new(AtomicBool::new(false));
         let handle = {
             let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("psn-delivery".into())
-                .spawn(move || {
-                    audio_thread_setup();
-                    let run = AssertUnwindSafe(|| deliver(inbox, &stop));
-                    if catch_unwind(run).is_err() {
-                        log::error!("audio delivery stopped after an internal error");
-                    }
-                })?
+            thread::spawn("psn-delivery", "audio delivery", move || {
+                deliver(inbox, &stop)
+            })?
         };
         Ok(Delivery {
             commands,
@@ -212,15 +190,7 @@ impl Delivery {
     }
 
     fn send(&self, command: Command) {
-        match self.commands.try_send(command) {
-            Ok(()) => {}
-            // 256 commands queued: the thread is stuck in an OBS call. Wait
-            // rather than lose a source (creating one is not on the audio path).
-            Err(TrySendError::Full(command)) => {
-                let _ = self.commands.send(command);
-            }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
+        thread::send(&self.commands, command);
         self.thread.unpark();
     }
 }

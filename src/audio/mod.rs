@@ -12,3 +12,4 @@ pub mod ring;
 pub mod speaking;
 #[cfg(feature = "test-producer")]
 pub mod test_tone;
+pub mod thread;

@@ -9,13 +9,14 @@
 //! only change when a command arrives).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::mix::Mixer;
 use super::ring::{RingWriter, BLOCK_FRAMES};
+use super::thread;
 
 /// The playout period.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -314,16 +315,9 @@ impl Playout {
         let thread = {
             let stop = stop.clone();
             let ticks = ticks.clone();
-            std::thread::Builder::new()
-                .name("psn-playout".into())
-                .spawn(move || {
-                    super::delivery::audio_thread_setup();
-                    let run =
-                        std::panic::AssertUnwindSafe(|| run_clock(inbox, &stop, &ticks, epoch));
-                    if std::panic::catch_unwind(run).is_err() {
-                        log::error!("party playout stopped after an internal error");
-                    }
-                })?
+            thread::spawn("psn-playout", "party playout", move || {
+                run_clock(inbox, &stop, &ticks, epoch)
+            })?
         };
         Ok(Playout {
             commands,
@@ -342,15 +336,7 @@ impl Playout {
     }
 
     fn send(&self, command: Command) {
-        match self.commands.try_send(command) {
-            Ok(()) => {}
-            // 256 commands queued means the clock thread is gone or stuck;
-            // wait briefly rather than lose a membership change.
-            Err(TrySendError::Full(command)) => {
-                let _ = self.commands.send(command);
-            }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
+        thread::send(&self.commands, command);
     }
 
     pub fn add_member(&self, info: MemberInfo, audio: Box<dyn MemberAudio>) {
@@ -446,6 +432,23 @@ mod tests {
         }
     }
 
+    /// The source that shows the member in `n`'s slot.
+    fn slot(n: usize) -> Target {
+        Target::Member(MemberSelector::Slot(n))
+    }
+
+    /// The source that shows the member with this online id (any case).
+    fn online_id(id: &str) -> Target {
+        Target::Member(MemberSelector::OnlineId(id.into()))
+    }
+
+    /// A source's ring, subscribed to `target` as subscription `id`: what the source reads.
+    fn source(engine: &mut PlayoutEngine, id: SubscriptionId, target: Target) -> RingReader {
+        let (writer, reader) = audio_ring(48_000);
+        engine.subscribe(id, target, writer);
+        reader
+    }
+
     fn next_block(reader: &mut RingReader) -> Option<f32> {
         let mut block = [0.0; BLOCK_FRAMES];
         reader.pop_block(&mut block).then_some(block[0])
@@ -454,38 +457,13 @@ mod tests {
     #[test]
     fn members_go_to_their_sources_and_the_mix_sums_them() {
         let mut engine = PlayoutEngine::new();
-        let (w_mix, mut r_mix) = audio_ring(4800);
-        let (w_a, mut r_a) = audio_ring(4800);
-        let (w_b, mut r_b) = audio_ring(4800);
-        let (w_me, mut r_me) = audio_ring(4800);
-        engine.apply(Command::AddMember(
-            member("1", "alice", true),
-            Box::new(Constant(0.1)),
-        ));
-        engine.apply(Command::AddMember(
-            member("2", "bob", true),
-            Box::new(Constant(0.2)),
-        ));
-        engine.apply(Command::AddMember(
-            member("3", "me", false),
-            Box::new(Constant(0.4)),
-        ));
-        engine.apply(Command::Subscribe(1, Target::Mix, w_mix));
-        engine.apply(Command::Subscribe(
-            2,
-            Target::Member(MemberSelector::Slot(1)),
-            w_a,
-        ));
-        engine.apply(Command::Subscribe(
-            3,
-            Target::Member(MemberSelector::OnlineId("BOB".into())),
-            w_b,
-        ));
-        engine.apply(Command::Subscribe(
-            4,
-            Target::Member(MemberSelector::OnlineId("me".into())),
-            w_me,
-        ));
+        engine.add_member(member("1", "alice", true), Box::new(Constant(0.1)));
+        engine.add_member(member("2", "bob", true), Box::new(Constant(0.2)));
+        engine.add_member(member("3", "me", false), Box::new(Constant(0.4)));
+        let mut r_mix = source(&mut engine, 1, Target::Mix);
+        let mut r_a = source(&mut engine, 2, slot(1));
+        let mut r_b = source(&mut engine, 3, online_id("BOB"));
+        let mut r_me = source(&mut engine, 4, online_id("me"));
         engine.tick(0);
         assert_eq!(next_block(&mut r_a), Some(0.1));
         assert_eq!(next_block(&mut r_b), Some(0.2));
@@ -497,26 +475,10 @@ mod tests {
     #[test]
     fn slots_are_sticky_and_a_newcomer_takes_the_free_one() {
         let mut engine = PlayoutEngine::new();
-        let (w1, mut r1) = audio_ring(4800);
-        let (w2, mut r2) = audio_ring(4800);
-        engine.apply(Command::Subscribe(
-            1,
-            Target::Member(MemberSelector::Slot(1)),
-            w1,
-        ));
-        engine.apply(Command::Subscribe(
-            2,
-            Target::Member(MemberSelector::Slot(2)),
-            w2,
-        ));
-        engine.apply(Command::AddMember(
-            member("a", "a", true),
-            Box::new(Constant(0.1)),
-        ));
-        engine.apply(Command::AddMember(
-            member("b", "b", true),
-            Box::new(Constant(0.2)),
-        ));
+        let mut r1 = source(&mut engine, 1, slot(1));
+        let mut r2 = source(&mut engine, 2, slot(2));
+        engine.add_member(member("a", "a", true), Box::new(Constant(0.1)));
+        engine.add_member(member("b", "b", true), Box::new(Constant(0.2)));
         engine.tick(0);
         assert_eq!(
             (next_block(&mut r1), next_block(&mut r2)),
@@ -530,10 +492,7 @@ mod tests {
             (None, Some(0.2))
         );
         // A newcomer takes slot 1.
-        engine.apply(Command::AddMember(
-            member("c", "c", true),
-            Box::new(Constant(0.3)),
-        ));
+        engine.add_member(member("c", "c", true), Box::new(Constant(0.3)));
         engine.tick(20_000_000);
         assert_eq!(
             (next_block(&mut r1), next_block(&mut r2)),
@@ -544,36 +503,16 @@ mod tests {
     #[test]
     fn a_member_known_before_their_voice_keeps_their_slot() {
         let mut engine = PlayoutEngine::new();
-        let (w, mut r) = audio_ring(4800);
-        engine.apply(Command::Subscribe(
-            1,
-            Target::Member(MemberSelector::Slot(1)),
-            w,
-        ));
+        let mut r = source(&mut engine, 1, slot(1));
         // The roster is known first (join order a, b); b's voice connects first.
-        engine.apply(Command::AddMember(
-            member("a", "a", true),
-            Box::new(Silence),
-        ));
-        engine.apply(Command::AddMember(
-            member("b", "b", true),
-            Box::new(Silence),
-        ));
-        engine.apply(Command::AddMember(
-            member("b", "b", true),
-            Box::new(Constant(0.2)),
-        ));
-        engine.apply(Command::AddMember(
-            member("a", "a", true),
-            Box::new(Constant(0.1)),
-        ));
+        engine.add_member(member("a", "a", true), Box::new(Silence));
+        engine.add_member(member("b", "b", true), Box::new(Silence));
+        engine.add_member(member("b", "b", true), Box::new(Constant(0.2)));
+        engine.add_member(member("a", "a", true), Box::new(Constant(0.1)));
         engine.tick(0);
         assert_eq!(next_block(&mut r), Some(0.1));
         // The user's own console takes no slot.
-        engine.apply(Command::AddMember(
-            member("me", "me", false),
-            Box::new(Constant(0.4)),
-        ));
+        engine.add_member(member("me", "me", false), Box::new(Constant(0.4)));
         let slots = engine.slots();
         assert_eq!(
             slots.iter().find(|(a, _)| a == "me").map(|s| s.1),
@@ -598,16 +537,13 @@ mod tests {
     #[test]
     fn a_silent_member_writes_nothing_and_the_mix_stays_continuous() {
         let mut engine = PlayoutEngine::new();
-        let (w_mix, mut r_mix) = audio_ring(48_000);
-        let (w_a, mut r_a) = audio_ring(48_000);
-        let (w_b, mut r_b) = audio_ring(48_000);
         // a talks on ticks 2..5, b never (a roster member whose voice has not connected).
         let talks = (0..10).map(|t| (2..5).contains(&t)).collect();
         engine.add_member(member("1", "a", true), Box::new(Talkspurts(talks, 0)));
         engine.add_member(member("2", "b", true), Box::new(Silence));
-        engine.subscribe(1, Target::Mix, w_mix);
-        engine.subscribe(2, Target::Member(MemberSelector::Slot(1)), w_a);
-        engine.subscribe(3, Target::Member(MemberSelector::Slot(2)), w_b);
+        let mut r_mix = source(&mut engine, 1, Target::Mix);
+        let mut r_a = source(&mut engine, 2, slot(1));
+        let mut r_b = source(&mut engine, 3, slot(2));
         let mut mix = Vec::new();
         let mut a = Vec::new();
         for t in 0..10u64 {
@@ -634,14 +570,13 @@ mod tests {
     #[test]
     fn a_short_silence_is_filled_when_the_member_resumes() {
         let mut engine = PlayoutEngine::new();
-        let (w, mut r) = audio_ring(48_000);
         // Talks 3 ticks, silent 3, talks 2, silent 12, talks 2.
         let talks = [(3, true), (3, false), (2, true), (12, false), (2, true)]
             .iter()
             .flat_map(|&(n, talking)| std::iter::repeat_n(talking, n))
             .collect();
         engine.add_member(member("1", "a", true), Box::new(Talkspurts(talks, 0)));
-        engine.subscribe(1, Target::Member(MemberSelector::Slot(1)), w);
+        let mut r = source(&mut engine, 1, slot(1));
         let mut written = Vec::new();
         for t in 0..22u64 {
             engine.tick(t * 10_000_000);
@@ -669,8 +604,7 @@ mod tests {
     #[test]
     fn a_loud_party_never_clips() {
         let mut engine = PlayoutEngine::new();
-        let (w, mut r) = audio_ring(48_000);
-        engine.apply(Command::Subscribe(1, Target::Mix, w));
+        let mut r = source(&mut engine, 1, Target::Mix);
         for i in 0..8 {
             engine.apply(Command::AddMember(
                 member(&i.to_string(), "x", true),
@@ -688,9 +622,7 @@ mod tests {
     #[test]
     fn a_destroyed_source_is_forgotten() {
         let mut engine = PlayoutEngine::new();
-        let (w, r) = audio_ring(4800);
-        engine.apply(Command::Subscribe(1, Target::Mix, w));
-        drop(r);
+        drop(source(&mut engine, 1, Target::Mix));
         engine.tick(0);
         assert!(engine.subscriptions.is_empty());
     }
@@ -704,7 +636,7 @@ mod tests {
         let (w, mut r) = audio_ring(48_000);
         let begun = Instant::now();
         playout.add_member(member("1", "a", true), Box::new(Constant(0.5)));
-        playout.subscribe(Target::Member(MemberSelector::Slot(1)), w);
+        playout.subscribe(slot(1), w);
         std::thread::sleep(Duration::from_millis(500));
         let ticks = playout.ticks();
         let periods = begun.elapsed().as_millis() as u64 / 10;

@@ -285,7 +285,8 @@ impl PumpStep {
 mod tests {
     use super::*;
     use crate::audio::clock::ANCHOR_LEAD_NS;
-    use crate::audio::ring::audio_ring;
+    use crate::audio::ring::{audio_ring, RingWriter};
+    use std::ops::Range;
     use std::sync::atomic::AtomicU64;
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
@@ -320,6 +321,55 @@ mod tests {
         }
     }
 
+    /// One source's pump step between a producer's ring and a virtual OBS
+    /// clock: what each test below drives.
+    struct Rig {
+        writer: RingWriter,
+        reader: RingReader,
+        out: Virtual,
+        stats: PumpStats,
+        step: PumpStep,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let (writer, reader) = audio_ring(SAMPLE_RATE as usize);
+            Rig {
+                writer,
+                reader,
+                out: Virtual::default(),
+                stats: PumpStats::default(),
+                step: PumpStep::new(),
+            }
+        }
+
+        /// The producer writes `blocks` blocks of `level` in one go.
+        fn write(&mut self, level: f32, blocks: usize) {
+            assert!(self.writer.write(&vec![level; blocks * BLOCK_FRAMES]));
+        }
+
+        /// The pump wakes at `t_ns`; returns when it wants to run again.
+        fn run_at(&mut self, t_ns: u64) -> Option<u64> {
+            self.out.at(t_ns);
+            self.step.run(&mut self.reader, &mut self.out, &self.stats)
+        }
+
+        /// The producer writes a block every 10 ms from `start_ns`; the pump
+        /// runs after each write except for the block numbers in `stalls`.
+        fn real_time(&mut self, start_ns: u64, blocks: u64, stalls: &[Range<u64>]) {
+            for i in 0..blocks {
+                self.write(1.0, 1);
+                if !stalls.iter().any(|stall| stall.contains(&i)) {
+                    self.run_at(start_ns + i * 10 * MS);
+                }
+            }
+        }
+    }
+
+    fn count(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
     fn assert_continuous(stamps: &[u64]) {
         for (i, pair) in stamps.windows(2).enumerate() {
             assert_eq!(pair[1] - pair[0], 10 * MS, "jump after block {i}");
@@ -328,113 +378,77 @@ mod tests {
 
     #[test]
     fn a_stall_of_our_own_thread_catches_up_without_a_jump() {
-        let (mut writer, mut reader) = audio_ring(SAMPLE_RATE as usize);
-        let mut out = Virtual::default();
-        let stats = PumpStats::default();
-        let mut step = PumpStep::new();
+        let mut rig = Rig::new();
         // 1 s of real-time blocks, then the pump misses 150 ms while the
         // producer goes on writing, then real time again.
-        let mut t = 1_000 * MS;
-        for i in 0..200u64 {
-            writer.write(&[1.0; BLOCK_FRAMES]);
-            let stalled = (100..115).contains(&i);
-            if !stalled {
-                out.at(t);
-                step.run(&mut reader, &mut out, &stats);
-            }
-            t += 10 * MS;
-        }
-        assert_continuous(&out.stamps());
-        assert_eq!(out.stamps().len(), 200);
-        assert_eq!(stats.caught_up.load(Ordering::Relaxed), 1);
-        assert_eq!(stats.reanchors.load(Ordering::Relaxed), 0);
-        assert_eq!(stats.runs.load(Ordering::Relaxed), 1);
-        assert_eq!(stats.discarded_frames.load(Ordering::Relaxed), 0);
+        let missed = 100..115;
+        rig.real_time(1_000 * MS, 200, &[missed]);
+        assert_continuous(&rig.out.stamps());
+        assert_eq!(rig.out.stamps().len(), 200);
+        let stats = &rig.stats;
+        assert_eq!(count(&stats.caught_up), 1);
+        assert_eq!(count(&stats.reanchors), 0);
+        assert_eq!(count(&stats.runs), 1);
+        assert_eq!(count(&stats.discarded_frames), 0);
     }
 
     #[test]
     fn resuming_after_silence_starts_a_new_run_not_a_reanchor() {
-        let (mut writer, mut reader) = audio_ring(SAMPLE_RATE as usize);
-        let mut out = Virtual::default();
-        let stats = PumpStats::default();
-        let mut step = PumpStep::new();
-        out.at(0);
-        writer.write(&[1.0; BLOCK_FRAMES]);
-        step.run(&mut reader, &mut out, &stats);
+        let mut rig = Rig::new();
+        rig.write(1.0, 1);
+        rig.run_at(0);
         // The member is silent for 2 s: the ring gets nothing, the pump
         // wakes now and then and finds it empty.
         for t in (10..2_000).step_by(500) {
-            out.at(t * MS);
-            step.run(&mut reader, &mut out, &stats);
+            rig.run_at(t * MS);
         }
-        out.at(2_000 * MS);
-        writer.write(&[1.0; BLOCK_FRAMES]);
+        rig.write(1.0, 1);
         // It waits a moment (a starved producer's catch-up would follow at once).
-        let due = step.run(&mut reader, &mut out, &stats);
+        let due = rig.run_at(2_000 * MS);
         assert_eq!(due, Some(2_000 * MS + SETTLE_NS));
-        assert_eq!(out.stamps().len(), 1);
-        out.at(2_000 * MS + SETTLE_NS);
-        step.run(&mut reader, &mut out, &stats);
-        let stamps = out.stamps();
+        assert_eq!(rig.out.stamps().len(), 1);
+        rig.run_at(2_000 * MS + SETTLE_NS);
         let resumed = 2_000 * MS + SETTLE_NS + ANCHOR_LEAD_NS;
-        assert_eq!(stamps, vec![ANCHOR_LEAD_NS, resumed]);
-        assert_eq!(stats.runs.load(Ordering::Relaxed), 2);
-        assert_eq!(stats.reanchors.load(Ordering::Relaxed), 0);
-        assert_eq!(stats.caught_up.load(Ordering::Relaxed), 0);
+        assert_eq!(rig.out.stamps(), vec![ANCHOR_LEAD_NS, resumed]);
+        assert_eq!(count(&rig.stats.runs), 2);
+        assert_eq!(count(&rig.stats.reanchors), 0);
+        assert_eq!(count(&rig.stats.caught_up), 0);
         // The new run is not faded: it starts from the member's own silence.
-        assert_eq!(out.blocks.lock().unwrap()[1].1, 1.0);
+        assert_eq!(rig.out.blocks.lock().unwrap()[1].1, 1.0);
     }
 
     #[test]
     fn a_starved_producer_catching_up_in_a_burst_keeps_the_timestamps() {
-        let (mut writer, mut reader) = audio_ring(SAMPLE_RATE as usize);
-        let mut out = Virtual::default();
-        let stats = PumpStats::default();
-        let mut step = PumpStep::new();
-        let mut t = 0;
-        for _ in 0..50 {
-            out.at(t);
-            writer.write(&[1.0; BLOCK_FRAMES]);
-            step.run(&mut reader, &mut out, &stats);
-            t += 10 * MS;
-        }
-        // The producer misses 120 ms, then writes them back to back; its
-        // first write wakes the pump before the others are in.
-        t += 110 * MS;
-        out.at(t);
-        writer.write(&[1.0; BLOCK_FRAMES]);
-        let due = step
-            .run(&mut reader, &mut out, &stats)
-            .expect("waits to see");
+        let mut rig = Rig::new();
+        rig.real_time(0, 50, &[]);
+        // The producer misses 120 ms after its block at 490 ms, then writes
+        // them back to back; its first write wakes the pump before the
+        // others are in.
+        rig.write(1.0, 1);
+        let due = rig.run_at(610 * MS).expect("waits to see");
         for _ in 0..12 {
-            writer.write(&[1.0; BLOCK_FRAMES]);
+            rig.write(1.0, 1);
         }
-        out.at(due);
-        step.run(&mut reader, &mut out, &stats);
-        assert_continuous(&out.stamps());
-        assert_eq!(out.stamps().len(), 63);
-        assert_eq!(stats.caught_up.load(Ordering::Relaxed), 1);
-        assert_eq!(stats.runs.load(Ordering::Relaxed), 1);
+        rig.run_at(due);
+        assert_continuous(&rig.out.stamps());
+        assert_eq!(rig.out.stamps().len(), 63);
+        assert_eq!(count(&rig.stats.caught_up), 1);
+        assert_eq!(count(&rig.stats.runs), 1);
     }
 
     #[test]
     fn a_stall_too_long_to_catch_up_reanchors_faded_in_and_counted() {
-        let (mut writer, mut reader) = audio_ring(SAMPLE_RATE as usize);
-        let mut out = Virtual::default();
-        let stats = PumpStats::default();
-        let mut step = PumpStep::new();
-        out.at(0);
-        writer.write(&[0.5; BLOCK_FRAMES]);
-        step.run(&mut reader, &mut out, &stats);
+        let mut rig = Rig::new();
+        rig.write(0.5, 1);
+        rig.run_at(0);
         // 400 ms during which the producer wrote and the pump did not run.
-        writer.write(&[0.5; 40 * BLOCK_FRAMES]);
-        out.at(400 * MS);
-        step.run(&mut reader, &mut out, &stats);
-        assert_eq!(stats.reanchors.load(Ordering::Relaxed), 1);
-        assert_eq!(stats.caught_up.load(Ordering::Relaxed), 0);
-        let discarded = stats.discarded_frames.load(Ordering::Relaxed) as usize;
+        rig.write(0.5, 40);
+        rig.run_at(400 * MS);
+        assert_eq!(count(&rig.stats.reanchors), 1);
+        assert_eq!(count(&rig.stats.caught_up), 0);
+        let discarded = count(&rig.stats.discarded_frames) as usize;
         assert_eq!(discarded, 40 * BLOCK_FRAMES - MAX_BACKLOG_FRAMES);
-        let blocks = out.blocks.lock().unwrap();
+        let blocks = rig.out.blocks.lock().unwrap();
         assert_eq!(blocks[1].0, 400 * MS + ANCHOR_LEAD_NS);
         // Faded in from silence, then full level.
         assert_eq!(blocks[1].1, 0.0);
@@ -444,48 +458,29 @@ mod tests {
 
     #[test]
     fn every_stall_within_the_catch_up_limit_is_caught_up_and_a_longer_one_reanchors() {
-        let (mut writer, mut reader) = audio_ring(SAMPLE_RATE as usize);
-        let mut out = Virtual::default();
-        let stats = PumpStats::default();
-        let mut step = PumpStep::new();
-        let mut t = 0;
+        let mut rig = Rig::new();
         // Three stalls of 130 ms (caught up: the clock is on time again after
         // each), then one of 300 ms (too far behind).
-        for i in 0..500u64 {
-            writer.write(&[1.0; BLOCK_FRAMES]);
-            let stalled = [(50, 63), (150, 163), (250, 263), (350, 380)]
-                .iter()
-                .any(|&(a, b)| (a..b).contains(&i));
-            if !stalled {
-                out.at(t);
-                step.run(&mut reader, &mut out, &stats);
-            }
-            t += 10 * MS;
-        }
-        assert_eq!(stats.caught_up.load(Ordering::Relaxed), 3);
-        assert_eq!(stats.reanchors.load(Ordering::Relaxed), 1);
+        rig.real_time(0, 500, &[50..63, 150..163, 250..263, 350..380]);
+        assert_eq!(count(&rig.stats.caught_up), 3);
+        assert_eq!(count(&rig.stats.reanchors), 1);
         // Up to the long stall, one run without a jump.
-        assert_continuous(&out.stamps()[..350]);
+        assert_continuous(&rig.out.stamps()[..350]);
     }
 
     #[test]
     fn a_burst_beyond_the_lead_waits_in_the_ring_and_says_when_it_is_due() {
-        let (mut writer, mut reader) = audio_ring(SAMPLE_RATE as usize);
-        let mut out = Virtual::default();
-        let stats = PumpStats::default();
-        let mut step = PumpStep::new();
-        out.at(0);
-        writer.write(&[1.0; 50 * BLOCK_FRAMES]);
-        let due = step.run(&mut reader, &mut out, &stats).expect("a due time");
-        let sent = out.stamps().len() as u64;
+        let mut rig = Rig::new();
+        rig.write(1.0, 50);
+        let due = rig.run_at(0).expect("a due time");
+        let sent = rig.out.stamps().len() as u64;
         // The blocks up to 250 ms ahead went out, the rest waits.
         assert!(sent * 10 * MS + ANCHOR_LEAD_NS > MAX_LEAD_NS);
         assert!(sent < 50);
         assert_eq!(due, ANCHOR_LEAD_NS + sent * 10 * MS - MAX_LEAD_NS);
-        out.at(due);
-        step.run(&mut reader, &mut out, &stats);
-        assert!(out.stamps().len() as u64 > sent);
-        assert_continuous(&out.stamps());
+        rig.run_at(due);
+        assert!(rig.out.stamps().len() as u64 > sent);
+        assert_continuous(&rig.out.stamps());
     }
 
     #[test]

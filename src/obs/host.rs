@@ -449,56 +449,58 @@ impl HostSource {
         captured
     }
 
-    /// The description (label or info text) of the property `name`.
-    pub fn property_description(&self, name: &str) -> Option<String> {
+    /// Builds the source's properties as the dialog would, hands the property
+    /// `name` to `use_it` (None if there is no such property) and destroys
+    /// them again.
+    fn with_property<T>(
+        &self,
+        name: &str,
+        use_it: impl FnOnce(*mut sys::obs_property_t) -> T,
+    ) -> Option<T> {
         let name = cstring(name).ok()?;
-        // SAFETY: OBS builds the properties; we read one and destroy them.
+        // SAFETY: OBS builds the properties; `use_it` runs while they live;
+        // we destroy them afterwards.
         unsafe {
             let props = sys::obs_source_properties(self.source);
             let prop = sys::obs_properties_get(props, name.as_ptr());
-            let text = (!prop.is_null()).then(|| lossy(sys::obs_property_description(prop)));
+            let result = (!prop.is_null()).then(|| use_it(prop));
             sys::obs_properties_destroy(props);
-            text
+            result
         }
+    }
+
+    /// The description (label or info text) of the property `name`.
+    pub fn property_description(&self, name: &str) -> Option<String> {
+        // SAFETY: `prop` is a live property (with_property).
+        self.with_property(name, |prop| unsafe {
+            lossy(sys::obs_property_description(prop))
+        })
     }
 
     /// Clicks the button property `name` as the dialog would; returns what
     /// the callback returned (true: redraw), or None if there is no such button.
     pub fn click(&self, name: &str) -> Option<bool> {
-        let name = cstring(name).ok()?;
-        // SAFETY: OBS builds the properties; the callback runs on this thread;
-        // we destroy the properties afterwards.
-        unsafe {
-            let props = sys::obs_source_properties(self.source);
-            let prop = sys::obs_properties_get(props, name.as_ptr());
-            let clicked = (!prop.is_null())
-                .then(|| sys::obs_property_button_clicked(prop, self.source.cast()));
-            sys::obs_properties_destroy(props);
-            clicked
-        }
+        // SAFETY: `prop` is a live property of our source (with_property); the
+        // callback runs on this thread.
+        self.with_property(name, |prop| unsafe {
+            sys::obs_property_button_clicked(prop, self.source.cast())
+        })
     }
 
     /// The (label, value) items of the string list property `name`.
     pub fn list_items(&self, name: &str) -> Vec<(String, String)> {
-        let mut items = Vec::new();
-        let Ok(name) = cstring(name) else {
-            return items;
-        };
-        // SAFETY: OBS builds the properties; we read and destroy them.
-        unsafe {
-            let props = sys::obs_source_properties(self.source);
-            let prop = sys::obs_properties_get(props, name.as_ptr());
-            if !prop.is_null() {
-                for i in 0..sys::obs_property_list_item_count(prop) {
-                    items.push((
+        // SAFETY: `prop` is a live property (with_property).
+        self.with_property(name, |prop| unsafe {
+            (0..sys::obs_property_list_item_count(prop))
+                .map(|i| {
+                    (
                         lossy(sys::obs_property_list_item_name(prop, i)),
                         lossy(sys::obs_property_list_item_string(prop, i)),
-                    ));
-                }
-            }
-            sys::obs_properties_destroy(props);
-        }
-        items
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     /// What a scene-collection save writes for this source (obs_save_source).

@@ -78,9 +78,7 @@ pub extern "C" fn obs_module_ver() -> u32 {
 pub extern "C" fn obs_module_load() -> bool {
     guarded("obs_module_load", false, || {
         obs_log::install();
-        crate::audio::delivery::set_thread_setup(
-            super::thread_priority::raise_current_audio_thread,
-        );
+        crate::audio::thread::set_thread_setup(super::thread_priority::raise_current_audio_thread);
         source::register_all();
         // The libobs we run in can be newer than our headers (one binary for OBS 29 to 32):
         // the log names both, so a report from any OBS says which it was.

@@ -794,27 +794,20 @@ pub(crate) mod tests {
         MEMBER.into()
     }
 
-    /// The member's id and online id, as commands name them.
-    fn link() -> (MemberId, String) {
-        (id(), "glare_ps".into())
-    }
-
     /// The command to answer the member's offer `sdp`.
     fn answer(sdp: &str) -> Command {
-        let (member, online_id) = link();
         Command::Answer {
-            member,
-            online_id,
+            member: id(),
+            online_id: member().online_id,
             offer_sdp: sdp.into(),
         }
     }
 
     /// The command to take the member's answer `sdp` to our offer.
     fn accept(sdp: &str) -> Command {
-        let (member, online_id) = link();
         Command::AcceptAnswer {
-            member,
-            online_id,
+            member: id(),
+            online_id: member().online_id,
             answer_sdp: sdp.into(),
         }
     }

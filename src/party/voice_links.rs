@@ -560,6 +560,21 @@ mod tests {
         decode_payload(payload).unwrap().signal.sdp
     }
 
+    /// The member's offer goes in; our one reply comes back, checked to be an answer.
+    async fn answer_their_offer(
+        links: &mut VoiceLinks,
+        roster: &HashMap<String, RosterMember>,
+        their_offer: String,
+    ) -> Outgoing {
+        let reply = links
+            .on_signal(roster, &from_member("offer", their_offer))
+            .await
+            .pop()
+            .expect("their offer is answered");
+        assert_eq!(decode_payload(&reply.1).unwrap().signal.kind, "answer");
+        reply
+    }
+
     fn member_peer() -> WebrtcPeer {
         WebrtcPeer::new("us".into(), PeerOptions::loopback(), mpsc::channel(256).0)
     }
@@ -595,12 +610,7 @@ mod tests {
         let member_answering = member_peer();
         let their_answer = member_answering.answer(&sdp_of(&ours[0].1)).await.unwrap();
 
-        let reply = links
-            .on_signal(&roster, &from_member("offer", their_offer))
-            .await
-            .pop()
-            .expect("their offer is answered");
-        assert_eq!(decode_payload(&reply.1).unwrap().signal.kind, "answer");
+        let reply = answer_their_offer(&mut links, &roster, their_offer).await;
         assert_eq!(links.role(MEMBER), Some(LinkRole::Live));
         assert_eq!(*playout.added.lock().unwrap(), vec![MEMBER.to_owned()]);
 
@@ -632,12 +642,7 @@ mod tests {
         let (_playout, mut links, roster, t0) = member_present();
         let member = member_peer();
         let their_offer = member.offer().await.unwrap();
-        let reply = links
-            .on_signal(&roster, &from_member("offer", their_offer))
-            .await
-            .pop()
-            .expect("their offer is answered");
-        assert_eq!(decode_payload(&reply.1).unwrap().signal.kind, "answer");
+        answer_their_offer(&mut links, &roster, their_offer).await;
         let lost_at = t0 + Duration::from_secs(1);
         assert!(
             links

@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::Result;
-use super::http::{HeaderSet, Request};
 use super::party_api::PartyApi;
 
 pub const PAYLOAD_PREFIX: &str = "ver=1.0, type=binary, body=";
@@ -311,13 +310,10 @@ impl PartyApi {
             .iter()
             .map(|r| json!({"accountId": r.account_id, "platform": r.platform}))
             .collect();
-        let req = Request::new(
-            "customMessage",
-            Method::POST,
-            self.party_url(session_id, "customMessage")?,
-            HeaderSet::Api,
-        )
-        .json(json!({"channel": channel, "payload": payload, "to": to, "withoutSequenceNumber": true}));
+        let body = json!({"channel": channel, "payload": payload, "to": to, "withoutSequenceNumber": true});
+        let req = self
+            .party_request("customMessage", Method::POST, session_id, "customMessage")?
+            .json(body);
         self.client().call(req).await?;
         Ok(())
     }

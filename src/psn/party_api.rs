@@ -52,13 +52,20 @@ impl PartyApi {
             .map_err(|e| PsnError::Config(e.to_string()))
     }
 
-    pub(crate) fn party_url(&self, session_id: &str, tail: &str) -> Result<Url> {
+    /// An API request to `.../partySessions/{session_id}/{tail}`.
+    pub(crate) fn party_request(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        session_id: &str,
+        tail: &str,
+    ) -> Result<Request> {
         let mut url = self.url(&format!("{SM_BASE}/partySessions"))?;
         url.path_segments_mut()
             .map_err(|_| PsnError::Config("API base URL cannot carry a path".into()))?
             .push(session_id)
             .extend(tail.split('/').filter(|s| !s.is_empty()));
-        Ok(url)
+        Ok(Request::new(endpoint, method, url, HeaderSet::Api))
     }
 
     /// `POST .../sys/gameBase/parties/bulkGet?limit=11` with `{"groupInvitedPartySessions":[]}`.
@@ -113,13 +120,9 @@ impl PartyApi {
 
     /// `POST .../partySessions/{id}/members` -> 201.
     pub async fn join(&self, session_id: &str) -> Result<()> {
-        let req = Request::new(
-            "join",
-            Method::POST,
-            self.party_url(session_id, "members")?,
-            HeaderSet::Api,
-        )
-        .json(json!({"members": [self.member_object(&DEFAULT_CUSTOM_DATA4)]}));
+        let req = self
+            .party_request("join", Method::POST, session_id, "members")?
+            .json(json!({"members": [self.member_object(&DEFAULT_CUSTOM_DATA4)]}));
         self.client.call(req).await?;
         log::info!("PSN: joined the party");
         Ok(())
@@ -165,25 +168,16 @@ impl PartyApi {
 
     /// `PATCH .../members/me` `{"customData4": ...}` -> 204 (only after joining).
     pub async fn update_custom_data4(&self, session_id: &str, fields: &[&str]) -> Result<()> {
-        let req = Request::new(
-            "update member",
-            Method::PATCH,
-            self.party_url(session_id, "members/me")?,
-            HeaderSet::Api,
-        )
-        .json(json!({"customData4": encode_custom_data4(fields)}));
+        let req = self
+            .party_request("update member", Method::PATCH, session_id, "members/me")?
+            .json(json!({"customData4": encode_custom_data4(fields)}));
         self.client.call(req).await?;
         Ok(())
     }
 
     /// `DELETE .../members/me` -> 204.
     pub async fn leave(&self, session_id: &str) -> Result<()> {
-        let req = Request::new(
-            "leave",
-            Method::DELETE,
-            self.party_url(session_id, "members/me")?,
-            HeaderSet::Api,
-        );
+        let req = self.party_request("leave", Method::DELETE, session_id, "members/me")?;
         self.client.call(req).await?;
         log::info!("PSN: left the party");
         Ok(())
@@ -201,9 +195,11 @@ impl PartyApi {
 
     /// `POST .../partySessions/{id}/bridges` with `X-PSN-SESSION-MANAGER-IGNORE-CONFLICT: true` -> 201.
     pub async fn link_bridge(&self, session_id: &str, bridge: &Bridge) -> Result<()> {
-        let req = Request::new("link bridge", Method::POST, self.party_url(session_id, "bridges")?, HeaderSet::Api)
+        let body = json!({"bridges": [{"bridgeId": bridge.bridge_id, "bridgeToken": bridge.bridge_token.expose()}]});
+        let req = self
+            .party_request("link bridge", Method::POST, session_id, "bridges")?
             .header("X-PSN-SESSION-MANAGER-IGNORE-CONFLICT", "true")
-            .json(json!({"bridges": [{"bridgeId": bridge.bridge_id, "bridgeToken": bridge.bridge_token.expose()}]}));
+            .json(body);
         self.client.call(req).await?;
         Ok(())
     }

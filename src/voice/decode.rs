@@ -4,10 +4,10 @@
 //! fills exactly the samples the [`Frame`] asks for.
 
 use crate::voice::jitter::Frame;
-use crate::voice::{rms, OUTPUT_RATE};
+use crate::voice::{rms, samples_48k, OUTPUT_RATE};
 
 /// Largest frame libopus produces (120 ms at 48 kHz).
-pub const MAX_FRAME: usize = 5760;
+pub const MAX_FRAME: usize = samples_48k(120);
 
 /// Why a decoder could not be made.
 #[derive(Debug)]
@@ -38,11 +38,11 @@ pub struct DecodeStats {
 }
 
 /// Output kept for concealment (60 ms).
-const HISTORY: usize = 2880;
+const HISTORY: usize = samples_48k(60);
 /// The pitch is searched over the last 20 ms, lags 2.5 to 20 ms (400 down to 50 Hz).
-const PITCH_WINDOW: usize = 960;
-const MIN_LAG: usize = 120;
-const MAX_LAG: usize = 960;
+const PITCH_WINDOW: usize = samples_48k(20);
+const MIN_LAG: usize = samples_48k(5) / 2;
+const MAX_LAG: usize = samples_48k(20);
 /// Decimation for the pitch search (48 kHz -> 12 kHz is plenty for voice pitch).
 const DECIMATE: usize = 4;
 /// Below this normalised correlation the last audio is not periodic (noise, unvoiced): libopus
@@ -52,14 +52,14 @@ const MIN_PERIODICITY: f32 = 0.5;
 /// into pitch repetition over the first 10 ms; the repetition holds full level until 60 ms,
 /// then fades linearly (still above half level at 100 ms, when the jitter buffer turns to
 /// silence; zero at 150 ms if an FEC frame extends it).
-const LIBOPUS_PART: usize = 480;
-const HOLD: usize = 2880;
-const FADE_END: usize = 7200;
+const LIBOPUS_PART: usize = samples_48k(10);
+const HOLD: usize = samples_48k(60);
+const FADE_END: usize = samples_48k(150);
 /// A 10 ms window of the first frame after a loss under this share of the frame's level at
 /// its end counts as starved (see [`PitchRepeat::resume`]).
 const STARVED: f32 = 0.4;
 /// Crossfade from the concealment back into decoded audio (2.5 ms).
-const SEAM: usize = 120;
+const SEAM: usize = samples_48k(5) / 2;
 /// An FEC frame under this share of the level the concealment would play (the RMS of the
 /// 10 ms before the loss, times the concealment's fade) is a poor LBRR: the repetition is
 /// added for the missing part ([`OpusDecoder::fill_weak_fec`]).
@@ -175,7 +175,7 @@ impl PitchRepeat {
 
     /// RMS of the last 10 ms before the loss (or of the last 10 ms played).
     fn recent_rms(&self) -> f32 {
-        rms(&self.history[HISTORY - 480..])
+        rms(&self.history[HISTORY - samples_48k(10)..])
     }
 
     /// The next sample of the repeated period, at full level.

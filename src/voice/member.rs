@@ -12,13 +12,13 @@
 use crate::voice::decode::{DecoderError, OpusDecoder, MAX_FRAME};
 use crate::voice::jitter::{Frame, JitterBuffer, JitterConfig, Packet, PushOutcome};
 use crate::voice::rtp::{opus_samples_48k, opus_vad, parse_red, RtpIn};
-use crate::voice::{rms, BLOCK, OUTPUT_RATE};
+use crate::voice::{ms_ns, rms, samples_48k, BLOCK, OUTPUT_RATE};
 
 /// The playout may run this much later than the jitter buffer's target before quiet blocks
 /// are dropped to catch up (a sender whose clock is fast fills the buffer while it talks).
-const DROP_ABOVE_NS: i64 = 30_000_000;
+const DROP_ABOVE_NS: i64 = ms_ns(30);
 /// The playout may run this much earlier than the target before quiet blocks are repeated.
-const REPEAT_BELOW_NS: i64 = 10_000_000;
+const REPEAT_BELOW_NS: i64 = ms_ns(10);
 /// RMS under which a block always counts as quiet enough to drop unheard (about -46 dBFS).
 const QUIET_RMS: f32 = 0.005;
 /// Audio the sender's own VAD called "not speech" (room noise between words) counts as quiet
@@ -27,7 +27,7 @@ const NONSPEECH_RMS: f32 = 0.02;
 /// Provenance runs kept for the FIFO's samples.
 const MAX_SEGS: usize = 8;
 /// Crossfade over the seam of a dropped block (2.5 ms).
-const SEAM: usize = 120;
+const SEAM: usize = samples_48k(5) / 2;
 
 /// What the SDP negotiated for this member's audio.
 #[derive(Debug, Clone)]

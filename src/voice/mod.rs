@@ -22,6 +22,16 @@ pub const OUTPUT_RATE: u32 = 48_000;
 /// Samples in one 10 ms output block at [`OUTPUT_RATE`].
 pub const BLOCK: usize = 480;
 
+/// Samples in `ms` milliseconds at [`OUTPUT_RATE`]: tuning written as a duration, not a count.
+pub(crate) const fn samples_48k(ms: usize) -> usize {
+    ms * (OUTPUT_RATE as usize / 1000)
+}
+
+/// Nanoseconds in `ms` milliseconds (the clock the member and jitter buffer run on).
+pub(crate) const fn ms_ns(ms: i64) -> i64 {
+    ms * 1_000_000
+}
+
 /// Root mean square of `samples` (0 for none): the level the decoder's concealment and the
 /// member's quiet-block dropping compare.
 pub(crate) fn rms(samples: &[f32]) -> f32 {

@@ -43,6 +43,17 @@ pub fn opus_samples_48k(payload: &[u8]) -> Option<u32> {
     Some(total)
 }
 
+/// SILK frames (one per 20 ms) in each Opus frame of a packet with this TOC byte; None for
+/// the CELT-only configurations, which have no SILK layer.
+fn silk_frame_count(toc: u8) -> Option<u32> {
+    let config = toc >> 3;
+    match config {
+        0..=11 => Some([1, 1, 2, 3][(config & 3) as usize]),
+        12..=15 => Some(1),
+        _ => None,
+    }
+}
+
 /// Whether the first Opus frame of `payload` carries SILK in-band FEC (LBRR) data, i.e.
 /// whether decoding it with `fec = true` can recover the packet before it.
 ///
@@ -54,11 +65,8 @@ pub fn opus_has_lbrr(payload: &[u8]) -> bool {
     let Some(&toc) = payload.first() else {
         return false;
     };
-    let config = toc >> 3;
-    let silk_frames: u32 = match config {
-        0..=11 => [1, 1, 2, 3][(config & 3) as usize],
-        12..=15 => 1,
-        _ => return false,
+    let Some(silk_frames) = silk_frame_count(toc) else {
+        return false;
     };
     // First byte of the first frame's data.
     let first = match toc & 3 {
@@ -117,12 +125,7 @@ pub fn opus_vad(payload: &[u8]) -> Option<bool> {
         return (!payload.is_empty()).then_some(false);
     }
     let toc = *payload.first()?;
-    let config = toc >> 3;
-    let silk_frames: u32 = match config {
-        0..=11 => [1, 1, 2, 3][(config & 3) as usize],
-        12..=15 => 1,
-        _ => return None,
-    };
+    let silk_frames = silk_frame_count(toc)?;
     let first = match toc & 3 {
         0 | 1 => *payload.get(1)?,
         // other framings: keep it simple, no opinion

@@ -38,16 +38,29 @@ impl Run {
         }
     }
 
+    /// Packet `seq` in its own 40 ms slot (timestamp), unmarked, arriving at `arrival_ms`.
     fn push(&mut self, seq: u16, clock: u32, arrival_ms: u64) -> PushOutcome {
+        self.push_in_slot(seq, u64::from(seq), clock, arrival_ms, false)
+    }
+
+    /// Packet `seq` with the timestamp of 40 ms slot `slot` (a sender pause skips slots).
+    fn push_in_slot(
+        &mut self,
+        seq: u16,
+        slot: u64,
+        clock: u32,
+        arrival_ms: u64,
+        marker: bool,
+    ) -> PushOutcome {
         let per = clock as u64 * PKT_MS / 1000;
         let p = payload(seq);
         self.jb.push(&Packet {
             seq,
-            timestamp: (u64::from(seq) * per) as u32,
+            timestamp: (slot * per) as u32,
             duration: per as u32,
             payload: &p,
             arrival_ns: arrival_ms * MSU,
-            marker: false,
+            marker,
         })
     }
 
@@ -91,8 +104,27 @@ impl Run {
     }
 }
 
-/// Deliver packet `seq` at `arrivals[seq]` (None = lost) and pull every 10 ms until `end_ms`.
+/// `(seq, arrival_ms)` of packets 0..n, each 20 ms into its 40 ms slot and `late_ms(seq)` more.
+fn arrivals(n: u16, late_ms: impl Fn(u16) -> u64) -> Vec<(u16, u64)> {
+    (0..n)
+        .map(|s| (s, 20 + u64::from(s) * PKT_MS + late_ms(s)))
+        .collect()
+}
+
+/// Deliver each `(seq, arrival_ms)` of `arrivals` (a seq not there is lost) and pull every
+/// 10 ms until `end_ms`.
 fn drive(run: &mut Run, clock: u32, arrivals: &[(u16, u64)], end_ms: u64) {
+    drive_watching(run, clock, arrivals, end_ms, |_, _| {});
+}
+
+/// [`drive`], with `after_pull` looking at the run after the pull at each time (ms).
+fn drive_watching(
+    run: &mut Run,
+    clock: u32,
+    arrivals: &[(u16, u64)],
+    end_ms: u64,
+    mut after_pull: impl FnMut(&Run, u64),
+) {
     let mut sorted = arrivals.to_vec();
     sorted.sort_by_key(|&(_, t)| t);
     let mut i = 0;
@@ -102,6 +134,7 @@ fn drive(run: &mut Run, clock: u32, arrivals: &[(u16, u64)], end_ms: u64) {
             i += 1;
         }
         run.pull(t);
+        after_pull(run, t);
     }
 }
 
@@ -109,10 +142,7 @@ fn drive(run: &mut Run, clock: u32, arrivals: &[(u16, u64)], end_ms: u64) {
 fn in_order_plays_everything_at_the_initial_target() {
     for clock in [16_000, 48_000, 8_000] {
         let mut r = Run::new(clock);
-        let arr: Vec<_> = (0..50u16)
-            .map(|s| (s, 20 + u64::from(s) * PKT_MS))
-            .collect();
-        drive(&mut r, clock, &arr, 50 * 40 + 200);
+        drive(&mut r, clock, &arrivals(50, |_| 0), 50 * 40 + 200);
         assert_eq!(r.played(), (0..50).collect::<Vec<_>>(), "clock {clock}");
         assert_eq!(r.plc_inside(), 0, "clock {clock}: {}", r.letters());
         // the first packet arrived at 20 ms and starts 60 ms later
@@ -129,16 +159,15 @@ fn in_order_plays_everything_at_the_initial_target() {
 fn reordered_and_duplicated_packets_play_once_in_order() {
     let clock = 16_000;
     let mut r = Run::new(clock);
-    let mut arr = vec![];
-    for s in 0..60u16 {
-        let t = 20 + u64::from(s) * PKT_MS;
-        // swap every other pair: odd packets come 30 ms after their successor
-        let t = if s % 4 == 1 { t + 45 } else { t };
-        arr.push((s, t));
-        if s % 5 == 0 {
-            arr.push((s, t + 3)); // duplicate
-        }
-    }
+    // swap every other pair: odd packets come 5 ms after their successor
+    let mut arr = arrivals(60, |s| if s % 4 == 1 { 45 } else { 0 });
+    // and every fifth packet comes twice
+    let duplicates: Vec<_> = arr
+        .iter()
+        .filter(|(s, _)| s % 5 == 0)
+        .map(|&(s, t)| (s, t + 3))
+        .collect();
+    arr.extend(duplicates);
     drive(&mut r, clock, &arr, 60 * 40 + 300);
     assert_eq!(r.played(), (0..60).collect::<Vec<_>>(), "{}", r.letters());
     assert_eq!(r.jb.stats().duplicates, 12);
@@ -150,10 +179,8 @@ fn single_loss_is_recovered_with_fec_from_the_next_packet() {
     let clock = 16_000;
     let mut r = Run::new(clock);
     // 60 ms target, packets 40 ms apart: the next one is there when the lost one is due
-    let arr: Vec<_> = (0..30u16)
-        .filter(|&s| s != 10)
-        .map(|s| (s, 20 + u64::from(s) * PKT_MS))
-        .collect();
+    let mut arr = arrivals(30, |_| 0);
+    arr.retain(|&(s, _)| s != 10);
     drive(&mut r, clock, &arr, 30 * 40 + 200);
     let fec: Vec<_> = r.log.iter().filter(|(c, _)| *c == 'F').collect();
     assert_eq!(fec, vec![&('F', Some(11))], "{}", r.letters());
@@ -193,10 +220,8 @@ fn a_burst_conceals_100_ms_then_goes_silent_and_recovers() {
     let clock = 16_000;
     let mut r = Run::new(clock);
     // 10 packets (400 ms) lost in the middle
-    let arr: Vec<_> = (0..40u16)
-        .filter(|&s| !(10..20).contains(&s))
-        .map(|s| (s, 20 + u64::from(s) * PKT_MS))
-        .collect();
+    let mut arr = arrivals(40, |_| 0);
+    arr.retain(|&(s, _)| !(10..20).contains(&s));
     drive(&mut r, clock, &arr, 40 * 40 + 200);
     let l = r.letters();
     let first_c = l.find('C').unwrap();
@@ -212,36 +237,20 @@ fn a_burst_conceals_100_ms_then_goes_silent_and_recovers() {
 fn dtx_pause_is_not_a_loss() {
     let clock = 16_000;
     let mut r = Run::new(clock);
-    // seq 0..10 talk, then 1 s pause (timestamps jump by 25 packets), seq 10.. continue
-    let mut arr = vec![];
-    for s in 0..30u16 {
-        let slot = if s < 10 {
+    // seq 0..10 talk, then 1 s pause (timestamps jump by 25 packets), seq 10.. continue:
+    // seq contiguous, each packet 20 ms into its slot, the first after the pause marked
+    let slot_of = |s: u16| {
+        if s < 10 {
             u64::from(s)
         } else {
             u64::from(s) + 25
-        };
-        arr.push((s, slot));
-    }
-    // push with timestamps of the slot, seq contiguous
-    let mut sorted: Vec<_> = arr
-        .iter()
-        .map(|&(s, slot)| (s, slot, 20 + slot * PKT_MS))
-        .collect();
-    sorted.sort_by_key(|x| x.2);
-    let mut i = 0;
+        }
+    };
+    let arrival = |s: u16| 20 + slot_of(s) * PKT_MS;
+    let mut seqs = (0..30u16).peekable();
     for t in (0..(60 * 40)).step_by(10) {
-        while i < sorted.len() && sorted[i].2 <= t {
-            let (seq, slot, at) = sorted[i];
-            let p = payload(seq);
-            r.jb.push(&Packet {
-                seq,
-                timestamp: (slot * 640) as u32,
-                duration: 640,
-                payload: &p,
-                arrival_ns: at * MSU,
-                marker: seq == 10,
-            });
-            i += 1;
+        while let Some(seq) = seqs.next_if(|&s| arrival(s) <= t) {
+            r.push_in_slot(seq, slot_of(seq), clock, arrival(seq), seq == 10);
         }
         r.pull(t);
     }
@@ -302,32 +311,21 @@ fn dtx_packets_play_as_silence() {
 fn jitter_raises_the_target_and_calm_lowers_it() {
     let clock = 16_000;
     let mut r = Run::new(clock);
-    let mut arr = vec![];
     // 20 s calm, 20 s with 0..120 ms jitter, 40 s calm
-    for s in 0..2000u16 {
-        let t = u64::from(s) * PKT_MS;
-        let j = if (500..1000).contains(&s) {
+    let arr = arrivals(2000, |s| {
+        if (500..1000).contains(&s) {
             (u64::from(s) * 7919) % 121
         } else {
             0
-        };
-        arr.push((s, 20 + t + j));
-    }
-    let mut max_target = 0.0f32;
-    let mut sorted = arr.clone();
-    sorted.sort_by_key(|&(_, t)| t);
-    let mut i = 0;
-    for t in (0..2000 * 40 + 300).step_by(10) {
-        while i < sorted.len() && sorted[i].1 <= t {
-            r.push(sorted[i].0, clock, sorted[i].1);
-            i += 1;
         }
-        r.pull(t);
+    });
+    let mut max_target = 0.0f32;
+    drive_watching(&mut r, clock, &arr, 2000 * 40 + 300, |r, t| {
         max_target = max_target.max(r.jb.target_ms());
         if t == 19_000 {
             assert!(r.jb.target_ms() <= 45.0, "calm target {}", r.jb.target_ms());
         }
-    }
+    });
     assert!(max_target >= 120.0, "max target {max_target}");
     assert!(max_target <= 200.0);
     assert!(
@@ -395,20 +393,11 @@ fn hostile_input_never_panics() {
 #[test]
 fn marker_on_every_packet_is_not_a_talkspurt_start() {
     for clock in [16_000u32, 48_000] {
-        let per = clock * PKT_MS as u32 / 1000;
         let mut r = Run::new(clock);
         for t in (0..(40 * PKT_MS + 200)).step_by(10) {
             let seq = (t / PKT_MS) as u16;
             if t % PKT_MS == 0 && seq < 40 && seq != 20 {
-                let p = payload(seq);
-                r.jb.push(&Packet {
-                    seq,
-                    timestamp: u32::from(seq) * per,
-                    duration: per,
-                    payload: &p,
-                    arrival_ns: (20 + t) * MSU,
-                    marker: true,
-                });
+                r.push_in_slot(seq, u64::from(seq), clock, 20 + t, true);
             }
             r.pull(t);
         }

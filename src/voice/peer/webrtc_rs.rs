@@ -339,6 +339,12 @@ impl WebrtcPeer {
         }
         Ok(local.sdp)
     }
+
+    /// The connection our last offer or answer made; `missing` is the error without one.
+    async fn connection(&self, missing: &str) -> Result<Arc<dyn PeerConnection>, PeerError> {
+        let pc = self.pc.lock().await.clone();
+        pc.ok_or_else(|| PeerError(missing.into()))
+    }
 }
 
 impl VoicePeer for WebrtcPeer {
@@ -392,12 +398,7 @@ impl VoicePeer for WebrtcPeer {
     async fn accept_answer(&self, answer_sdp: &str) -> Result<AudioParams, PeerError> {
         let params =
             audio_params(answer_sdp).ok_or_else(|| PeerError("answer has no Opus audio".into()))?;
-        let pc = self
-            .pc
-            .lock()
-            .await
-            .clone()
-            .ok_or_else(|| PeerError("no offer of ours to answer".into()))?;
+        let pc = self.connection("no offer of ours to answer").await?;
         let answer =
             RTCSessionDescription::answer(self.usable_remote(answer_sdp, true)).map_err(err)?;
         pc.set_remote_description(answer).await.map_err(err)?;
@@ -406,12 +407,7 @@ impl VoicePeer for WebrtcPeer {
     }
 
     async fn add_remote_candidate(&self, candidate: &str) -> Result<(), PeerError> {
-        let pc = self
-            .pc
-            .lock()
-            .await
-            .clone()
-            .ok_or_else(|| PeerError("no connection yet".into()))?;
+        let pc = self.connection("no connection yet").await?;
         let c = candidate.trim().trim_start_matches("a=").to_owned();
         let admitted = self.remote.lock().unwrap_or_else(|e| e.into_inner()).admit(
             &c,
