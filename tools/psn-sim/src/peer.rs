@@ -124,6 +124,20 @@ pub(crate) async fn gathered_local_sdp(
     pc.local_description().await.map(|d| d.sdp)
 }
 
+/// Opens the "psn" data channel PSN's peers carry, offers and waits for ICE gathering: the
+/// local offer SDP with every candidate in it.
+pub(crate) async fn offer_with_datachannel(
+    pc: &Arc<dyn PeerConnection>,
+    gathered: &Notify,
+) -> Result<String, String> {
+    pc.create_data_channel("psn", None).await.map_err(e2s)?;
+    let offer = pc.create_offer(None).await.map_err(e2s)?;
+    pc.set_local_description(offer).await.map_err(e2s)?;
+    gathered_local_sdp(pc, gathered)
+        .await
+        .ok_or_else(|| "no local description".into())
+}
+
 /// An Opus send track with a fixed SSRC, msid `<stream_id> <uuid>_1_CELT/40` as PSN's peers
 /// name theirs.
 pub(crate) fn opus_track(
