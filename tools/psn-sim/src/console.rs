@@ -13,9 +13,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -26,6 +25,7 @@ use webrtc::peer_connection::{
 };
 
 use crate::cmsg::{self, Signal};
+use crate::peer::{e2s, gathered_local_sdp, opus_codec, state_name};
 use crate::state::{MemberInbound, State};
 use crate::Inner;
 
@@ -224,15 +224,9 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let s = match state {
-            RTCPeerConnectionState::Connecting => "connecting",
-            RTCPeerConnectionState::Connected => "connected",
-            RTCPeerConnectionState::Disconnected => "disconnected",
-            RTCPeerConnectionState::Failed => "failed",
-            RTCPeerConnectionState::Closed => "closed",
-            _ => return,
-        };
-        with_link(&self.w, &self.member, |l| l.state = s.into());
+        if let Some(s) = state_name(state) {
+            with_link(&self.w, &self.member, |l| l.state = s.into());
+        }
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
@@ -250,9 +244,6 @@ impl PeerConnectionEventHandler for Handler {
 
 /// A receiving connection answering the member's offer; its answer SDP (candidates inline).
 async fn answer(w: &Weak<Inner>, s: &Signal) -> Result<(Arc<dyn PeerConnection>, String), String> {
-    fn e2s(e: impl std::fmt::Display) -> String {
-        e.to_string()
-    }
     let clock = if crate::voice::offered_pt(&s.sdp, "opus/16000/2").is_some() {
         16_000
     } else {
@@ -261,20 +252,11 @@ async fn answer(w: &Weak<Inner>, s: &Signal) -> Result<(Arc<dyn PeerConnection>,
     let pt = crate::voice::offered_pt(&s.sdp, &format!("opus/{clock}/2"))
         .ok_or("the offer has no Opus")?;
     let mut me = MediaEngine::default();
-    me.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: "audio/opus".into(),
-                clock_rate: clock,
-                channels: 2,
-                sdp_fmtp_line: "minptime=10;stereo=0;useinbandfec=1".into(),
-                rtcp_feedback: vec![],
-            },
-            payload_type: pt,
-        },
-        RtpCodecKind::Audio,
-    )
-    .map_err(e2s)?;
+    let opus = RTCRtpCodecParameters {
+        rtp_codec: opus_codec(clock),
+        payload_type: pt,
+    };
+    me.register_codec(opus, RtpCodecKind::Audio).map_err(e2s)?;
     let registry = register_default_interceptors(Registry::new(), &mut me).map_err(e2s)?;
     let gathered = Arc::new(Notify::new());
     with_link(w, &s.from_account, |l| l.state = "answering".into());
@@ -296,10 +278,8 @@ async fn answer(w: &Weak<Inner>, s: &Signal) -> Result<(Arc<dyn PeerConnection>,
         pc.set_remote_description(offer).await.map_err(e2s)?;
         let answer = pc.create_answer(None).await.map_err(e2s)?;
         pc.set_local_description(answer).await.map_err(e2s)?;
-        let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-        pc.local_description()
+        gathered_local_sdp(&pc, &gathered)
             .await
-            .map(|d| d.sdp)
             .ok_or_else(|| "no local description".to_string())
     }
     .await;
