@@ -68,7 +68,7 @@ async fn started(
 }
 
 /// Stops the push client, then the checks every test ends with.
-async fn stop(push: PushClient, env: Env) {
+async fn stop_and_finish(push: PushClient, env: Env) {
     push.stop().await;
     env.finish();
 }
@@ -180,7 +180,7 @@ async fn typed_events_for_everything_that_changes() {
         "{auth}"
     );
     assert!(lines.iter().filter(|l| l.starts_with("< push")).count() >= 5);
-    stop(push, env).await;
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
@@ -203,7 +203,7 @@ async fn socket_drop_reconnects_once() {
     // Events flow on the new socket.
     env.sim.member_join(&p.session_id, "dave", "PS5");
     wait_for(&mut rx, |e| matches!(e, PushEvent::MembersJoined { .. })).await;
-    stop(push, env).await;
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
@@ -225,7 +225,7 @@ async fn malformed_and_unknown_frames_are_survived() {
     let (_, skipped) = wait_for(&mut rx, |e| matches!(e, PushEvent::MembersJoined { .. })).await;
     assert!(skipped.is_empty(), "{skipped:?}");
     assert_eq!(env.sim.count("pushConnect"), 1, "the socket stayed up");
-    stop(push, env).await;
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
@@ -239,7 +239,7 @@ async fn silent_socket_is_dropped_after_the_pong_timeout() {
     );
     wait_for(&mut rx, |e| *e == PushEvent::Connected).await;
     assert_eq!(env.sim.count("serveraddr"), 2);
-    stop(push, env).await;
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
@@ -292,7 +292,7 @@ async fn polling_stands_in_while_push_is_refused() {
         c["bulkGet"],
         "polling stops once push is back"
     );
-    stop(push, env).await;
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
@@ -318,7 +318,7 @@ async fn server_errors_on_serveraddr_back_off() {
         "{:?}",
         t0.elapsed()
     );
-    stop(push, env).await;
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
@@ -331,7 +331,7 @@ async fn expired_token_at_connect_is_refreshed_once() {
         (env.sim.count("serveraddr"), env.sim.count("token")),
         (2, 2)
     );
-    stop(push, env).await;
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
@@ -347,7 +347,7 @@ async fn signed_out_push_fails_without_requests() {
         }
     );
     assert_eq!(env.sim.total_requests(), 0);
-    stop(push, env).await;
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
@@ -361,5 +361,5 @@ async fn refused_push_without_party_backs_off() {
     // Delays of at least 50, 100, 200, 400, 400, ... ms: at most 10 attempts in 3 s.
     assert!((3..=10).contains(&attempts), "{attempts} attempts in 3 s");
     assert_eq!(env.sim.count("serveraddr"), attempts);
-    stop(push, env).await;
+    stop_and_finish(push, env).await;
 }

@@ -20,12 +20,11 @@ use tokio::sync::{mpsc, Notify};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
-    RTCSessionDescription, Registry,
+    RTCPeerConnectionState, RTCSessionDescription, Registry,
 };
 
 use crate::cmsg::{self, Signal};
-use crate::peer::{e2s, gathered_local_sdp, opus_codec, state_name};
+use crate::peer::{e2s, gathered_local_sdp, opus_codec, state_name, Events};
 use crate::state::{MemberInbound, State};
 use crate::Inner;
 
@@ -209,29 +208,24 @@ async fn run(w: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Inbound>) {
     }
 }
 
-struct Handler {
-    w: Weak<Inner>,
-    member: String,
+/// The console's events for its link with `member`: connection states and received packets
+/// go to the link's status.
+fn link_events(
+    w: &Weak<Inner>,
+    member: &str,
     gathered: Arc<Notify>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            self.gathered.notify_one();
+) -> Events<impl Fn(RTCPeerConnectionState) + Send + Sync + 'static> {
+    let on_state = {
+        let (w, member) = (w.clone(), member.to_owned());
+        move |state| {
+            if let Some(s) = state_name(state) {
+                with_link(&w, &member, |l| l.state = s.into());
+            }
         }
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        if let Some(s) = state_name(state) {
-            with_link(&self.w, &self.member, |l| l.state = s.into());
-        }
-    }
-
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let w = self.w.clone();
-        let member = self.member.clone();
+    };
+    let (w, member) = (w.clone(), member.to_owned());
+    Events::new(gathered, on_state).with_track(Box::new(move |track: Arc<dyn TrackRemote>| {
+        let (w, member) = (w.clone(), member.clone());
         tokio::spawn(async move {
             while let Some(ev) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(_) = ev {
@@ -239,7 +233,7 @@ impl PeerConnectionEventHandler for Handler {
                 }
             }
         });
-    }
+    }))
 }
 
 /// A receiving connection answering the member's offer; its answer SDP (candidates inline).
@@ -263,11 +257,7 @@ async fn answer(w: &Weak<Inner>, s: &Signal) -> Result<(Arc<dyn PeerConnection>,
     let pc = PeerConnectionBuilder::new()
         .with_media_engine(me)
         .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Handler {
-            w: w.clone(),
-            member: s.from_account.clone(),
-            gathered: gathered.clone(),
-        }))
+        .with_handler(Arc::new(link_events(w, &s.from_account, gathered.clone())))
         .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
         .build()
         .await
