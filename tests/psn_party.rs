@@ -10,7 +10,6 @@ use obs_psn_party::psn::custom_message::{
     self, Message, Recipient, Signal, UserRef, PLATFORM_MOBILE_APP, PLATFORM_PS5,
 };
 use obs_psn_party::psn::http::HttpOptions;
-use obs_psn_party::psn::party_api::PartyApi;
 use obs_psn_party::psn::PsnError;
 use psn_sim::{Fault, SimConfig};
 use support::psn::*;
