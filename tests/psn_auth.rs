@@ -3,6 +3,7 @@
 mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::sync::Arc;
 use std::time::Duration;
 
 use obs_psn_party::psn::config::PsnConfig;
@@ -12,6 +13,45 @@ use obs_psn_party::psn::token_store::TokenStore;
 use obs_psn_party::psn::{PsnClient, PsnError, Secret};
 use psn_sim::{Fault, SimConfig};
 use support::psn::*;
+
+/// A client made from `cfg` signs in with the simulator's NPSSO: the error it must end in
+/// (kept for the leak check).
+async fn sign_in_error(env: &Env, cfg: PsnConfig) -> PsnError {
+    let c = PsnClient::new(cfg, Default::default()).unwrap();
+    let err = c
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .unwrap_err();
+    env.seen(&err);
+    err
+}
+
+/// A second instance on the same config dir signs in anew: its client, and the refresh token
+/// of that newer sign-in as the store holds it.
+async fn a_second_instance_signs_in(env: &Env) -> (Arc<PsnClient>, Secret) {
+    let second = env.second_client(HttpOptions::default());
+    second
+        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
+        .await
+        .expect("the second instance signs in anew");
+    let newer = TokenStore::in_dir(&env.dir).load().unwrap();
+    (
+        second,
+        newer.expect("the new sign-in is stored").refresh_token,
+    )
+}
+
+/// The store still holds the newer sign-in's refresh token.
+fn assert_newer_sign_in_kept(env: &Env, newer: Secret) {
+    assert_eq!(
+        TokenStore::in_dir(&env.dir)
+            .load()
+            .unwrap()
+            .map(|t| t.refresh_token),
+        Some(newer),
+        "the newer sign-in is still stored"
+    );
+}
 
 #[tokio::test]
 async fn sign_in_reads_account_id_and_stores_tokens_0600() {
@@ -56,12 +96,7 @@ async fn missing_credentials_send_nothing() {
     let env = Env::new().await;
     let mut cfg = env.config();
     cfg.client_secret = None;
-    let c = PsnClient::new(cfg, Default::default()).unwrap();
-    let err = c
-        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
-        .await
-        .unwrap_err();
-    env.seen(&err);
+    let err = sign_in_error(&env, cfg).await;
     assert_eq!(err, PsnError::CredentialsMissing);
     assert!(err.to_string().contains("PSN_CLIENT_ID"));
     assert_eq!(env.sim.total_requests(), 0);
@@ -73,20 +108,11 @@ async fn rejected_credentials() {
     let env = Env::new().await;
     let mut cfg = env.config();
     cfg.client_secret = Some(Secret::new("not-the-secret"));
-    let c = PsnClient::new(cfg.clone(), Default::default()).unwrap();
-    let err = c
-        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
-        .await
-        .unwrap_err();
-    env.seen(&err);
+    let err = sign_in_error(&env, cfg.clone()).await;
     assert_eq!(err, PsnError::CredentialsRejected);
     assert_eq!((env.sim.count("authorize"), env.sim.count("token")), (1, 1));
     cfg.client_id = Some("00000000-0000-0000-0000-00000000dead".into());
-    let c = PsnClient::new(cfg, Default::default()).unwrap();
-    let err = c
-        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
-        .await
-        .unwrap_err();
+    let err = sign_in_error(&env, cfg).await;
     assert_eq!(err, PsnError::CredentialsRejected);
     assert_eq!((env.sim.count("authorize"), env.sim.count("token")), (2, 1));
     env.finish();
@@ -125,10 +151,9 @@ async fn refreshes_ahead_of_expiry_using_the_answered_lifetime() {
 
 #[tokio::test]
 async fn server_side_expiry_gives_one_401_one_refresh_one_retry() {
-    let env = Env::new().await;
-    env.sign_in().await;
+    let env = Env::signed_in().await;
     env.sim.fault(Fault::ExpireAccessTokens);
-    let party = PartyApi::new(env.client.clone());
+    let party = env.party_api();
     party.list_parties().await.unwrap();
     assert_eq!(env.sim.count("bulkGet"), 2);
     assert_eq!(env.sim.count("token"), 2);
@@ -137,13 +162,12 @@ async fn server_side_expiry_gives_one_401_one_refresh_one_retry() {
 
 #[tokio::test]
 async fn repeated_401_surfaces_after_one_retry() {
-    let env = Env::new().await;
-    env.sign_in().await;
+    let env = Env::signed_in().await;
     env.sim.fault(Fault::Unauthorized {
         count: 5,
         endpoint: None,
     });
-    let party = PartyApi::new(env.client.clone());
+    let party = env.party_api();
     let err = party.list_parties().await.unwrap_err();
     env.seen(&err);
     assert_eq!(err, PsnError::Unauthorized);
@@ -154,11 +178,10 @@ async fn repeated_401_surfaces_after_one_retry() {
 
 #[tokio::test]
 async fn revoked_refresh_token_means_sign_in_again() {
-    let env = Env::new().await;
-    env.sign_in().await;
+    let env = Env::signed_in().await;
     env.sim.fault(Fault::RevokeRefreshTokens);
     env.sim.fault(Fault::ExpireAccessTokens);
-    let party = PartyApi::new(env.client.clone());
+    let party = env.party_api();
     let err = party.list_parties().await.unwrap_err();
     env.seen(&err);
     assert_eq!(err, PsnError::SignInExpired);
@@ -199,8 +222,7 @@ async fn expired_refresh_token_is_known_without_asking() {
 
 #[tokio::test]
 async fn tokens_survive_a_restart() {
-    let env = Env::new().await;
-    env.sign_in().await;
+    let env = Env::signed_in().await;
     let before = env.sim.total_requests();
     let c2 = env.second_client(HttpOptions::default());
     assert_eq!(c2.account_id().await, Some(env.sim.config().account_id));
@@ -225,12 +247,7 @@ async fn psn_unreachable_is_reported() {
     drop(l);
     cfg.endpoints =
         obs_psn_party::psn::Endpoints::all_at(&format!("http://127.0.0.1:{port}")).unwrap();
-    let c = PsnClient::new(cfg, Default::default()).unwrap();
-    let err = c
-        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
-        .await
-        .unwrap_err();
-    env.seen(&err);
+    let err = sign_in_error(&env, cfg).await;
     assert!(matches!(err, PsnError::Unreachable { .. }), "{err:?}");
     assert!(err.is_transient());
     env.finish();
@@ -294,32 +311,18 @@ async fn headless_sign_in_uses_the_configured_npsso_once() {
 /// the second one's tokens (issue 17 item 5).
 #[tokio::test]
 async fn an_old_sign_in_refused_by_psn_does_not_sign_out_a_newer_one() {
-    let env = Env::new().await;
-    env.sign_in().await;
+    let env = Env::signed_in().await;
     env.sim.fault(Fault::RevokeRefreshTokens);
-    let second = env.second_client(HttpOptions::default());
-    second
-        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
-        .await
-        .expect("the second instance signs in anew");
-    let store = TokenStore::in_dir(&env.dir);
-    let newer = store.load().unwrap().expect("the new sign-in is stored");
+    let (second, newer) = a_second_instance_signs_in(&env).await;
     env.sim.fault(Fault::ExpireAccessTokens);
-    let err = PartyApi::new(env.client.clone())
-        .list_parties()
-        .await
-        .unwrap_err();
+    let err = env.party_api().list_parties().await.unwrap_err();
     env.seen(&err);
     assert_eq!(
         err,
         PsnError::SignInExpired,
         "the first instance is signed out"
     );
-    assert_eq!(
-        store.load().unwrap().map(|t| t.refresh_token),
-        Some(newer.refresh_token),
-        "the newer sign-in is still stored"
-    );
+    assert_newer_sign_in_kept(&env, newer);
     PartyApi::new(second)
         .list_parties()
         .await
@@ -336,26 +339,15 @@ async fn an_old_sign_in_refused_by_psn_does_not_sign_out_a_newer_one() {
 /// tokens over the newer sign-in (it re-reads the store under the lock first).
 #[tokio::test]
 async fn a_refresh_on_an_old_sign_in_does_not_overwrite_a_newer_one() {
-    let env = Env::new().await;
-    env.sign_in().await;
-    let second = env.second_client(HttpOptions::default());
-    second
-        .sign_in_with_npsso(Secret::new(env.sim.config().npsso))
-        .await
-        .expect("the second instance signs in anew");
-    let store = TokenStore::in_dir(&env.dir);
-    let newer = store.load().unwrap().expect("the new sign-in is stored");
+    let env = Env::signed_in().await;
+    let (_second, newer) = a_second_instance_signs_in(&env).await;
     env.sim.fault(Fault::ExpireAccessTokens);
-    PartyApi::new(env.client.clone())
+    env.party_api()
         .list_parties()
         .await
         .expect("the first instance refreshes and goes on");
     assert_eq!(env.sim.count("token"), 3, "two sign-ins, one refresh");
-    assert_eq!(
-        store.load().unwrap().map(|t| t.refresh_token),
-        Some(newer.refresh_token),
-        "the newer sign-in is still stored"
-    );
+    assert_newer_sign_in_kept(&env, newer);
     env.finish();
 }
 

@@ -266,24 +266,24 @@ async fn a_redirect_is_never_followed() {
     );
 }
 
-#[tokio::test]
-async fn a_body_that_is_not_utf8_is_a_clear_error() {
-    let (err, took, _) = call_against(Behaviour::NotUtf8, Duration::from_secs(5)).await;
+/// A body the client cannot read as JSON is a protocol error, with the time it took as a figure.
+async fn check_unparsable_body(b: Behaviour, what: &str) {
+    let (err, took, _) = call_against(b, Duration::from_secs(5)).await;
     println!(
-        "FIGURE hostile non-UTF-8 body: error in {:.0} ms: {err}",
+        "FIGURE hostile {what}: error in {:.0} ms: {err}",
         took.as_secs_f64() * 1000.0
     );
     assert!(matches!(err, PsnError::Protocol { .. }), "{err:?}");
 }
 
 #[tokio::test]
+async fn a_body_that_is_not_utf8_is_a_clear_error() {
+    check_unparsable_body(Behaviour::NotUtf8, "non-UTF-8 body").await;
+}
+
+#[tokio::test]
 async fn deeply_nested_json_is_a_clear_error_not_a_stack_overflow() {
-    let (err, took, _) = call_against(Behaviour::DeeplyNested, Duration::from_secs(5)).await;
-    println!(
-        "FIGURE hostile 100 000 nested arrays: error in {:.0} ms: {err}",
-        took.as_secs_f64() * 1000.0
-    );
-    assert!(matches!(err, PsnError::Protocol { .. }), "{err:?}");
+    check_unparsable_body(Behaviour::DeeplyNested, "100 000 nested arrays").await;
 }
 
 /// No setting, environment variable or `.env` line makes the client speak plain HTTP to a host

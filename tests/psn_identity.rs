@@ -14,8 +14,7 @@ use support::psn::*;
 
 #[tokio::test]
 async fn one_device_id_sent_on_authorize_and_kept_with_the_sign_in() {
-    let env = Env::new().await;
-    env.sign_in().await;
+    let env = Env::signed_in().await;
     let duid = env.client.device_id().to_owned();
     assert_eq!(env.sim.device_ids(), vec![duid.clone()]);
     let stored = std::fs::read_to_string(env.dir.join("psn-tokens.json")).unwrap();
@@ -45,10 +44,7 @@ async fn one_device_id_sent_on_authorize_and_kept_with_the_sign_in() {
 #[tokio::test]
 async fn every_join_names_one_push_context_in_the_recorded_key_order() {
     let env = Env::new().await;
-    env.sign_in().await;
-    let p = env.sim.start_party("", &[("alice", "PS5")]);
-    let party = PartyApi::new(env.client.clone());
-    party.join(&p.session_id).await.unwrap();
+    let (p, party) = env.joined_party(&[("alice", "PS5")]).await;
     party.leave(&p.session_id).await.unwrap();
     party.join(&p.session_id).await.unwrap();
     let bodies = env.sim.request_bodies("join");
@@ -131,68 +127,38 @@ fn signal(me: &str, to: &str, kind: &str, global: u64, sdp_seq: &str, to_platfor
 #[tokio::test]
 async fn psn_sim_holds_back_signalling_that_breaks_the_rules() {
     let env = Env::new().await;
-    let me = env.sign_in().await;
-    let p = env
-        .sim
-        .start_party("", &[("alice", "PS5"), ("phil", "MOBILE_APP")]);
+    let (p, party) = env
+        .joined_party(&[("alice", "PS5"), ("phil", "MOBILE_APP")])
+        .await;
+    let me = env.sim.config().account_id;
     let alice = p.members[1].0.clone();
     let phil = p.members[2].0.clone();
-    let party = PartyApi::new(env.client.clone());
-    party.join(&p.session_id).await.unwrap();
-    let send = |to: String, platform: &'static str, payload: String| {
-        let party = party.clone();
-        let sid = p.session_id.clone();
+    // A signal from the user to `to`, sent to it on `platform`; `to_code` is the platform the
+    // signal itself names.
+    let send = |to: &str, platform: &str, kind: &str, global: u64, sdp_seq: &str, to_code: u64| {
+        let payload = signal(&me, to, kind, global, sdp_seq, to_code);
+        let recipient = [Recipient {
+            account_id: to.into(),
+            platform: platform.into(),
+        }];
+        let (party, sid) = (&party, &p.session_id);
         async move {
-            party
-                .send_custom_message(
-                    &sid,
-                    custom_message::DEFAULT_CHANNEL,
-                    &payload,
-                    &[Recipient {
-                        account_id: to,
-                        platform: platform.into(),
-                    }],
-                )
-                .await
-                .unwrap()
+            let channel = custom_message::DEFAULT_CHANNEL;
+            let sent = party.send_custom_message(sid, channel, &payload, &recipient);
+            sent.await.unwrap()
         }
     };
-    send(
-        alice.clone(),
-        "PS5",
-        signal(&me, &alice, "offer", 1, "1", PLATFORM_PS5),
-    )
-    .await;
-    send(
-        alice.clone(),
-        "PS5",
-        signal(&me, &alice, "offer", 2, "2", PLATFORM_PS5),
-    )
-    .await;
+    send(&alice, "PS5", "offer", 1, "1", PLATFORM_PS5).await;
+    send(&alice, "PS5", "offer", 2, "2", PLATFORM_PS5).await;
     assert!(
         env.sim.signal_violations().is_empty(),
         "{:?}",
         env.sim.signal_violations()
     );
     // A re-offer that does not count up, a repeated global_seq_num, a phone member relabelled.
-    send(
-        alice.clone(),
-        "PS5",
-        signal(&me, &alice, "offer", 3, "2", PLATFORM_PS5),
-    )
-    .await;
-    send(
-        alice.clone(),
-        "PS5",
-        signal(&me, &alice, "answer", 2, "2", PLATFORM_PS5),
-    )
-    .await;
-    send(
-        phil.clone(),
-        "MOBILE_APP",
-        signal(&me, &phil, "offer", 1, "1", PLATFORM_PS5),
-    )
-    .await;
+    send(&alice, "PS5", "offer", 3, "2", PLATFORM_PS5).await;
+    send(&alice, "PS5", "answer", 2, "2", PLATFORM_PS5).await;
+    send(&phil, "MOBILE_APP", "offer", 1, "1", PLATFORM_PS5).await;
     let v = env.sim.signal_violations();
     assert_eq!(v.len(), 3, "{v:?}");
     assert!(v[0].contains("sdp_sequence_number 2 after 2"), "{v:?}");
@@ -201,12 +167,7 @@ async fn psn_sim_holds_back_signalling_that_breaks_the_rules() {
         v[2].contains("`to.platform` 5 for a MOBILE_APP member"),
         "{v:?}"
     );
-    send(
-        phil.clone(),
-        "MOBILE_APP",
-        signal(&me, &phil, "offer", 2, "1", PLATFORM_MOBILE_APP),
-    )
-    .await;
+    send(&phil, "MOBILE_APP", "offer", 2, "1", PLATFORM_MOBILE_APP).await;
     assert_eq!(env.sim.signal_violations().len(), 3);
     env.finish();
 }

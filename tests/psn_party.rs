@@ -10,10 +10,17 @@ use obs_psn_party::psn::custom_message::{
     self, Message, Recipient, Signal, UserRef, PLATFORM_MOBILE_APP, PLATFORM_PS5,
 };
 use obs_psn_party::psn::http::HttpOptions;
-use obs_psn_party::psn::party_api::PartyApi;
 use obs_psn_party::psn::PsnError;
 use psn_sim::{Fault, SimConfig};
 use support::psn::*;
+
+/// `err` is PSN's error answer with this HTTP status and PSN error code.
+fn assert_api_error(err: &PsnError, want_status: u16, want_code: i64) {
+    assert!(
+        matches!(err, PsnError::Api { status, code, .. } if (*status, *code) == (want_status, want_code)),
+        "{err:?}"
+    );
+}
 
 #[tokio::test]
 async fn list_find_join_update_leave() {
@@ -22,7 +29,7 @@ async fn list_find_join_update_leave() {
     let p = env
         .sim
         .start_party("Friday night", &[("alice", "PS5"), ("bob", "PS4")]);
-    let party = PartyApi::new(env.client.clone());
+    let party = env.party_api();
     let parties = party.list_parties().await.unwrap();
     assert_eq!(parties.len(), 1);
     assert_eq!(parties[0].session_name, "Friday night");
@@ -43,23 +50,10 @@ async fn list_find_join_update_leave() {
     );
     // Updating member data before joining is refused (PROTOCOL.md section 3).
     let err = party
-        .update_custom_data4(
-            &p.session_id,
-            &["", "", "1", "1", "6.2.0", "0", "0", "0", "", ""],
-        )
+        .update_custom_data4(&p.session_id, &UPDATED_CUSTOM_DATA4)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            PsnError::Api {
-                status: 403,
-                code: 2240526,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_api_error(&err, 403, 2240526);
     party.join(&p.session_id).await.unwrap();
     let members = env.sim.party(&p.session_id).unwrap()["members"].clone();
     assert!(members
@@ -68,10 +62,7 @@ async fn list_find_join_update_leave() {
         .iter()
         .any(|m| m["accountId"] == me.as_str() && m["platform"] == "MOBILE_APP"));
     party
-        .update_custom_data4(
-            &p.session_id,
-            &["", "", "1", "1", "6.2.0", "0", "0", "0", "", ""],
-        )
+        .update_custom_data4(&p.session_id, &UPDATED_CUSTOM_DATA4)
         .await
         .unwrap();
     let roster = party.roster(&p.session_id).await.unwrap().unwrap();
@@ -109,29 +100,17 @@ async fn not_in_a_party_on_console() {
         .join("00000000-0000-0000-0000-000000000000")
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            PsnError::Api {
-                status: 404,
-                code: 2285581,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_api_error(&err, 404, 2285581);
     env.finish();
 }
 
 #[tokio::test]
 async fn custom_message_reaches_the_member_and_400_is_verbatim() {
     let env = Env::new().await;
-    let me = env.sign_in().await;
-    let p = env.sim.start_party("", &[("alice", "PS5")]);
+    let (p, party) = env.joined_party(&[("alice", "PS5")]).await;
+    let me = env.sim.config().account_id;
     let alice = p.members[1].0.clone();
     let mut inbox = env.sim.member_inbox(&alice);
-    let party = PartyApi::new(env.client.clone());
-    party.join(&p.session_id).await.unwrap();
     let msg = Message::from_signal(Signal::new(
         "offer",
         UserRef {
@@ -149,15 +128,17 @@ async fn custom_message_reaches_the_member_and_400_is_verbatim() {
         account_id: alice.clone(),
         platform: "PS5".into(),
     }];
-    party
-        .send_custom_message(
-            &p.session_id,
-            custom_message::DEFAULT_CHANNEL,
-            &custom_message::encode_payload(&msg),
-            &to,
-        )
-        .await
-        .unwrap();
+    // `msg` to alice on the signalling channel.
+    let send = |msg: &Message| {
+        let payload = custom_message::encode_payload(msg);
+        let (party, sid, to) = (&party, &p.session_id, &to);
+        async move {
+            party
+                .send_custom_message(sid, custom_message::DEFAULT_CHANNEL, &payload, to)
+                .await
+        }
+    };
+    send(&msg).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(2), inbox.recv())
         .await
         .unwrap()
@@ -167,15 +148,7 @@ async fn custom_message_reaches_the_member_and_400_is_verbatim() {
     assert_eq!(got.to_account_id, alice);
     // The unexplained 400 (PROTOCOL.md section 5): surfaced verbatim, not retried.
     env.sim.fault(Fault::CustomMessage400 { count: 1 });
-    let err = party
-        .send_custom_message(
-            &p.session_id,
-            "miranda:12",
-            &custom_message::encode_payload(&msg),
-            &to,
-        )
-        .await
-        .unwrap_err();
+    let err = send(&msg).await.unwrap_err();
     env.seen(&err);
     match &err {
         PsnError::Api {
@@ -189,15 +162,7 @@ async fn custom_message_reaches_the_member_and_400_is_verbatim() {
     // psn-sim refuses a header that names another account (the suspected cause of that 400).
     let mut foreign = msg.clone();
     foreign.sender_account_id = alice.parse().unwrap();
-    let err = party
-        .send_custom_message(
-            &p.session_id,
-            "miranda:12",
-            &custom_message::encode_payload(&foreign),
-            &to,
-        )
-        .await
-        .unwrap_err();
+    let err = send(&foreign).await.unwrap_err();
     assert!(matches!(err, PsnError::Api { status: 400, .. }), "{err:?}");
     assert_eq!(env.sim.count("customMessage"), 3);
     env.finish();
@@ -205,10 +170,9 @@ async fn custom_message_reaches_the_member_and_400_is_verbatim() {
 
 #[tokio::test]
 async fn rtc_bridge_lifecycle() {
-    let env = Env::new().await;
-    env.sign_in().await;
+    let env = Env::signed_in().await;
     let p = env.sim.start_party("", &[("alice", "PS5")]);
-    let party = PartyApi::new(env.client.clone());
+    let party = env.party_api();
     let bridges = BridgeApi::new(env.client.clone());
     let b = bridges.create().await.unwrap();
     assert_eq!(b.hosting_type, "us1_uksaws_1");
@@ -333,8 +297,7 @@ async fn client_side_limit_holds_requests_back() {
         },
     )
     .await;
-    env.sign_in().await; // 2 requests
-    let party = PartyApi::new(env.client.clone());
+    let party = env.signed_in_party().await; // 2 requests
     for _ in 0..4 {
         party.list_parties().await.unwrap();
     }
@@ -352,10 +315,7 @@ async fn client_side_limit_holds_requests_back() {
 #[tokio::test]
 async fn trace_is_complete_and_redacted() {
     let env = Env::new().await;
-    env.sign_in().await;
-    let p = env.sim.start_party("", &[("alice", "PS5")]);
-    let party = PartyApi::new(env.client.clone());
-    party.join(&p.session_id).await.unwrap();
+    env.joined_party(&[("alice", "PS5")]).await;
     let lines = env.trace_lines();
     let requests = lines.iter().filter(|l| l.starts_with("> ")).count();
     let responses = lines.iter().filter(|l| l.starts_with("< ")).count();

@@ -44,19 +44,19 @@ async fn wait_for(
     }
 }
 
+/// A new environment signed in and joined to a party with `members`, its push client started
+/// and connected.
 async fn started(
-    env: &Env,
     members: &[(&str, &str)],
 ) -> (
+    Env,
     psn_sim::PartySetup,
     PartyApi,
     PushClient,
     Receiver<PushEvent>,
 ) {
-    env.sign_in().await;
-    let p = env.sim.start_party("", members);
-    let party = PartyApi::new(env.client.clone());
-    party.join(&p.session_id).await.unwrap();
+    let env = Env::new().await;
+    let (p, party) = env.joined_party(members).await;
     let (push, mut rx) = PushClient::start(party.clone(), Some(p.session_id.clone()), fast());
     wait_for(&mut rx, |e| *e == PushEvent::Connected).await;
     assert!(
@@ -64,13 +64,18 @@ async fn started(
             .wait_push_connections(1, Duration::from_secs(2))
             .await
     );
-    (p, party, push, rx)
+    (env, p, party, push, rx)
+}
+
+/// Stops the push client, then the checks every test ends with.
+async fn stop_and_finish(push: PushClient, env: Env) {
+    push.stop().await;
+    env.finish();
 }
 
 #[tokio::test]
 async fn typed_events_for_everything_that_changes() {
-    let env = Env::new().await;
-    let (p, party, push, mut rx) = started(&env, &[("alice", "PS5")]).await;
+    let (env, p, party, push, mut rx) = started(&[("alice", "PS5")]).await;
     let alice = p.members[1].0.clone();
     let carol = env.sim.member_join(&p.session_id, "carol", "PS4").unwrap();
     let (ev, _) = wait_for(&mut rx, |e| matches!(e, PushEvent::MembersJoined { .. })).await;
@@ -127,10 +132,7 @@ async fn typed_events_for_everything_that_changes() {
         _ => unreachable!(),
     }
     party
-        .update_custom_data4(
-            &p.session_id,
-            &["", "", "1", "1", "6.2.0", "0", "0", "0", "", ""],
-        )
+        .update_custom_data4(&p.session_id, &UPDATED_CUSTOM_DATA4)
         .await
         .unwrap();
     let (ev, _) = wait_for(&mut rx, |e| {
@@ -178,14 +180,12 @@ async fn typed_events_for_everything_that_changes() {
         "{auth}"
     );
     assert!(lines.iter().filter(|l| l.starts_with("< push")).count() >= 5);
-    push.stop().await;
-    env.finish();
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
 async fn socket_drop_reconnects_once() {
-    let env = Env::new().await;
-    let (p, _party, push, mut rx) = started(&env, &[("alice", "PS5")]).await;
+    let (env, p, _party, push, mut rx) = started(&[("alice", "PS5")]).await;
     env.sim.fault(Fault::DropPush);
     wait_for(&mut rx, |e| matches!(e, PushEvent::Disconnected { .. })).await;
     wait_for(&mut rx, |e| *e == PushEvent::Connected).await;
@@ -203,14 +203,12 @@ async fn socket_drop_reconnects_once() {
     // Events flow on the new socket.
     env.sim.member_join(&p.session_id, "dave", "PS5");
     wait_for(&mut rx, |e| matches!(e, PushEvent::MembersJoined { .. })).await;
-    push.stop().await;
-    env.finish();
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
 async fn malformed_and_unknown_frames_are_survived() {
-    let env = Env::new().await;
-    let (p, _party, push, mut rx) = started(&env, &[("alice", "PS5")]).await;
+    let (env, p, _party, push, mut rx) = started(&[("alice", "PS5")]).await;
     env.sim.fault(Fault::MalformedPush);
     let (ev, skipped) = wait_for(&mut rx, |e| matches!(e, PushEvent::Unknown { .. })).await;
     assert_eq!(
@@ -227,14 +225,12 @@ async fn malformed_and_unknown_frames_are_survived() {
     let (_, skipped) = wait_for(&mut rx, |e| matches!(e, PushEvent::MembersJoined { .. })).await;
     assert!(skipped.is_empty(), "{skipped:?}");
     assert_eq!(env.sim.count("pushConnect"), 1, "the socket stayed up");
-    push.stop().await;
-    env.finish();
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
 async fn silent_socket_is_dropped_after_the_pong_timeout() {
-    let env = Env::new().await;
-    let (_p, _party, push, mut rx) = started(&env, &[]).await;
+    let (env, _p, _party, push, mut rx) = started(&[]).await;
     env.sim.fault(Fault::FreezePush);
     let (ev, _) = wait_for(&mut rx, |e| matches!(e, PushEvent::Disconnected { .. })).await;
     assert!(
@@ -243,18 +239,14 @@ async fn silent_socket_is_dropped_after_the_pong_timeout() {
     );
     wait_for(&mut rx, |e| *e == PushEvent::Connected).await;
     assert_eq!(env.sim.count("serveraddr"), 2);
-    push.stop().await;
-    env.finish();
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
 async fn polling_stands_in_while_push_is_refused() {
     let env = Env::new().await;
     env.sim.fault(Fault::RefusePush { on: true });
-    env.sign_in().await;
-    let p = env.sim.start_party("", &[("alice", "PS5")]);
-    let party = PartyApi::new(env.client.clone());
-    party.join(&p.session_id).await.unwrap();
+    let (p, party) = env.joined_party(&[("alice", "PS5")]).await;
     env.sim.reset_counts();
     let t0 = tokio::time::Instant::now();
     let (push, mut rx) = PushClient::start(party.clone(), Some(p.session_id.clone()), fast());
@@ -300,21 +292,19 @@ async fn polling_stands_in_while_push_is_refused() {
         c["bulkGet"],
         "polling stops once push is back"
     );
-    push.stop().await;
-    env.finish();
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
 async fn server_errors_on_serveraddr_back_off() {
-    let env = Env::new().await;
-    let party = env.signed_in_party().await;
+    let env = Env::signed_in().await;
     env.sim.fault(Fault::ServerError {
         count: 3,
         status: Some(503),
         endpoint: Some("serveraddr".into()),
     });
     let t0 = tokio::time::Instant::now();
-    let (push, mut rx) = PushClient::start(party, None, fast());
+    let (push, mut rx) = PushClient::start(env.party_api(), None, fast());
     wait_for(&mut rx, |e| *e == PushEvent::Connected).await;
     assert_eq!(
         env.sim.count("serveraddr"),
@@ -328,29 +318,26 @@ async fn server_errors_on_serveraddr_back_off() {
         "{:?}",
         t0.elapsed()
     );
-    push.stop().await;
-    env.finish();
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
 async fn expired_token_at_connect_is_refreshed_once() {
-    let env = Env::new().await;
-    env.sign_in().await;
+    let env = Env::signed_in().await;
     env.sim.fault(Fault::ExpireAccessTokens);
-    let (push, mut rx) = PushClient::start(PartyApi::new(env.client.clone()), None, fast());
+    let (push, mut rx) = PushClient::start(env.party_api(), None, fast());
     wait_for(&mut rx, |e| *e == PushEvent::Connected).await;
     assert_eq!(
         (env.sim.count("serveraddr"), env.sim.count("token")),
         (2, 2)
     );
-    push.stop().await;
-    env.finish();
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
 async fn signed_out_push_fails_without_requests() {
     let env = Env::new().await;
-    let (push, mut rx) = PushClient::start(PartyApi::new(env.client.clone()), None, fast());
+    let (push, mut rx) = PushClient::start(env.party_api(), None, fast());
     let (ev, _) = wait_for(&mut rx, |e| matches!(e, PushEvent::Failed { .. })).await;
     env.seen(&ev);
     assert_eq!(
@@ -360,22 +347,19 @@ async fn signed_out_push_fails_without_requests() {
         }
     );
     assert_eq!(env.sim.total_requests(), 0);
-    push.stop().await;
-    env.finish();
+    stop_and_finish(push, env).await;
 }
 
 #[tokio::test]
 async fn refused_push_without_party_backs_off() {
-    let env = Env::new().await;
-    env.sign_in().await;
+    let env = Env::signed_in().await;
     env.sim.fault(Fault::RefusePush { on: true });
-    let (push, _rx) = PushClient::start(PartyApi::new(env.client.clone()), None, fast());
+    let (push, _rx) = PushClient::start(env.party_api(), None, fast());
     tokio::time::sleep(Duration::from_secs(3)).await;
     let attempts = env.sim.count("pushConnect");
     eprintln!("refused push: {attempts} attempts in 3 s");
     // Delays of at least 50, 100, 200, 400, 400, ... ms: at most 10 attempts in 3 s.
     assert!((3..=10).contains(&attempts), "{attempts} attempts in 3 s");
     assert_eq!(env.sim.count("serveraddr"), attempts);
-    push.stop().await;
-    env.finish();
+    stop_and_finish(push, env).await;
 }

@@ -72,6 +72,13 @@ async fn strict_about_headers_tokens_and_bodies() {
             .header("x-psn-app-ver", "PlayStationApp-Android/26.1.0")
             .header("Content-Type", "application/json")
     };
+    // A bulkGet with every recorded header, this bearer token and this body.
+    let bulk_get = |bearer: &str, body: &'static str| {
+        good(http.post(&url))
+            .header("Authorization", format!("Bearer {bearer}"))
+            .body(body)
+            .send()
+    };
     // Missing request id -> 400 with PSN's error shape.
     let r = http
         .post(&url)
@@ -85,26 +92,13 @@ async fn strict_about_headers_tokens_and_bodies() {
     assert_eq!(v["error"]["code"], 2281473);
     assert!(uuid::Uuid::parse_str(v["error"]["referenceId"].as_str().unwrap()).is_ok());
     // A token the sim did not issue -> 401.
-    let r = good(http.post(&url))
-        .header("Authorization", "Bearer forged")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let r = bulk_get("forged", "{}").await.unwrap();
     assert_eq!(r.status(), 401);
     // Required field missing -> 400; unknown field recorded.
-    let r = good(http.post(&url))
-        .header("Authorization", format!("Bearer {t}"))
-        .body(r#"{"nope":1}"#)
-        .send()
-        .await
-        .unwrap();
+    let r = bulk_get(&t, r#"{"nope":1}"#).await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(sim.unexpected().contains(&"bulkGet: nope".to_string()));
-    let r = good(http.post(&url))
-        .header("Authorization", format!("Bearer {t}"))
-        .body(r#"{"groupInvitedPartySessions":[]}"#)
-        .send()
+    let r = bulk_get(&t, r#"{"groupInvitedPartySessions":[]}"#)
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -125,26 +119,54 @@ async fn strict_about_headers_tokens_and_bodies() {
     assert_eq!(sim.count("bulkGet"), 5);
 }
 
+/// The control API (`/_sim/...`) of one simulator.
+struct Control {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Control {
+    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
+        self.http.post(url).json(&body).send().await.unwrap()
+    }
+
+    async fn delete(&self, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
+        self.http.delete(url).send().await.unwrap()
+    }
+
+    async fn get_json(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.base);
+        let r = self.http.get(url).send().await.unwrap();
+        r.json().await.unwrap()
+    }
+}
+
 #[tokio::test]
 async fn control_api_drives_a_party() {
     let (sim, http) = sim().await;
     let base = sim.base_url();
-    let r = http
-        .post(format!("{base}/_sim/parties"))
-        .json(&json!({"name": "demo", "members": [{"onlineId": "alice", "platform": "PS5"}]}))
-        .send()
-        .await
-        .unwrap();
+    let control = Control {
+        http: http.clone(),
+        base: base.clone(),
+    };
+    let r = control
+        .post(
+            "/_sim/parties",
+            json!({"name": "demo", "members": [{"onlineId": "alice", "platform": "PS5"}]}),
+        )
+        .await;
     assert_eq!(r.status(), 201);
     let p: Value = r.json().await.unwrap();
     let sid = p["sessionId"].as_str().unwrap().to_string();
     assert_eq!(p["members"].as_array().unwrap().len(), 2);
-    let r = http
-        .post(format!("{base}/_sim/parties/{sid}/members"))
-        .json(&json!({"onlineId": "bob", "platform": "PS4"}))
-        .send()
-        .await
-        .unwrap();
+    let r = control
+        .post(
+            &format!("/_sim/parties/{sid}/members"),
+            json!({"onlineId": "bob", "platform": "PS4"}),
+        )
+        .await;
     let bob = r.json::<Value>().await.unwrap()["accountId"]
         .as_str()
         .unwrap()
@@ -156,27 +178,25 @@ async fn control_api_drives_a_party() {
             .len(),
         3
     );
-    let r = http
-        .delete(format!("{base}/_sim/parties/{sid}/members/{bob}"))
-        .send()
-        .await
-        .unwrap();
+    let r = control
+        .delete(&format!("/_sim/parties/{sid}/members/{bob}"))
+        .await;
     assert_eq!(r.status(), 200);
-    let r = http
-        .post(format!("{base}/_sim/parties/{sid}/script"))
-        .json(&json!({"steps": [{"afterMs": 10, "join": {"onlineId": "carol", "platform": "PS5"}}, {"afterMs": 10, "end": true}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = control
+        .post(
+            &format!("/_sim/parties/{sid}/script"),
+            json!({"steps": [{"afterMs": 10, "join": {"onlineId": "carol", "platform": "PS5"}}, {"afterMs": 10, "end": true}]}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(sim.party(&sid).is_none(), "the script ended the party");
-    let r = http
-        .post(format!("{base}/_sim/faults"))
-        .json(&json!({"kind": "rate_limit", "count": 1, "retry_after_secs": 7}))
-        .send()
-        .await
-        .unwrap();
+    let r = control
+        .post(
+            "/_sim/faults",
+            json!({"kind": "rate_limit", "count": 1, "retry_after_secs": 7}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let r = http
         .get(format!("{base}/np/serveraddr"))
@@ -190,29 +210,12 @@ async fn control_api_drives_a_party() {
         r.json::<Value>().await.unwrap(),
         json!({"error": {"code": 2138635, "message": "Rate limit exceeded"}})
     );
-    let counts: Value = http
-        .get(format!("{base}/_sim/counts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(counts, json!({"serveraddr": 1}));
-    let bad = http
-        .post(format!("{base}/_sim/faults"))
-        .json(&json!({"kind": "nope"}))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(
+        control.get_json("/_sim/counts").await,
+        json!({"serveraddr": 1})
+    );
+    let bad = control.post("/_sim/faults", json!({"kind": "nope"})).await;
     assert_eq!(bad.status(), 400);
-    let state: Value = http
-        .get(format!("{base}/_sim/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = control.get_json("/_sim/state").await;
     assert_eq!(state["pushConnections"], 0);
 }

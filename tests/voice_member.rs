@@ -52,11 +52,82 @@ fn common(r: &Report) {
     assert!(r.talk_blocks > 0);
 }
 
+/// Runs `sc`, prints its figures under `name` and makes the checks every scenario must pass.
+fn run_checked(name: &str, sc: &Scenario) -> Report {
+    let r = run(sc);
+    show(name, &r);
+    common(&r);
+    r
+}
+
+/// 60 s at 10 % loss and 0..40 ms jitter, at `clock` (the main network).
+fn loss_10_jitter_40(clock: u32, seed: u64) -> Scenario {
+    Scenario {
+        clock_rate: clock,
+        duration_ms: 60_000,
+        loss: 0.10,
+        jitter_ms: 40,
+        seed,
+        ..Default::default()
+    }
+}
+
+/// RED on, 10 % loss, 0..20 ms jitter (the RED checks' network).
+fn red_with_loss(celt: bool, seed: u64) -> Scenario {
+    Scenario {
+        celt,
+        red: true,
+        loss: 0.1,
+        jitter_ms: 20,
+        seed,
+        ..Default::default()
+    }
+}
+
+/// `sc` with psn-sim's member voice and encoder sending a 500 Hz tone: the capture-level checks.
+fn with_psn_sim_voice(sc: Scenario) -> Scenario {
+    Scenario {
+        tone_hz: 500.0,
+        amplitude: 0.3,
+        psn_sim_voice: true,
+        ..sc
+    }
+}
+
+/// Runs `sc` and keeps every block the pipeline played.
+fn run_capturing(sc: &Scenario) -> (Report, Vec<f32>) {
+    let mut out = Vec::new();
+    let r = run_with(sc, |_, block| out.extend_from_slice(block));
+    (r, out)
+}
+
+/// What was played from 1 s in (the stream has started) to the end of what was sent.
+fn talk<'a>(sc: &Scenario, out: &'a [f32]) -> &'a [f32] {
+    &out[48_000..(sc.duration_ms as usize - 100) * 48]
+}
+
+/// The longest run under |x| < 0.02 (the libobs check's measure), in ms.
+fn longest_gap_ms(talk: &[f32]) -> f64 {
+    obs_psn_party::audio::analysis::longest_silence(talk, 0.02) as f64 / 48.0
+}
+
+/// The quieting corrections of a drift check, and where its delay settled: between 10 ms under
+/// the target (repeats) and 30 ms over it (drops), 5 ms either way for the measure.
+fn check_delay_settles_by_quiet_corrections(r: &Report) {
+    println!(
+        "  quiet drops {}, quiet repeats {}",
+        r.quiet_drops, r.quiet_repeats
+    );
+    let t = f64::from(r.target_end_ms);
+    assert!(
+        r.delay_last_ms >= t - 15.0 && r.delay_last_ms <= t + 35.0,
+        "{r:?}"
+    );
+}
+
 #[test]
 fn clean_stream_16k_clock() {
-    let r = run(&Scenario::default());
-    show("clean 16k", &r);
-    common(&r);
+    let r = run_checked("clean 16k", &Scenario::default());
     assert_eq!(r.quiet_talk_blocks, 0);
     assert_eq!(r.jitter.fec, 0);
     assert!(r.delay_max_ms <= 70.0, "{r:?}");
@@ -65,17 +136,8 @@ fn clean_stream_16k_clock() {
 #[test]
 fn loss_10_percent_jitter_40ms_only_bursts_leave_gaps() {
     for (clock, seed) in [(16_000, 7), (48_000, 8)] {
-        let sc = Scenario {
-            clock_rate: clock,
-            duration_ms: 60_000,
-            loss: 0.10,
-            jitter_ms: 40,
-            seed,
-            ..Default::default()
-        };
-        let r = run(&sc);
-        show(&format!("10% loss 40ms jitter clock {clock}"), &r);
-        common(&r);
+        let sc = loss_10_jitter_40(clock, seed);
+        let r = run_checked(&format!("10% loss 40ms jitter clock {clock}"), &sc);
         // Every isolated loss is bridged (FEC); only bursts of 2+ lost 40 ms packets
         // (80+ ms of audio gone) may leave a gap over 20 ms.
         assert!(r.unexplained_gaps(40).is_empty(), "{r:?}");
@@ -95,9 +157,7 @@ fn other_packet_times() {
             seed: ptime,
             ..Default::default()
         };
-        let r = run(&sc);
-        show(&format!("ptime {ptime}"), &r);
-        common(&r);
+        let r = run_checked(&format!("ptime {ptime}"), &sc);
         if ptime <= 20 {
             assert!(r.unexplained_gaps(ptime).is_empty(), "ptime {ptime}: {r:?}");
             assert!(r.max_gap_ms <= 20, "ptime {ptime}: {r:?}");
@@ -117,9 +177,7 @@ fn duplicates_and_reordering() {
         seed: 3,
         ..Default::default()
     };
-    let r = run(&sc);
-    show("dup+reorder", &r);
-    common(&r);
+    let r = run_checked("dup+reorder", &sc);
     assert!(r.jitter.duplicates > 0);
     // Packets held back by up to 120 ms: the delay rises in 20 ms steps while audio plays.
     assert!(r.max_gap_ms <= 40, "{r:?}");
@@ -128,33 +186,14 @@ fn duplicates_and_reordering() {
 
 #[test]
 fn red_recovers_losses() {
-    let sc = Scenario {
-        red: true,
-        loss: 0.1,
-        jitter_ms: 20,
-        seed: 11,
-        ..Default::default()
-    };
-    let r = run(&sc);
-    show("red 10% loss", &r);
-    common(&r);
+    let r = run_checked("red 10% loss", &red_with_loss(false, 11));
     assert!(r.jitter.red > 0, "{r:?}");
     assert!(r.unexplained_gaps(40).is_empty(), "{r:?}");
 }
 
 #[test]
 fn celt_with_red_recovers_without_fec() {
-    let sc = Scenario {
-        celt: true,
-        red: true,
-        loss: 0.1,
-        jitter_ms: 20,
-        seed: 12,
-        ..Default::default()
-    };
-    let r = run(&sc);
-    show("celt+red 10% loss", &r);
-    common(&r);
+    let r = run_checked("celt+red 10% loss", &red_with_loss(true, 12));
     assert_eq!(r.jitter.fec, 0, "CELT has no in-band FEC");
     assert!(r.jitter.red > 0, "{r:?}");
     assert!(r.unexplained_gaps(40).is_empty(), "{r:?}");
@@ -179,9 +218,7 @@ fn dtx_pauses_are_not_losses() {
             seed: 5,
             ..Default::default()
         };
-        let r = run(&sc);
-        show(&format!("{pauses:?}"), &r);
-        common(&r);
+        let r = run_checked(&format!("{pauses:?}"), &sc);
         assert_eq!(r.lost, 0);
         assert_eq!(r.jitter.seq_gaps, 0, "{r:?}");
         assert_eq!(r.jitter.fec, 0, "{r:?}");
@@ -197,6 +234,19 @@ fn drift_minutes(short: u64) -> u64 {
         30
     } else {
         short
+    }
+}
+
+/// `minutes` of a member's clock `ppm` off, speaking without DTX with 150 ms between words, over
+/// 0..20 ms jitter.
+fn drift_between_words(ppm: f64, minutes: u64, seed: u64) -> Scenario {
+    Scenario {
+        drift_ppm: ppm,
+        word_gap_ms: 150,
+        jitter_ms: 20,
+        duration_ms: minutes * 60_000,
+        seed,
+        ..Default::default()
     }
 }
 
@@ -216,13 +266,11 @@ fn drift_with_talkspurts_does_not_grow_the_delay() {
             seed: 21,
             ..Default::default()
         };
-        let r = run(&sc);
-        show(&format!("drift {ppm} ppm, {minutes} min"), &r);
+        let r = run_checked(&format!("drift {ppm} ppm, {minutes} min"), &sc);
         drift_figure(
             &format!("drift {ppm:+} ppm, {minutes} min, talkspurts, 2 % loss"),
             &r,
         );
-        common(&r);
         assert!((r.delay_last_ms - r.delay_first_ms).abs() <= 10.0, "{r:?}");
         assert!(r.unexplained_gaps(40).is_empty(), "{r:?}");
     }
@@ -232,35 +280,12 @@ fn drift_with_talkspurts_does_not_grow_the_delay() {
 fn drift_without_pauses_is_absorbed_between_words() {
     let minutes = drift_minutes(10);
     for ppm in [200.0, -200.0] {
-        let sc = Scenario {
-            drift_ppm: ppm,
-            word_gap_ms: 150,
-            jitter_ms: 20,
-            duration_ms: minutes * 60_000,
-            seed: 31,
-            ..Default::default()
-        };
-        let r = run(&sc);
-        show(
-            &format!("drift {ppm} ppm, {minutes} min, no DTX, 150 ms word gaps"),
-            &r,
-        );
-        drift_figure(
-            &format!("drift {ppm:+} ppm, {minutes} min, no DTX, 150 ms word gaps"),
-            &r,
-        );
-        println!(
-            "  quiet drops {}, quiet repeats {}",
-            r.quiet_drops, r.quiet_repeats
-        );
-        common(&r);
-        // Without correction 200 ppm over 10 minutes would add or remove 120 ms. The delay
-        // settles between 10 ms under the target (repeats) and 30 ms over it (drops).
-        let t = f64::from(r.target_end_ms);
-        assert!(
-            r.delay_last_ms >= t - 15.0 && r.delay_last_ms <= t + 35.0,
-            "{r:?}"
-        );
+        let sc = drift_between_words(ppm, minutes, 31);
+        let what = format!("{minutes} min, no DTX, 150 ms word gaps");
+        let r = run_checked(&format!("drift {ppm} ppm, {what}"), &sc);
+        drift_figure(&format!("drift {ppm:+} ppm, {what}"), &r);
+        // Without correction 200 ppm over 10 minutes would add or remove 120 ms.
+        check_delay_settles_by_quiet_corrections(&r);
         assert!(r.delay_max_ms <= 120.0, "{r:?}");
         assert!(r.delay_min_ms >= 25.0, "{r:?}");
     }
@@ -270,27 +295,12 @@ fn drift_without_pauses_is_absorbed_between_words() {
 fn drift_in_a_noisy_room_is_absorbed_between_words() {
     // -40 dBFS of room noise all the time: the pauses between words are not silent, only quieter.
     let sc = Scenario {
-        drift_ppm: 200.0,
-        word_gap_ms: 150,
         noise_rms: 0.01,
-        jitter_ms: 20,
-        duration_ms: 300_000,
-        seed: 41,
-        ..Default::default()
+        ..drift_between_words(200.0, 5, 41)
     };
-    let r = run(&sc);
-    show("drift 200 ppm, 5 min, no DTX, -40 dBFS room noise", &r);
-    println!(
-        "  quiet drops {}, quiet repeats {}",
-        r.quiet_drops, r.quiet_repeats
-    );
-    common(&r);
+    let r = run_checked("drift 200 ppm, 5 min, no DTX, -40 dBFS room noise", &sc);
     assert!(r.quiet_drops > 0);
-    let t = f64::from(r.target_end_ms);
-    assert!(
-        r.delay_last_ms >= t - 15.0 && r.delay_last_ms <= t + 35.0,
-        "{r:?}"
-    );
+    check_delay_settles_by_quiet_corrections(&r);
 }
 
 /// The capture-level measure the libobs check uses (`longest_silence`, |x| < 0.02) on
@@ -299,7 +309,6 @@ fn drift_in_a_noisy_room_is_absorbed_between_words() {
 /// 25-35 ms).
 #[test]
 fn loss_runs_leave_no_sample_gap_over_20ms() {
-    use obs_psn_party::audio::analysis::longest_silence;
     let mut worst = 0.0f64;
     for (clock, seed) in [
         (16_000, 7),
@@ -308,22 +317,9 @@ fn loss_runs_leave_no_sample_gap_over_20ms() {
         (16_000, 33),
         (16_000, 45),
     ] {
-        let sc = Scenario {
-            clock_rate: clock,
-            duration_ms: 60_000,
-            loss: 0.10,
-            jitter_ms: 40,
-            seed,
-            tone_hz: 500.0,
-            amplitude: 0.3,
-            psn_sim_voice: true,
-            ..Default::default()
-        };
-        let mut out = Vec::new();
-        let r = run_with(&sc, |_, block| out.extend_from_slice(block));
-        // From 1 s in (the stream has started) to the end of what was sent.
-        let talk = &out[48_000..(sc.duration_ms as usize - 100) * 48];
-        let gap_ms = longest_silence(talk, 0.02) as f64 / 48.0;
+        let sc = with_psn_sim_voice(loss_10_jitter_40(clock, seed));
+        let (r, out) = run_capturing(&sc);
+        let gap_ms = longest_gap_ms(talk(&sc, &out));
         println!(
             "clock {clock} seed {seed}: longest gap {gap_ms:.1} ms; lost {}, fec {}, decode {:?}",
             r.lost, r.jitter.fec, r.decode
@@ -345,25 +341,20 @@ fn loss_runs_leave_no_sample_gap_over_20ms() {
 /// and the delay stays inside the jitter buffer's clamp.
 #[test]
 fn loss_20_jitter_80_reorder_and_duplicates() {
-    use obs_psn_party::audio::analysis::longest_silence;
-    let sc = Scenario {
+    let sc = with_psn_sim_voice(Scenario {
         duration_ms: 60_000,
         loss: 0.20,
         jitter_ms: 80,
         reorder: 0.05,
         duplicate: 0.05,
         seed: 20,
-        tone_hz: 500.0,
-        amplitude: 0.3,
-        psn_sim_voice: true,
         ..Default::default()
-    };
-    let mut out = Vec::new();
-    let r = run_with(&sc, |_, block| out.extend_from_slice(block));
+    });
+    let (r, out) = run_capturing(&sc);
     show("20% loss, 80 ms jitter, reorder, dup", &r);
     common(&r);
-    let talk = &out[48_000..(sc.duration_ms as usize - 100) * 48];
-    let gap_ms = longest_silence(talk, 0.02) as f64 / 48.0;
+    let talk = talk(&sc, &out);
+    let gap_ms = longest_gap_ms(talk);
     // The voice's own largest step: the same voice over a clean network.
     let clean = Scenario {
         loss: 0.0,
@@ -372,8 +363,7 @@ fn loss_20_jitter_80_reorder_and_duplicates() {
         duplicate: 0.0,
         ..sc.clone()
     };
-    let mut clean_out = Vec::new();
-    run_with(&clean, |_, block| clean_out.extend_from_slice(block));
+    let (_, clean_out) = run_capturing(&clean);
     let own_step = clean_out[48_000..]
         .windows(2)
         .map(|w| (w[1] - w[0]).abs())

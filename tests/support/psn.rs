@@ -13,7 +13,7 @@ use obs_psn_party::psn::http::HttpOptions;
 use obs_psn_party::psn::party_api::PartyApi;
 use obs_psn_party::psn::trace::Trace;
 use obs_psn_party::psn::{PsnClient, Secret};
-use psn_sim::{SimConfig, SimHandle};
+use psn_sim::{PartySetup, SimConfig, SimHandle};
 
 /// Every log line of the whole test binary.
 static LOG: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
@@ -98,10 +98,31 @@ impl Env {
             .expect("sign-in works")
     }
 
+    /// A new environment whose client has signed in.
+    pub async fn signed_in() -> Env {
+        let env = Self::new().await;
+        env.sign_in().await;
+        env
+    }
+
+    /// The party API of the test's client.
+    pub fn party_api(&self) -> PartyApi {
+        PartyApi::new(self.client.clone())
+    }
+
     /// Signs in, then the party API of the signed-in client (how most tests begin).
     pub async fn signed_in_party(&self) -> PartyApi {
         self.sign_in().await;
-        PartyApi::new(self.client.clone())
+        self.party_api()
+    }
+
+    /// Signs in, starts a party of the console's user with `members` and joins it: the party
+    /// and the API that joined it.
+    pub async fn joined_party(&self, members: &[(&str, &str)]) -> (PartySetup, PartyApi) {
+        let party = self.signed_in_party().await;
+        let p = self.sim.start_party("", members);
+        party.join(&p.session_id).await.unwrap();
+        (p, party)
     }
 
     /// Keeps a value's Debug string for the leak check.
@@ -200,6 +221,10 @@ pub fn offer_message(sdp: &str) -> Vec<u8> {
         1,
     )))
 }
+
+/// The `customData4` the tests update to: the app's default with its fourth field "1" instead
+/// of "0" (the fields' meanings are not known, PROTOCOL.md section 3).
+pub const UPDATED_CUSTOM_DATA4: [&str; 10] = ["", "", "1", "1", "6.2.0", "0", "0", "0", "", ""];
 
 pub fn fast_http() -> HttpOptions {
     HttpOptions {

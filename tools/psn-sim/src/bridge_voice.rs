@@ -24,7 +24,9 @@ use tokio::sync::watch;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
 
-use crate::peer::{e2s, gathered_local_sdp, opus_codec, opus_track, stack_peer, state_name, Side};
+use crate::peer::{
+    e2s, offer_with_datachannel, opus_codec, opus_track, stack_peer, state_name, Side,
+};
 use crate::Inner;
 
 /// The bridge's Opus payload type (as in the recorded bridge offer's shape).
@@ -149,12 +151,7 @@ async fn live_offer(
             .map_err(e2s)?;
         tracks.push((track, ssrc, carried.clone()));
     }
-    pc.create_data_channel("psn", None).await.map_err(e2s)?;
-    let offer = pc.create_offer(None).await.map_err(e2s)?;
-    pc.set_local_description(offer).await.map_err(e2s)?;
-    let sdp = gathered_local_sdp(&pc, &gathered)
-        .await
-        .ok_or("no local description")?;
+    let sdp = offer_with_datachannel(&pc, &gathered).await?;
     let senders = tracks
         .into_iter()
         .map(|(track, ssrc, carried)| {

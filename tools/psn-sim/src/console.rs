@@ -13,19 +13,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
-    RTCSessionDescription, Registry,
+    RTCPeerConnectionState, RTCSessionDescription, Registry,
 };
 
 use crate::cmsg::{self, Signal};
+use crate::peer::{e2s, gathered_local_sdp, opus_codec, state_name, Events};
 use crate::state::{MemberInbound, State};
 use crate::Inner;
 
@@ -209,35 +208,24 @@ async fn run(w: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Inbound>) {
     }
 }
 
-struct Handler {
-    w: Weak<Inner>,
-    member: String,
+/// The console's events for its link with `member`: connection states and received packets
+/// go to the link's status.
+fn link_events(
+    w: &Weak<Inner>,
+    member: &str,
     gathered: Arc<Notify>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            self.gathered.notify_one();
+) -> Events<impl Fn(RTCPeerConnectionState) + Send + Sync + 'static> {
+    let on_state = {
+        let (w, member) = (w.clone(), member.to_owned());
+        move |state| {
+            if let Some(s) = state_name(state) {
+                with_link(&w, &member, |l| l.state = s.into());
+            }
         }
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let s = match state {
-            RTCPeerConnectionState::Connecting => "connecting",
-            RTCPeerConnectionState::Connected => "connected",
-            RTCPeerConnectionState::Disconnected => "disconnected",
-            RTCPeerConnectionState::Failed => "failed",
-            RTCPeerConnectionState::Closed => "closed",
-            _ => return,
-        };
-        with_link(&self.w, &self.member, |l| l.state = s.into());
-    }
-
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let w = self.w.clone();
-        let member = self.member.clone();
+    };
+    let (w, member) = (w.clone(), member.to_owned());
+    Events::new(gathered, on_state).with_track(Box::new(move |track: Arc<dyn TrackRemote>| {
+        let (w, member) = (w.clone(), member.clone());
         tokio::spawn(async move {
             while let Some(ev) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(_) = ev {
@@ -245,14 +233,11 @@ impl PeerConnectionEventHandler for Handler {
                 }
             }
         });
-    }
+    }))
 }
 
 /// A receiving connection answering the member's offer; its answer SDP (candidates inline).
 async fn answer(w: &Weak<Inner>, s: &Signal) -> Result<(Arc<dyn PeerConnection>, String), String> {
-    fn e2s(e: impl std::fmt::Display) -> String {
-        e.to_string()
-    }
     let clock = if crate::voice::offered_pt(&s.sdp, "opus/16000/2").is_some() {
         16_000
     } else {
@@ -261,31 +246,18 @@ async fn answer(w: &Weak<Inner>, s: &Signal) -> Result<(Arc<dyn PeerConnection>,
     let pt = crate::voice::offered_pt(&s.sdp, &format!("opus/{clock}/2"))
         .ok_or("the offer has no Opus")?;
     let mut me = MediaEngine::default();
-    me.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: "audio/opus".into(),
-                clock_rate: clock,
-                channels: 2,
-                sdp_fmtp_line: "minptime=10;stereo=0;useinbandfec=1".into(),
-                rtcp_feedback: vec![],
-            },
-            payload_type: pt,
-        },
-        RtpCodecKind::Audio,
-    )
-    .map_err(e2s)?;
+    let opus = RTCRtpCodecParameters {
+        rtp_codec: opus_codec(clock),
+        payload_type: pt,
+    };
+    me.register_codec(opus, RtpCodecKind::Audio).map_err(e2s)?;
     let registry = register_default_interceptors(Registry::new(), &mut me).map_err(e2s)?;
     let gathered = Arc::new(Notify::new());
     with_link(w, &s.from_account, |l| l.state = "answering".into());
     let pc = PeerConnectionBuilder::new()
         .with_media_engine(me)
         .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Handler {
-            w: w.clone(),
-            member: s.from_account.clone(),
-            gathered: gathered.clone(),
-        }))
+        .with_handler(Arc::new(link_events(w, &s.from_account, gathered.clone())))
         .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
         .build()
         .await
@@ -296,10 +268,8 @@ async fn answer(w: &Weak<Inner>, s: &Signal) -> Result<(Arc<dyn PeerConnection>,
         pc.set_remote_description(offer).await.map_err(e2s)?;
         let answer = pc.create_answer(None).await.map_err(e2s)?;
         pc.set_local_description(answer).await.map_err(e2s)?;
-        let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-        pc.local_description()
+        gathered_local_sdp(&pc, &gathered)
             .await
-            .map(|d| d.sdp)
             .ok_or_else(|| "no local description".to_string())
     }
     .await;

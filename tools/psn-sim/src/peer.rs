@@ -13,6 +13,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use tokio::sync::Notify;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
@@ -47,11 +48,34 @@ pub(crate) fn state_name(state: RTCPeerConnectionState) -> Option<&'static str> 
     })
 }
 
+/// What a peer does with each track it receives.
+type OnTrack = Box<dyn Fn(Arc<dyn TrackRemote>) + Send + Sync>;
+
 /// The stack's events: ICE gathering done wakes `gathered` (the SDPs carry every candidate
-/// inline, no trickle); each connection state goes to `on_state`.
-struct Events<F> {
+/// inline, no trickle); each connection state goes to `on_state`; each received track to
+/// `on_track` when there is one (the console counts its packets; members and bridge receive
+/// nothing they look at).
+pub(crate) struct Events<F> {
     gathered: Arc<Notify>,
     on_state: F,
+    on_track: Option<OnTrack>,
+}
+
+impl<F> Events<F> {
+    pub(crate) fn new(gathered: Arc<Notify>, on_state: F) -> Self {
+        Events {
+            gathered,
+            on_state,
+            on_track: None,
+        }
+    }
+
+    pub(crate) fn with_track(self, on_track: OnTrack) -> Self {
+        Events {
+            on_track: Some(on_track),
+            ..self
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -65,6 +89,11 @@ impl<F: Fn(RTCPeerConnectionState) + Send + Sync + 'static> PeerConnectionEventH
     }
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         (self.on_state)(state);
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        if let Some(on_track) = &self.on_track {
+            on_track(track);
+        }
     }
 }
 
@@ -93,10 +122,7 @@ pub(crate) async fn stack_peer(
     let pc = PeerConnectionBuilder::new()
         .with_media_engine(me)
         .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Events {
-            gathered: gathered.clone(),
-            on_state,
-        }))
+        .with_handler(Arc::new(Events::new(gathered.clone(), on_state)))
         .with_configuration(
             RTCConfigurationBuilder::new()
                 .with_ice_servers(match side {
@@ -122,6 +148,20 @@ pub(crate) async fn gathered_local_sdp(
 ) -> Option<String> {
     let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
     pc.local_description().await.map(|d| d.sdp)
+}
+
+/// Opens the "psn" data channel PSN's peers carry, offers and waits for ICE gathering: the
+/// local offer SDP with every candidate in it.
+pub(crate) async fn offer_with_datachannel(
+    pc: &Arc<dyn PeerConnection>,
+    gathered: &Notify,
+) -> Result<String, String> {
+    pc.create_data_channel("psn", None).await.map_err(e2s)?;
+    let offer = pc.create_offer(None).await.map_err(e2s)?;
+    pc.set_local_description(offer).await.map_err(e2s)?;
+    gathered_local_sdp(pc, gathered)
+        .await
+        .ok_or_else(|| "no local description".into())
 }
 
 /// An Opus send track with a fixed SSRC, msid `<stream_id> <uuid>_1_CELT/40` as PSN's peers

@@ -26,6 +26,16 @@ pub fn arr(s: Shape) -> Shape {
     Shape::Arr(Box::new(s))
 }
 
+/// A required field of an object shape.
+pub fn req(name: &'static str, s: Shape) -> (&'static str, bool, Shape) {
+    (name, REQ, s)
+}
+
+/// An optional field of an object shape.
+pub fn opt(name: &'static str, s: Shape) -> (&'static str, bool, Shape) {
+    (name, OPT, s)
+}
+
 /// Checks `v` against `shape`; returns the errors, pushes unexpected field paths.
 pub fn check(
     shape: &Shape,
@@ -77,85 +87,82 @@ fn join_path(path: &str, name: &str) -> String {
 /// The member object (PROTOCOL.md section 3).
 pub fn member() -> Shape {
     obj(vec![
-        ("accountId", REQ, Shape::Str),
-        ("platform", REQ, Shape::Str),
-        ("customData4", OPT, Shape::Str),
-        (
-            "pushContexts",
-            OPT,
-            arr(obj(vec![("contextId", REQ, Shape::Str)])),
-        ),
-        ("voiceChatActivated", OPT, Shape::Bool),
+        req("accountId", Shape::Str),
+        req("platform", Shape::Str),
+        opt("customData4", Shape::Str),
+        opt("pushContexts", arr(obj(vec![req("contextId", Shape::Str)]))),
+        opt("voiceChatActivated", Shape::Bool),
     ])
 }
 
 pub fn create_party() -> Shape {
-    obj(vec![(
-        "v2PartySessions",
-        REQ,
-        arr(obj(vec![
-            ("joinableUserType", REQ, Shape::Str),
-            ("maxMembers", REQ, Shape::Int),
-            ("members", REQ, arr(member())),
-            ("sessionName", OPT, Shape::Str),
-            ("sessionType", REQ, Shape::Str),
-            ("visibilityType", REQ, Shape::Str),
-        ])),
-    )])
+    obj(vec![req("v2PartySessions", arr(party_session()))])
+}
+
+/// One party session to create.
+pub fn party_session() -> Shape {
+    obj(vec![
+        req("joinableUserType", Shape::Str),
+        req("maxMembers", Shape::Int),
+        req("members", arr(member())),
+        opt("sessionName", Shape::Str),
+        req("sessionType", Shape::Str),
+        req("visibilityType", Shape::Str),
+    ])
 }
 
 pub fn join() -> Shape {
-    obj(vec![("members", REQ, arr(member()))])
+    obj(vec![req("members", arr(member()))])
 }
 
 pub fn update_member() -> Shape {
-    obj(vec![("customData4", REQ, Shape::Str)])
+    obj(vec![req("customData4", Shape::Str)])
 }
 
 pub fn bulk_get() -> Shape {
-    obj(vec![("groupInvitedPartySessions", REQ, arr(Shape::Any))])
+    obj(vec![req("groupInvitedPartySessions", arr(Shape::Any))])
 }
 
 pub fn invitations() -> Shape {
     obj(vec![
-        ("invitationType", REQ, Shape::Str),
-        (
+        req("invitationType", Shape::Str),
+        req(
             "invitations",
-            REQ,
-            arr(obj(vec![(
+            arr(obj(vec![req(
                 "to",
-                REQ,
-                obj(vec![("accountId", REQ, Shape::Str)]),
+                obj(vec![req("accountId", Shape::Str)]),
             )])),
         ),
-        ("invitationsToGroups", OPT, arr(Shape::Any)),
+        opt("invitationsToGroups", arr(Shape::Any)),
     ])
 }
 
 pub fn link_bridge() -> Shape {
-    obj(vec![(
-        "bridges",
-        REQ,
-        arr(obj(vec![
-            ("bridgeId", REQ, Shape::Str),
-            ("bridgeToken", REQ, Shape::Str),
-        ])),
-    )])
+    obj(vec![req("bridges", arr(bridge_ref()))])
+}
+
+/// A bridge as a party names it: its id and token.
+pub fn bridge_ref() -> Shape {
+    obj(vec![
+        req("bridgeId", Shape::Str),
+        req("bridgeToken", Shape::Str),
+    ])
 }
 
 pub fn custom_message() -> Shape {
     obj(vec![
-        ("channel", REQ, Shape::Str),
-        ("payload", REQ, Shape::Str),
-        (
-            "to",
-            OPT,
-            arr(obj(vec![
-                ("accountId", REQ, Shape::Str),
-                ("platform", REQ, Shape::Str),
-            ])),
-        ),
-        ("withoutSequenceNumber", OPT, Shape::Bool),
+        req("channel", Shape::Str),
+        req("payload", Shape::Str),
+        opt("to", arr(recipient())),
+        opt("withoutSequenceNumber", Shape::Bool),
+    ])
+}
+
+/// A recipient in a customMessage's `to` list.
+pub fn recipient() -> Shape {
+    obj(vec![
+        req("accountId", Shape::Str),
+        req("platform", Shape::Str),
     ])
 }
 
@@ -164,50 +171,45 @@ pub fn create_bridge() -> Shape {
 }
 
 pub fn media_types() -> Shape {
-    obj(vec![(
+    obj(vec![req(
         "mediaTypes",
-        REQ,
         obj(vec![
-            (
-                "application",
-                REQ,
-                obj(vec![("isRequired", REQ, Shape::Bool)]),
-            ),
-            (
+            req("application", obj(vec![req("isRequired", Shape::Bool)])),
+            req(
                 "audio",
-                REQ,
                 obj(vec![
-                    ("isRequired", REQ, Shape::Bool),
-                    (
-                        "opus",
-                        REQ,
-                        arr(obj(vec![
-                            ("bitrate", REQ, Shape::Int),
-                            ("channels", REQ, Shape::Int),
-                            ("codec", REQ, Shape::Str),
-                            ("ptime", REQ, Shape::Int),
-                            ("samplingRates", REQ, arr(Shape::Int)),
-                        ])),
-                    ),
+                    req("isRequired", Shape::Bool),
+                    req("opus", arr(opus_media())),
                 ]),
             ),
         ]),
     )])
 }
 
+/// One Opus configuration the add-peer call asks the bridge for.
+pub fn opus_media() -> Shape {
+    obj(vec![
+        req("bitrate", Shape::Int),
+        req("channels", Shape::Int),
+        req("codec", Shape::Str),
+        req("ptime", Shape::Int),
+        req("samplingRates", arr(Shape::Int)),
+    ])
+}
+
 pub fn answer() -> Shape {
-    obj(vec![("answer", REQ, obj(vec![("sdp", REQ, Shape::Str)]))])
+    obj(vec![req("answer", obj(vec![req("sdp", Shape::Str)]))])
 }
 
 /// The push auth frame (PROTOCOL.md section 4).
 pub fn push_auth() -> Shape {
     obj(vec![
-        ("version", REQ, Shape::Str),
-        ("method", REQ, Shape::Int),
-        ("tranId", REQ, Shape::Str),
-        ("accountId", REQ, Shape::Str),
-        ("status", REQ, Shape::Str),
-        ("auth", REQ, obj(vec![("accessToken", REQ, Shape::Str)])),
+        req("version", Shape::Str),
+        req("method", Shape::Int),
+        req("tranId", Shape::Str),
+        req("accountId", Shape::Str),
+        req("status", Shape::Str),
+        req("auth", obj(vec![req("accessToken", Shape::Str)])),
     ])
 }
 

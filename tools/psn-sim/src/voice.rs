@@ -19,8 +19,8 @@ use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSession
 use crate::cmsg::{self, Signal};
 use crate::console::CONSOLE_PLATFORM;
 use crate::peer::{
-    e2s, gathered_local_sdp, opus_codec, opus_track, stack_keys, stack_peer, state_name, Side,
-    StackKeys,
+    e2s, gathered_local_sdp, offer_with_datachannel, opus_codec, opus_track, stack_keys,
+    stack_peer, state_name, Side, StackKeys,
 };
 use crate::relay::{member_sdp_via, user_sdp_via, Relay};
 use crate::state::MOBILE_APP;
@@ -773,12 +773,7 @@ impl MemberCtx {
         pc.add_track(track.clone() as Arc<dyn TrackLocal>)
             .await
             .map_err(e2s)?;
-        pc.create_data_channel("psn", None).await.map_err(e2s)?;
-        let offer = pc.create_offer(None).await.map_err(e2s)?;
-        pc.set_local_description(offer).await.map_err(e2s)?;
-        let real = gathered_local_sdp(&pc, &gathered)
-            .await
-            .ok_or("no local description")?;
+        let real = offer_with_datachannel(&pc, &gathered).await?;
         let sdp = self.reachable(
             recorded_offer(&real, self.spec.clock_rate, ssrc, &uuid)?,
             relay.as_ref(),
@@ -856,40 +851,21 @@ async fn apply_answer(pc: &Arc<dyn PeerConnection>, sdp: &str) -> Result<(), Str
 /// The recorded member offer (shared/fixtures/member-offer.sdp) with this connection's ICE
 /// credentials, fingerprint, 127.0.0.1 host candidates, SSRC and msid.
 pub fn recorded_offer(real: &str, clock: u32, ssrc: u32, uuid: &str) -> Result<String, String> {
-    let StackKeys {
-        ufrag,
-        pwd,
-        fingerprint: fp,
-        candidates: cands,
-    } = stack_keys(real, "offer", true)?;
-    let sess: u64 = rand::rng().random_range(1..i64::MAX as u64);
-    let cname = crate::state::random_token(16);
-    let msid = format!("a=msid:- {uuid}_1_CELT/40");
-    let sdp = [
-        "v=0".to_string(),
-        format!("o=- {sess} 2 IN IP4 127.0.0.1"),
-        "s=-".into(),
-        "t=0 0".into(),
-        "a=group:BUNDLE 0 1".into(),
-        "a=extmap-allow-mixed".into(),
-        "a=msid-semantic: WMS".into(),
-        "m=audio 9 UDP/TLS/RTP/SAVPF 96 63 106 105 13 110 113".into(),
-        "c=IN IP4 0.0.0.0".into(),
-        "a=rtcp:9 IN IP4 0.0.0.0".into(),
-        cands.clone(),
-        ufrag.clone(),
-        pwd.clone(),
-        "a=ice-options:trickle".into(),
-        fp.clone(),
-        "a=setup:actpass".into(),
-        "a=mid:0".into(),
+    let keys = stack_keys(real, "offer", true)?;
+    let mut sdp = session_lines("a=group:BUNDLE 0 1");
+    sdp.extend(audio_head(
+        "96 63 106 105 13 110 113",
+        &keys,
+        "a=setup:actpass",
+    ));
+    sdp.extend([
         "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level".into(),
         "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time".into(),
         "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01".into(),
         "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid".into(),
         "a=extmap:5 urn:uuid:84a86fab-a84f-4d61-b376-2ee79d2b67d2#sie:rtp-hdrext:rtp-payload-signature".into(),
         "a=sendrecv".into(),
-        msid.clone(),
+        format!("a=msid:- {uuid}_1_CELT/40"),
         "a=rtcp-mux".into(),
         "a=rtcp-rsize".into(),
         format!("a=rtpmap:96 opus/{clock}/2"),
@@ -902,24 +878,86 @@ pub fn recorded_offer(real: &str, clock: u32, ssrc: u32, uuid: &str) -> Result<S
         "a=rtpmap:13 CN/8000".into(),
         "a=rtpmap:110 telephone-event/48000".into(),
         "a=rtpmap:113 telephone-event/16000".into(),
-        "a=ptime:40".into(),
+    ]);
+    sdp.extend(audio_tail(ssrc, uuid));
+    sdp.extend(datachannel_section(&keys, true, "a=setup:actpass"));
+    Ok(sdp_text(&sdp))
+}
+
+/// An SDP's session lines (a fresh session id) with this BUNDLE group.
+fn session_lines(bundle: &str) -> Vec<String> {
+    let sess: u64 = rand::rng().random_range(1..i64::MAX as u64);
+    vec![
+        "v=0".to_string(),
+        format!("o=- {sess} 2 IN IP4 127.0.0.1"),
+        "s=-".into(),
+        "t=0 0".into(),
+        bundle.into(),
+        "a=extmap-allow-mixed".into(),
+        "a=msid-semantic: WMS".into(),
+    ]
+}
+
+/// A media section's ICE and DTLS lines from the stack's keys (its candidates too when
+/// `candidates`), then the DTLS role `setup`.
+fn ice_and_dtls(keys: &StackKeys, candidates: bool, setup: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    if candidates {
+        lines.push(keys.candidates.clone());
+    }
+    lines.extend([
+        keys.ufrag.clone(),
+        keys.pwd.clone(),
+        "a=ice-options:trickle".into(),
+        keys.fingerprint.clone(),
+        setup.into(),
+    ]);
+    lines
+}
+
+/// The first lines of the audio section (mid 0) with these payload types, candidates inline.
+fn audio_head(pts: &str, keys: &StackKeys, setup: &str) -> Vec<String> {
+    let mut lines = vec![
+        format!("m=audio 9 UDP/TLS/RTP/SAVPF {pts}"),
+        "c=IN IP4 0.0.0.0".into(),
+        "a=rtcp:9 IN IP4 0.0.0.0".into(),
+    ];
+    lines.extend(ice_and_dtls(keys, true, setup));
+    lines.push("a=mid:0".into());
+    lines
+}
+
+/// The last lines of the member's audio section: ptime 40 and its SSRC (a fresh cname, the
+/// msid PSN's peers use).
+fn audio_tail(ssrc: u32, uuid: &str) -> [String; 3] {
+    let cname = crate::state::random_token(16);
+    [
+        "a=ptime:40".to_string(),
         format!("a=ssrc:{ssrc} cname:{cname}"),
         format!("a=ssrc:{ssrc} msid:- {uuid}_1_CELT/40"),
-        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel".into(),
+    ]
+}
+
+/// The data channel's media section (BUNDLEd as mid 1).
+fn datachannel_section(keys: &StackKeys, candidates: bool, setup: &str) -> Vec<String> {
+    let mut lines = vec![
+        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel".to_string(),
         "c=IN IP4 0.0.0.0".into(),
-        cands,
-        ufrag,
-        pwd,
-        "a=ice-options:trickle".into(),
-        fp,
-        "a=setup:actpass".into(),
-        "a=mid:1".into(),
+    ];
+    lines.extend(ice_and_dtls(keys, candidates, setup));
+    lines.extend([
+        "a=mid:1".to_string(),
         "a=sctp-port:5000".into(),
         "a=max-message-size:262144".into(),
-    ];
-    let mut out = sdp.join("\r\n");
+    ]);
+    lines
+}
+
+/// SDP lines as the text sent: CRLF after every line.
+fn sdp_text(lines: &[String]) -> String {
+    let mut out = lines.join("\r\n");
     out.push_str("\r\n");
-    Ok(out)
+    out
 }
 
 /// The payload type an SDP's `a=rtpmap` gives `encoding` (e.g. `opus/16000/2`), if any.
@@ -981,12 +1019,7 @@ pub fn recorded_answer(
     ssrc: u32,
     uuid: &str,
 ) -> Result<String, String> {
-    let StackKeys {
-        ufrag,
-        pwd,
-        fingerprint: fp,
-        candidates: cands,
-    } = stack_keys(real, "answer", false)?;
+    let keys = stack_keys(real, "answer", false)?;
     let rtpmap = offer
         .lines()
         .map(str::trim)
@@ -1012,31 +1045,12 @@ pub fn recorded_answer(
         .collect();
     let mut pts = vec![opus_pt.to_string()];
     pts.extend(red_pt.clone());
-    let sess: u64 = rand::rng().random_range(1..i64::MAX as u64);
-    let cname = crate::state::random_token(16);
-    let mut sdp = vec![
-        "v=0".to_string(),
-        format!("o=- {sess} 2 IN IP4 127.0.0.1"),
-        "s=-".into(),
-        "t=0 0".into(),
-        if has_datachannel {
-            "a=group:BUNDLE 0 1".into()
-        } else {
-            "a=group:BUNDLE 0".into()
-        },
-        "a=extmap-allow-mixed".into(),
-        "a=msid-semantic: WMS".into(),
-        format!("m=audio 9 UDP/TLS/RTP/SAVPF {}", pts.join(" ")),
-        "c=IN IP4 0.0.0.0".into(),
-        "a=rtcp:9 IN IP4 0.0.0.0".into(),
-        cands.clone(),
-        ufrag.clone(),
-        pwd.clone(),
-        "a=ice-options:trickle".into(),
-        fp.clone(),
-        "a=setup:active".into(),
-        "a=mid:0".into(),
-    ];
+    let mut sdp = session_lines(if has_datachannel {
+        "a=group:BUNDLE 0 1"
+    } else {
+        "a=group:BUNDLE 0"
+    });
+    sdp.extend(audio_head(&pts.join(" "), &keys, "a=setup:active"));
     sdp.extend(extmaps);
     sdp.extend([
         direction.to_string(),
@@ -1051,28 +1065,11 @@ pub fn recorded_answer(
         sdp.push(format!("a=rtpmap:{red} red/48000/2"));
         sdp.push(format!("a=fmtp:{red} {opus_pt}/{opus_pt}"));
     }
-    sdp.extend([
-        "a=ptime:40".to_string(),
-        format!("a=ssrc:{ssrc} cname:{cname}"),
-        format!("a=ssrc:{ssrc} msid:- {uuid}_1_CELT/40"),
-    ]);
+    sdp.extend(audio_tail(ssrc, uuid));
     if has_datachannel {
-        sdp.extend([
-            "m=application 9 UDP/DTLS/SCTP webrtc-datachannel".to_string(),
-            "c=IN IP4 0.0.0.0".into(),
-            ufrag,
-            pwd,
-            "a=ice-options:trickle".into(),
-            fp,
-            "a=setup:active".into(),
-            "a=mid:1".into(),
-            "a=sctp-port:5000".into(),
-            "a=max-message-size:262144".into(),
-        ]);
+        sdp.extend(datachannel_section(&keys, false, "a=setup:active"));
     }
-    let mut out = sdp.join("\r\n");
-    out.push_str("\r\n");
-    Ok(out)
+    Ok(sdp_text(&sdp))
 }
 
 /// One sample of the member's voice: a "syllabic" tone. The fundamental at `tone` plus weak

@@ -109,6 +109,115 @@ fn user_signal(sim: &SimHandle, to: &str, to_platform: &str, kind: &str, sdp: St
     })
 }
 
+/// Answers `offer` on the user's connection; the answer SDP once ICE gathering is done
+/// (candidates inline).
+async fn answer_offer(
+    pc: &Arc<dyn PeerConnection>,
+    gathered: &tokio::sync::Notify,
+    offer: String,
+) -> String {
+    pc.set_remote_description(RTCSessionDescription::offer(offer).unwrap())
+        .await
+        .unwrap();
+    let a = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(a).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    pc.local_description().await.unwrap().sdp
+}
+
+/// The user's own offer (audio and the "psn" data channel, as the plugin offers); its SDP once
+/// ICE gathering is done.
+async fn user_offer(pc: &Arc<dyn PeerConnection>, gathered: &tokio::sync::Notify) -> String {
+    pc.add_transceiver_from_kind(RtpCodecKind::Audio, None)
+        .await
+        .unwrap();
+    pc.create_data_channel("psn", None).await.unwrap();
+    let o = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(o).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+    pc.local_description().await.unwrap().sdp
+}
+
+/// The user sends `member` (on `platform`) a signal of `kind` with `sdp` on the signalling
+/// channel, as the plugin does over HTTP.
+fn send_signal(sim: &SimHandle, sid: &str, member: &str, platform: &str, kind: &str, sdp: String) {
+    let payload = user_signal(sim, member, platform, kind, sdp);
+    sim.user_send_custom_message(sid, member, "miranda:12", &payload)
+        .unwrap();
+}
+
+/// The user answers `member`'s offer at 16 kHz: the user's connection and the RTP it receives.
+async fn answer_member(
+    sim: &SimHandle,
+    sid: &str,
+    member: &str,
+    platform: &str,
+    offer: String,
+) -> (Arc<dyn PeerConnection>, mpsc::UnboundedReceiver<Rtp>) {
+    let (pc, gathered, rx) = user_pc(16_000).await;
+    let answer = answer_offer(&pc, &gathered, offer).await;
+    send_signal(sim, sid, member, platform, "answer", answer);
+    (pc, rx)
+}
+
+/// A simulator, the tap on what its members send the user, and a party with `members` (the
+/// user not in it yet).
+async fn party_with(
+    name: &str,
+    members: &[MemberSpec],
+) -> (
+    SimHandle,
+    mpsc::UnboundedReceiver<psn_sim::UserInbound>,
+    psn_sim::PartySetup,
+) {
+    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
+    let taps = sim.user_messages();
+    let p = sim.start_party_with(name, members);
+    (sim, taps, p)
+}
+
+/// The user joins the party and answers the first offer, from its one PS5 member: that
+/// member, the user's connection and the RTP it receives.
+async fn join_and_answer(
+    sim: &SimHandle,
+    taps: &mut mpsc::UnboundedReceiver<psn_sim::UserInbound>,
+    sid: &str,
+) -> (
+    String,
+    Arc<dyn PeerConnection>,
+    mpsc::UnboundedReceiver<Rtp>,
+) {
+    assert!(sim.user_join(sid));
+    let s = next_signal(taps, 5, "the member's offer").await;
+    let (pc, rx) = answer_member(sim, sid, &s.from_account, "PS5", s.sdp).await;
+    (s.from_account, pc, rx)
+}
+
+/// The next signal the user receives within `secs` (`what`: the one expected, for the failure).
+async fn next_signal(
+    taps: &mut mpsc::UnboundedReceiver<psn_sim::UserInbound>,
+    secs: u64,
+    what: &str,
+) -> Signal {
+    let m = tokio::time::timeout(Duration::from_secs(secs), taps.recv())
+        .await
+        .unwrap_or_else(|_| panic!("{what} within {secs} s"))
+        .unwrap();
+    cmsg::decode(&m.payload).unwrap()
+}
+
+/// Decodes the packets' Opus at 48 kHz, in order.
+fn decode(pkts: &[Rtp]) -> Vec<f32> {
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0f32; 5760];
+    for p in pkts {
+        let n = dec.decode_float(&p.4, &mut buf, false).unwrap();
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
 /// Goertzel power of `f` in `x` at `rate`.
 fn goertzel(x: &[f32], f: f64, rate: f64) -> f64 {
     let w = std::f64::consts::TAU * f / rate;
@@ -134,14 +243,7 @@ fn check_and_decode(pkts: &[Rtp], step: u32) -> Vec<f32> {
             assert_eq!(w[1].2.wrapping_sub(w[0].2), step, "timestamp step");
         }
     }
-    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
-    let mut out = Vec::new();
-    let mut buf = vec![0f32; 5760];
-    for p in pkts {
-        let n = dec.decode_float(&p.4, &mut buf, false).unwrap();
-        out.extend_from_slice(&buf[..n]);
-    }
-    out
+    decode(pkts)
 }
 
 /// How many packets (after the first second) carry in-band FEC of the packet before: a fresh
@@ -188,9 +290,7 @@ async fn collect(rx: &mut mpsc::UnboundedReceiver<Rtp>, n: usize, secs: u64) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_offering_members_send_their_own_tones_at_16k() {
-    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
-    let mut taps = sim.user_messages();
-    let p = sim.start_party_with(
+    let (sim, mut taps, p) = party_with(
         "voice",
         &[
             MemberSpec::voice("alice", "PS5"),
@@ -204,7 +304,8 @@ async fn two_offering_members_send_their_own_tones_at_16k() {
             ),
             MemberSpec::roster("carol", "PS5"),
         ],
-    );
+    )
+    .await;
     let alice = p.members[1].0.clone();
     let bob = p.members[2].0.clone();
     let tones: HashMap<String, f64> = sim
@@ -257,18 +358,8 @@ async fn two_offering_members_send_their_own_tones_at_16k() {
         if rxs.contains_key(&s.from_account) {
             continue; // a re-offer
         }
-        let (pc, gathered, rx) = user_pc(16_000).await;
-        pc.set_remote_description(RTCSessionDescription::offer(s.sdp.clone()).unwrap())
-            .await
-            .unwrap();
-        let a = pc.create_answer(None).await.unwrap();
-        pc.set_local_description(a).await.unwrap();
-        let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-        let answer = pc.local_description().await.unwrap().sdp;
         let platform = if s.from_account == bob { "PS4" } else { "PS5" };
-        let payload = user_signal(&sim, &s.from_account, platform, "answer", answer);
-        sim.user_send_custom_message(&p.session_id, &s.from_account, "miranda:12", &payload)
-            .unwrap();
+        let (pc, rx) = answer_member(&sim, &p.session_id, &s.from_account, platform, s.sdp).await;
         rxs.insert(s.from_account.clone(), rx);
         pcs.push(pc);
     }
@@ -346,27 +437,12 @@ async fn a_member_that_does_not_offer_answers_the_users_offer_at_48k() {
 
     // Garbage to dave is a rejection, not a crash.
     let before = sim.rejections().len();
-    let junk = user_signal(&sim, &dave, "PS5", "offer", "not sdp".into());
-    sim.user_send_custom_message(&p.session_id, &dave, "miranda:12", &junk)
-        .unwrap();
+    send_signal(&sim, &p.session_id, &dave, "PS5", "offer", "not sdp".into());
 
     let (pc, gathered, mut rx) = user_pc(48_000).await;
-    pc.add_transceiver_from_kind(RtpCodecKind::Audio, None)
-        .await
-        .unwrap();
-    pc.create_data_channel("psn", None).await.unwrap();
-    let o = pc.create_offer(None).await.unwrap();
-    pc.set_local_description(o).await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-    let offer = pc.local_description().await.unwrap().sdp;
-    let payload = user_signal(&sim, &dave, "PS5", "offer", offer);
-    sim.user_send_custom_message(&p.session_id, &dave, "miranda:12", &payload)
-        .unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(5), taps.recv())
-        .await
-        .expect("an answer")
-        .unwrap();
-    let s = cmsg::decode(&m.payload).unwrap();
+    let offer = user_offer(&pc, &gathered).await;
+    send_signal(&sim, &p.session_id, &dave, "PS5", "offer", offer);
+    let s = next_signal(&mut taps, 5, "an answer").await;
     assert_eq!(s.kind, "answer");
     assert_eq!(s.from_account, dave);
     // The recorded member shape: Opus at the member's clock only, its fmtp, ptime 40,
@@ -505,51 +581,39 @@ async fn api(
     (st, body)
 }
 
+/// The path of party `sid`'s `what` (members, customMessage, bridges).
+fn party_path(sid: &str, what: &str) -> String {
+    format!("/api/sessionManager/v2/partySessions/{sid}/{what}")
+}
+
+/// The user joins party `sid` over HTTP (`POST …/members`) as the plugin does.
+async fn join_over_http(sim: &SimHandle, hdrs: &[(&'static str, String)], sid: &str) {
+    let me = r#"{"members":[{"accountId":"me","platform":"me"}]}"#;
+    let (st, body) = api(sim, hdrs, &party_path(sid, "members"), me).await;
+    assert_eq!(st, 201, "{body}");
+}
+
 /// The plugin's own HTTP path: sign in, `POST …/members`, the offer, the answer by
 /// `POST …/customMessage` (offers read through the tap instead of a push socket).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_user_joins_and_answers_over_http() {
-    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
-    let mut taps = sim.user_messages();
-    let p = sim.start_party_with("http", &[MemberSpec::voice("hal", "PS5")]);
+    let (sim, mut taps, p) = party_with("http", &[MemberSpec::voice("hal", "PS5")]).await;
     let hal = p.members[1].0.clone();
     let hdrs = sign_in(&sim).await;
     let sid = &p.session_id;
-    let (st, body) = api(
-        &sim,
-        &hdrs,
-        &format!("/api/sessionManager/v2/partySessions/{sid}/members"),
-        r#"{"members":[{"accountId":"me","platform":"me"}]}"#,
-    )
-    .await;
-    assert_eq!(st, 201, "{body}");
-    let m = tokio::time::timeout(Duration::from_secs(5), taps.recv())
-        .await
-        .expect("an offer after the HTTP join")
-        .unwrap();
-    let s = cmsg::decode(&m.payload).unwrap();
+    join_over_http(&sim, &hdrs, sid).await;
+    let s = next_signal(&mut taps, 5, "an offer after the HTTP join").await;
     assert_eq!(
         (s.kind.as_str(), s.from_account.as_str()),
         ("offer", hal.as_str())
     );
     let (pc, gathered, mut rx) = user_pc(16_000).await;
-    pc.set_remote_description(RTCSessionDescription::offer(s.sdp).unwrap())
-        .await
-        .unwrap();
-    let a = pc.create_answer(None).await.unwrap();
-    pc.set_local_description(a).await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-    let answer = pc.local_description().await.unwrap().sdp;
+    let answer = answer_offer(&pc, &gathered, s.sdp).await;
     let payload = user_signal(&sim, &hal, "PS5", "answer", answer);
     let msg = serde_json::json!({"channel": "miranda:12", "payload": payload,
-        "to": [{"accountId": hal, "platform": "PS5"}], "withoutSequenceNumber": true});
-    let (st, body) = api(
-        &sim,
-        &hdrs,
-        &format!("/api/sessionManager/v2/partySessions/{sid}/customMessage"),
-        &msg.to_string(),
-    )
-    .await;
+        "to": [{"accountId": hal, "platform": "PS5"}], "withoutSequenceNumber": true})
+    .to_string();
+    let (st, body) = api(&sim, &hdrs, &party_path(sid, "customMessage"), &msg).await;
     assert_eq!(st, 204, "{body}");
     let got = collect(&mut rx, 10, 5).await;
     assert_eq!(got.len(), 10);
@@ -624,9 +688,7 @@ async fn control_api_sets_voices() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn talkspurts_send_nothing_in_silence() {
-    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
-    let mut taps = sim.user_messages();
-    let p = sim.start_party_with(
+    let (sim, mut taps, p) = party_with(
         "dtx",
         &[MemberSpec::with_voice(
             "erin",
@@ -637,25 +699,10 @@ async fn talkspurts_send_nothing_in_silence() {
                 ..Default::default()
             },
         )],
-    );
-    let erin = p.members[1].0.clone();
-    sim.user_join(&p.session_id);
-    let m = tokio::time::timeout(Duration::from_secs(5), taps.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let s = cmsg::decode(&m.payload).unwrap();
-    let (pc, gathered, mut rx) = user_pc(16_000).await;
-    pc.set_remote_description(RTCSessionDescription::offer(s.sdp).unwrap())
-        .await
-        .unwrap();
-    let a = pc.create_answer(None).await.unwrap();
-    pc.set_local_description(a).await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-    let answer = pc.local_description().await.unwrap().sdp;
-    let payload = user_signal(&sim, &erin, "PS5", "answer", answer);
-    sim.user_send_custom_message(&p.session_id, &erin, "miranda:12", &payload)
-        .unwrap();
+    )
+    .await;
+    let (erin, pc, mut rx) = join_and_answer(&sim, &mut taps, &p.session_id).await;
+    assert_eq!(erin, p.members[1].0);
     // 2.4 s = two 1.2 s cycles: 60 frames, of which about 20 are talk (+ DTX updates).
     let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
@@ -681,29 +728,14 @@ async fn talkspurts_send_nothing_in_silence() {
 /// offer (the member's offer wins, as the plugin decides too) and answers nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn glare_the_member_keeps_its_own_offer() {
-    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
-    let mut taps = sim.user_messages();
-    let p = sim.start_party_with("glare", &[MemberSpec::voice("gil", "PS5")]);
+    let (sim, mut taps, p) = party_with("glare", &[MemberSpec::voice("gil", "PS5")]).await;
     sim.user_join(&p.session_id);
     let gil = p.members[1].0.clone();
-    let m = tokio::time::timeout(Duration::from_secs(3), taps.recv())
-        .await
-        .expect("gil offers")
-        .unwrap();
-    let theirs = cmsg::decode(&m.payload).unwrap();
+    let theirs = next_signal(&mut taps, 3, "gil's offer").await;
     assert_eq!(theirs.kind, "offer");
     let (ours, gathered, _rx) = user_pc(16_000).await;
-    ours.add_transceiver_from_kind(RtpCodecKind::Audio, None)
-        .await
-        .unwrap();
-    ours.create_data_channel("psn", None).await.unwrap();
-    let o = ours.create_offer(None).await.unwrap();
-    ours.set_local_description(o).await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-    let offer = ours.local_description().await.unwrap().sdp;
-    let payload = user_signal(&sim, &gil, "PS5", "offer", offer);
-    sim.user_send_custom_message(&p.session_id, &gil, "miranda:12", &payload)
-        .unwrap();
+    let offer = user_offer(&ours, &gathered).await;
+    send_signal(&sim, &p.session_id, &gil, "PS5", "offer", offer);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let st = sim.voice_status();
     assert_eq!(st[0].glare_ignored, 1, "{st:?}");
@@ -717,9 +749,7 @@ async fn glare_the_member_keeps_its_own_offer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_offers_are_repeated_and_a_rejoin_gets_a_new_offer() {
-    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
-    let mut taps = sim.user_messages();
-    let p = sim.start_party_with("re", &[MemberSpec::voice("fay", "PS5")]);
+    let (sim, mut taps, p) = party_with("re", &[MemberSpec::voice("fay", "PS5")]).await;
     sim.user_join(&p.session_id);
     let mut offers = vec![];
     let end = tokio::time::Instant::now() + Duration::from_millis(4_000);
@@ -732,17 +762,9 @@ async fn unanswered_offers_are_repeated_and_a_rejoin_gets_a_new_offer() {
     let fay = p.members[1].0.clone();
     // The user answers (late) and sends the same answer twice: applied once, no rejection.
     let (pc, gathered, _rx) = user_pc(16_000).await;
-    pc.set_remote_description(RTCSessionDescription::offer(offers[1].sdp.clone()).unwrap())
-        .await
-        .unwrap();
-    let a = pc.create_answer(None).await.unwrap();
-    pc.set_local_description(a).await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-    let answer = pc.local_description().await.unwrap().sdp;
-    let payload = user_signal(&sim, &fay, "PS5", "answer", answer);
+    let answer = answer_offer(&pc, &gathered, offers[1].sdp.clone()).await;
     for _ in 0..2 {
-        sim.user_send_custom_message(&p.session_id, &fay, "miranda:12", &payload)
-            .unwrap();
+        send_signal(&sim, &p.session_id, &fay, "PS5", "answer", answer.clone());
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(sim.voice_status()[0].answers_received, 1);
@@ -756,11 +778,7 @@ async fn unanswered_offers_are_repeated_and_a_rejoin_gets_a_new_offer() {
     assert!(sim.user_leave(&p.session_id));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sim.user_join(&p.session_id));
-    let m = tokio::time::timeout(Duration::from_secs(3), taps.recv())
-        .await
-        .expect("a new offer after the rejoin")
-        .unwrap();
-    let s = cmsg::decode(&m.payload).unwrap();
+    let s = next_signal(&mut taps, 3, "a new offer after the rejoin").await;
     assert_eq!(s.kind, "offer");
     let ufrag = |sdp: &str| {
         sdp.lines()
@@ -775,9 +793,7 @@ async fn unanswered_offers_are_repeated_and_a_rejoin_gets_a_new_offer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impairments_reach_the_user() {
-    let sim = psn_sim::start(SimConfig::default()).await.unwrap();
-    let mut taps = sim.user_messages();
-    let p = sim.start_party_with(
+    let (sim, mut taps, p) = party_with(
         "bad net",
         &[MemberSpec::with_voice(
             "gus",
@@ -791,25 +807,10 @@ async fn impairments_reach_the_user() {
                 ..Default::default()
             },
         )],
-    );
-    let gus = p.members[1].0.clone();
-    sim.user_join(&p.session_id);
-    let m = tokio::time::timeout(Duration::from_secs(5), taps.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let s = cmsg::decode(&m.payload).unwrap();
-    let (pc, gathered, mut rx) = user_pc(16_000).await;
-    pc.set_remote_description(RTCSessionDescription::offer(s.sdp).unwrap())
-        .await
-        .unwrap();
-    let a = pc.create_answer(None).await.unwrap();
-    pc.set_local_description(a).await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-    let answer = pc.local_description().await.unwrap().sdp;
-    let payload = user_signal(&sim, &gus, "PS5", "answer", answer);
-    sim.user_send_custom_message(&p.session_id, &gus, "miranda:12", &payload)
-        .unwrap();
+    )
+    .await;
+    let (gus, pc, mut rx) = join_and_answer(&sim, &mut taps, &p.session_id).await;
+    assert_eq!(gus, p.members[1].0);
     let got = collect(&mut rx, 50, 8).await;
     let seqs: Vec<u16> = got.iter().map(|p| p.1).collect();
     let out_of_order = seqs
@@ -878,14 +879,7 @@ async fn a_linked_bridge_sends_each_members_voice_down() {
     let ivy = p.members[1].0.clone();
     let sid = &p.session_id;
     let mut hdrs = sign_in(&sim).await;
-    let (st, body) = api(
-        &sim,
-        &hdrs,
-        &format!("/api/sessionManager/v2/partySessions/{sid}/members"),
-        r#"{"members":[{"accountId":"me","platform":"me"}]}"#,
-    )
-    .await;
-    assert_eq!(st, 201, "{body}");
+    join_over_http(&sim, &hdrs, sid).await;
     hdrs.push(("x-psn-rtc-title-id", "METROPOL_AND".into()));
     let (st, body) = api(&sim, &hdrs, "/api/rtcBridge/v1/bridges", "{}").await;
     assert_eq!(st, 201, "{body}");
@@ -897,13 +891,7 @@ async fn a_linked_bridge_sends_each_members_voice_down() {
     let mut link = hdrs.clone();
     link.push(("x-psn-session-manager-ignore-conflict", "true".into()));
     let body = serde_json::json!({"bridges": [{"bridgeId": bid, "bridgeToken": token}]});
-    let (st, _) = api(
-        &sim,
-        &link,
-        &format!("/api/sessionManager/v2/partySessions/{sid}/bridges"),
-        &body.to_string(),
-    )
-    .await;
+    let (st, _) = api(&sim, &link, &party_path(sid, "bridges"), &body.to_string()).await;
     assert_eq!(st, 201);
     let media = r#"{"mediaTypes":{"application":{"isRequired":true},"audio":{"isRequired":true,"opus":[{"bitrate":40,"channels":1,"codec":"CELT","ptime":40,"samplingRates":[16000]}]}}}"#;
     let peers = format!("/api/rtcBridge/v1/bridges/{bid}/peers?allow_duid_duplication=false&g=2");
@@ -923,13 +911,7 @@ async fn a_linked_bridge_sends_each_members_voice_down() {
     );
 
     let (pc, gathered, mut rx) = user_pc(16_000).await;
-    pc.set_remote_description(RTCSessionDescription::offer(offer).unwrap())
-        .await
-        .unwrap();
-    let a = pc.create_answer(None).await.unwrap();
-    pc.set_local_description(a).await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
-    let answer = pc.local_description().await.unwrap().sdp;
+    let answer = answer_offer(&pc, &gathered, offer).await;
     let body = serde_json::json!({"answer": {"sdp": answer}}).to_string();
     let answer_path = format!("/api/rtcBridge/v1/bridges/{bid}/peers/{peer_id}/answer");
     let (st, _) = api(&sim, &hdrs, &answer_path, &body).await;
@@ -938,12 +920,7 @@ async fn a_linked_bridge_sends_each_members_voice_down() {
     assert_eq!(st, 204, "{body}");
     let got = collect(&mut rx, 40, 8).await;
     assert!(got.iter().all(|p| p.0 == 111), "the bridge's payload type");
-    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
-    let (mut audio, mut buf) = (Vec::new(), vec![0f32; 5760]);
-    for p in &got {
-        let n = dec.decode_float(&p.4, &mut buf, false).unwrap();
-        audio.extend_from_slice(&buf[..n]);
-    }
+    let audio = decode(&got);
     assert_eq!(strongest(&audio, &[300.0, 470.0, 730.0]), 470.0);
     let st = sim.bridge_status();
     assert_eq!(st.len(), 1);
