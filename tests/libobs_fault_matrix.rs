@@ -10,10 +10,14 @@ mod support;
 use std::time::{Duration, Instant};
 
 use obs_psn_party::audio::analysis::tone_dbfs;
-use obs_psn_party::obs::host::{heap_in_use_bytes, HostSource};
+use std::sync::{Arc, Mutex};
+
+use obs_psn_party::obs::host::{heap_in_use_bytes, Captured, HostSource, ObsHost};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use psn_sim::{Fault, SimHandle};
-use support::libobs::{tone_member, EndParty, LibobsRun};
+use support::libobs::{
+    member_sources, plugin_log, tone_member, CapturedSource, EndParty, LibobsRun,
+};
 use support::{ensure, Runner};
 
 const RATE: u32 = 48_000;
@@ -37,14 +41,9 @@ fn main() {
     let host = run.start_host_with_plugin(&mut runner);
 
     runner.run("access_token_expires_mid_stream", || {
-        let party = sim.start_party_with("Tokens", &[tone_member("ann_ps", 470.0)]);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let _mix = host.create_source("psn_party", "mix", "{}")?;
-        let mut member = host.create_source("psn_party_member", "ann", r#"{"member":"slot:1"}"#)?;
-        let audio = member.start_capture();
-        wait_connected(&sim, &party.session_id, 1)?;
-        std::thread::sleep(Duration::from_millis(800));
-        audio.lock().unwrap().clear();
+        let on_air = OnAir::start(&sim, &host, "Tokens", &[("ann_ps", 470.0)])?;
+        on_air.settle(Duration::from_millis(800));
+        let audio = on_air.audio(0);
         let tokens_before = sim.count("token");
         // PSN is slow to answer the first two refreshes: the voices must not wait for it.
         sim.fault(Fault::Slow {
@@ -72,12 +71,8 @@ fn main() {
     // Still on short-lived tokens: the next refresh after the revocation fails. Then the user
     // signs in again from the properties, as the status asks.
     runner.run("refresh_token_revoked_means_sign_in_again_without_a_storm", || {
-        let party = sim.start_party_with("Revoked", &[tone_member("ann_ps", 470.0)]);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let mix = host.create_source("psn_party", "mix", "{}")?;
-        let mut member = host.create_source("psn_party_member", "ann", r#"{"member":"slot:1"}"#)?;
-        let audio = member.start_capture();
-        wait_connected(&sim, &party.session_id, 1)?;
+        let on_air = OnAir::start(&sim, &host, "Revoked", &[("ann_ps", 470.0)])?;
+        let (mix, audio) = (&on_air.mix, on_air.audio(0));
         // Then the refresh token is revoked (the user signed out everywhere): the next refresh
         // fails, the status says so, nothing hammers PSN, the voice already here keeps playing.
         sim.fault(Fault::RevokeRefreshTokens);
@@ -105,12 +100,7 @@ fn main() {
         });
         println!("    signed in again from the properties after {back:?}: {}", status_of(&mix));
         ensure(back.is_some(), || {
-            let log: Vec<String> = host
-                .log_lines()
-                .into_iter()
-                .map(|l| l.text)
-                .filter(|t| t.contains("obs-psn-party"))
-                .collect();
+            let log = plugin_log(&host);
             format!("status: {}\n{}", status_of(&mix), log[log.len().saturating_sub(12)..].join("\n"))
         })?;
         let heard = support::wait_for(Duration::from_secs(15), || {
@@ -167,14 +157,9 @@ fn main() {
     });
 
     runner.run("a_dropped_push_socket_loses_no_member", || {
-        let party = sim.start_party_with("Push", &[tone_member("ann_ps", 470.0)]);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let mix = host.create_source("psn_party", "mix", "{}")?;
-        let mut ann = host.create_source("psn_party_member", "ann", r#"{"member":"ann_ps"}"#)?;
-        let ann_audio = ann.start_capture();
-        wait_connected(&sim, &party.session_id, 1)?;
-        std::thread::sleep(Duration::from_millis(800));
-        ann_audio.lock().unwrap().clear();
+        let on_air = OnAir::start(&sim, &host, "Push", &[("ann_ps", 470.0)])?;
+        on_air.settle(Duration::from_millis(800));
+        let (mix, ann_audio, session_id) = (&on_air.mix, on_air.audio(0), &on_air.session_id);
         let connections = sim.push_connections();
         // The roster is re-read when push is back; PSN is slow to answer it, and the voice
         // already connected must not wait for it. (Every party list is slow meanwhile: reading
@@ -186,7 +171,7 @@ fn main() {
         });
         sim.fault(Fault::DropPush);
         let t0 = Instant::now();
-        sim.member_join_with(&party.session_id, &tone_member("ben_ps", 730.0));
+        sim.member_join_with(session_id, &tone_member("ben_ps", 730.0));
         let seen = support::wait_for(Duration::from_secs(30), || {
             status_of(&mix).contains("ben_ps (connected)")
         });
@@ -205,21 +190,13 @@ fn main() {
     });
 
     runner.run("one_members_connection_dies_only_their_source_goes_quiet", || {
-        let party = sim.start_party_with("Drop", &[tone_member("ann_ps", 470.0), tone_member("ben_ps", 730.0)]);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let mix = host.create_source("psn_party", "mix", "{}")?;
-        let mut ann = host.create_source("psn_party_member", "ann", r#"{"member":"ann_ps"}"#)?;
-        let mut ben = host.create_source("psn_party_member", "ben", r#"{"member":"ben_ps"}"#)?;
-        let ann_audio = ann.start_capture();
-        let ben_audio = ben.start_capture();
-        wait_connected(&sim, &party.session_id, 2)?;
-        std::thread::sleep(Duration::from_millis(800));
-        ann_audio.lock().unwrap().clear();
-        ben_audio.lock().unwrap().clear();
+        let on_air = OnAir::start(&sim, &host, "Drop", &[("ann_ps", 470.0), ("ben_ps", 730.0)])?;
+        on_air.settle(Duration::from_millis(800));
+        let (mix, ann_audio, ben_audio) = (&on_air.mix, on_air.audio(0), on_air.audio(1));
         let ann_id = sim
             .voice_status()
             .into_iter()
-            .find(|v| v.online_id == "ann_ps" && v.session_id == party.session_id)
+            .find(|v| v.online_id == "ann_ps" && v.session_id == on_air.session_id)
             .map(|v| v.account_id)
             .ok_or("ann_ps has no voice")?;
         std::thread::sleep(Duration::from_secs(1));
@@ -262,15 +239,9 @@ fn main() {
     // (psn-sim's relays drop the media both ways, ICE consent included; requests and push frames
     // wait). The voices come back by themselves, with nothing restarted.
     runner.run("network_gone_for_10_s_voices_back_within_3_s", || {
-        let party = sim.start_party_with("Blackout", &[tone_member("ann_ps", 470.0), tone_member("ben_ps", 730.0)]);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let mix = host.create_source("psn_party", "mix", "{}")?;
-        let mut ann = host.create_source("psn_party_member", "ann", r#"{"member":"ann_ps"}"#)?;
-        let mut ben = host.create_source("psn_party_member", "ben", r#"{"member":"ben_ps"}"#)?;
-        let ann_audio = ann.start_capture();
-        let ben_audio = ben.start_capture();
-        wait_connected(&sim, &party.session_id, 2)?;
-        std::thread::sleep(Duration::from_millis(800));
+        let on_air = OnAir::start(&sim, &host, "Blackout", &[("ann_ps", 470.0), ("ben_ps", 730.0)])?;
+        on_air.settle(Duration::from_millis(800));
+        let (mix, ann_audio, ben_audio) = (&on_air.mix, on_air.audio(0), on_air.audio(1));
         let dropped_before = sim.network_dropped_packets();
         sim.set_network(false);
         std::thread::sleep(Duration::from_secs(1));
@@ -355,35 +326,29 @@ fn main() {
     });
 
     runner.run("fifty_member_joins_and_leaves", || {
-        let party = sim.start_party_with("Churn", &[tone_member("steady_ps", 470.0)]);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let mix = host.create_source("psn_party", "mix", "{}")?;
-        let mut member =
-            host.create_source("psn_party_member", "steady", r#"{"member":"steady_ps"}"#)?;
-        let audio = member.start_capture();
-        wait_connected(&sim, &party.session_id, 1)?;
-        std::thread::sleep(Duration::from_secs(1));
+        let on_air = OnAir::start(&sim, &host, "Churn", &[("steady_ps", 470.0)])?;
+        on_air.settle(Duration::from_secs(1));
+        let (mix, audio, session_id) = (&on_air.mix, on_air.audio(0), &on_air.session_id);
         let threads_before = support::thread_count();
         let rss_before = support::rss_kib();
-        audio.lock().unwrap().clear();
         let count = 50;
         let span = if long() { Duration::from_secs(60) } else { Duration::from_secs(30) };
         let t0 = Instant::now();
         let mut present: Vec<String> = Vec::new();
         for i in 0..count {
             let id = sim
-                .member_join_with(&party.session_id, &tone_member(&format!("churn{i:02}"), 600.0 + 7.0 * i as f64))
+                .member_join_with(session_id, &tone_member(&format!("churn{i:02}"), 600.0 + 7.0 * i as f64))
                 .ok_or("join refused")?;
             present.push(id);
             // Up to three newcomers at once; the oldest leaves.
             if present.len() > 3 {
                 let gone = present.remove(0);
-                sim.member_leave(&party.session_id, &gone);
+                sim.member_leave(session_id, &gone);
             }
             std::thread::sleep(span / count);
         }
         for gone in present.drain(..) {
-            sim.member_leave(&party.session_id, &gone);
+            sim.member_leave(session_id, &gone);
         }
         let settled = support::wait_for(Duration::from_secs(20), || {
             let s = status_of(&mix);
@@ -583,6 +548,54 @@ fn exit_during(phase: &str) -> ! {
     let ok = took < Duration::from_secs(1) && report.leaks == 0;
     support::finish_scratch(&run.work);
     std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// A party of tone members on air for one check: a captured source per member (chosen by
+/// online id) and the mix, every voice connected; the party ends when the check is over.
+struct OnAir<'a> {
+    session_id: String,
+    members: Vec<CapturedSource>,
+    mix: HostSource,
+    _end: EndParty<'a>,
+}
+
+impl<'a> OnAir<'a> {
+    fn start(
+        sim: &'a SimHandle,
+        host: &ObsHost,
+        party: &str,
+        members: &[(&str, f64)],
+    ) -> Result<OnAir<'a>, String> {
+        let specs: Vec<MemberSpec> = members
+            .iter()
+            .map(|&(id, hz)| tone_member(id, hz))
+            .collect();
+        let party = sim.start_party_with(party, &specs);
+        let end = EndParty(sim, party.session_id.clone());
+        let mix = host.create_source("psn_party", "mix", "{}")?;
+        let names: Vec<&str> = members.iter().map(|&(id, _)| id).collect();
+        let sources = member_sources(host, &names, "")?;
+        wait_connected(sim, &party.session_id, members.len())?;
+        Ok(OnAir {
+            session_id: party.session_id,
+            members: sources,
+            mix,
+            _end: end,
+        })
+    }
+
+    /// What the `i`th member's source captured.
+    fn audio(&self, i: usize) -> &Arc<Mutex<Captured>> {
+        &self.members[i].1
+    }
+
+    /// Gives the voices `time` to settle, then forgets what the sources captured so far.
+    fn settle(&self, time: Duration) {
+        std::thread::sleep(time);
+        for (_, audio) in &self.members {
+            audio.lock().unwrap().clear();
+        }
+    }
 }
 
 /// `n` voice members of this party are connected (psn-sim keeps the states of earlier parties'

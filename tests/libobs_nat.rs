@@ -397,17 +397,9 @@ fn host_row(row: &Row) -> Result<(), String> {
     host.load_module(&plugin.binary, &plugin.data)?;
     let started = Instant::now();
     let mix = host.create_source("psn_party", "party", "{}")?;
-    let mut sources = Vec::new();
-    for (name, _) in MEMBERS {
-        // By online id: the member source's line then names that member's state and path.
-        let mut s = host.create_source(
-            "psn_party_member",
-            name,
-            &format!(r#"{{"member": "{name}"}}"#),
-        )?;
-        let audio = s.start_capture();
-        sources.push((s, audio));
-    }
+    // By online id: the member source's line then names that member's state and path.
+    let names: Vec<&str> = MEMBERS.iter().map(|(name, _)| *name).collect();
+    let sources = support::libobs::member_sources(&host, &names, "")?;
     // The network test, as a user clicks it; it runs while voice connects.
     mix.click("network_test");
     // Time to first audio: the member's own tone dominating the last 200 ms of their source.

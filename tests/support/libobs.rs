@@ -10,15 +10,16 @@
 //! ```
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use obs_psn_party::obs::host::{ModuleInfo, ObsHost};
+use obs_psn_party::obs::host::{Captured, HostSource, ModuleInfo, ObsHost};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
-use psn_sim::{SimConfig, SimHandle};
+use psn_sim::{PartySetup, SimConfig, SimHandle};
 use tokio::runtime::Runtime;
 
 use super::plugin::{stage_plugin, StagedPlugin};
-use super::runner::{ensure, Runner};
+use super::runner::{ensure, wait_for, Runner};
 use super::scratch::{finish_scratch, scratch_dir};
 
 /// Shutting libobs down takes well under 100 ms; a second means it waited on something.
@@ -121,6 +122,75 @@ impl Drop for EndParty<'_> {
     fn drop(&mut self) {
         self.0.end_party(&self.1);
     }
+}
+
+/// The account id psn-sim gave the party's member `online_id` (the plugin's settings and
+/// property names use account ids).
+pub fn account_of(party: &PartySetup, online_id: &str) -> String {
+    party
+        .members
+        .iter()
+        .find(|m| m.1 == online_id)
+        .map(|m| m.0.clone())
+        .unwrap_or_else(|| panic!("{online_id} is not in the party"))
+}
+
+/// A source and what it outputs.
+pub type CapturedSource = (HostSource, Arc<Mutex<Captured>>);
+
+/// A member source named `name` with `settings` (JSON), capturing what it outputs.
+pub fn captured_member(
+    host: &ObsHost,
+    name: &str,
+    settings: &str,
+) -> Result<CapturedSource, String> {
+    let mut source = host.create_source("psn_party_member", name, settings)?;
+    let audio = source.start_capture();
+    Ok((source, audio))
+}
+
+/// A member source per online id, named after it (`{"member": name` + `more_settings` + `}`),
+/// each captured.
+pub fn member_sources(
+    host: &ObsHost,
+    names: &[&str],
+    more_settings: &str,
+) -> Result<Vec<CapturedSource>, String> {
+    names
+        .iter()
+        .map(|name| {
+            captured_member(
+                host,
+                name,
+                &format!(r#"{{"member": "{name}"{more_settings}}}"#),
+            )
+        })
+        .collect()
+}
+
+/// Waits up to `limit` until `n` members' voices are connected (psn-sim's side), and says
+/// after how long.
+pub fn wait_all_connected(sim: &SimHandle, n: usize, limit: Duration) -> Result<(), String> {
+    let connected = wait_for(limit, || {
+        sim.voice_status()
+            .iter()
+            .filter(|v| v.state == "connected")
+            .count()
+            == n
+    });
+    println!("    all {n} members connected after {connected:?}");
+    ensure(connected.is_some(), || {
+        format!("voice status: {:?}", sim.voice_status())
+    })
+}
+
+/// The lines the plugin logged (`[obs-psn-party] ...`), oldest first.
+pub fn plugin_log(host: &ObsHost) -> Vec<String> {
+    host.log_lines()
+        .into_iter()
+        .map(|l| l.text)
+        .filter(|t| t.contains("[obs-psn-party]"))
+        .collect()
 }
 
 /// A PS5 member that speaks a steady tone of `hz`.
