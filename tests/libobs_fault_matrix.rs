@@ -42,7 +42,6 @@ fn main() {
 
     runner.run("access_token_expires_mid_stream", || {
         let on_air = OnAir::start(&sim, &host, "Tokens", &[("ann_ps", 470.0)])?;
-        on_air.settle(Duration::from_millis(800));
         let audio = on_air.audio(0);
         let tokens_before = sim.count("token");
         // PSN is slow to answer the first two refreshes: the voices must not wait for it.
@@ -158,7 +157,6 @@ fn main() {
 
     runner.run("a_dropped_push_socket_loses_no_member", || {
         let on_air = OnAir::start(&sim, &host, "Push", &[("ann_ps", 470.0)])?;
-        on_air.settle(Duration::from_millis(800));
         let (mix, ann_audio, session_id) = (&on_air.mix, on_air.audio(0), &on_air.session_id);
         let connections = sim.push_connections();
         // The roster is re-read when push is back; PSN is slow to answer it, and the voice
@@ -191,7 +189,6 @@ fn main() {
 
     runner.run("one_members_connection_dies_only_their_source_goes_quiet", || {
         let on_air = OnAir::start(&sim, &host, "Drop", &[("ann_ps", 470.0), ("ben_ps", 730.0)])?;
-        on_air.settle(Duration::from_millis(800));
         let (mix, ann_audio, ben_audio) = (&on_air.mix, on_air.audio(0), on_air.audio(1));
         let ann_id = sim
             .voice_status()
@@ -240,7 +237,6 @@ fn main() {
     // wait). The voices come back by themselves, with nothing restarted.
     runner.run("network_gone_for_10_s_voices_back_within_3_s", || {
         let on_air = OnAir::start(&sim, &host, "Blackout", &[("ann_ps", 470.0), ("ben_ps", 730.0)])?;
-        on_air.settle(Duration::from_millis(800));
         let (mix, ann_audio, ben_audio) = (&on_air.mix, on_air.audio(0), on_air.audio(1));
         let dropped_before = sim.network_dropped_packets();
         sim.set_network(false);
@@ -327,7 +323,6 @@ fn main() {
 
     runner.run("fifty_member_joins_and_leaves", || {
         let on_air = OnAir::start(&sim, &host, "Churn", &[("steady_ps", 470.0)])?;
-        on_air.settle(Duration::from_secs(1));
         let (mix, audio, session_id) = (&on_air.mix, on_air.audio(0), &on_air.session_id);
         let threads_before = support::thread_count();
         let rss_before = support::rss_kib();
@@ -551,7 +546,8 @@ fn exit_during(phase: &str) -> ! {
 }
 
 /// A party of tone members on air for one check: a captured source per member (chosen by
-/// online id) and the mix, every voice connected; the party ends when the check is over.
+/// online id) and the mix, every voice connected and settled, the captures started afresh;
+/// the party ends when the check is over.
 struct OnAir<'a> {
     session_id: String,
     members: Vec<CapturedSource>,
@@ -576,6 +572,11 @@ impl<'a> OnAir<'a> {
         let names: Vec<&str> = members.iter().map(|&(id, _)| id).collect();
         let sources = member_sources(host, &names, "")?;
         wait_connected(sim, &party.session_id, members.len())?;
+        // The jitter buffers settle; what the sources caught while connecting is not measured.
+        std::thread::sleep(Duration::from_secs(1));
+        for (_, audio) in &sources {
+            audio.lock().unwrap().clear();
+        }
         Ok(OnAir {
             session_id: party.session_id,
             members: sources,
@@ -587,14 +588,6 @@ impl<'a> OnAir<'a> {
     /// What the `i`th member's source captured.
     fn audio(&self, i: usize) -> &Arc<Mutex<Captured>> {
         &self.members[i].1
-    }
-
-    /// Gives the voices `time` to settle, then forgets what the sources captured so far.
-    fn settle(&self, time: Duration) {
-        std::thread::sleep(time);
-        for (_, audio) in &self.members {
-            audio.lock().unwrap().clear();
-        }
     }
 }
 
