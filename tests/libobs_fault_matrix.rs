@@ -77,7 +77,7 @@ fn main() {
         sim.fault(Fault::RevokeRefreshTokens);
         let t0 = Instant::now();
         let told = support::wait_for(Duration::from_secs(3 * SHORT_ACCESS_SECS), || {
-            status_of(&mix).to_lowercase().contains("sign in again")
+            status_of(mix).to_lowercase().contains("sign in again")
         });
         let requests = sim.total_requests();
         audio.lock().unwrap().clear();
@@ -88,26 +88,26 @@ fn main() {
             "FIGURE refresh token revoked: \"sign in again\" shown {:.1} s after (at the next refresh), {later} requests in the 10 s after, the member's tone still {level:.1} dB",
             told.map_or(f64::NAN, |_| t0.elapsed().as_secs_f64())
         );
-        ensure(told.is_some(), || format!("status: {}", status_of(&mix)))?;
+        ensure(told.is_some(), || format!("status: {}", status_of(mix)))?;
         ensure(later <= 2, || format!("{later} requests after the sign-in was gone: a storm"))?;
         ensure(level > -30.0, || format!("the voice stopped: {level:.1} dB"))?;
         sim.set_lifetimes(3600, 3600);
         mix.update(&format!(r#"{{"npsso": "{}"}}"#, sim.config().npsso))?;
         mix.click("sign_in");
         let back = support::wait_for(Duration::from_secs(10), || {
-            !status_of(&mix).to_lowercase().contains("sign in again")
+            !status_of(mix).to_lowercase().contains("sign in again")
         });
-        println!("    signed in again from the properties after {back:?}: {}", status_of(&mix));
+        println!("    signed in again from the properties after {back:?}: {}", status_of(mix));
         ensure(back.is_some(), || {
             let log = plugin_log(&host);
-            format!("status: {}\n{}", status_of(&mix), log[log.len().saturating_sub(12)..].join("\n"))
+            format!("status: {}\n{}", status_of(mix), log[log.len().saturating_sub(12)..].join("\n"))
         })?;
         let heard = support::wait_for(Duration::from_secs(15), || {
             let a = audio.lock().unwrap();
-            status_of(&mix).contains("ann_ps (connected)") && heard_now(&a, RATE as usize / 2, 470.0)
+            status_of(mix).contains("ann_ps (connected)") && heard_now(&a, RATE as usize / 2, 470.0)
         });
         println!("FIGURE sign in again from the properties: the member heard again after {heard:?}");
-        ensure(heard.is_some(), || format!("not heard again: {}", status_of(&mix)))?;
+        ensure(heard.is_some(), || format!("not heard again: {}", status_of(mix)))?;
         Ok(())
     });
 
@@ -171,7 +171,7 @@ fn main() {
         let t0 = Instant::now();
         sim.member_join_with(session_id, &tone_member("ben_ps", 730.0));
         let seen = support::wait_for(Duration::from_secs(30), || {
-            status_of(&mix).contains("ben_ps (connected)")
+            status_of(mix).contains("ben_ps (connected)")
         });
         let back = support::wait_for(Duration::from_secs(20), || sim.push_connections() >= connections);
         let ann_gap_ms = ann_audio.lock().unwrap().longest_quiet_ms(0.02);
@@ -182,7 +182,7 @@ fn main() {
         );
         sim.fault(Fault::Clear);
         ensure(ann_gap_ms < 100.0, || format!("the connected member had a {ann_gap_ms:.0} ms gap"))?;
-        ensure(seen.is_some(), || format!("the newcomer was missed: {}", status_of(&mix)))?;
+        ensure(seen.is_some(), || format!("the newcomer was missed: {}", status_of(mix)))?;
         ensure(back.is_some(), || "push never reconnected".into())?;
         Ok(())
     });
@@ -202,7 +202,7 @@ fn main() {
         // Her line says what happened, while ben's stays connected.
         let mut reason = String::new();
         let noticed = support::wait_for(Duration::from_secs(30), || {
-            let status = status_of(&mix);
+            let status = status_of(mix);
             let line = status.split("ann_ps (").nth(1).unwrap_or("").to_owned();
             let ok = !line.starts_with("connected") && status.contains("ben_ps (connected)");
             if ok {
@@ -224,8 +224,8 @@ fn main() {
             "FIGURE one member's connection dies: noticed after {noticed:?} (\"ann_ps ({reason})\"), her source quiet {ann_quiet_ms:.0} ms, heard again {:.1} s after, the other member's longest gap {ben_gap_ms:.1} ms at {ben_level:.1} dB",
             back.map_or(f64::NAN, |_| t0.elapsed().as_secs_f64() - 1.0)
         );
-        ensure(noticed.is_some(), || format!("never shown: {}", status_of(&mix)))?;
-        ensure(back.is_some(), || format!("not heard again: {}", status_of(&mix)))?;
+        ensure(noticed.is_some(), || format!("never shown: {}", status_of(mix)))?;
+        ensure(back.is_some(), || format!("not heard again: {}", status_of(mix)))?;
         ensure(ann_quiet_ms > 100.0, || format!("her source never went quiet ({ann_quiet_ms:.0} ms)"))?;
         ensure(ben_gap_ms < 100.0, || format!("the other member's source had a {ben_gap_ms:.0} ms gap"))?;
         ensure(ben_level > -30.0, || format!("the other member's tone at {ben_level:.1} dB"))?;
@@ -244,7 +244,7 @@ fn main() {
         ann_audio.lock().unwrap().clear();
         std::thread::sleep(Duration::from_secs(9));
         let during = tone_dbfs(&ann_audio.lock().unwrap().samples, RATE, 470.0);
-        let status_during = status_of(&mix);
+        let status_during = status_of(mix);
         let dropped = sim.network_dropped_packets() - dropped_before;
         sim.set_network(true);
         let up_at = Instant::now();
@@ -256,10 +256,10 @@ fn main() {
         let mut ann_back = None;
         let mut ben_back = None;
         support::wait_for(Duration::from_secs(20), || {
-            if ann_back.is_none() && heard(&ann_audio, 470.0) {
+            if ann_back.is_none() && heard(ann_audio, 470.0) {
                 ann_back = Some(up_at.elapsed());
             }
-            if ben_back.is_none() && heard(&ben_audio, 730.0) {
+            if ben_back.is_none() && heard(ben_audio, 730.0) {
                 ben_back = Some(up_at.elapsed());
             }
             ann_back.is_some() && ben_back.is_some()
@@ -268,7 +268,7 @@ fn main() {
         ann_audio.lock().unwrap().clear();
         std::thread::sleep(Duration::from_secs(3));
         let steady_gap_ms = ann_audio.lock().unwrap().longest_quiet_ms(0.02);
-        let status_after = status_of(&mix);
+        let status_after = status_of(mix);
         let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
         println!(
             "FIGURE network gone 10 s: {dropped} media packets dropped, tone during {during:.1} dB, heard again {:.2} s (ann) and {:.2} s (ben) after it returned, then longest gap {steady_gap_ms:.1} ms in 3 s",
@@ -346,7 +346,7 @@ fn main() {
             sim.member_leave(session_id, &gone);
         }
         let settled = support::wait_for(Duration::from_secs(20), || {
-            let s = status_of(&mix);
+            let s = status_of(mix);
             !s.contains("churn") && s.contains("steady_ps")
         });
         // The plugin's peers are gone when the threads are back.
@@ -360,7 +360,7 @@ fn main() {
             support::thread_count(),
             support::rss_kib().saturating_sub(rss_before)
         );
-        ensure(settled.is_some(), || format!("roster at the end: {}", status_of(&mix)))?;
+        ensure(settled.is_some(), || format!("roster at the end: {}", status_of(mix)))?;
         ensure(threads_back.is_some(), || {
             format!("threads {threads_before} -> {}", support::thread_count())
         })?;
