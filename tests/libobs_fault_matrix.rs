@@ -7,11 +7,10 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use obs_psn_party::audio::analysis::tone_dbfs;
-use std::sync::{Arc, Mutex};
-
 use obs_psn_party::obs::host::{heap_in_use_bytes, Captured, HostSource, ObsHost};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use psn_sim::{Fault, SimHandle};
