@@ -1,8 +1,25 @@
 # Sourced by the scripts that run real OBS Studio in a scratch HOME (obs-smoke, obs-screenshots,
-# obs-secrets-check, obs-vendor-events), from the repository's root: the scratch HOME with OBS's
-# settings, the plugin laid out in it, psn-sim for it to sign in to, quitting OBS as a user
-# does, and what the suite keeps of a run.
-. tools/lib/obs-config.sh
+# obs-secrets-check, obs-vendor-events), from the repository's root: the scratch HOME with the
+# OBS settings they all need, the plugin laid out in it, psn-sim for it to sign in to, quitting
+# OBS as a user does, and what the suite keeps of a run.
+
+# write_obs_global_ini CONFIG_DIR PORT [EXTRA_INI]: no first-run wizard, obs-websocket on
+# loopback at PORT without a password and without alerts; EXTRA_INI (more sections) appended.
+write_obs_global_ini() {
+  local config="$1" port="$2" extra="${3:-}"
+  mkdir -p "$config"
+  cat > "$config/global.ini" <<INI
+[General]
+FirstRun=true
+[OBSWebSocket]
+FirstLoad=false
+ServerEnabled=true
+ServerPort=$port
+AuthRequired=false
+AlertsEnabled=false
+INI
+  if [ -n "$extra" ]; then printf '%s\n' "$extra" >> "$config/global.ini"; fi
+}
 
 # new_obs_home NAME [EXTRA_INI]: a fresh HOME (/tmp/NAME.XXXXXX) with OBS's global.ini
 # written (write_obs_global_ini). Sets `home`, `config` (its OBS config folder) and `port`
