@@ -15,11 +15,10 @@ use obs_psn_party::obs::host::{heap_in_use_bytes, Captured, HostSource, ObsHost}
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use psn_sim::{Fault, SimHandle};
 use support::libobs::{
-    member_sources, plugin_log, tone_member, CapturedSource, EndParty, LibobsRun,
+    member_sources, plugin_log, tone_member, CapturedSource, EndParty, LibobsRun, RATE,
 };
 use support::{ensure, Runner};
 
-const RATE: u32 = 48_000;
 /// Access tokens live this long in the first check, so the plugin refreshes them mid-stream.
 const SHORT_ACCESS_SECS: u64 = 12;
 

@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 
 use obs_psn_party::audio::analysis::{dominant_hz, sine_glitch, tone_dbfs};
 use obs_psn_party::obs::host::{Captured, LogLine, ObsHost};
-use support::libobs::{captured_member, CapturedSource, LibobsRun};
+use support::libobs::{captured_member, CapturedSource, LibobsRun, RATE};
 use support::{ensure, Runner};
-
-const RATE: u32 = 48_000;
 
 fn main() {
     let run = LibobsRun::prepare("foundation");

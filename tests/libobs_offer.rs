@@ -16,10 +16,8 @@ use psn_sim::voice::{MemberSpec, VoiceSpec};
 use support::ensure;
 use support::libobs::{
     captured_member, member_sources, tone_member, tone_separation, wait_all_connected,
-    CapturedSource, EndParty, LibobsRun,
+    CapturedSource, EndParty, LibobsRun, RATE,
 };
-
-const RATE: u32 = 48_000;
 
 fn main() {
     let (run, sim, host, mut runner) = LibobsRun::start_with_sim("offer");

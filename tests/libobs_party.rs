@@ -14,10 +14,9 @@ use psn_sim::voice::{MemberSpec, VoiceSpec};
 use support::ensure;
 use support::libobs::{
     account_of, captured_member, tone_member, tone_separation, wait_all_connected, EndParty,
-    LibobsRun,
+    LibobsRun, RATE,
 };
 
-const RATE: u32 = 48_000;
 /// The longest gap (ms) 10 % loss with 40 ms jitter may leave (issue 4).
 const KNOWN_LOSS_RUN_GAP_MS: f64 = 20.0;
 

@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 use obs_psn_party::audio::analysis::tone_dbfs;
 use obs_psn_party::obs::host::{HostSource, ObsHost};
 use psn_sim::voice::MemberSpec;
-use support::libobs::{account_of, plugin_log, tone_member, LibobsRun};
+use support::libobs::{account_of, plugin_log, tone_member, LibobsRun, RATE};
 use support::{ensure, Runner};
 
-const RATE: u32 = 48_000;
 const NAMES: [&str; 4] = ["ann_ps", "ben_ps", "cat_ps", "dan_ps"];
 /// Not harmonically related: psn-sim's voices carry weak harmonics.
 const TONES: [f64; 4] = [300.0, 470.0, 730.0, 1030.0];

@@ -14,13 +14,12 @@ use std::time::Duration;
 
 use obs_psn_party::audio::analysis::tone_dbfs;
 use obs_psn_party::obs::host::Captured;
-use support::libobs::{member_sources, tone_separation, CapturedSource, EndParty, LibobsRun};
+use support::libobs::{member_sources, tone_separation, CapturedSource, EndParty, LibobsRun, RATE};
 
 type Audio = std::sync::Arc<std::sync::Mutex<Captured>>;
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use support::ensure;
 
-const RATE: u32 = 48_000;
 /// A tone this far down is not there (the members' tones sit around -15 dBFS).
 const ABSENT_DB: f64 = -60.0;
 

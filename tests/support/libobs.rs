@@ -22,6 +22,9 @@ use super::plugin::{stage_plugin, StagedPlugin};
 use super::runner::{ensure, wait_for, Runner};
 use super::scratch::{finish_scratch, scratch_dir};
 
+/// The sample rate the test host runs libobs at (src/obs/host.rs): what every source outputs.
+pub const RATE: u32 = 48_000;
+
 /// Shutting libobs down takes well under 100 ms; a second means it waited on something.
 const PROMPT_SHUTDOWN: Duration = Duration::from_secs(1);
 
@@ -208,7 +211,7 @@ pub fn tone_member(online_id: &str, hz: f64) -> MemberSpec {
 /// The level of `tones[own]` in `samples` and that of the loudest other tone, in dB
 /// (48 kHz audio as OBS outputs it): a member's source must carry their voice only.
 pub fn tone_separation(samples: &[f32], tones: &[f64], own: usize) -> (f64, f64) {
-    let level = |hz: f64| obs_psn_party::audio::analysis::tone_dbfs(samples, 48_000, hz);
+    let level = |hz: f64| obs_psn_party::audio::analysis::tone_dbfs(samples, RATE, hz);
     let others = tones
         .iter()
         .enumerate()
