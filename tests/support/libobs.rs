@@ -1,7 +1,9 @@
 //! One libobs end-to-end run, the same in every `libobs_*` test and benches/party_obs.rs: an X
 //! display, a fresh folder with the plugin staged in it, psn-sim with the plugin pointed at it
 //! the way a user's `.env` would, the test host with the plugin loaded, and at the end the check
-//! every run ends with: OBS shuts down promptly and leaks no libobs allocation.
+//! every run ends with: OBS shuts down promptly and leaks no libobs allocation. Also what the
+//! checks of those runs share: captured member sources, the wait for every voice, a member's
+//! account id, the plugin's log lines, tone members and their separation.
 //!
 //! ```ignore
 //! let (run, sim, host, mut runner) = LibobsRun::start_with_sim("party");
