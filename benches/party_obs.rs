@@ -367,16 +367,7 @@ fn ratio_text(m: &Measured) -> String {
 /// for `BENCH_STEADY_SECONDS` (600); OBS must not grow its audio buffering after the first
 /// second of audio, the mix must never be silent for 5 s.
 fn steady(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
-    let sc = Scenario {
-        name: "steady",
-        members: MEMBERS,
-        clock_rate: 16_000,
-        ptime_ms: 40,
-        talk: Talk::Spurts,
-        seconds: seconds("steady", 600),
-        capture_members: false,
-        stress: false,
-    };
+    let sc = Scenario::ps5("steady", MEMBERS, Talk::Spurts, seconds("steady", 600));
     let m = party_load::run(sim, host, &sc)?;
     row(
         &format!("plugin CPU in libobs (all its threads) / bare libopus decode of the same packets, {MEMBERS} voices"),
@@ -419,16 +410,7 @@ fn steady(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
 
 /// A party of two talking members, the common case: the same ratio.
 fn pair(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
-    let sc = Scenario {
-        name: "pair",
-        members: 2,
-        clock_rate: 16_000,
-        ptime_ms: 40,
-        talk: Talk::Spurts,
-        seconds: seconds("pair", 600),
-        capture_members: false,
-        stress: false,
-    };
+    let sc = Scenario::ps5("pair", 2, Talk::Spurts, seconds("pair", 600));
     let m = party_load::run(sim, host, &sc)?;
     row(
         "same, a party of 2 talking members",
@@ -442,20 +424,16 @@ fn pair(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
 /// the plugin's CPU per member is the difference over the 12 members between the two.
 fn silent(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
     let window = seconds("silent", 120);
-    let mut runs = Vec::new();
-    for (name, members) in [("silent14", MEMBERS), ("silent2", 2)] {
-        let sc = Scenario {
-            name,
-            members,
-            clock_rate: 16_000,
-            ptime_ms: 40,
-            talk: Talk::Silent,
-            seconds: window,
-            capture_members: false,
-            stress: false,
-        };
-        runs.push(party_load::run(sim, host, &sc)?);
-    }
+    let runs = [("silent14", MEMBERS), ("silent2", 2)]
+        .into_iter()
+        .map(|(name, members)| {
+            party_load::run(
+                sim,
+                host,
+                &Scenario::ps5(name, members, Talk::Silent, window),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let (many, few) = (&runs[0], &runs[1]);
     let per_member_ms =
         (many.plugin_s_per_min() - few.plugin_s_per_min()) / (MEMBERS - 2) as f64 * 1e3;
@@ -478,20 +456,17 @@ fn silent(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
 /// plugin's threads' CPU and wake-ups.
 fn wake(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
     let window = seconds("wake", 120);
-    let mut runs = Vec::new();
-    for (name, members) in [("wake8", 8), ("wake2", 2)] {
-        let sc = Scenario {
-            name,
-            members,
-            clock_rate: 48_000,
-            ptime_ms: 20,
-            talk: Talk::Continuous,
-            seconds: window,
-            capture_members: false,
-            stress: false,
-        };
-        runs.push(party_load::run(sim, host, &sc)?);
-    }
+    let runs = [("wake8", 8), ("wake2", 2)]
+        .into_iter()
+        .map(|(name, members)| {
+            let sc = Scenario {
+                clock_rate: 48_000,
+                ptime_ms: 20,
+                ..Scenario::ps5(name, members, Talk::Continuous, window)
+            };
+            party_load::run(sim, host, &sc)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let (eight, two) = (&runs[0], &runs[1]);
     row(
         "plugin threads' CPU, 8 members talking (48 kHz, 20 ms packets), from /proc",
@@ -523,14 +498,9 @@ fn wake(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
 /// OBS's own timing resets and buffering growth.
 fn stress(sim: &psn_sim::SimHandle, host: &ObsHost) -> Result<(), String> {
     let sc = Scenario {
-        name: "stress",
-        members: MEMBERS,
-        clock_rate: 16_000,
-        ptime_ms: 40,
-        talk: Talk::Spurts,
-        seconds: seconds("stress", 600),
         capture_members: true,
         stress: true,
+        ..Scenario::ps5("stress", MEMBERS, Talk::Spurts, seconds("stress", 600))
     };
     let m = party_load::run(sim, host, &sc)?;
     let per_10min = |n: f64| n * 600.0 / m.seconds;
@@ -811,14 +781,7 @@ fn proc_usage(pid: u32) -> (f64, u64, u64) {
             .unwrap_or(0.0)
     };
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    let kib = |name: &str| {
-        rollup
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let kib = |name: &str| thread_stats::proc_field(&rollup, name);
     ((t(11) + t(12)) / 100.0, kib("Pss:"), kib("Rss:"))
 }
 

@@ -7,16 +7,18 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use obs_psn_party::audio::analysis::tone_dbfs;
-use obs_psn_party::obs::host::{heap_in_use_bytes, HostSource};
+use obs_psn_party::obs::host::{heap_in_use_bytes, Captured, HostSource, ObsHost};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use psn_sim::{Fault, SimHandle};
-use support::libobs::{tone_member, EndParty, LibobsRun};
+use support::libobs::{
+    member_sources, plugin_log, tone_member, CapturedSource, EndParty, LibobsRun, RATE,
+};
 use support::{ensure, Runner};
 
-const RATE: u32 = 48_000;
 /// Access tokens live this long in the first check, so the plugin refreshes them mid-stream.
 const SHORT_ACCESS_SECS: u64 = 12;
 
@@ -37,14 +39,8 @@ fn main() {
     let host = run.start_host_with_plugin(&mut runner);
 
     runner.run("access_token_expires_mid_stream", || {
-        let party = sim.start_party_with("Tokens", &[tone_member("ann_ps", 470.0)]);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let _mix = host.create_source("psn_party", "mix", "{}")?;
-        let mut member = host.create_source("psn_party_member", "ann", r#"{"member":"slot:1"}"#)?;
-        let audio = member.start_capture();
-        wait_connected(&sim, &party.session_id, 1)?;
-        std::thread::sleep(Duration::from_millis(800));
-        audio.lock().unwrap().clear();
+        let on_air = OnAir::start(&sim, &host, "Tokens", &[("ann_ps", 470.0)])?;
+        let audio = on_air.audio(0);
         let tokens_before = sim.count("token");
         // PSN is slow to answer the first two refreshes: the voices must not wait for it.
         sim.fault(Fault::Slow {
@@ -72,18 +68,14 @@ fn main() {
     // Still on short-lived tokens: the next refresh after the revocation fails. Then the user
     // signs in again from the properties, as the status asks.
     runner.run("refresh_token_revoked_means_sign_in_again_without_a_storm", || {
-        let party = sim.start_party_with("Revoked", &[tone_member("ann_ps", 470.0)]);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let mix = host.create_source("psn_party", "mix", "{}")?;
-        let mut member = host.create_source("psn_party_member", "ann", r#"{"member":"slot:1"}"#)?;
-        let audio = member.start_capture();
-        wait_connected(&sim, &party.session_id, 1)?;
+        let on_air = OnAir::start(&sim, &host, "Revoked", &[("ann_ps", 470.0)])?;
+        let (mix, audio) = (&on_air.mix, on_air.audio(0));
         // Then the refresh token is revoked (the user signed out everywhere): the next refresh
         // fails, the status says so, nothing hammers PSN, the voice already here keeps playing.
         sim.fault(Fault::RevokeRefreshTokens);
         let t0 = Instant::now();
         let told = support::wait_for(Duration::from_secs(3 * SHORT_ACCESS_SECS), || {
-            status_of(&mix).to_lowercase().contains("sign in again")
+            status_of(mix).to_lowercase().contains("sign in again")
         });
         let requests = sim.total_requests();
         audio.lock().unwrap().clear();
@@ -94,31 +86,26 @@ fn main() {
             "FIGURE refresh token revoked: \"sign in again\" shown {:.1} s after (at the next refresh), {later} requests in the 10 s after, the member's tone still {level:.1} dB",
             told.map_or(f64::NAN, |_| t0.elapsed().as_secs_f64())
         );
-        ensure(told.is_some(), || format!("status: {}", status_of(&mix)))?;
+        ensure(told.is_some(), || format!("status: {}", status_of(mix)))?;
         ensure(later <= 2, || format!("{later} requests after the sign-in was gone: a storm"))?;
         ensure(level > -30.0, || format!("the voice stopped: {level:.1} dB"))?;
         sim.set_lifetimes(3600, 3600);
         mix.update(&format!(r#"{{"npsso": "{}"}}"#, sim.config().npsso))?;
         mix.click("sign_in");
         let back = support::wait_for(Duration::from_secs(10), || {
-            !status_of(&mix).to_lowercase().contains("sign in again")
+            !status_of(mix).to_lowercase().contains("sign in again")
         });
-        println!("    signed in again from the properties after {back:?}: {}", status_of(&mix));
+        println!("    signed in again from the properties after {back:?}: {}", status_of(mix));
         ensure(back.is_some(), || {
-            let log: Vec<String> = host
-                .log_lines()
-                .into_iter()
-                .map(|l| l.text)
-                .filter(|t| t.contains("obs-psn-party"))
-                .collect();
-            format!("status: {}\n{}", status_of(&mix), log[log.len().saturating_sub(12)..].join("\n"))
+            let log = plugin_log(&host);
+            format!("status: {}\n{}", status_of(mix), log[log.len().saturating_sub(12)..].join("\n"))
         })?;
         let heard = support::wait_for(Duration::from_secs(15), || {
             let a = audio.lock().unwrap();
-            status_of(&mix).contains("ann_ps (connected)") && heard_now(&a, RATE as usize / 2, 470.0)
+            status_of(mix).contains("ann_ps (connected)") && heard_now(&a, RATE as usize / 2, 470.0)
         });
         println!("FIGURE sign in again from the properties: the member heard again after {heard:?}");
-        ensure(heard.is_some(), || format!("not heard again: {}", status_of(&mix)))?;
+        ensure(heard.is_some(), || format!("not heard again: {}", status_of(mix)))?;
         Ok(())
     });
 
@@ -167,14 +154,8 @@ fn main() {
     });
 
     runner.run("a_dropped_push_socket_loses_no_member", || {
-        let party = sim.start_party_with("Push", &[tone_member("ann_ps", 470.0)]);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let mix = host.create_source("psn_party", "mix", "{}")?;
-        let mut ann = host.create_source("psn_party_member", "ann", r#"{"member":"ann_ps"}"#)?;
-        let ann_audio = ann.start_capture();
-        wait_connected(&sim, &party.session_id, 1)?;
-        std::thread::sleep(Duration::from_millis(800));
-        ann_audio.lock().unwrap().clear();
+        let on_air = OnAir::start(&sim, &host, "Push", &[("ann_ps", 470.0)])?;
+        let (mix, ann_audio, session_id) = (&on_air.mix, on_air.audio(0), &on_air.session_id);
         let connections = sim.push_connections();
         // The roster is re-read when push is back; PSN is slow to answer it, and the voice
         // already connected must not wait for it. (Every party list is slow meanwhile: reading
@@ -186,9 +167,9 @@ fn main() {
         });
         sim.fault(Fault::DropPush);
         let t0 = Instant::now();
-        sim.member_join_with(&party.session_id, &tone_member("ben_ps", 730.0));
+        sim.member_join_with(session_id, &tone_member("ben_ps", 730.0));
         let seen = support::wait_for(Duration::from_secs(30), || {
-            status_of(&mix).contains("ben_ps (connected)")
+            status_of(mix).contains("ben_ps (connected)")
         });
         let back = support::wait_for(Duration::from_secs(20), || sim.push_connections() >= connections);
         let ann_gap_ms = ann_audio.lock().unwrap().longest_quiet_ms(0.02);
@@ -199,27 +180,18 @@ fn main() {
         );
         sim.fault(Fault::Clear);
         ensure(ann_gap_ms < 100.0, || format!("the connected member had a {ann_gap_ms:.0} ms gap"))?;
-        ensure(seen.is_some(), || format!("the newcomer was missed: {}", status_of(&mix)))?;
+        ensure(seen.is_some(), || format!("the newcomer was missed: {}", status_of(mix)))?;
         ensure(back.is_some(), || "push never reconnected".into())?;
         Ok(())
     });
 
     runner.run("one_members_connection_dies_only_their_source_goes_quiet", || {
-        let party = sim.start_party_with("Drop", &[tone_member("ann_ps", 470.0), tone_member("ben_ps", 730.0)]);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let mix = host.create_source("psn_party", "mix", "{}")?;
-        let mut ann = host.create_source("psn_party_member", "ann", r#"{"member":"ann_ps"}"#)?;
-        let mut ben = host.create_source("psn_party_member", "ben", r#"{"member":"ben_ps"}"#)?;
-        let ann_audio = ann.start_capture();
-        let ben_audio = ben.start_capture();
-        wait_connected(&sim, &party.session_id, 2)?;
-        std::thread::sleep(Duration::from_millis(800));
-        ann_audio.lock().unwrap().clear();
-        ben_audio.lock().unwrap().clear();
+        let on_air = OnAir::start(&sim, &host, "Drop", &[("ann_ps", 470.0), ("ben_ps", 730.0)])?;
+        let (mix, ann_audio, ben_audio) = (&on_air.mix, on_air.audio(0), on_air.audio(1));
         let ann_id = sim
             .voice_status()
             .into_iter()
-            .find(|v| v.online_id == "ann_ps" && v.session_id == party.session_id)
+            .find(|v| v.online_id == "ann_ps" && v.session_id == on_air.session_id)
             .map(|v| v.account_id)
             .ok_or("ann_ps has no voice")?;
         std::thread::sleep(Duration::from_secs(1));
@@ -228,7 +200,7 @@ fn main() {
         // Her line says what happened, while ben's stays connected.
         let mut reason = String::new();
         let noticed = support::wait_for(Duration::from_secs(30), || {
-            let status = status_of(&mix);
+            let status = status_of(mix);
             let line = status.split("ann_ps (").nth(1).unwrap_or("").to_owned();
             let ok = !line.starts_with("connected") && status.contains("ben_ps (connected)");
             if ok {
@@ -250,8 +222,8 @@ fn main() {
             "FIGURE one member's connection dies: noticed after {noticed:?} (\"ann_ps ({reason})\"), her source quiet {ann_quiet_ms:.0} ms, heard again {:.1} s after, the other member's longest gap {ben_gap_ms:.1} ms at {ben_level:.1} dB",
             back.map_or(f64::NAN, |_| t0.elapsed().as_secs_f64() - 1.0)
         );
-        ensure(noticed.is_some(), || format!("never shown: {}", status_of(&mix)))?;
-        ensure(back.is_some(), || format!("not heard again: {}", status_of(&mix)))?;
+        ensure(noticed.is_some(), || format!("never shown: {}", status_of(mix)))?;
+        ensure(back.is_some(), || format!("not heard again: {}", status_of(mix)))?;
         ensure(ann_quiet_ms > 100.0, || format!("her source never went quiet ({ann_quiet_ms:.0} ms)"))?;
         ensure(ben_gap_ms < 100.0, || format!("the other member's source had a {ben_gap_ms:.0} ms gap"))?;
         ensure(ben_level > -30.0, || format!("the other member's tone at {ben_level:.1} dB"))?;
@@ -262,22 +234,15 @@ fn main() {
     // (psn-sim's relays drop the media both ways, ICE consent included; requests and push frames
     // wait). The voices come back by themselves, with nothing restarted.
     runner.run("network_gone_for_10_s_voices_back_within_3_s", || {
-        let party = sim.start_party_with("Blackout", &[tone_member("ann_ps", 470.0), tone_member("ben_ps", 730.0)]);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let mix = host.create_source("psn_party", "mix", "{}")?;
-        let mut ann = host.create_source("psn_party_member", "ann", r#"{"member":"ann_ps"}"#)?;
-        let mut ben = host.create_source("psn_party_member", "ben", r#"{"member":"ben_ps"}"#)?;
-        let ann_audio = ann.start_capture();
-        let ben_audio = ben.start_capture();
-        wait_connected(&sim, &party.session_id, 2)?;
-        std::thread::sleep(Duration::from_millis(800));
+        let on_air = OnAir::start(&sim, &host, "Blackout", &[("ann_ps", 470.0), ("ben_ps", 730.0)])?;
+        let (mix, ann_audio, ben_audio) = (&on_air.mix, on_air.audio(0), on_air.audio(1));
         let dropped_before = sim.network_dropped_packets();
         sim.set_network(false);
         std::thread::sleep(Duration::from_secs(1));
         ann_audio.lock().unwrap().clear();
         std::thread::sleep(Duration::from_secs(9));
         let during = tone_dbfs(&ann_audio.lock().unwrap().samples, RATE, 470.0);
-        let status_during = status_of(&mix);
+        let status_during = status_of(mix);
         let dropped = sim.network_dropped_packets() - dropped_before;
         sim.set_network(true);
         let up_at = Instant::now();
@@ -289,10 +254,10 @@ fn main() {
         let mut ann_back = None;
         let mut ben_back = None;
         support::wait_for(Duration::from_secs(20), || {
-            if ann_back.is_none() && heard(&ann_audio, 470.0) {
+            if ann_back.is_none() && heard(ann_audio, 470.0) {
                 ann_back = Some(up_at.elapsed());
             }
-            if ben_back.is_none() && heard(&ben_audio, 730.0) {
+            if ben_back.is_none() && heard(ben_audio, 730.0) {
                 ben_back = Some(up_at.elapsed());
             }
             ann_back.is_some() && ben_back.is_some()
@@ -301,7 +266,7 @@ fn main() {
         ann_audio.lock().unwrap().clear();
         std::thread::sleep(Duration::from_secs(3));
         let steady_gap_ms = ann_audio.lock().unwrap().longest_quiet_ms(0.02);
-        let status_after = status_of(&mix);
+        let status_after = status_of(mix);
         let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
         println!(
             "FIGURE network gone 10 s: {dropped} media packets dropped, tone during {during:.1} dB, heard again {:.2} s (ann) and {:.2} s (ben) after it returned, then longest gap {steady_gap_ms:.1} ms in 3 s",
@@ -355,38 +320,31 @@ fn main() {
     });
 
     runner.run("fifty_member_joins_and_leaves", || {
-        let party = sim.start_party_with("Churn", &[tone_member("steady_ps", 470.0)]);
-        let _end = EndParty(&sim, party.session_id.clone());
-        let mix = host.create_source("psn_party", "mix", "{}")?;
-        let mut member =
-            host.create_source("psn_party_member", "steady", r#"{"member":"steady_ps"}"#)?;
-        let audio = member.start_capture();
-        wait_connected(&sim, &party.session_id, 1)?;
-        std::thread::sleep(Duration::from_secs(1));
+        let on_air = OnAir::start(&sim, &host, "Churn", &[("steady_ps", 470.0)])?;
+        let (mix, audio, session_id) = (&on_air.mix, on_air.audio(0), &on_air.session_id);
         let threads_before = support::thread_count();
         let rss_before = support::rss_kib();
-        audio.lock().unwrap().clear();
         let count = 50;
         let span = if long() { Duration::from_secs(60) } else { Duration::from_secs(30) };
         let t0 = Instant::now();
         let mut present: Vec<String> = Vec::new();
         for i in 0..count {
             let id = sim
-                .member_join_with(&party.session_id, &tone_member(&format!("churn{i:02}"), 600.0 + 7.0 * i as f64))
+                .member_join_with(session_id, &tone_member(&format!("churn{i:02}"), 600.0 + 7.0 * i as f64))
                 .ok_or("join refused")?;
             present.push(id);
             // Up to three newcomers at once; the oldest leaves.
             if present.len() > 3 {
                 let gone = present.remove(0);
-                sim.member_leave(&party.session_id, &gone);
+                sim.member_leave(session_id, &gone);
             }
             std::thread::sleep(span / count);
         }
         for gone in present.drain(..) {
-            sim.member_leave(&party.session_id, &gone);
+            sim.member_leave(session_id, &gone);
         }
         let settled = support::wait_for(Duration::from_secs(20), || {
-            let s = status_of(&mix);
+            let s = status_of(mix);
             !s.contains("churn") && s.contains("steady_ps")
         });
         // The plugin's peers are gone when the threads are back.
@@ -400,7 +358,7 @@ fn main() {
             support::thread_count(),
             support::rss_kib().saturating_sub(rss_before)
         );
-        ensure(settled.is_some(), || format!("roster at the end: {}", status_of(&mix)))?;
+        ensure(settled.is_some(), || format!("roster at the end: {}", status_of(mix)))?;
         ensure(threads_back.is_some(), || {
             format!("threads {threads_before} -> {}", support::thread_count())
         })?;
@@ -583,6 +541,52 @@ fn exit_during(phase: &str) -> ! {
     let ok = took < Duration::from_secs(1) && report.leaks == 0;
     support::finish_scratch(&run.work);
     std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// A party of tone members on air for one check: a captured source per member (chosen by
+/// online id) and the mix, every voice connected and settled, the captures started afresh;
+/// the party ends when the check is over.
+struct OnAir<'a> {
+    session_id: String,
+    members: Vec<CapturedSource>,
+    mix: HostSource,
+    _end: EndParty<'a>,
+}
+
+impl<'a> OnAir<'a> {
+    fn start(
+        sim: &'a SimHandle,
+        host: &ObsHost,
+        party: &str,
+        members: &[(&str, f64)],
+    ) -> Result<OnAir<'a>, String> {
+        let specs: Vec<MemberSpec> = members
+            .iter()
+            .map(|&(id, hz)| tone_member(id, hz))
+            .collect();
+        let party = sim.start_party_with(party, &specs);
+        let end = EndParty(sim, party.session_id.clone());
+        let mix = host.create_source("psn_party", "mix", "{}")?;
+        let names: Vec<&str> = members.iter().map(|&(id, _)| id).collect();
+        let sources = member_sources(host, &names, "")?;
+        wait_connected(sim, &party.session_id, members.len())?;
+        // The jitter buffers settle; what the sources caught while connecting is not measured.
+        std::thread::sleep(Duration::from_secs(1));
+        for (_, audio) in &sources {
+            audio.lock().unwrap().clear();
+        }
+        Ok(OnAir {
+            session_id: party.session_id,
+            members: sources,
+            mix,
+            _end: end,
+        })
+    }
+
+    /// What the `i`th member's source captured.
+    fn audio(&self, i: usize) -> &Arc<Mutex<Captured>> {
+        &self.members[i].1
+    }
 }
 
 /// `n` voice members of this party are connected (psn-sim keeps the states of earlier parties'

@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 
 use obs_psn_party::audio::analysis::{dominant_hz, sine_glitch, tone_dbfs};
 use obs_psn_party::obs::host::{Captured, LogLine, ObsHost};
-use support::libobs::LibobsRun;
+use support::libobs::{captured_member, CapturedSource, LibobsRun, RATE};
 use support::{ensure, Runner};
-
-const RATE: u32 = 48_000;
 
 fn main() {
     let run = LibobsRun::prepare("foundation");
@@ -71,17 +69,12 @@ fn main() {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(60);
-        let mut party = host.create_source("psn_party", "party", r#"{"test_tone_hz": 440.0}"#)?;
-        let mut member = host.create_source(
-            "psn_party_member",
-            "member",
-            r#"{"test_tone_hz": 660.0, "member": "slot:1"}"#,
-        )?;
         let started = Instant::now();
-        party.set_output_channel(1);
-        member.set_output_channel(2);
-        let party_audio = party.start_capture();
-        let member_audio = member.start_capture();
+        let (party, party_audio) =
+            on_channel(&host, "psn_party", "party", r#"{"test_tone_hz": 440.0}"#, 1)?;
+        let member_settings = r#"{"test_tone_hz": 660.0, "member": "slot:1"}"#;
+        let (member, member_audio) =
+            on_channel(&host, "psn_party_member", "member", member_settings, 2)?;
         std::thread::sleep(Duration::from_secs(seconds));
         let lines_before = host.log_lines().len();
         drop(party);
@@ -94,14 +87,9 @@ fn main() {
     });
 
     runner.run("bursts_of_200ms_come_out_continuous", || {
-        let mut party = host.create_source(
-            "psn_party",
-            "bursty",
-            r#"{"test_tone_hz": 523.25, "test_burst_ms": 200}"#,
-        )?;
         let started = Instant::now();
-        party.set_output_channel(3);
-        let audio = party.start_capture();
+        let settings = r#"{"test_tone_hz": 523.25, "test_burst_ms": 200}"#;
+        let (party, audio) = on_channel(&host, "psn_party", "bursty", settings, 3)?;
         std::thread::sleep(Duration::from_secs(5));
         drop(party);
         check_tone("bursty", &audio, 523.25, 4.5)?;
@@ -118,14 +106,9 @@ fn main() {
             "slow",
             r#"{"test_tone_hz": 440.0, "test_output_stall_ms": 100}"#,
         )?;
-        let mut other = host.create_source(
-            "psn_party_member",
-            "steady",
-            r#"{"test_tone_hz": 660.0, "member": "slot:1"}"#,
-        )?;
         let started = Instant::now();
-        other.set_output_channel(5);
-        let audio = other.start_capture();
+        let settings = r#"{"test_tone_hz": 660.0, "member": "slot:1"}"#;
+        let (other, audio) = on_channel(&host, "psn_party_member", "steady", settings, 5)?;
         std::thread::sleep(Duration::from_secs(6));
         let lines_before = host.log_lines().len();
         drop(slow);
@@ -158,12 +141,9 @@ fn main() {
     runner.run(
         "without_a_party_the_mix_is_continuous_silence_and_a_member_is_quiet",
         || {
-            let mut party = host.create_source("psn_party", "idle party", "{}")?;
-            let mut member =
-                host.create_source("psn_party_member", "idle member", r#"{"member": "slot:3"}"#)?;
-            party.set_output_channel(4);
-            let party_audio = party.start_capture();
-            let member_audio = member.start_capture();
+            let (party, party_audio) = on_channel(&host, "psn_party", "idle party", "{}", 4)?;
+            let (member, member_audio) =
+                captured_member(&host, "idle member", r#"{"member": "slot:3"}"#)?;
             std::thread::sleep(Duration::from_secs(2));
             drop(party);
             drop(member);
@@ -293,6 +273,20 @@ fn main() {
     });
 
     run.finish(host, runner);
+}
+
+/// A source of kind `id` on output channel `channel` (as in a scene), captured.
+fn on_channel(
+    host: &ObsHost,
+    id: &str,
+    name: &str,
+    settings: &str,
+    channel: u32,
+) -> Result<CapturedSource, String> {
+    let mut source = host.create_source(id, name, settings)?;
+    source.set_output_channel(channel);
+    let audio = source.start_capture();
+    Ok((source, audio))
 }
 
 /// Prints what the delivery measured for the `sources` destroyed after log line `from`

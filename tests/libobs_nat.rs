@@ -24,11 +24,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use obs_psn_party::audio::analysis::tone_dbfs;
 use obs_psn_party::obs::host::ObsHost;
 use support::ensure;
+use support::libobs::{tone_separation, RATE};
 
-const RATE: u32 = 48_000;
 /// The namespaces' prefix: one per run, so two runs on one machine do not meet.
 fn prefix() -> String {
     format!("nl{}", std::process::id())
@@ -397,17 +396,9 @@ fn host_row(row: &Row) -> Result<(), String> {
     host.load_module(&plugin.binary, &plugin.data)?;
     let started = Instant::now();
     let mix = host.create_source("psn_party", "party", "{}")?;
-    let mut sources = Vec::new();
-    for (name, _) in MEMBERS {
-        // By online id: the member source's line then names that member's state and path.
-        let mut s = host.create_source(
-            "psn_party_member",
-            name,
-            &format!(r#"{{"member": "{name}"}}"#),
-        )?;
-        let audio = s.start_capture();
-        sources.push((s, audio));
-    }
+    // By online id: the member source's line then names that member's state and path.
+    let names: Vec<&str> = MEMBERS.iter().map(|(name, _)| *name).collect();
+    let sources = support::libobs::member_sources(&host, &names, "")?;
     // The network test, as a user clicks it; it runs while voice connects.
     mix.click("network_test");
     // Time to first audio: the member's own tone dominating the last 200 ms of their source.
@@ -520,14 +511,7 @@ fn host_row(row: &Row) -> Result<(), String> {
 
 /// The member's own tone and the loudest other member's, in dBFS.
 fn own_and_other(samples: &[f32], i: usize) -> (f64, f64) {
-    let own = tone_dbfs(samples, RATE, MEMBERS[i].1);
-    let other = MEMBERS
-        .iter()
-        .enumerate()
-        .filter(|(j, _)| *j != i)
-        .map(|(_, m)| tone_dbfs(samples, RATE, m.1))
-        .fold(f64::NEG_INFINITY, f64::max);
-    (own, other)
+    tone_separation(samples, &MEMBERS.map(|(_, hz)| hz), i)
 }
 
 /// The member source's line about its member: `name (PS5): state[, path]`.

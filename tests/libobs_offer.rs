@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use obs_psn_party::audio::analysis::tone_dbfs;
-use obs_psn_party::obs::host::{Captured, HostSource, ObsHost};
+use obs_psn_party::obs::host::Captured;
 use psn_sim::bridge_voice::BridgeAudio;
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use support::ensure;
-use support::libobs::{tone_member, tone_separation, EndParty, LibobsRun};
-
-const RATE: u32 = 48_000;
+use support::libobs::{
+    captured_member, member_sources, tone_member, tone_separation, wait_all_connected,
+    CapturedSource, EndParty, LibobsRun, RATE,
+};
 
 fn main() {
     let (run, sim, host, mut runner) = LibobsRun::start_with_sim("offer");
@@ -45,20 +46,7 @@ fn main() {
             let party = sim.start_party_with("Quiet night", &specs);
             let _end = EndParty(&sim, party.session_id.clone());
             let members = member_sources(&host, &names, "")?;
-            let connected = support::wait_for(Duration::from_secs(20), || {
-                sim.voice_status()
-                    .iter()
-                    .filter(|v| v.state == "connected")
-                    .count()
-                    == names.len()
-            });
-            println!(
-                "    all {} members connected after {connected:?}",
-                names.len()
-            );
-            ensure(connected.is_some(), || {
-                format!("voice status: {:?}", sim.voice_status())
-            })?;
+            wait_all_connected(&sim, names.len(), Duration::from_secs(20))?;
             for v in sim.voice_status() {
                 println!(
                     "    {}: offers received {}, answers sent {}, offers sent {}, packets sent {}",
@@ -188,10 +176,8 @@ fn main() {
         let _end = EndParty(&sim, party.session_id.clone());
         let mut mix = host.create_source("psn_party", "bridge-mix2", r#"{"voice_path": "bridge"}"#)?;
         let mix_audio = mix.start_capture();
-        let mut bridge_src = host.create_source("psn_party_member", "bridge", r#"{"member": "bridge", "voice_path": "bridge"}"#)?;
-        let bridge_audio = bridge_src.start_capture();
-        let mut named = host.create_source("psn_party_member", "mx_a", r#"{"member": "mx_a", "voice_path": "bridge"}"#)?;
-        let named_audio = named.start_capture();
+        let (bridge_src, bridge_audio) = captured_member(&host, "bridge", r#"{"member": "bridge", "voice_path": "bridge"}"#)?;
+        let (named, named_audio) = captured_member(&host, "mx_a", r#"{"member": "mx_a", "voice_path": "bridge"}"#)?;
         let connected = support::wait_for(Duration::from_secs(15), || {
             sim.bridge_status().iter().any(|b| b.state == "connected" && b.streams == ["-"] && !old_bridges.contains(&b.peer_id))
         });
@@ -299,26 +285,6 @@ fn hub_gone<T>(sim: &psn_sim::SimHandle, leaves_before: u64, sources: T) -> Resu
         sim.count("leave") > leaves_before
     });
     ensure(left.is_some(), || "the hub did not leave the party".into())
-}
-
-/// A source and what it outputs.
-type CapturedSource = (HostSource, Arc<Mutex<Captured>>);
-
-/// A member source per name (`{"member": name` + `more_settings` + `}`), each captured.
-fn member_sources(
-    host: &ObsHost,
-    names: &[&str],
-    more_settings: &str,
-) -> Result<Vec<CapturedSource>, String> {
-    names
-        .iter()
-        .map(|name| {
-            let settings = format!(r#"{{"member": "{name}"{more_settings}}}"#);
-            let mut source = host.create_source("psn_party_member", name, &settings)?;
-            let audio = source.start_capture();
-            Ok((source, audio))
-        })
-        .collect()
 }
 
 /// Each member source carries its own tone at least 30 dB above the others'.

@@ -21,6 +21,7 @@ use obs_psn_party::obs::host::{Captured, HostSource, ObsHost};
 use psn_sim::profiles::AvatarMode;
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use serde_json::Value;
+use support::libobs::{account_of, captured_member, wait_all_connected};
 use support::{ensure, Runner};
 
 /// Each member talks this long, then is quiet for `SILENCE_MS` (psn-sim's DTX sends nothing).
@@ -108,14 +109,7 @@ fn main() {
         })
         .collect();
     let party = sim.start_party_with("Overlay night", &specs);
-    let account = |online: &str| {
-        party
-            .members
-            .iter()
-            .find(|m| m.1 == online)
-            .map(|m| m.0.clone())
-            .unwrap()
-    };
+    let account = |online: &str| account_of(&party, online);
     for w in &who {
         sim.set_avatar(&account(w.online_id), w.avatar.clone());
     }
@@ -138,20 +132,7 @@ fn main() {
     println!("    overlay on 127.0.0.1:{}", overlay.port);
 
     runner.run("members_connect_and_the_overlay_knows_them", || {
-        let connected = support::wait_for(Duration::from_secs(30), || {
-            sim.voice_status()
-                .iter()
-                .filter(|v| v.state == "connected")
-                .count()
-                == who.len()
-        });
-        println!(
-            "    all {} members connected after {connected:?}",
-            who.len()
-        );
-        ensure(connected.is_some(), || {
-            format!("voice status: {:?}", sim.voice_status())
-        })?;
+        wait_all_connected(&sim, who.len(), Duration::from_secs(30))?;
         let ready = support::wait_for(Duration::from_secs(10), || {
             overlay.state().is_some_and(|s| {
                 s["members"].as_array().is_some_and(|m| {
@@ -413,14 +394,10 @@ impl Sources {
         let mut members = Vec::new();
         let mut member_sources = Vec::new();
         for w in who.iter().filter(|w| w.timed) {
-            let mut source = host
-                .create_source(
-                    "psn_party_member",
-                    w.online_id,
-                    &format!(r#"{{"member": "{}"}}"#, w.online_id),
-                )
-                .expect("member source");
-            members.push((w.online_id.to_owned(), source.start_capture()));
+            let settings = format!(r#"{{"member": "{}"}}"#, w.online_id);
+            let (source, audio) =
+                captured_member(host, w.online_id, &settings).expect("member source");
+            members.push((w.online_id.to_owned(), audio));
             member_sources.push(source);
         }
         Sources {

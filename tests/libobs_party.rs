@@ -12,9 +12,11 @@ use std::time::Duration;
 use obs_psn_party::audio::analysis::tone_dbfs;
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use support::ensure;
-use support::libobs::{tone_member, tone_separation, EndParty, LibobsRun};
+use support::libobs::{
+    account_of, captured_member, tone_member, tone_separation, wait_all_connected, EndParty,
+    LibobsRun, RATE,
+};
 
-const RATE: u32 = 48_000;
 /// The longest gap (ms) 10 % loss with 40 ms jitter may leave (issue 4).
 const KNOWN_LOSS_RUN_GAP_MS: f64 = 20.0;
 
@@ -76,21 +78,17 @@ fn main() {
         let _end = EndParty(&sim, party.session_id.clone());
         let mut mix = host.create_source("psn_party", "mix", "{}")?;
         mix.set_output_channel(1);
-        let mut members = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            // Two by slot, two by online id: both ways of choosing a member.
-            let member = if i < 2 { format!("slot:{}", i + 1) } else { name.to_string() };
-            let mut source =
-                host.create_source("psn_party_member", name, &format!(r#"{{"member": "{member}"}}"#))?;
-            let audio = source.start_capture();
-            members.push((source, audio));
-        }
+        let members = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                // Two by slot, two by online id: both ways of choosing a member.
+                let member = if i < 2 { format!("slot:{}", i + 1) } else { name.to_string() };
+                captured_member(&host, name, &format!(r#"{{"member": "{member}"}}"#))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mix_audio = mix.start_capture();
-        let connected = support::wait_for(Duration::from_secs(15), || {
-            sim.voice_status().iter().filter(|v| v.state == "connected").count() == names.len()
-        });
-        println!("    all {} members connected after {connected:?}", names.len());
-        ensure(connected.is_some(), || format!("voice status: {:?}", sim.voice_status()))?;
+        wait_all_connected(&sim, names.len(), Duration::from_secs(15))?;
         let status = support::wait_for(Duration::from_secs(5), || {
             mix.property_description("status").is_some_and(|t| t.matches("(connected)").count() == 4)
         });
@@ -127,7 +125,7 @@ fn main() {
         }
 
         // The first member leaves: only their source goes quiet.
-        let first = party.members.iter().find(|m| m.1 == names[0]).map(|m| m.0.clone()).unwrap();
+        let first = account_of(&party, names[0]);
         sim.member_leave(&party.session_id, &first);
         std::thread::sleep(Duration::from_millis(500));
         for (_, audio) in &members {
@@ -269,24 +267,13 @@ fn main() {
             let _end = EndParty(&sim, party.session_id.clone());
             let mut mix = host.create_source("psn_party", "eight mix", "{}")?;
             mix.set_output_channel(1);
-            let mut members = Vec::new();
-            for i in 0..tones.len() {
-                let settings = format!(r#"{{"member": "eight{i}_ps"}}"#);
-                let mut source =
-                    host.create_source("psn_party_member", &format!("eight{i}"), &settings)?;
-                let audio = source.start_capture();
-                members.push((source, audio));
-            }
-            let connected = support::wait_for(Duration::from_secs(20), || {
-                sim.voice_status()
-                    .iter()
-                    .filter(|v| v.state == "connected")
-                    .count()
-                    == tones.len()
-            });
-            ensure(connected.is_some(), || {
-                format!("voice status: {:?}", sim.voice_status())
-            })?;
+            let members = (0..tones.len())
+                .map(|i| {
+                    let settings = format!(r#"{{"member": "eight{i}_ps"}}"#);
+                    captured_member(&host, &format!("eight{i}"), &settings)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            wait_all_connected(&sim, tones.len(), Duration::from_secs(20))?;
             std::thread::sleep(Duration::from_secs(1));
             let seconds = 10;
             let before = support::plugin_threads();

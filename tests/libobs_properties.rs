@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 use obs_psn_party::audio::analysis::tone_dbfs;
 use obs_psn_party::obs::host::{HostSource, ObsHost};
 use psn_sim::voice::MemberSpec;
-use support::libobs::{tone_member, LibobsRun};
+use support::libobs::{account_of, plugin_log, tone_member, LibobsRun, RATE};
 use support::{ensure, Runner};
 
-const RATE: u32 = 48_000;
 const NAMES: [&str; 4] = ["ann_ps", "ben_ps", "cat_ps", "dan_ps"];
 /// Not harmonically related: psn-sim's voices carry weak harmonics.
 const TONES: [f64; 4] = [300.0, 470.0, 730.0, 1030.0];
@@ -53,14 +52,7 @@ fn main() {
         .map(|(name, hz)| tone_member(name, hz))
         .collect();
     let party = sim.start_party_with("Properties night", &specs);
-    let account_of = |name: &str| {
-        party
-            .members
-            .iter()
-            .find(|m| m.1 == name)
-            .map(|m| m.0.clone())
-            .expect("member in the party")
-    };
+    let account_of = |name: &str| account_of(&party, name);
 
     let mut first_mix = host
         .create_source("psn_party", "PSN Party", "{}")
@@ -131,12 +123,7 @@ fn main() {
         });
         mix().update(&typed.to_string())?;
         let saved = mix().saved_json();
-        ensure(!saved.contains(&config.npsso), || {
-            "the NPSSO was saved".into()
-        })?;
-        ensure(!saved.contains(&config.client_secret), || {
-            "the client secret was saved".into()
-        })?;
+        no_typed_secret(&saved, &config, "was saved")?;
         ensure(saved.contains(&config.client_id), || {
             format!("client id not saved: {saved}")
         })
@@ -157,13 +144,7 @@ fn main() {
         ensure(returned < Duration::from_millis(100), || {
             format!("the click took {returned:?}")
         })?;
-        let settings = mix().settings_json();
-        ensure(!settings.contains(&config.npsso), || {
-            "the NPSSO stayed in the settings".into()
-        })?;
-        ensure(!settings.contains(&config.client_secret), || {
-            "the client secret stayed in the settings".into()
-        })?;
+        no_typed_secret(&mix().settings_json(), &config, "stayed in the settings")?;
         let joined = support::wait_for(Duration::from_secs(5), || sim.count("join") >= 1);
         println!(
             "    joined {joined:?} after the click; requests: {:?}",
@@ -416,12 +397,7 @@ fn main() {
     });
 
     runner.run_always("members_online_ids_are_masked_in_the_obs_log", || {
-        let ours: Vec<String> = host
-            .log_lines()
-            .into_iter()
-            .map(|l| l.text)
-            .filter(|t| t.contains("[obs-psn-party]"))
-            .collect();
+        let ours = plugin_log(&host);
         let is_word_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
         let named: Vec<&String> = ours
             .iter()
@@ -535,6 +511,20 @@ fn main() {
 }
 
 /// The plugin's config folder under the host's config dir.
+/// Neither secret the user typed (the NPSSO, the client secret) is in `json`; `fails` says
+/// where it was found ("was saved").
+fn no_typed_secret(json: &str, config: &psn_sim::SimConfig, fails: &str) -> Result<(), String> {
+    for (what, secret) in [
+        ("the NPSSO", &config.npsso),
+        ("the client secret", &config.client_secret),
+    ] {
+        ensure(!json.contains(secret.as_str()), || {
+            format!("{what} {fails}")
+        })?;
+    }
+    Ok(())
+}
+
 fn plugin_config_dir(work: &Path) -> PathBuf {
     work.join("config/obs-psn-party")
 }

@@ -13,14 +13,13 @@ mod support;
 use std::time::Duration;
 
 use obs_psn_party::audio::analysis::tone_dbfs;
-use obs_psn_party::obs::host::{Captured, HostSource, ObsHost};
-use support::libobs::{EndParty, LibobsRun};
+use obs_psn_party::obs::host::Captured;
+use support::libobs::{member_sources, tone_separation, CapturedSource, EndParty, LibobsRun, RATE};
 
 type Audio = std::sync::Arc<std::sync::Mutex<Captured>>;
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use support::ensure;
 
-const RATE: u32 = 48_000;
 /// A tone this far down is not there (the members' tones sit around -15 dBFS).
 const ABSENT_DB: f64 = -60.0;
 
@@ -41,7 +40,7 @@ fn main() {
             ];
             let party = sim.start_party_with("Console night", &specs);
             let _end = EndParty(&sim, party.session_id.clone());
-            let sources = member_sources(&host, &names)?;
+            let sources = member_sources(&host, &names, "")?;
             let consoles = support::wait_for(Duration::from_secs(20), || {
                 let c = sim.console_status();
                 c.links
@@ -106,7 +105,7 @@ fn main() {
         let mut mix = host.create_source("psn_party", "mix", "{}")?;
         mix.set_output_channel(1);
         let mix_audio = mix.start_capture();
-        let sources = member_sources(&host, &["ann_real", "mallory"])?;
+        let sources = member_sources(&host, &["ann_real", "mallory"], "")?;
         // Ann connects; Mallory's and Oscar's offers and answers are dropped. Long enough for
         // the plugin's own offers to Mallory (after 3 s) and their answers to come and go.
         let ann_heard = support::wait_for(Duration::from_secs(15), || {
@@ -144,7 +143,7 @@ fn main() {
                 sim.start_party_with("After a crash", &[voice("dee_ps", "PS5", 300.0, true)]);
             let _end = EndParty(&sim, party.session_id.clone());
             // A first run joins and goes (so this device is known to PSN) ...
-            let first = member_sources(&host, &["dee_ps"])?;
+            let first = member_sources(&host, &["dee_ps"], "")?;
             // Heard: the join is done (a source dropped while the join is under way goes
             // without leaving, which leaves a stale membership too).
             let joined = support::wait_for(Duration::from_secs(15), || {
@@ -160,7 +159,7 @@ fn main() {
                 "no device seen".into()
             })?;
             let leaves = sim.count("leave");
-            let sources = member_sources(&host, &["dee_ps"])?;
+            let sources = member_sources(&host, &["dee_ps"], "")?;
             let heard = support::wait_for(Duration::from_secs(15), || {
                 tone_dbfs(&sources[0].1.lock().unwrap().samples, RATE, 300.0) > -30.0
             });
@@ -193,7 +192,7 @@ fn main() {
             let party = sim.start_party_with("Phones", &specs);
             let _end = EndParty(&sim, party.session_id.clone());
             let mix = host.create_source("psn_party", "mix", "{}")?;
-            let sources = member_sources(&host, &["phil_phone", "pia_quiet"])?;
+            let sources = member_sources(&host, &["phil_phone", "pia_quiet"], "")?;
             let heard = hear_each_own(&sources, &["phil_phone", "pia_quiet"], &[470.0, 730.0])?;
             println!("    {heard}");
             let shown = support::wait_for(Duration::from_secs(5), || {
@@ -226,26 +225,10 @@ fn voice(name: &str, platform: &str, hz: f64, offers: bool) -> MemberSpec {
     )
 }
 
-/// One member source per online id, capturing.
-fn member_sources(host: &ObsHost, names: &[&str]) -> Result<Vec<(HostSource, Audio)>, String> {
-    names
-        .iter()
-        .map(|name| {
-            let mut source = host.create_source(
-                "psn_party_member",
-                name,
-                &format!(r#"{{"member": "{name}"}}"#),
-            )?;
-            let audio = source.start_capture();
-            Ok((source, audio))
-        })
-        .collect()
-}
-
 /// Waits until every member's own tone is in their source, then checks 2 s of each for the
 /// own tone standing 30 dB above the others'.
 fn hear_each_own(
-    sources: &[(HostSource, Audio)],
+    sources: &[CapturedSource],
     names: &[&str],
     tones: &[f64],
 ) -> Result<String, String> {
@@ -265,14 +248,7 @@ fn hear_each_own(
     std::thread::sleep(Duration::from_secs(2));
     let mut out = Vec::new();
     for (i, (_, audio)) in sources.iter().enumerate() {
-        let samples = audio.lock().unwrap().samples.clone();
-        let own = tone_dbfs(&samples, RATE, tones[i]);
-        let others = tones
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, &hz)| tone_dbfs(&samples, RATE, hz))
-            .fold(f64::NEG_INFINITY, f64::max);
+        let (own, others) = tone_separation(&audio.lock().unwrap().samples, tones, i);
         ensure(own - others >= 30.0, || {
             format!("{}: own {own:.1} dB, others {others:.1} dB", names[i])
         })?;

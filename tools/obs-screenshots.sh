@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
 out="${SCREENSHOT_DIR:-$repo/docs/images}"
+. tools/lib/obs-home.sh
 
 ws() { /usr/bin/python3 "$repo/tools/obs_ws.py" --port "$port" "$@"; }
 sim() { curl -sf -X "$1" -H 'content-type: application/json' "$sim_url/_sim/$2" ${3:+-d "$3"}; }
@@ -44,10 +45,7 @@ run_inside() {
   HOME="$home" obs --disable-updater --minimize-to-tray >"$home/obs-stdout.txt" 2>&1 &
   obs_pid=$!
   trap 'kill -INT $obs_pid 2>/dev/null || true' EXIT
-  for _ in $(seq 1 60); do
-    ws GetVersion >/dev/null 2>&1 && break
-    sleep 0.5
-  done
+  wait_for_obs_websocket 60 || true
   sleep 2
   scene="$(ws GetCurrentProgramScene | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["currentProgramSceneName"])')"
   ws CreateInput "{\"sceneName\": \"$scene\", \"inputName\": \"PSN Party\", \"inputKind\": \"psn_party\", \"inputSettings\": {}}" >/dev/null
@@ -90,9 +88,7 @@ run_inside() {
   # 4. The member source (OBS closes the open dialog for the next).
   wid="$(open_dialog "Ann" 260)"
   shot "$wid" props-member.png
-  kill -INT "$obs_pid"
-  for _ in $(seq 1 100); do kill -0 "$obs_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$obs_pid" 2>/dev/null || true
+  quit_obs "$obs_pid" || true
   trap - EXIT
 }
 
@@ -103,37 +99,24 @@ if [ "${1:-}" = "--inside-xvfb" ]; then
 fi
 
 mkdir -p "$out"
-home="$(mktemp -d /tmp/obs-psn-party-shots.XXXXXX)"
-config="$home/.config/obs-studio"
-mkdir -p "$config"
-port=$((20000 + RANDOM % 20000))
+new_obs_home obs-psn-party-shots
 sim_port=$((40000 + RANDOM % 20000))
-. tools/lib/obs-config.sh
-write_obs_global_ini "$config" "$port"
 
 # The plugin (debug build: no release build needed for pictures), laid out
 # the way tools/install.sh installs it.
 cargo build --lib -q
 cargo build -p psn-sim -q
-plugin="$config/plugins/obs-psn-party"
-mkdir -p "$plugin/bin/64bit"
-cp target/debug/libobs_psn_party.so "$plugin/bin/64bit/obs-psn-party.so"
-cp -r data "$plugin/data"
+stage_obs_plugin target/debug/libobs_psn_party.so
 
-target/debug/psn-sim --port "$sim_port" --party "Friday night" \
-  --member ann_ps:PS5:300 --member ben_ps:PS5:470 --member cat_ps:PS4:730 --member dan_ps:PS5:1030 \
-  >"$home/sim.txt" 2>&1 &
-sim_pid=$!
+sim_pid=""
 trap 'kill $sim_pid 2>/dev/null || true; rm -rf "$home"' EXIT
+start_psn_sim "$home/sim.txt" --port "$sim_port" --party "Friday night" \
+  --member ann_ps:PS5:300 --member ben_ps:PS5:470 --member cat_ps:PS4:730 --member dan_ps:PS5:1030
 sim_url="http://127.0.0.1:$sim_port"
-for _ in $(seq 1 50); do grep -q PSN_NPSSO "$home/sim.txt" && break; sleep 0.2; done
-value() { sed -n "s/^$1=//p" "$home/sim.txt" | head -n1; }
 # Where PSN is and the client credentials go in the plugin's .env (as a
 # developer sets them); the NPSSO is typed into the dialog.
-mkdir -p "$config/plugin_config/obs-psn-party"
-grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=|^PSN_VOICE_BIND=|^PSN_STUN_SERVERS=' "$home/sim.txt" \
-  > "$config/plugin_config/obs-psn-party/.env"
-npsso="$(value PSN_NPSSO)"
+write_plugin_env "$home/sim.txt" client
+npsso="$(sim_value "$home/sim.txt" PSN_NPSSO)"
 sid="$(sed -n 's/^# party \([^ ]*\).*/\1/p' "$home/sim.txt" | head -n1)"
 # Where the NPSSO field and the Sign in button are in the 820-wide dialog
 # (relative to its window; measured on the signed-out screenshot).

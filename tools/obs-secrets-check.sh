@@ -27,42 +27,27 @@ if [ -z "$binary" ]; then
 fi
 binary="$(realpath "$binary")"
 
-home="$(mktemp -d /tmp/obs-psn-party-secrets.XXXXXX)"
+# No first-run wizard; obs-websocket on loopback without a password; a properties dialog tall
+# enough to show every field without scrolling.
+. tools/lib/obs-home.sh
+new_obs_home obs-psn-party-secrets $'[PropertiesWindow]\ncx=900\ncy=1350'
+plugin_config="$config/plugin_config/obs-psn-party"
 sim_pid=""
 finish() {
   if [ -n "$sim_pid" ]; then kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; fi
-  # Under tools/test.sh: OBS's logs, scene collection and what obs-websocket sent go to the
-  # suite's secret scan as well.
-  if [ -n "${PSN_PARTY_SUITE_ARTEFACTS:-}" ]; then
-    local dest="$PSN_PARTY_SUITE_ARTEFACTS/obs-secrets-check"
-    mkdir -p "$dest"
-    # Not psn-sim.txt: it prints the secrets it hands out (they are in the ledger).
-    cp -r "$home/.config/obs-studio/logs" "$home/.config/obs-studio/basic" "${plugin_config:-/nonexistent}" \
-      "$home/obs-stdout.txt" "$home/obs-websocket-events.txt" "$dest/" 2>/dev/null || true
-  fi
+  # What obs-websocket sent goes to the suite's secret scan as well. Not psn-sim.txt: it prints
+  # the secrets it hands out (they are in the ledger).
+  keep_obs_artefacts obs-secrets-check "$plugin_config" "$home/obs-websocket-events.txt"
   if [ -n "${KEEP_HOME:-}" ]; then echo "kept $home"; else rm -rf "$home"; fi
 }
 trap finish EXIT
-config="$home/.config/obs-studio"
-plugin_config="$config/plugin_config/obs-psn-party"
-mkdir -p "$config" "$plugin_config"
 
-# psn-sim with a party to join; the plugin gets only its base URLs (the client id, client
+# psn-sim with a party to join; the plugin gets only where PSN is (the client id, client
 # secret and NPSSO arrive through the source's settings, as a user's would).
-target/debug/psn-sim --party "Secrets check" --member ann_ps:PS5 > "$home/psn-sim.txt" 2>&1 &
-sim_pid=$!
-for _ in $(seq 1 100); do grep -q '^PSN_NPSSO=' "$home/psn-sim.txt" 2>/dev/null && break; sleep 0.1; done
-grep -q '^PSN_NPSSO=' "$home/psn-sim.txt" || { cat "$home/psn-sim.txt"; echo "obs-secrets-check: psn-sim did not start" >&2; exit 1; }
-grep -E '_BASE_URL=|^PSN_VOICE_BIND=|^PSN_STUN_SERVERS=' "$home/psn-sim.txt" > "$plugin_config/.env"
-chmod 600 "$plugin_config/.env"
-value() { sed -n "s/^$1=//p" "$home/psn-sim.txt"; }
+start_psn_sim "$home/psn-sim.txt" --party "Secrets check" --member ann_ps:PS5
+write_plugin_env "$home/psn-sim.txt"
+value() { sim_value "$home/psn-sim.txt" "$1"; }
 sim_url="$(value PSN_API_BASE_URL)"
-
-port=$((20000 + RANDOM % 20000))
-# No first-run wizard; obs-websocket on loopback without a password; a properties dialog tall
-# enough to show every field without scrolling.
-. tools/lib/obs-config.sh
-write_obs_global_ini "$config" "$port" $'[PropertiesWindow]\ncx=900\ncy=1350'
 
 plugins="$config/plugins"
 cmake -S cmake -B "$home/cmake" -DPLUGIN_BINARY="$binary" \

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 repo="$PWD"
 shots="${SCREENSHOT_DIR:-$repo/target/screenshots}"
 mkdir -p "$shots"
+. tools/lib/obs-home.sh
 
 run_obs() {
   # Runs inside xvfb-run: start OBS, check it, screenshot, quit with SIGINT.
@@ -28,10 +29,7 @@ run_obs() {
   sleep 1
   import -window root "$shots/obs-add-source-menu.png" || true
   xdotool key Escape || true
-  kill -INT "$obs_pid"
-  local waited=0
-  while kill -0 "$obs_pid" 2>/dev/null && [ $waited -lt 100 ]; do sleep 0.1; waited=$((waited + 1)); done
-  kill -0 "$obs_pid" 2>/dev/null && { kill -9 "$obs_pid"; echo "OBS did not exit within 10 s" > "$home/exit-problem"; }
+  quit_obs "$obs_pid" || echo "OBS did not exit within 10 s" > "$home/exit-problem"
   wait "$obs_pid" || true
 }
 if [ "${1:-}" = "--inside-xvfb" ]; then
@@ -41,21 +39,9 @@ if [ "${1:-}" = "--inside-xvfb" ]; then
 fi
 
 
-home="$(mktemp -d /tmp/obs-psn-party-home.XXXXXX)"
-keep_artefacts() {
-  # Under tools/test.sh: OBS's logs and scene collection go to the suite's secret scan.
-  [ -n "${PSN_PARTY_SUITE_ARTEFACTS:-}" ] || return 0
-  local dest="$PSN_PARTY_SUITE_ARTEFACTS/obs-smoke"
-  mkdir -p "$dest"
-  cp -r "$home/.config/obs-studio/logs" "$home/.config/obs-studio/basic" "$home/obs-stdout.txt" "$dest/" 2>/dev/null || true
-}
-trap 'keep_artefacts; rm -rf "$home"' EXIT
-config="$home/.config/obs-studio"
-mkdir -p "$config"
-port=$((20000 + RANDOM % 20000))
 # Skip the first-run wizard; let obs-websocket listen on loopback without a password.
-. tools/lib/obs-config.sh
-write_obs_global_ini "$config" "$port"
+new_obs_home obs-psn-party-home
+trap 'keep_obs_artefacts obs-smoke; rm -rf "$home"' EXIT
 
 OBS_PLUGINS_DIR="$config/plugins" tools/install.sh
 xvfb-run -a -s "-screen 0 1600x1000x24" bash "$0" --inside-xvfb "$home" "$config" "$port" "$shots"

@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
 started=$(date +%s)
+. tools/lib/obs-home.sh
 
 if [ "${1:-}" = "--inside-xvfb" ]; then
   home="$2" port="$3" sim_url="$4" sid="$5" shots="$6"
@@ -15,16 +16,9 @@ if [ "${1:-}" = "--inside-xvfb" ]; then
   start_obs() {
     HOME="$home" obs --disable-updater --minimize-to-tray >>"$home/obs-stdout.txt" 2>&1 &
     obs_pid=$!
-    for _ in $(seq 1 120); do
-      /usr/bin/python3 tools/obs_ws.py --port "$port" GetVersion >/dev/null 2>&1 && break
-      sleep 0.5
-    done
+    wait_for_obs_websocket 120 || true
   }
-  stop_obs() {
-    kill -INT "$obs_pid"
-    for _ in $(seq 1 100); do kill -0 "$obs_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$obs_pid" 2>/dev/null || true
-  }
+  stop_obs() { quit_obs "$obs_pid" || true; }
   trap 'kill -INT $obs_pid 2>/dev/null || true' EXIT
   status=0
   start_obs
@@ -54,39 +48,22 @@ if [ "${1:-}" = "--inside-xvfb" ]; then
   exit "$status"
 fi
 
-home="$(mktemp -d /tmp/obs-psn-party-vendor.XXXXXX)"
-config="$home/.config/obs-studio"
-mkdir -p "$config/plugin_config/obs-psn-party"
-port=$((20000 + RANDOM % 20000))
+new_obs_home obs-psn-party-vendor
 sim_port=$((40000 + RANDOM % 20000))
-. tools/lib/obs-config.sh
-write_obs_global_ini "$config" "$port"
 
 cargo build --release --lib -p obs-psn-party -q
 [ -x target/debug/psn-sim ] || cargo build -p psn-sim -q
-plugin="$config/plugins/obs-psn-party"
-mkdir -p "$plugin/bin/64bit"
-cp target/release/libobs_psn_party.so "$plugin/bin/64bit/obs-psn-party.so"
-cp -r data "$plugin/data"
+stage_obs_plugin target/release/libobs_psn_party.so
 
-target/debug/psn-sim --port "$sim_port" --party "Vendor night" \
+sim_pid=""
+# Not the .env this script writes into the artefacts: it holds psn-sim's client secret and NPSSO
+# on purpose.
+trap 'keep_obs_artefacts obs-vendor-events; kill $sim_pid 2>/dev/null || true; rm -rf "$home"' EXIT
+start_psn_sim "$home/sim.txt" --port "$sim_port" --party "Vendor night" \
   --voice-spec '{"talkMs": 800, "silenceMs": 1600}' \
-  --member ann_ps:PS5:300 --member ben_ps:PS5:470 >"$home/sim.txt" 2>&1 &
-sim_pid=$!
-keep_artefacts() {
-  # Under tools/test.sh: OBS's logs and scene collection go to the suite's secret scan (not the
-  # .env this script wrote: it holds psn-sim's client secret and NPSSO on purpose).
-  [ -n "${PSN_PARTY_SUITE_ARTEFACTS:-}" ] || return 0
-  local dest="$PSN_PARTY_SUITE_ARTEFACTS/obs-vendor-events"
-  mkdir -p "$dest"
-  cp -r "$config/logs" "$config/basic" "$home/obs-stdout.txt" "$dest/" 2>/dev/null || true
-}
-trap 'keep_artefacts; kill $sim_pid 2>/dev/null || true; rm -rf "$home"' EXIT
+  --member ann_ps:PS5:300 --member ben_ps:PS5:470
 sim_url="http://127.0.0.1:$sim_port"
-for _ in $(seq 1 50); do grep -q PSN_NPSSO "$home/sim.txt" && break; sleep 0.2; done
-grep -E '^PSN_(AUTH|API|PUSH|WEB)_BASE_URL=|^PSN_CLIENT_(ID|SECRET)=|^PSN_NPSSO=|^PSN_VOICE_BIND=|^PSN_STUN_SERVERS=' "$home/sim.txt" \
-  > "$config/plugin_config/obs-psn-party/.env"
-chmod 600 "$config/plugin_config/obs-psn-party/.env"
+write_plugin_env "$home/sim.txt" client npsso
 sid="$(sed -n 's/^# party \([^ ]*\).*/\1/p' "$home/sim.txt" | head -n1)"
 status=0
 xvfb-run -a -s "-screen 0 1280x1600x24" bash "$0" --inside-xvfb "$home" "$port" "$sim_url" "$sid" \

@@ -19,6 +19,8 @@ import urllib.request
 
 import websockets
 
+from check_lines import Checks
+
 VENDOR = "obs-psn-party"
 EVENT_SUB_VENDORS = 1 << 9
 
@@ -71,11 +73,7 @@ class Obs:
 
 
 async def run(args):
-    results = []
-
-    def check(name, ok, detail=""):
-        results.append(ok)
-        print(f"CHECK {name} {'ok' if ok else 'FAILED'} {detail}", flush=True)
+    check = Checks()
 
     async with websockets.connect(f"ws://127.0.0.1:{args.port}", subprotocols=["obswebsocket.json"],
                                   max_size=None) as ws:
@@ -143,7 +141,7 @@ async def run(args):
         # The input stays: OBS saves it, and after a restart (--after-restart) the overlay is
         # back at the same address.
         reader.cancel()
-    return all(results)
+    return check.all_passed()
 
 
 def overlay_state(config):

@@ -26,6 +26,8 @@ import urllib.request
 
 import websockets
 
+from check_lines import Checks
+
 
 class Page:
     def __init__(self, ws):
@@ -114,11 +116,7 @@ async def wait_until(page, expr, timeout):
 
 
 async def run(args):
-    results = []
-
-    def check(name, ok, detail=""):
-        results.append(ok)
-        print(f"CHECK {name} {'ok' if ok else 'FAILED'} {detail}", flush=True)
+    check = Checks()
 
     profile = tempfile.mkdtemp(prefix="overlay-chromium-")
     cmd = [chromium_binary(), "--headless=new", "--remote-debugging-port=0", f"--user-data-dir={profile}",
@@ -262,7 +260,7 @@ async def run(args):
         except subprocess.TimeoutExpired:
             browser.kill()
         shutil.rmtree(profile, ignore_errors=True)
-    return all(results)
+    return check.all_passed()
 
 
 def main():

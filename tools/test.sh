@@ -41,46 +41,57 @@ if [ "$(id -u)" -eq 0 ]; then
   windows_root_pid=$!
 fi
 
+# step LOG COMMAND...: runs COMMAND with its output also in the suite's artefacts as LOG.log.
+step() {
+  local log="$1"
+  shift
+  "$@" 2>&1 | tee "$artefacts/$log.log"
+}
+
+# wait_background PID LOG WHAT: waits for one of the jobs started above (none when PID is empty);
+# when it failed, shows its log and stops the suite.
+wait_background() {
+  [ -n "$1" ] || return 0
+  wait "$1" || { cat "$2"; echo "making $3 failed" >&2; exit 1; }
+  grep "ready in" "$2" || true
+}
+
 echo "== cargo test (unit, simulator and libobs end-to-end tests)"
-cargo test --workspace --features obs-psn-party/test-producer 2>&1 | tee "$artefacts/cargo-test.log"
+step cargo-test cargo test --workspace --features obs-psn-party/test-producer
 
 echo "== real OBS Studio with the installed plugin"
-tools/obs-smoke.sh 2>&1 | tee "$artefacts/obs-smoke.log"
+step obs-smoke tools/obs-smoke.sh
 
 echo "== real OBS: no NPSSO or client secret in settings, events, undo, scene files or logs"
-tools/obs-secrets-check.sh 2>&1 | tee "$artefacts/obs-secrets-check.log"
+step obs-secrets-check tools/obs-secrets-check.sh
 
 echo "== the .deb in clean Debian 12, Debian 13 and sid roots, with each release's OBS"
-if [ -n "$roots_pid" ]; then
-  wait "$roots_pid" || { cat target/obs-roots.log; echo "making the Debian roots failed" >&2; exit 1; }
-  grep "ready in" target/obs-roots.log
-fi
-tools/deb-check.sh 2>&1 | tee "$artefacts/deb-check.log"
+wait_background "$roots_pid" target/obs-roots.log "the Debian roots"
+step deb-check tools/deb-check.sh
 
 echo "== the OBS that users run: 29 (Debian 12), 30 (Debian 13), 32 (sid), the .deb installed"
-OBS_MATRIX_DEB="$(ls -t target/cmake-deb/obs-psn-party_*_amd64.deb | head -n1)" tools/obs-matrix.sh 2>&1 | tee "$artefacts/obs-matrix.log"
+deb="$(ls -t target/cmake-deb/obs-psn-party_*_amd64.deb | head -n1)"
+step obs-matrix env OBS_MATRIX_DEB="$deb" tools/obs-matrix.sh
 
 echo "== the demo (the README's main command)"
-tools/demo.sh 2>&1 | tee "$artefacts/demo.log"
+step demo tools/demo.sh
 
 echo "== no test-only code in the shipped module (release build, as the demo made it)"
-tools/release-check.sh 2>&1 | tee "$artefacts/release-check.log"
+step release-check tools/release-check.sh
 
 echo "== real OBS: the obs-websocket vendor events of the speaking overlay"
-tools/obs-vendor-events.sh 2>&1 | tee "$artefacts/obs-vendor-events.log"
+step obs-vendor-events tools/obs-vendor-events.sh
 
 echo "== Windows: the DLL (mingw, in a cached Debian sid root), its tests under wine, the installer"
 # A fresh machine makes the root once (about 8.5 min) and the Windows target folder once; both
 # are kept in /var/cache/obs-psn-party (docs/porting.md has the cold and warm times).
-if [ -n "$windows_root_pid" ]; then
-  wait "$windows_root_pid" || { cat target/windows-root.log; echo "making the Windows build root failed" >&2; exit 1; }
-  grep "ready in" target/windows-root.log || true
-fi
+wait_background "$windows_root_pid" target/windows-root.log "the Windows build root"
 windows_start=$(date +%s)
-tools/windows/build.sh 2>&1 | tee "$artefacts/windows-build.log"
-tools/windows/wine-tests.sh 2>&1 | tee "$artefacts/windows-wine-tests.log"
-tools/windows/wine-demo.sh 2>&1 | tee "$artefacts/windows-wine-demo.log"
-tools/windows/package.sh 2>&1 | tee "$artefacts/windows-package.log"
+# Written out, not a loop: tools/check-readme.sh finds the README's tools/windows/build.sh here.
+step windows-build tools/windows/build.sh
+step windows-wine-tests tools/windows/wine-tests.sh
+step windows-wine-demo tools/windows/wine-demo.sh
+step windows-package tools/windows/package.sh
 echo "windows: $(($(date +%s) - windows_start)) s"
 
 echo "== no secret in anything the suite wrote"

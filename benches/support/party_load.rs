@@ -48,6 +48,21 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// `members` voices as a PS5 sends them (a 16 kHz Opus clock, 40 ms packets), talking as
+    /// `talk` for `seconds`; only the mix is captured, nothing else loads the machine.
+    pub fn ps5(name: &'static str, members: usize, talk: Talk, seconds: u64) -> Scenario {
+        Scenario {
+            name,
+            members,
+            clock_rate: 16_000,
+            ptime_ms: 40,
+            talk,
+            seconds,
+            capture_members: false,
+            stress: false,
+        }
+    }
+
     pub fn voice(&self, i: usize) -> (VoiceSpec, f64) {
         let tone = TONES[i % TONES.len()];
         let mut voice = VoiceSpec {

@@ -30,14 +30,7 @@ pub fn sample() -> BTreeMap<u32, ThreadSample> {
             .filter_map(|v| v.parse().ok())
             .collect();
         let status = read("status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
+        let field = |name: &str| proc_field(&status, name);
         out.insert(
             tid,
             ThreadSample {
@@ -50,6 +43,16 @@ pub fn sample() -> BTreeMap<u32, ThreadSample> {
         );
     }
     out
+}
+
+/// The number on the line of `text` that starts with `name` (a /proc file of `Name: value`
+/// lines: `status`, `smaps_rollup`), 0 where there is none.
+pub fn proc_field(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// What a set of threads did between two samples. Threads that ended in between are not

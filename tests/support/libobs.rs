@@ -1,7 +1,9 @@
 //! One libobs end-to-end run, the same in every `libobs_*` test and benches/party_obs.rs: an X
 //! display, a fresh folder with the plugin staged in it, psn-sim with the plugin pointed at it
 //! the way a user's `.env` would, the test host with the plugin loaded, and at the end the check
-//! every run ends with: OBS shuts down promptly and leaks no libobs allocation.
+//! every run ends with: OBS shuts down promptly and leaks no libobs allocation. Also what the
+//! checks of those runs share: captured member sources, the wait for every voice, a member's
+//! account id, the plugin's log lines, tone members and their separation.
 //!
 //! ```ignore
 //! let (run, sim, host, mut runner) = LibobsRun::start_with_sim("party");
@@ -10,16 +12,20 @@
 //! ```
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use obs_psn_party::obs::host::{ModuleInfo, ObsHost};
+use obs_psn_party::obs::host::{Captured, HostSource, ModuleInfo, ObsHost};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
-use psn_sim::{SimConfig, SimHandle};
+use psn_sim::{PartySetup, SimConfig, SimHandle};
 use tokio::runtime::Runtime;
 
 use super::plugin::{stage_plugin, StagedPlugin};
-use super::runner::{ensure, Runner};
+use super::runner::{ensure, wait_for, Runner};
 use super::scratch::{finish_scratch, scratch_dir};
+
+/// The sample rate the test host runs libobs at (src/obs/host.rs): what every source outputs.
+pub const RATE: u32 = 48_000;
 
 /// Shutting libobs down takes well under 100 ms; a second means it waited on something.
 const PROMPT_SHUTDOWN: Duration = Duration::from_secs(1);
@@ -123,6 +129,75 @@ impl Drop for EndParty<'_> {
     }
 }
 
+/// The account id psn-sim gave the party's member `online_id` (the plugin's settings and
+/// property names use account ids).
+pub fn account_of(party: &PartySetup, online_id: &str) -> String {
+    party
+        .members
+        .iter()
+        .find(|m| m.1 == online_id)
+        .map(|m| m.0.clone())
+        .unwrap_or_else(|| panic!("{online_id} is not in the party"))
+}
+
+/// A source and what it outputs.
+pub type CapturedSource = (HostSource, Arc<Mutex<Captured>>);
+
+/// A member source named `name` with `settings` (JSON), capturing what it outputs.
+pub fn captured_member(
+    host: &ObsHost,
+    name: &str,
+    settings: &str,
+) -> Result<CapturedSource, String> {
+    let mut source = host.create_source("psn_party_member", name, settings)?;
+    let audio = source.start_capture();
+    Ok((source, audio))
+}
+
+/// A member source per online id, named after it (`{"member": name` + `more_settings` + `}`),
+/// each captured.
+pub fn member_sources(
+    host: &ObsHost,
+    names: &[&str],
+    more_settings: &str,
+) -> Result<Vec<CapturedSource>, String> {
+    names
+        .iter()
+        .map(|name| {
+            captured_member(
+                host,
+                name,
+                &format!(r#"{{"member": "{name}"{more_settings}}}"#),
+            )
+        })
+        .collect()
+}
+
+/// Waits up to `limit` until `n` members' voices are connected (psn-sim's side), and says
+/// after how long.
+pub fn wait_all_connected(sim: &SimHandle, n: usize, limit: Duration) -> Result<(), String> {
+    let connected = wait_for(limit, || {
+        sim.voice_status()
+            .iter()
+            .filter(|v| v.state == "connected")
+            .count()
+            == n
+    });
+    println!("    all {n} members connected after {connected:?}");
+    ensure(connected.is_some(), || {
+        format!("voice status: {:?}", sim.voice_status())
+    })
+}
+
+/// The lines the plugin logged (`[obs-psn-party] ...`), oldest first.
+pub fn plugin_log(host: &ObsHost) -> Vec<String> {
+    host.log_lines()
+        .into_iter()
+        .map(|l| l.text)
+        .filter(|t| t.contains("[obs-psn-party]"))
+        .collect()
+}
+
 /// A PS5 member that speaks a steady tone of `hz`.
 pub fn tone_member(online_id: &str, hz: f64) -> MemberSpec {
     MemberSpec::with_voice(
@@ -138,7 +213,7 @@ pub fn tone_member(online_id: &str, hz: f64) -> MemberSpec {
 /// The level of `tones[own]` in `samples` and that of the loudest other tone, in dB
 /// (48 kHz audio as OBS outputs it): a member's source must carry their voice only.
 pub fn tone_separation(samples: &[f32], tones: &[f64], own: usize) -> (f64, f64) {
-    let level = |hz: f64| obs_psn_party::audio::analysis::tone_dbfs(samples, 48_000, hz);
+    let level = |hz: f64| obs_psn_party::audio::analysis::tone_dbfs(samples, RATE, hz);
     let others = tones
         .iter()
         .enumerate()

@@ -13,13 +13,11 @@ mod plot;
 mod wav;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use obs_psn_party::audio::analysis::{dominant_hz, onsets, rms_dbfs, tone_dbfs};
+use obs_psn_party::audio::analysis::{dominant_hz, onsets, rms_dbfs};
 use obs_psn_party::obs::host::{obs_now_ns, Captured, ObsHost};
-use party::MEMBERS;
-
-const RATE: u32 = 48_000;
+use party::{MEMBERS, RATE};
 
 struct Options {
     plugin: PathBuf,
@@ -103,38 +101,13 @@ fn run(options: &Options) -> Result<(), String> {
 
     // psn-sim on loopback, with a party of four members who speak (a tone each,
     // in talkspurts, so the waveforms show who talks when).
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let sim = runtime
-        .block_on(psn_sim::start(psn_sim::SimConfig::default()))
-        .map_err(|e| format!("psn-sim: {e}"))?;
-    let _context = runtime.enter();
-    // The streamer's own PS5 is a voice peer too: every member offers to it first, and the
-    // plugin must leave those links alone (issue 15).
-    sim.set_console_voice(true);
-    let specs = party::member_specs();
-    let party = sim.start_party_with("Demo party", &specs);
-    println!(
-        "psn-sim on {} with party {}",
-        sim.base_url(),
-        party.session_id
-    );
+    let sim = party::start_sim("Demo party", true)?;
 
-    // The plugin reads its configuration from the environment, as from a .env.
-    let config = sim.config();
-    for key in [
-        "PSN_AUTH_BASE_URL",
-        "PSN_API_BASE_URL",
-        "PSN_PUSH_BASE_URL",
-        "PSN_WEB_BASE_URL",
-    ] {
-        std::env::set_var(key, sim.base_url());
+    // The plugin reads its configuration from the environment, as from a .env (voice on
+    // loopback, no STUN server: nothing leaves the machine, docs/network.md).
+    for (key, value) in sim.plugin_env() {
+        std::env::set_var(key, value);
     }
-    std::env::set_var("PSN_CLIENT_ID", &config.client_id);
-    std::env::set_var("PSN_CLIENT_SECRET", &config.client_secret);
-    std::env::set_var("PSN_NPSSO", &config.npsso);
-    // Voice on loopback, no STUN server: nothing leaves the machine (docs/network.md).
-    std::env::set_var("PSN_VOICE_BIND", "127.0.0.1");
-    std::env::set_var("PSN_STUN_SERVERS", "");
 
     let host = ObsHost::start(&scratch.join("config"))?;
     host.load_module(&binary, &data)?;
@@ -148,25 +121,8 @@ fn run(options: &Options) -> Result<(), String> {
         let audio = source.start_capture();
         members.push((source, audio));
     }
-
-    let start = std::time::Instant::now();
-    while sim
-        .voice_status()
-        .iter()
-        .filter(|v| v.state == "connected")
-        .count()
-        < MEMBERS.len()
-    {
-        if start.elapsed() > Duration::from_secs(20) {
-            return Err(format!("members did not connect: {:?}", sim.voice_status()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    println!(
-        "all {} members connected {:.2} s after the sources were added",
-        MEMBERS.len(),
-        start.elapsed().as_secs_f64()
-    );
+    let added = Instant::now();
+    party::wait_connected(&sim, added, Duration::from_secs(20))?;
     std::thread::sleep(Duration::from_millis(500));
     for (_, audio) in &members {
         audio.lock().unwrap().clear();
@@ -202,12 +158,7 @@ fn run(options: &Options) -> Result<(), String> {
             Some(ms) => format!("{ms:.0} ms (n={})", latencies.len()),
             None => "-".into(),
         };
-        let own = tone_dbfs(&samples, RATE, *hz);
-        let others = MEMBERS
-            .iter()
-            .filter(|(n, _)| n != name)
-            .map(|(_, other)| tone_dbfs(&samples, RATE, *other))
-            .fold(f64::NEG_INFINITY, f64::max);
+        let (own, others) = party::own_and_others(&samples, i);
         println!(
             "{:<14} {:<8} {:>7.1} dB {:>9.0} Hz {:>7.0} Hz {:>9.1} dB {:>14}",
             name,
@@ -223,7 +174,7 @@ fn run(options: &Options) -> Result<(), String> {
                 "no talkspurt onset of {name} was matched in the capture"
             ));
         }
-        if (dominant_hz(&samples, RATE, 100, 2000) - hz).abs() > 2.0 || own - others < 30.0 {
+        if !party::carries_alone(&samples, i) {
             problems.push(format!("{name}'s source does not carry {name} alone"));
         }
         let path = options.out.join(format!("member-{}-{}.wav", i + 1, name));

@@ -148,24 +148,22 @@ pub unsafe extern "C" fn obs_init_module(module: *mut obs_module) -> bool {
     m.loaded
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn obs_get_module_name(module: *mut obs_module) -> *const c_char {
+/// What the module's own `const char *name(void)` returns, null when it has no such export.
+unsafe fn module_text(module: *mut obs_module, name: &std::ffi::CStr) -> *const c_char {
     module
         .as_ref()
-        .and_then(|m| {
-            export::<unsafe extern "C" fn() -> *const c_char>(m.handle, c"obs_module_name")
-        })
+        .and_then(|m| export::<unsafe extern "C" fn() -> *const c_char>(m.handle, name))
         .map_or(std::ptr::null(), |f| f())
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn obs_get_module_name(module: *mut obs_module) -> *const c_char {
+    module_text(module, c"obs_module_name")
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn obs_get_module_description(module: *mut obs_module) -> *const c_char {
-    module
-        .as_ref()
-        .and_then(|m| {
-            export::<unsafe extern "C" fn() -> *const c_char>(m.handle, c"obs_module_description")
-        })
-        .map_or(std::ptr::null(), |f| f())
+    module_text(module, c"obs_module_description")
 }
 
 /// `obs_shutdown`: unloads every module (its `obs_module_unload`, `obs_module_free_locale`,

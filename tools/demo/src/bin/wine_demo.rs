@@ -23,9 +23,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use obs_psn_party::audio::analysis::{dominant_hz, rms_dbfs, tone_dbfs};
-use party::MEMBERS;
-
-const RATE: u32 = 48_000;
+use party::{MEMBERS, RATE};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -88,18 +86,7 @@ fn run(out: &Path, seconds: u64, command: &[String]) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(out);
     std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
 
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let sim = runtime
-        .block_on(psn_sim::start(psn_sim::SimConfig::default()))
-        .map_err(|e| format!("psn-sim: {e}"))?;
-    let _context = runtime.enter();
-    let specs = party::member_specs();
-    let party = sim.start_party_with("Wine party", &specs);
-    println!(
-        "psn-sim on {} with party {}",
-        sim.base_url(),
-        party.session_id
-    );
+    let sim = party::start_sim("Wine party", false)?;
     let config = sim.config();
 
     // The plugin reads its configuration from the environment (wine passes it on).
@@ -145,26 +132,7 @@ fn drive(
         "sources added {:.1} s after wine started",
         started.elapsed().as_secs_f64()
     );
-    let added = Instant::now();
-    loop {
-        let connected = sim
-            .voice_status()
-            .iter()
-            .filter(|v| v.state == "connected")
-            .count();
-        if connected == MEMBERS.len() {
-            break;
-        }
-        if added.elapsed() > Duration::from_secs(90) {
-            return Err(format!("members did not connect: {:?}", sim.voice_status()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    println!(
-        "all {} members connected {:.2} s after the sources were added",
-        MEMBERS.len(),
-        added.elapsed().as_secs_f64()
-    );
+    party::wait_connected(sim, Instant::now(), Duration::from_secs(90))?;
     std::thread::sleep(Duration::from_millis(500));
     writeln!(stdin, "RECORD").map_err(|e| e.to_string())?;
     expect(rx, "RECORDING", Duration::from_secs(30))?;
@@ -208,12 +176,7 @@ fn check(
     );
     for (i, (name, hz)) in MEMBERS.iter().enumerate() {
         let samples = read_f32_wav(&out.join(format!("member-{}-{name}.wav", i + 1)))?;
-        let own = tone_dbfs(&samples, RATE, *hz);
-        let others = MEMBERS
-            .iter()
-            .filter(|(n, _)| n != name)
-            .map(|(_, other)| tone_dbfs(&samples, RATE, *other))
-            .fold(f64::NEG_INFINITY, f64::max);
+        let (own, others) = party::own_and_others(&samples, i);
         let dominant = dominant_hz(&samples, RATE, 100, 2000);
         println!(
             "{:<14} {:<8} {:>7.1} dB {:>9.0} Hz {:>7.0} Hz {:>9.1} dB",
@@ -227,7 +190,7 @@ fn check(
         if samples.len() < RATE as usize {
             problems.push(format!("{name}'s source gave {} samples", samples.len()));
         }
-        if (dominant - hz).abs() > 2.0 || own - others < 30.0 {
+        if !party::carries_alone(&samples, i) {
             problems.push(format!("{name}'s source does not carry {name} alone"));
         }
     }
