@@ -10,7 +10,7 @@ use std::ptr;
 use super::guard::guarded;
 use super::module::{text, text_ptr};
 use super::party_owner;
-use super::properties::Props;
+use super::properties::{Clicked, Prop, Props};
 use super::settings::{Settings, SourceSettings};
 use super::sys;
 use super::typed_secrets::TypedSecrets;
@@ -622,7 +622,7 @@ fn party_properties(view: &View, settings: &Settings, npsso_waiting: bool) -> Pr
         account.info("account_status", &line);
     }
     if view.signed_in() {
-        account.button("sign_out", &text("Account.SignOut"), sign_out_clicked);
+        add_button(&mut account, Button::SignOut);
     } else {
         account
             .password(keys::NPSSO, &text("Account.Npsso"))
@@ -632,9 +632,7 @@ fn party_properties(view: &View, settings: &Settings, npsso_waiting: bool) -> Pr
             account.info("npsso_waiting", &text("Account.NpssoWaiting"));
         }
         account.info("npsso_hint", &text("Account.NpssoHint"));
-        account
-            .button("sign_in", &text("Account.SignIn"), sign_in_clicked)
-            .enabled(!view.account.busy);
+        add_button(&mut account, Button::SignIn).enabled(!view.account.busy);
     }
     props.group("account", &text("Group.Account"), account);
 
@@ -651,23 +649,13 @@ fn party_properties(view: &View, settings: &Settings, npsso_waiting: bool) -> Pr
         false,
         &view.party_items(&LocaleWords),
     );
-    party.button("refresh_parties", &text("Party.Refresh"), refresh_clicked);
-    if let Some(error) = &view.parties.error {
-        party.error(
-            "parties_error",
-            &text("Status.Error").replace("%1", &cause_text(error)),
-        );
-    }
+    add_button(&mut party, Button::RefreshParties);
+    error_row(&mut party, "parties_error", view.parties.error.as_ref());
     party
         .text_input(keys::PARTY_LINK, &text("Party.Link"))
         .tooltip(&text("Party.LinkTooltip"));
-    party.button("join_link", &text("Party.JoinLink"), join_link_clicked);
-    if let Some(error) = &view.account.link_error {
-        party.error(
-            "link_error",
-            &text("Status.Error").replace("%1", &cause_text(error)),
-        );
-    }
+    add_button(&mut party, Button::JoinLink);
+    error_row(&mut party, "link_error", view.account.link_error.as_ref());
     props.group("party_group", &text("Group.Party"), party);
 
     let mut members = Props::new();
@@ -705,11 +693,7 @@ fn party_properties(view: &View, settings: &Settings, npsso_waiting: bool) -> Pr
     advanced
         .text_input(keys::STUN_SERVERS, &text("Advanced.StunServers"))
         .tooltip(&text("Advanced.StunServersTooltip"));
-    advanced.button(
-        "network_test",
-        &text("NetTest.Button"),
-        network_test_clicked,
-    );
+    add_button(&mut advanced, Button::NetworkTest);
     advanced.info("network_result", &net_test_line());
     props.group("advanced", &text("Group.Advanced"), advanced);
     props
@@ -828,28 +812,111 @@ fn member_properties(view: &View, settings: &Settings) -> Props {
     props
 }
 
-/// Runs a button's action on the source behind `data`; `true` redraws.
-fn on_click(data: *mut c_void, what: &'static str, action: impl FnOnce(&mut PartySource)) -> bool {
-    with_source(data, what, false, |source| {
-        action(source);
+fn add_button(props: &mut Props, button: Button) -> Prop {
+    let (name, label) = button.property();
+    props.button(name, &text(label), button.callback())
+}
+
+/// A red line under what failed, when something did.
+fn error_row(props: &mut Props, name: &str, error: Option<&Cause>) {
+    if let Some(error) = error {
+        props.error(
+            name,
+            &text("Status.Error").replace("%1", &cause_text(error)),
+        );
+    }
+}
+
+/// The buttons of the properties dialog.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Button {
+    SignIn,
+    SignOut,
+    RefreshParties,
+    JoinLink,
+    NetworkTest,
+}
+
+impl Button {
+    const ALL: [Button; 5] = [
+        Button::SignIn,
+        Button::SignOut,
+        Button::RefreshParties,
+        Button::JoinLink,
+        Button::NetworkTest,
+    ];
+
+    /// `clicked::<B>` finds its button at `ALL[B]`.
+    const IN_ORDER: () = {
+        let mut i = 0;
+        while i < Button::ALL.len() {
+            assert!(Button::ALL[i] as usize == i);
+            i += 1;
+        }
+    };
+
+    /// The property's name and the locale key of its label.
+    fn property(self) -> (&'static str, &'static str) {
+        match self {
+            Button::SignIn => ("sign_in", "Account.SignIn"),
+            Button::SignOut => ("sign_out", "Account.SignOut"),
+            Button::RefreshParties => ("refresh_parties", "Party.Refresh"),
+            Button::JoinLink => ("join_link", "Party.JoinLink"),
+            Button::NetworkTest => ("network_test", "NetTest.Button"),
+        }
+    }
+
+    fn callback(self) -> Clicked {
+        match self {
+            Button::SignIn => clicked::<{ Button::SignIn as u8 }>,
+            Button::SignOut => clicked::<{ Button::SignOut as u8 }>,
+            Button::RefreshParties => clicked::<{ Button::RefreshParties as u8 }>,
+            Button::JoinLink => clicked::<{ Button::JoinLink as u8 }>,
+            Button::NetworkTest => clicked::<{ Button::NetworkTest as u8 }>,
+        }
+    }
+
+    /// What the log calls the click if it fails.
+    fn what(self) -> &'static str {
+        match self {
+            Button::SignIn => "sign in",
+            Button::SignOut => "sign out",
+            Button::RefreshParties => "refresh parties",
+            Button::JoinLink => "join by link",
+            Button::NetworkTest => "test network",
+        }
+    }
+
+    fn press(self, source: &mut PartySource) {
+        match self {
+            Button::SignIn => source.sign_in(),
+            Button::SignOut => source.hub.sign_out(),
+            Button::RefreshParties => source.hub.refresh_parties(),
+            Button::JoinLink => {
+                // SAFETY: our live source.
+                let settings = unsafe { SourceSettings::of(source.source) };
+                source.hub.follow_link(&settings.string(keys::PARTY_LINK));
+            }
+            Button::NetworkTest => source.test_network(),
+        }
+    }
+}
+
+/// OBS's click callback for button `B` (a [`Button`] as u8: one function per button, chosen
+/// when the dialog is built); `true` redraws.
+unsafe extern "C" fn clicked<const B: u8>(
+    _props: *mut sys::obs_properties_t,
+    _prop: *mut sys::obs_property_t,
+    data: *mut c_void,
+) -> bool {
+    #[allow(clippy::let_unit_value)]
+    let () = Button::IN_ORDER;
+    let button = Button::ALL[B as usize];
+    with_source(data, button.what(), false, |source| {
+        button.press(source);
         true
     })
-}
-
-unsafe extern "C" fn sign_in_clicked(
-    _props: *mut sys::obs_properties_t,
-    _prop: *mut sys::obs_property_t,
-    data: *mut c_void,
-) -> bool {
-    on_click(data, "sign in", |s| s.sign_in())
-}
-
-unsafe extern "C" fn network_test_clicked(
-    _props: *mut sys::obs_properties_t,
-    _prop: *mut sys::obs_property_t,
-    data: *mut c_void,
-) -> bool {
-    on_click(data, "test network", |s| s.test_network())
 }
 
 /// The network test's verdict in the words of a PlayStation's own network test.
@@ -871,34 +938,6 @@ fn net_test_line() -> String {
             .replace("%1", &first.to_string())
             .replace("%2", &second.to_string()),
     }
-}
-
-unsafe extern "C" fn sign_out_clicked(
-    _props: *mut sys::obs_properties_t,
-    _prop: *mut sys::obs_property_t,
-    data: *mut c_void,
-) -> bool {
-    on_click(data, "sign out", |s| s.hub.sign_out())
-}
-
-unsafe extern "C" fn refresh_clicked(
-    _props: *mut sys::obs_properties_t,
-    _prop: *mut sys::obs_property_t,
-    data: *mut c_void,
-) -> bool {
-    on_click(data, "refresh parties", |s| s.hub.refresh_parties())
-}
-
-unsafe extern "C" fn join_link_clicked(
-    _props: *mut sys::obs_properties_t,
-    _prop: *mut sys::obs_property_t,
-    data: *mut c_void,
-) -> bool {
-    on_click(data, "join by link", |s| {
-        // SAFETY: our live source.
-        let settings = unsafe { SourceSettings::of(s.source) };
-        s.hub.follow_link(&settings.string(keys::PARTY_LINK));
-    })
 }
 
 /// A property whose change shows or hides others.
