@@ -519,6 +519,7 @@ mod tests {
 
     #[test]
     fn bursts_come_out_with_continuous_timestamps() {
+        let _turn = crate::audio::delivery::tests::one_at_a_time();
         let (mut writer, reader) = audio_ring(SAMPLE_RATE as usize);
         let rec = recorder();
         let mut pump = Pump::start("test-pump", reader, rec.clone()).unwrap();
