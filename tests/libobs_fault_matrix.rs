@@ -59,7 +59,9 @@ fn main() {
             3 * SHORT_ACCESS_SECS
         );
         ensure(refreshes >= 2, || format!("{refreshes} refreshes"))?;
-        ensure(gap_ms <= 100.0, || format!("a {gap_ms:.1} ms gap across the refreshes"))?;
+        // Voices that waited for a refresh would go quiet for the 3 s PSN took to answer; a
+        // busy machine (CI) makes gaps of a few hundred ms on its own (285 ms seen once).
+        ensure(gap_ms <= 1000.0, || format!("a {gap_ms:.1} ms gap across the refreshes"))?;
         ensure(level > -30.0, || format!("tone at {level:.1} dB"))?;
 
         Ok(())

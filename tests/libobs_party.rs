@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use obs_psn_party::audio::analysis::tone_dbfs;
+use obs_psn_party::audio::analysis::{tone_dbfs, tone_dbfs_windowed};
 use psn_sim::voice::{MemberSpec, VoiceSpec};
 use support::ensure;
 use support::libobs::{
@@ -276,6 +276,9 @@ fn main() {
             wait_all_connected(&sim, tones.len(), Duration::from_secs(20))?;
             std::thread::sleep(Duration::from_secs(1));
             let seconds = 10;
+            for (_, audio) in &members {
+                audio.lock().unwrap().clear();
+            }
             let before = support::plugin_threads();
             std::thread::sleep(Duration::from_secs(seconds));
             let after = support::plugin_threads();
@@ -286,7 +289,9 @@ fn main() {
             }
             for (i, (_, audio)) in members.iter().enumerate() {
                 let audio = audio.lock().unwrap();
-                let level = tone_dbfs(&audio.samples, RATE, tones[i]);
+                // In windows: 8 members at 48 kHz on a busy machine conceal a loss now and
+                // then, and each phase step would cancel part of a whole-capture tone.
+                let level = tone_dbfs_windowed(&audio.samples, RATE, tones[i]);
                 ensure(level > -30.0, || {
                     format!("member {i}: tone at {level:.1} dB")
                 })?;
