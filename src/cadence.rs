@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 
 /// The playout's period.
 pub const PERIOD: Duration = Duration::from_millis(10);
-/// The network's passes per playout tick (docs/decisions/0012-network-in-passes.md measured
+/// The network's passes per playout tick (docs/decisions/0013-network-in-passes.md measured
 /// one and two).
 const PASSES_PER_TICK: u64 = 1;
 /// How long before a tick the network pass comes: a pass takes well under a millisecond.
