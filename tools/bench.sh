@@ -9,13 +9,14 @@
 #     wake-ups, 8 and 2 members at 48 kHz in 20 ms packets), stress (timestamp jumps, i.e.
 #     re-anchors, under stress-ng --cpu 2)
 #   callgrind: bare libopus on the packets of steady / pair / wake8 (instruction counts)
+#   profile: where the plugin's threads spend their time (perf, tools/bench/profile.sh)
 #   compare: OBS + plugin vs headless Chromium receiving the same 14 voices (whole processes)
 # Usage: tools/bench.sh [quick]
 #   quick: steady, pair and stress 60 s (instead of 600), silent and wake 30 s (instead of 120),
 #   allocations 2 min (instead of 10).
 # Environment: BENCH_<PART>_SECONDS (STEADY PAIR SILENT WAKE STRESS LATENCY COMPARE),
 # BENCH_OBS (the libobs parts to run, default all), BENCH_SKIP (space-separated: receive
-# callgrind obs compare). The results are the RESULT lines, and the rows of issue 21's table
+# callgrind obs profile compare), BENCH_PROFILE_SECONDS. The results are the RESULT lines, and the rows of issue 21's table
 # ("RESULT | figure | measured | goal |") are printed again at the end as a Markdown table; the
 # whole output goes to target/bench/bench-<date>.log.
 set -uo pipefail
@@ -40,12 +41,13 @@ export BENCH_PACKETS_DIR="$PWD/target/bench/packets-$stamp"
 exec > >(tee "$log") 2>&1
 
 tools/setup.sh
-# Only the comparison needs a browser, the cross-check valgrind and the load stress-ng; CI
+# Only the comparison needs a browser, the cross-check valgrind, the load stress-ng and the profile perf; CI
 # does not run this.
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v stress-ng >/dev/null || need+=(stress-ng)
+command -v perf >/dev/null || need+=(linux-perf)
 if ((${#need[@]})); then
     sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
     $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
@@ -101,6 +103,10 @@ if [[ $skip != *" callgrind "* ]] && [[ -d $BENCH_PACKETS_DIR ]]; then
             if (s > 0) printf "RESULT | callgrind: bare libopus on the packets of %s (the CPU ratio'"'"'s reference) | %.1f M instructions per min of audio (%.0f M in %d s) | (instruction counts of the plugin in libobs: none, see docs/performance.md) |\n", n, ir/1e6*60/s, ir/1e6, s }'
     done
     rm -rf "$BENCH_PACKETS_DIR"
+fi
+if [[ $skip != *" profile "* ]]; then
+    echo "== where the time goes: perf profile of the steady run, the plugin's threads by part"
+    tools/bench/profile.sh "${BENCH_PROFILE_SECONDS:-40}" || status=1
 fi
 if [[ $skip != *" compare "* ]]; then
     echo "== 3: OBS + plugin vs headless Chromium"
