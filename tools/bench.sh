@@ -16,9 +16,9 @@
 #   allocations 2 min (instead of 10).
 # Environment: BENCH_<PART>_SECONDS (STEADY PAIR SILENT WAKE STRESS LATENCY COMPARE),
 # BENCH_OBS (the libobs parts to run, default all), BENCH_SKIP (space-separated: receive
-# callgrind obs profile compare), BENCH_PROFILE_SECONDS. The results are the RESULT lines, and the rows of issue 21's table
-# ("RESULT | figure | measured | goal |") are printed again at the end as a Markdown table; the
-# whole output goes to target/bench/bench-<date>.log.
+# callgrind obs profile compare), BENCH_PROFILE_SECONDS. The results are the RESULT lines, and
+# the rows of issue 21's table ("RESULT | figure | measured | goal |") are printed again at the
+# end as a Markdown table; the whole output goes to target/bench/bench-<date>.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
