@@ -583,9 +583,13 @@ fn obs_process() {
     let heard = support::wait_for(Duration::from_secs(30), || {
         first_audible(&audio.lock().unwrap(), 0).is_some()
     });
-    // Everything connects within a few seconds; measure a steady window after that.
-    std::thread::sleep(Duration::from_secs(5));
-    audio.lock().unwrap().clear();
+    // Everything connects within a few seconds; measure a steady window after that. The
+    // capture is emptied every 500 ms meanwhile, as in the window: 5 s of it kept would be
+    // 2 MiB of the bench's own in the figure (heaptrack showed it).
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(500));
+        audio.lock().unwrap().clear();
+    }
     let cpu0 = process_cpu_seconds();
     let t0 = Instant::now();
     let mut rss_peak = status_kib("VmRSS:");
@@ -968,7 +972,14 @@ fn obs_side(sim: &psn_sim::SimHandle, seconds: u64) -> Result<BTreeMap<String, S
     let party = sim.start_party_with("OBS", &voices_at("obs_", true, 0, 48_000));
     let _end = EndParty(sim, party.session_id.clone());
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let output = std::process::Command::new(exe)
+    // `BENCH_OBS_WRAPPER="heaptrack -o FILE"` runs the OBS process under a tool (what its
+    // memory is: docs/performance.md, "Memory added to OBS").
+    let wrapper = std::env::var("BENCH_OBS_WRAPPER").unwrap_or_default();
+    let mut command: Vec<std::ffi::OsString> =
+        wrapper.split_whitespace().map(Into::into).collect();
+    command.push(exe.into());
+    let output = std::process::Command::new(&command[0])
+        .args(&command[1..])
         .arg("obs-process")
         .envs(sim.plugin_env())
         .env("BENCH_SECONDS", seconds.to_string())
