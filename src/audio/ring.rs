@@ -16,9 +16,13 @@ use ringbuf::{HeapCons, HeapProd, HeapRb};
 pub const SAMPLE_RATE: u32 = 48_000;
 /// The pump hands OBS blocks of 10 ms.
 pub const BLOCK_FRAMES: usize = SAMPLE_RATE as usize / 100;
-/// Default ring size: one second, enough to ride out a stalled OBS or a
-/// producer that delivers in bursts of a few hundred milliseconds.
-pub const DEFAULT_CAPACITY_FRAMES: usize = SAMPLE_RATE as usize;
+/// Default ring size: 500 ms. The party's playout writes 10 ms blocks in real time, so the
+/// ring holds only what the pump has not taken yet: after a stall of the delivery thread,
+/// the audio of the stall. The pump goes on through up to 250 ms of that
+/// (`pump::MAX_CATCH_UP_NS`) and re-anchors after a longer one, keeping only the newest
+/// 100 ms; twice the catch-up is room enough. (It was one second: 15 sources x 188 KiB
+/// resident, docs/performance.md "Memory added to OBS".)
+pub const DEFAULT_CAPACITY_FRAMES: usize = SAMPLE_RATE as usize / 2;
 
 /// What both ends share besides the samples themselves.
 #[derive(Default)]

@@ -13,6 +13,10 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use super::ring::{RingWriter, SAMPLE_RATE};
 use crate::runtime::RuntimeRef;
 
+/// The ring a tone source gets: one second, so a burst of the setting's longest (1000 ms)
+/// fits (the party's rings are shorter: it writes 10 ms at a time).
+pub const RING_FRAMES: usize = SAMPLE_RATE as usize;
+
 /// What the tone sounds like and how it is delivered.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ToneSpec {

@@ -381,7 +381,12 @@ impl PartySource {
     /// A fresh ring and pump (on the process's one delivery thread), fed by `feed`.
     fn restart(&mut self, feed: &Feed) {
         self.stop_feed();
-        let (writer, reader) = audio_ring(DEFAULT_CAPACITY_FRAMES);
+        let frames = match feed {
+            Feed::Party(_) => DEFAULT_CAPACITY_FRAMES,
+            #[cfg(feature = "test-producer")]
+            Feed::Tone(_) => crate::audio::test_tone::RING_FRAMES,
+        };
+        let (writer, reader) = audio_ring(frames);
         let name = match self.kind {
             SourceKind::Party => "the PSN Party source",
             SourceKind::Member => "a PSN Party Member source",
