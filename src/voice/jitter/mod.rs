@@ -32,8 +32,10 @@ use estimator::DelayEstimator;
 
 use crate::voice::{BLOCK, OUTPUT_RATE};
 
-/// Largest payload kept (bytes); longer packets are treated as lost.
-pub const MAX_STORED_PAYLOAD: usize = 1500;
+/// Largest payload kept (bytes); longer packets are treated as lost. The party's packet feed
+/// carries no longer ones (`party::feed::SLOT_PAYLOAD`), and every slot preallocates this
+/// much: 1500 cost 14 members x 96 slots x 300 bytes for nothing.
+pub const MAX_STORED_PAYLOAD: usize = 1200;
 const NS_PER_S: i64 = 1_000_000_000;
 /// Clock readings are clamped to this (146 years) so no timeline arithmetic can overflow,
 /// whatever a caller or the network hands in.
