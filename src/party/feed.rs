@@ -28,9 +28,11 @@ use crate::voice::rtp::RtpIn;
 /// The largest RTP payload the feed carries (Opus voice packets are a few hundred bytes;
 /// the jitter buffer keeps up to `voice::jitter::MAX_STORED_PAYLOAD`).
 pub const SLOT_PAYLOAD: usize = 1200;
-/// Bytes in flight between the network and the playout: about 300 records of a 24 kb/s
-/// voice with RED (some 200 bytes each), 3 s of 10 ms packets; 50 of the largest.
-const RING_BYTES: usize = 64 * 1024;
+/// Bytes in flight between the network and the playout, which drains the ring every 10 ms:
+/// about 160 records of a 24 kb/s voice with RED (some 200 bytes each), 1.6 s of 10 ms
+/// packets; 26 of the largest. (It was 64 KiB: 14 members x 32 KiB resident for a ring that
+/// never holds more than a few records.)
+const RING_BYTES: usize = 32 * 1024;
 
 /// A record's header: payload type, marker, payload length, sequence number, RTP timestamp,
 /// arrival (ns since the playout clock's zero), little-endian.
