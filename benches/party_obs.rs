@@ -975,8 +975,7 @@ fn obs_side(sim: &psn_sim::SimHandle, seconds: u64) -> Result<BTreeMap<String, S
     // `BENCH_OBS_WRAPPER="heaptrack -o FILE"` runs the OBS process under a tool (what its
     // memory is: docs/performance.md, "Memory added to OBS").
     let wrapper = std::env::var("BENCH_OBS_WRAPPER").unwrap_or_default();
-    let mut command: Vec<std::ffi::OsString> =
-        wrapper.split_whitespace().map(Into::into).collect();
+    let mut command: Vec<std::ffi::OsString> = wrapper.split_whitespace().map(Into::into).collect();
     command.push(exe.into());
     let output = std::process::Command::new(&command[0])
         .args(&command[1..])
