@@ -68,9 +68,23 @@ sid="$(sed -n 's/^# party \([^ ]*\).*/\1/p' "$home/sim.txt" | head -n1)"
 status=0
 xvfb-run -a -s "-screen 0 1280x1600x24" bash "$0" --inside-xvfb "$home" "$port" "$sim_url" "$sid" \
   "${SCREENSHOT_DIR:-$repo/target/screenshots}" || status=$?
+unclean=0
 for log in "$config"/logs/*.txt; do
   grep -q "obs-websocket vendor obs-psn-party registered" "$log" || { echo "obs-vendor-events: the vendor was not registered ($log)"; status=1; }
-  grep -q "Number of memory leaks: 0$" "$log" || { echo "obs-vendor-events: OBS did not exit cleanly: $(tail -n 3 "$log")"; status=1; }
+  grep -q "Number of memory leaks: 0$" "$log" || { echo "obs-vendor-events: OBS did not exit cleanly: $(tail -n 3 "$log")"; unclean=1; }
 done
+# Debian 12's OBS 29.0.2 dies at exit about once in six runs, in its own Qt teardown
+# (libQt5Widgets, QWidgetPrivate::drawWidget) after "All scene data cleared", before any module
+# unloads (docs/reliability.md). When that was the only failure, once more from a fresh start;
+# a second unclean exit fails.
+if [ "$status" = 0 ] && [ "$unclean" = 1 ] && [ -z "${OBS_VENDOR_EVENTS_RETRY:-}" ]; then
+  echo "obs-vendor-events: every check passed but OBS did not exit cleanly: once more from a fresh start"
+  keep_obs_artefacts obs-vendor-events-first
+  kill $sim_pid 2>/dev/null || true
+  rm -rf "$home"
+  trap - EXIT
+  OBS_VENDOR_EVENTS_RETRY=1 exec "$0" "$@"
+fi
+[ "$unclean" = 0 ] || status=1
 echo "obs-vendor-events: $([ $status = 0 ] && echo ok || echo FAILED) in $(( $(date +%s) - started )) s"
 exit "$status"
