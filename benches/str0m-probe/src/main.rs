@@ -33,20 +33,29 @@ use webrtc_side::WebrtcSide;
 enum Kind {
     WebrtcRs,
     Str0m,
+    /// str0m, its thread waking once every 10 ms (the playout's pace) to read what came.
+    Str0mTicked,
 }
+
+/// Every side, in the order each round runs them.
+const KINDS: [Kind; 3] = [Kind::WebrtcRs, Kind::Str0m, Kind::Str0mTicked];
+
+/// How often the ticked str0m side wakes.
+const TICK: Duration = Duration::from_millis(10);
 
 impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::WebrtcRs => "webrtc-rs",
             Kind::Str0m => "str0m",
+            Kind::Str0mTicked => "str0m-tick10ms",
         }
     }
 
     fn counts_thread(self, name: &str) -> bool {
         match self {
             Kind::WebrtcRs => webrtc_side::is_side_thread(name),
-            Kind::Str0m => name == str0m_side::THREAD,
+            Kind::Str0m | Kind::Str0mTicked => name == str0m_side::THREAD,
         }
     }
 }
@@ -60,7 +69,8 @@ impl Side {
     fn start(kind: Kind) -> Result<Self, String> {
         Ok(match kind {
             Kind::WebrtcRs => Side::WebrtcRs(WebrtcSide::start()?),
-            Kind::Str0m => Side::Str0m(Str0mSide::start()?),
+            Kind::Str0m => Side::Str0m(Str0mSide::start(None)?),
+            Kind::Str0mTicked => Side::Str0m(Str0mSide::start(Some(TICK))?),
         })
     }
 
@@ -261,7 +271,7 @@ fn list(v: &[f64]) -> String {
 
 fn report(load: Load, runs: &[(Kind, Run)]) {
     let mut med = vec![];
-    for kind in [Kind::WebrtcRs, Kind::Str0m] {
+    for kind in KINDS {
         let of: Vec<&Run> = runs
             .iter()
             .filter(|(k, _)| *k == kind)
@@ -298,23 +308,28 @@ fn report(load: Load, runs: &[(Kind, Run)]) {
             of.len(),
         ));
     }
-    let (a, b) = (med[0], med[1]);
-    if a.4 == 0 || b.4 == 0 {
+    let a = med[0];
+    for (kind, b) in KINDS.iter().zip(&med).skip(1) {
+        if a.4 == 0 || b.4 == 0 {
+            println!(
+                "RESULT load={}x{}ms ratio {}/webrtc-rs: none (a side has no valid run)",
+                load.members,
+                load.ptime_ms,
+                kind.name()
+            );
+            continue;
+        }
         println!(
-            "RESULT load={}x{}ms ratio str0m/webrtc-rs: none (a side has no valid run)",
-            load.members, load.ptime_ms
+            "RESULT load={}x{}ms ratio {}/webrtc-rs cpu={:.2} wakeups={:.2} heap_added={:.2} rss_added={:.2}",
+            load.members,
+            load.ptime_ms,
+            kind.name(),
+            b.0 / a.0,
+            b.1 / a.1,
+            b.2 / a.2,
+            b.3 / a.3
         );
-        return;
     }
-    println!(
-        "RESULT load={}x{}ms ratio str0m/webrtc-rs cpu={:.2} wakeups={:.2} heap_added={:.2} rss_added={:.2}",
-        load.members,
-        load.ptime_ms,
-        b.0 / a.0,
-        b.1 / a.1,
-        b.2 / a.2,
-        b.3 / a.3
-    );
 }
 
 struct Options {
@@ -388,9 +403,9 @@ fn main() {
     for (l, load) in o.loads.iter().enumerate() {
         let mut runs = vec![];
         for round in 0..o.rounds {
-            for kind in [Kind::WebrtcRs, Kind::Str0m] {
+            for (k, kind) in KINDS.into_iter().enumerate() {
                 // A fresh party per run, its members' online ids unique in the simulator.
-                let name = format!("l{l}r{round}{}", if kind == Kind::Str0m { 's' } else { 'w' });
+                let name = format!("l{l}r{round}k{k}");
                 senders.discard_pending();
                 match run_once(&mut senders, kind, *load, o.seconds, &name) {
                     Ok(r) => runs.push((kind, r)),
@@ -398,7 +413,12 @@ fn main() {
                         void += 1;
                         // The party may still be there (a run that stopped half-way).
                         let _ = senders.end_party();
-                        println!("VOID side={} load={}x{}ms: {e}", kind.name(), load.members, load.ptime_ms);
+                        println!(
+                            "VOID side={} load={}x{}ms: {e}",
+                            kind.name(),
+                            load.members,
+                            load.ptime_ms
+                        );
                     }
                 }
                 std::thread::sleep(Duration::from_secs(2));

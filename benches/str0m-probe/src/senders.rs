@@ -119,7 +119,9 @@ impl Senders {
 
     /// A new party of `load` (named `name`); its members offer from now on.
     pub fn party(&mut self, name: &str, load: Load) -> Result<(), String> {
-        self.send(json!({"cmd": "party", "name": name, "members": load.members, "ptime": load.ptime_ms}))
+        self.send(
+            json!({"cmd": "party", "name": name, "members": load.members, "ptime": load.ptime_ms}),
+        )
     }
 
     pub fn answer(&mut self, account: &str, sdp: &str) -> Result<(), String> {

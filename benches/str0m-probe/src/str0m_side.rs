@@ -4,6 +4,11 @@
 //! up to 32 a call), hands each to the peer that `accepts` it, and sends what the peers want
 //! sent. RTP mode: str0m hands over RTP packets (after SRTP) as they come, like the plugin's
 //! track reader, and the packet goes into the member's ring through the same `TrackFeed`.
+//!
+//! Ticked (`Str0mSide::start(Some(tick))`): the thread does not wait on the socket at all but
+//! sleeps to its next tick and then reads whatever came meanwhile in one batch, so it wakes
+//! once per tick however many voices there are (packets wait up to a tick in the socket's
+//! buffer; the playout takes them only every 10 ms anyway). Peer timers run on ticks too.
 
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
@@ -61,7 +66,8 @@ pub struct Str0mSide {
 }
 
 impl Str0mSide {
-    pub fn start() -> Result<Self, String> {
+    /// `tick`: wake once per this much time (None: wake on every datagram and timer).
+    pub fn start(tick: Option<Duration>) -> Result<Self, String> {
         let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         socket.set_nonblocking(true).map_err(|e| e.to_string())?;
         let (wake, woken) = UnixDatagram::pair().map_err(|e| e.to_string())?;
@@ -69,7 +75,7 @@ impl Str0mSide {
         let (cmds, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(THREAD.into())
-            .spawn(move || run(socket, woken, rx))
+            .spawn(move || run(socket, woken, rx, tick))
             .map_err(|e| e.to_string())?;
         Ok(Self {
             cmds,
@@ -250,10 +256,29 @@ fn read_batch(
     Ok(())
 }
 
+/// Sleeps until a datagram, a command or `until`.
+fn wait(socket: &UdpSocket, woken: &UnixDatagram, until: Instant) -> Result<(), String> {
+    let wait = until.saturating_duration_since(Instant::now());
+    if wait.is_zero() {
+        return Ok(());
+    }
+    // poll(2) counts whole milliseconds: round up, never spin.
+    let ms = wait.as_micros().div_ceil(1000).min(60_000) as u16;
+    let mut fds = [
+        PollFd::new(socket.as_fd(), PollFlags::POLLIN),
+        PollFd::new(woken.as_fd(), PollFlags::POLLIN),
+    ];
+    match poll(&mut fds, PollTimeout::from(ms)) {
+        Ok(_) | Err(nix::Error::EINTR) => Ok(()),
+        Err(e) => Err(format!("poll: {e}")),
+    }
+}
+
 fn run(
     socket: UdpSocket,
     woken: UnixDatagram,
     cmds: mpsc::Receiver<Cmd>,
+    tick: Option<Duration>,
 ) -> Result<LoopStats, String> {
     let local = socket.local_addr().map_err(|e| e.to_string())?;
     let mut peers: Vec<Peer> = vec![];
@@ -262,6 +287,7 @@ fn run(
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
     let mut got: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
     let mut wake_buf = [0u8; 64];
+    let mut next_tick = Instant::now();
     loop {
         // Commands first (the wake-up socket only says there are some).
         while woken.recv(&mut wake_buf).is_ok() {}
@@ -285,24 +311,18 @@ fn run(
                 }
             }
         }
-        // Sleep until a datagram, a command or the earliest peer timeout.
+        // Sleep: to the next tick, or until a datagram, a command or the earliest peer timeout.
         let next = peers
             .iter()
             .map(|p| p.next)
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-        let wait = next.saturating_duration_since(Instant::now());
-        if !wait.is_zero() {
-            // poll(2) counts whole milliseconds: round up, never spin.
-            let ms = wait.as_micros().div_ceil(1000).min(60_000) as u16;
-            let mut fds = [
-                PollFd::new(socket.as_fd(), PollFlags::POLLIN),
-                PollFd::new(woken.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(_) | Err(nix::Error::EINTR) => {}
-                Err(e) => return Err(format!("poll: {e}")),
-            }
+        if let Some(tick) = tick {
+            next_tick = (next_tick + tick).max(Instant::now());
+            std::thread::sleep(next_tick.saturating_duration_since(Instant::now()));
+            stats.wakeups += 1;
+        } else {
+            wait(&socket, &woken, next)?;
             stats.wakeups += 1;
         }
         // Every datagram that is there, a batch per call.
