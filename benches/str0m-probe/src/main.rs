@@ -78,7 +78,7 @@ impl Side {
         &mut self,
         member: &str,
         offer: &str,
-        feed: obs_psn_party::party::feed::TrackFeed,
+        feed: std::sync::Arc<rings::MemberFeed>,
     ) -> Result<String, String> {
         match self {
             Side::WebrtcRs(s) => s.answer(member, offer, feed),
@@ -160,7 +160,7 @@ fn run_once(
             Some("offer") => {
                 let account = ev["account"].as_str().unwrap_or_default();
                 let offer = ev["sdp"].as_str().unwrap_or_default();
-                let feed = rings.member();
+                let feed = rings.member(account);
                 let answer = side
                     .answer(account, offer, feed)
                     .map_err(|e| format!("{}: answering {account}: {e}", kind.name()))?;
@@ -204,7 +204,6 @@ fn run_once(
     let (received, dropped) = rings.counts();
     senders.end_party()?;
     let note = side.close()?;
-    drop(rings);
 
     let u = thread_stats::usage(&t0, &t1, |n| kind.counts_thread(n));
     // Every thread of the process that ran in the window, by name: nothing of a side's work may
@@ -245,9 +244,27 @@ fn run_once(
         return Err(format!("psn-sim rejected: {rejections:?}"));
     }
     if received != sent {
+        // Which members, and whether their first packet was the one missing.
+        let short: Vec<String> = status
+            .iter()
+            .filter_map(|m| {
+                let feed = rings.members.iter().find(|f| f.account == m.account)?;
+                (feed.received() != m.sent).then(|| {
+                    format!(
+                        "member {} sent {} received {} first_seq sent {} received {:?}",
+                        m.index,
+                        m.sent,
+                        feed.received(),
+                        Load::first_seq(m.index),
+                        feed.first_seq()
+                    )
+                })
+            })
+            .collect();
         return Err(format!(
-            "VOID: {} received {received} packets, the members sent {sent}",
-            kind.name()
+            "VOID: {} received {received} packets, the members sent {sent}: {}",
+            kind.name(),
+            short.join("; ")
         ));
     }
     Ok(run)

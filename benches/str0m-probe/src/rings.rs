@@ -3,7 +3,7 @@
 //! 10 ms per member every 10 ms as the plugin's delivery thread does (decision 0009). Both
 //! sides pay the same for it, and the ring's `received` counter is the packet count.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,16 +12,56 @@ use obs_psn_party::audio::playout::MemberAudio;
 use obs_psn_party::audio::ring::BLOCK_FRAMES;
 use obs_psn_party::party::feed::{member_feed, shared, FeedStats, MemberStream, TrackFeed};
 use obs_psn_party::voice::member::{MemberConfig, MemberVoice};
+use obs_psn_party::voice::peer::{PacketSink, RtpEvent, TrackSinks};
 
 /// The playout thread's name (not counted on either side).
 pub const PLAYOUT_THREAD: &str = "probe-playout";
+
+/// One member's way into its ring: the plugin's routed `TrackFeed`, and the first sequence
+/// number that came through (to tell a packet lost at a connection's start from one lost later).
+#[derive(Clone)]
+pub struct MemberFeed {
+    pub account: String,
+    feed: TrackFeed,
+    stats: Arc<FeedStats>,
+    /// `NONE` until the first packet.
+    first_seq: Arc<AtomicU32>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl MemberFeed {
+    pub fn received(&self) -> u64 {
+        self.stats.received.load(Ordering::Relaxed)
+    }
+
+    pub fn first_seq(&self) -> Option<u16> {
+        u16::try_from(self.first_seq.load(Ordering::Relaxed)).ok()
+    }
+}
+
+impl PacketSink for MemberFeed {
+    fn deliver(&self, packet: &RtpEvent) -> bool {
+        if self.first_seq.load(Ordering::Relaxed) == NONE {
+            self.first_seq
+                .store(u32::from(packet.seq), Ordering::Relaxed);
+        }
+        self.feed.deliver(packet)
+    }
+}
+
+impl TrackSinks for MemberFeed {
+    fn sink_for(&self, _track: &str) -> Arc<dyn PacketSink> {
+        Arc::new(self.clone())
+    }
+}
 
 pub struct Rings {
     origin: Instant,
     add: mpsc::Sender<MemberStream>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    stats: Vec<Arc<FeedStats>>,
+    pub members: Vec<Arc<MemberFeed>>,
 }
 
 impl Rings {
@@ -52,38 +92,42 @@ impl Rings {
             add,
             stop,
             thread: Some(thread),
-            stats: vec![],
+            members: vec![],
         }
     }
 
-    /// A ring for one more member (Opus at 16 kHz on payload type 96, as the offers say), and
-    /// the track feed routed to it.
-    pub fn member(&mut self) -> TrackFeed {
+    /// A ring for `account` (Opus at 16 kHz on payload type 96, as the offers say), and the
+    /// routed feed into it.
+    pub fn member(&mut self, account: &str) -> Arc<MemberFeed> {
         let voice = MemberVoice::new(MemberConfig::new(16_000, 96)).expect("opus decoder");
         let (sender, stream) = member_feed(voice, self.origin);
-        self.stats.push(sender.stats().clone());
+        let stats = sender.stats().clone();
         let _ = self.add.send(stream);
         let feed = TrackFeed::default();
         feed.route(Some(shared(sender)));
-        feed
+        let m = Arc::new(MemberFeed {
+            account: account.to_owned(),
+            feed,
+            stats,
+            first_seq: Arc::new(AtomicU32::new(NONE)),
+        });
+        self.members.push(m.clone());
+        m
     }
 
     /// Packets the rings took (received) and dropped (full ring or oversized), all members.
     pub fn counts(&self) -> (u64, u64) {
-        self.stats.iter().fold((0, 0), |(r, d), s| {
+        self.members.iter().fold((0, 0), |(r, d), m| {
             (
-                r + s.received.load(Ordering::Relaxed),
-                d + s.dropped.load(Ordering::Relaxed),
+                r + m.stats.received.load(Ordering::Relaxed),
+                d + m.stats.dropped.load(Ordering::Relaxed),
             )
         })
     }
 
     /// Members whose ring has taken at least one packet.
     pub fn members_fed(&self) -> usize {
-        self.stats
-            .iter()
-            .filter(|s| s.received.load(Ordering::Relaxed) > 0)
-            .count()
+        self.members.iter().filter(|m| m.received() > 0).count()
     }
 }
 

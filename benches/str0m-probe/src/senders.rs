@@ -28,6 +28,18 @@ pub struct Load {
 }
 
 impl Load {
+    /// Member `i`'s seed: psn-sim draws its first sequence number from it.
+    pub fn seed(i: usize) -> u64 {
+        0x5eed_0000 + i as u64
+    }
+
+    /// The sequence number of the first packet member `i` sends (psn-sim's `send_media`: the
+    /// first draw of `StdRng::seed_from_u64(seed)`; DTX frames use none).
+    pub fn first_seq(i: usize) -> u16 {
+        use rand::{Rng, SeedableRng};
+        rand::rngs::StdRng::seed_from_u64(Self::seed(i)).random()
+    }
+
     fn voice(&self, i: usize) -> VoiceSpec {
         VoiceSpec {
             tone_hz: Some(300.0 + 110.0 * i as f64),
@@ -35,7 +47,7 @@ impl Load {
             ptime_ms: self.ptime_ms,
             talk_ms: Some(500 + 41 * i as u64),
             silence_ms: Some(700 + 53 * i as u64),
-            seed: Some(0x5eed_0000 + i as u64),
+            seed: Some(Self::seed(i)),
             ..VoiceSpec::default()
         }
     }
@@ -45,6 +57,8 @@ impl Load {
 #[derive(Debug, Clone)]
 pub struct MemberReport {
     pub account: String,
+    /// Its place in the party (its voice is `Load::voice(index)`).
+    pub index: usize,
     pub state: String,
     pub sent: u64,
 }
@@ -138,6 +152,7 @@ impl Senders {
             .flatten()
             .map(|m| MemberReport {
                 account: m["account"].as_str().unwrap_or_default().to_owned(),
+                index: m["index"].as_u64().unwrap_or_default() as usize,
                 state: m["state"].as_str().unwrap_or_default().to_owned(),
                 sent: m["sent"].as_u64().unwrap_or_default(),
             })
@@ -224,7 +239,7 @@ async fn serve_async() -> Result<(), String> {
     });
     // The current party: session id and its voice members' account ids.
     let mut sid = String::new();
-    let mut accounts: HashSet<String> = HashSet::new();
+    let mut accounts: HashMap<String, usize> = HashMap::new();
     let mut offered: HashSet<String> = HashSet::new();
     loop {
         tokio::select! {
@@ -242,7 +257,7 @@ async fn serve_async() -> Result<(), String> {
                             .collect();
                         let p = sim.start_party_with(name, &specs);
                         sid = p.session_id.clone();
-                        accounts = p.members.iter().skip(1).map(|m| m.0.clone()).collect();
+                        accounts = p.members.iter().skip(1).enumerate().map(|(i, m)| (m.0.clone(), i)).collect();
                         offered.clear();
                         if !sim.user_join(&sid) {
                             return Err("user_join failed".into());
@@ -260,13 +275,12 @@ async fn serve_async() -> Result<(), String> {
                         let members: Vec<Value> = sim
                             .voice_status()
                             .into_iter()
-                            .filter(|v| accounts.contains(&v.account_id))
-                            .map(|v| json!({"account": v.account_id, "state": v.state, "sent": v.packets_sent}))
+                            .filter_map(|v| accounts.get(&v.account_id).map(|i| json!({"account": v.account_id, "index": i, "state": v.state, "sent": v.packets_sent})))
                             .collect();
                         say(json!({"ev": "status", "members": members, "rejections": sim.rejections()}));
                     }
                     "mute" => {
-                        for a in &accounts {
+                        for a in accounts.keys() {
                             sim.set_member_network(a, Network { loss: 1.0, ..Network::default() });
                         }
                         say(json!({"ev": "muted"}));
@@ -282,7 +296,7 @@ async fn serve_async() -> Result<(), String> {
             }
             msg = taps.recv() => {
                 let Some(m) = msg else { return Ok(()) };
-                if m.session_id != sid || !accounts.contains(&m.from_account_id) {
+                if m.session_id != sid || !accounts.contains_key(&m.from_account_id) {
                     continue;
                 }
                 let Ok(s) = cmsg::decode(&m.payload) else { continue };

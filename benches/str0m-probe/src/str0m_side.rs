@@ -15,13 +15,12 @@ use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsFd;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrIn};
-use obs_psn_party::party::feed::TrackFeed;
 use obs_psn_party::voice::peer::{MemberId, PacketSink, RtpEvent};
 use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecConfig, CodecSpec, FormatParams, PayloadParams};
@@ -29,6 +28,8 @@ use str0m::media::{Frequency, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+use crate::rings::MemberFeed;
 
 /// The thread of this side.
 pub const THREAD: &str = "str0m-rx";
@@ -42,7 +43,7 @@ enum Cmd {
     Offer {
         member: MemberId,
         sdp: String,
-        feed: TrackFeed,
+        feed: Arc<MemberFeed>,
         reply: mpsc::Sender<Result<String, String>>,
     },
     Stop,
@@ -91,7 +92,12 @@ impl Str0mSide {
     }
 
     /// Answers `member`'s offer with a new str0m peer on the shared socket.
-    pub fn answer(&mut self, member: &str, offer: &str, feed: TrackFeed) -> Result<String, String> {
+    pub fn answer(
+        &mut self,
+        member: &str,
+        offer: &str,
+        feed: Arc<MemberFeed>,
+    ) -> Result<String, String> {
         let (reply, answered) = mpsc::channel();
         self.command(Cmd::Offer {
             member: member.into(),
@@ -158,7 +164,7 @@ fn new_rtc() -> Rtc {
 struct Peer {
     rtc: Rtc,
     member: MemberId,
-    feed: TrackFeed,
+    feed: Arc<MemberFeed>,
     /// When this peer wants `Input::Timeout` next.
     next: Instant,
 }
@@ -211,7 +217,7 @@ fn answer(
     local: SocketAddr,
     member: MemberId,
     sdp: &str,
-    feed: TrackFeed,
+    feed: Arc<MemberFeed>,
     stats: &mut LoopStats,
 ) -> Result<(Peer, String), String> {
     let mut rtc = new_rtc();

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use obs_psn_party::party::feed::TrackFeed;
+use crate::rings::MemberFeed;
 use obs_psn_party::runtime::RuntimeRef;
 use obs_psn_party::voice::peer::webrtc_rs::WebrtcPeer;
 use obs_psn_party::voice::peer::{PeerEvent, PeerOptions, VoicePeer};
@@ -33,11 +33,15 @@ impl WebrtcSide {
     }
 
     /// Answers `member`'s offer with a new peer whose track feeds `feed`.
-    pub fn answer(&mut self, member: &str, offer: &str, feed: TrackFeed) -> Result<String, String> {
+    pub fn answer(
+        &mut self,
+        member: &str,
+        offer: &str,
+        feed: Arc<MemberFeed>,
+    ) -> Result<String, String> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-        let peer = Arc::new(
-            WebrtcPeer::new(member.into(), PeerOptions::loopback(), tx).with_sinks(Arc::new(feed)),
-        );
+        let peer =
+            Arc::new(WebrtcPeer::new(member.into(), PeerOptions::loopback(), tx).with_sinks(feed));
         // What the party follower's loop would get: state changes, and packets of tracks
         // nobody routed (none here: every feed is routed before the offer is answered).
         let unrouted = self.unrouted.clone();
