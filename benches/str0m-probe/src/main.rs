@@ -2,14 +2,15 @@
 //! socket, one thread, sans-IO), in one process, on the same psn-sim voices.
 //!
 //! `str0m-probe [--seconds 60] [--rounds 2] [--loads 14x40,8x20]`: for each load (voices x
-//! packet ms), `rounds` times webrtc-rs then str0m (alternating, so a busy machine's load falls
-//! on both), each run a fresh party of psn-sim voice members (a child process, `senders`) whose
-//! offers the side answers. A run measures its side's threads over `seconds` once every member
-//! is connected and heard: CPU time (schedstat), voluntary switches (wake-ups), packets taken
-//! into the rings, and the heap and RSS the side added. A run counts only if its side received
-//! exactly the packets the members sent (psn-sim's counters, after the members stop):
-//! otherwise it is printed as VOID and left out. docs/decisions/0012-str0m-or-webrtc-rs.md has
-//! the figures and what they decide.
+//! packet ms, talking in spurts; `14x40s`: connected and silent, only DTX refreshes), `rounds`
+//! rounds of three runs one after the other (webrtc-rs, str0m, str0m on a 10 ms tick), so a
+//! busy machine's load falls on every side. Each run is a fresh party of psn-sim voice members
+//! (a child process, `senders`) whose offers the side answers. A run measures its side's
+//! threads over `seconds` once every member is connected and heard: CPU time (schedstat),
+//! voluntary switches (wake-ups), packets taken into the rings, and the heap and RSS the side
+//! added. A run counts only if its side received exactly the packets the members sent
+//! (psn-sim's counters, after the members stop): otherwise it is printed as VOID and left out.
+//! docs/decisions/0012-str0m-or-webrtc-rs.md has the figures and what they decide.
 
 mod rings;
 mod senders;
@@ -164,6 +165,9 @@ fn run_once(
                 let answer = side
                     .answer(account, offer, feed)
                     .map_err(|e| format!("{}: answering {account}: {e}", kind.name()))?;
+                if answered == 0 && std::env::var_os("STR0M_PROBE_SHOW_ANSWER").is_some() {
+                    eprintln!("--- {}'s answer ---\n{answer}", kind.name());
+                }
                 senders.answer(account, &answer)?;
                 answered += 1;
             }
@@ -225,12 +229,11 @@ fn run_once(
         rss_added_mib: mib(i128::from(rss1) - i128::from(rss0)),
     };
     println!(
-        "RUN side={} load={}x{}ms cpu_s_per_min={:.3} wakeups_per_s={:.1} involuntary_per_s={:.1} \
+        "RUN side={} load={} cpu_s_per_min={:.3} wakeups_per_s={:.1} involuntary_per_s={:.1} \
          threads={} window_packets={} packets_per_s={:.1} total_received={received} total_sent={sent} \
          ring_dropped={dropped} heap_added_mib={:.2} rss_added_mib={:.2} {note}",
         kind.name(),
-        load.members,
-        load.ptime_ms,
+        load.label(),
         run.cpu_s_per_min,
         run.wakeups_per_s,
         run.involuntary_per_s,
@@ -301,10 +304,9 @@ fn report(load: Load, runs: &[(Kind, Run)]) {
         let rss = col(|r| r.rss_added_mib);
         let packets: Vec<String> = of.iter().map(|r| r.window_packets.to_string()).collect();
         println!(
-            "RESULT load={}x{}ms side={} runs={} cpu_s_per_min={:.3} [{}] wakeups_per_s={:.1} [{}] \
+            "RESULT load={} side={} runs={} cpu_s_per_min={:.3} [{}] wakeups_per_s={:.1} [{}] \
              heap_added_mib={:.2} [{}] rss_added_mib={:.2} [{}] window_packets=[{}]",
-            load.members,
-            load.ptime_ms,
+            load.label(),
             kind.name(),
             of.len(),
             median(cpu.clone()),
@@ -329,17 +331,15 @@ fn report(load: Load, runs: &[(Kind, Run)]) {
     for (kind, b) in KINDS.iter().zip(&med).skip(1) {
         if a.4 == 0 || b.4 == 0 {
             println!(
-                "RESULT load={}x{}ms ratio {}/webrtc-rs: none (a side has no valid run)",
-                load.members,
-                load.ptime_ms,
+                "RESULT load={} ratio {}/webrtc-rs: none (a side has no valid run)",
+                load.label(),
                 kind.name()
             );
             continue;
         }
         println!(
-            "RESULT load={}x{}ms ratio {}/webrtc-rs cpu={:.2} wakeups={:.2} heap_added={:.2} rss_added={:.2}",
-            load.members,
-            load.ptime_ms,
+            "RESULT load={} ratio {}/webrtc-rs cpu={:.2} wakeups={:.2} heap_added={:.2} rss_added={:.2}",
+            load.label(),
             kind.name(),
             b.0 / a.0,
             b.1 / a.1,
@@ -363,10 +363,12 @@ fn options() -> Result<Options, String> {
             Load {
                 members: 14,
                 ptime_ms: 40,
+                silent: false,
             },
             Load {
                 members: 8,
                 ptime_ms: 20,
+                silent: false,
             },
         ],
     };
@@ -380,10 +382,16 @@ fn options() -> Result<Options, String> {
                 o.loads = value()?
                     .split(',')
                     .map(|l| {
+                        // NxMS, or NxMSs for a silent party.
                         let (m, p) = l.split_once('x').ok_or(format!("load {l}: NxMS"))?;
+                        let silent = p.ends_with('s');
                         Ok(Load {
                             members: m.parse().map_err(|e| format!("load {l}: {e}"))?,
-                            ptime_ms: p.parse().map_err(|e| format!("load {l}: {e}"))?,
+                            ptime_ms: p
+                                .trim_end_matches('s')
+                                .parse()
+                                .map_err(|e| format!("load {l}: {e}"))?,
+                            silent,
                         })
                     })
                     .collect::<Result<_, String>>()?
@@ -430,12 +438,7 @@ fn main() {
                         void += 1;
                         // The party may still be there (a run that stopped half-way).
                         let _ = senders.end_party();
-                        println!(
-                            "VOID side={} load={}x{}ms: {e}",
-                            kind.name(),
-                            load.members,
-                            load.ptime_ms
-                        );
+                        println!("VOID side={} load={}: {e}", kind.name(), load.label());
                     }
                 }
                 std::thread::sleep(Duration::from_secs(2));

@@ -25,6 +25,8 @@ use serde_json::{json, Value};
 pub struct Load {
     pub members: usize,
     pub ptime_ms: u32,
+    /// Connected and silent (digital silence: libopus sends only DTX refresh packets).
+    pub silent: bool,
 }
 
 impl Load {
@@ -40,7 +42,22 @@ impl Load {
         rand::rngs::StdRng::seed_from_u64(Self::seed(i)).random()
     }
 
+    /// `14x40ms`, `14x40ms-silent`.
+    pub fn label(&self) -> String {
+        let silent = if self.silent { "-silent" } else { "" };
+        format!("{}x{}ms{silent}", self.members, self.ptime_ms)
+    }
+
     fn voice(&self, i: usize) -> VoiceSpec {
+        if self.silent {
+            return VoiceSpec {
+                amplitude: 0.0,
+                clock_rate: 16_000,
+                ptime_ms: self.ptime_ms,
+                seed: Some(Self::seed(i)),
+                ..VoiceSpec::default()
+            };
+        }
         VoiceSpec {
             tone_hz: Some(300.0 + 110.0 * i as f64),
             clock_rate: 16_000,
@@ -251,6 +268,7 @@ async fn serve_async() -> Result<(), String> {
                         let load = Load {
                             members: cmd["members"].as_u64().unwrap_or(1) as usize,
                             ptime_ms: cmd["ptime"].as_u64().unwrap_or(40) as u32,
+                            silent: cmd["silent"].as_bool().unwrap_or(false),
                         };
                         let specs: Vec<MemberSpec> = (0..load.members)
                             .map(|i| MemberSpec::with_voice(&format!("{name}{i:02}_ps"), "PS5", load.voice(i)))
