@@ -21,12 +21,13 @@ mod webrtc_side;
 #[path = "../../support/thread_stats.rs"]
 mod thread_stats;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use obs_psn_party::obs::host::heap_in_use_bytes;
 
-use rings::Rings;
-use senders::{wait_connected, Load, Senders};
+use rings::{MemberFeed, Rings};
+use senders::{wait_connected, Load, Offer, Senders};
 use str0m_side::Str0mSide;
 use webrtc_side::WebrtcSide;
 
@@ -75,15 +76,10 @@ impl Side {
         })
     }
 
-    fn answer(
-        &mut self,
-        member: &str,
-        offer: &str,
-        feed: std::sync::Arc<rings::MemberFeed>,
-    ) -> Result<String, String> {
+    fn answer(&mut self, offer: &Offer, feed: Arc<MemberFeed>) -> Result<String, String> {
         match self {
-            Side::WebrtcRs(s) => s.answer(member, offer, feed),
-            Side::Str0m(s) => s.answer(member, offer, feed),
+            Side::WebrtcRs(s) => s.answer(offer, feed),
+            Side::Str0m(s) => s.answer(offer, feed),
         }
     }
 
@@ -156,23 +152,16 @@ fn run_once(
     senders.party(name, load)?;
     let mut answered = 0;
     while answered < load.members {
-        let ev = senders.next(Duration::from_secs(30))?;
-        match ev["ev"].as_str() {
-            Some("offer") => {
-                let account = ev["account"].as_str().unwrap_or_default();
-                let offer = ev["sdp"].as_str().unwrap_or_default();
-                let feed = rings.member(account);
-                let answer = side
-                    .answer(account, offer, feed)
-                    .map_err(|e| format!("{}: answering {account}: {e}", kind.name()))?;
-                if answered == 0 && std::env::var_os("STR0M_PROBE_SHOW_ANSWER").is_some() {
-                    eprintln!("--- {}'s answer ---\n{answer}", kind.name());
-                }
-                senders.answer(account, &answer)?;
-                answered += 1;
-            }
-            _ => return Err(format!("senders: {ev}")),
+        let offer = senders.next_offer(Duration::from_secs(30))?;
+        let feed = rings.member(&offer.account);
+        let answer = side
+            .answer(&offer, feed)
+            .map_err(|e| format!("{}: answering {}: {e}", kind.name(), offer.account))?;
+        if answered == 0 && std::env::var_os("STR0M_PROBE_SHOW_ANSWER").is_some() {
+            eprintln!("--- {}'s answer ---\n{answer}", kind.name());
         }
+        senders.answer(&offer.account, &answer)?;
+        answered += 1;
     }
     wait_connected(senders, load.members, Duration::from_secs(30))?;
     let end = Instant::now() + Duration::from_secs(30);

@@ -70,6 +70,13 @@ impl Load {
     }
 }
 
+/// A member's offer, as the child hands it up.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub account: String,
+    pub sdp: String,
+}
+
 /// One voice member as the child reports it.
 #[derive(Debug, Clone)]
 pub struct MemberReport {
@@ -127,8 +134,22 @@ impl Senders {
         writeln!(self.stdin, "{v}").map_err(|e| format!("senders: {e}"))
     }
 
+    /// The next member's offer, within `within` (any other event is an error).
+    pub fn next_offer(&mut self, within: Duration) -> Result<Offer, String> {
+        let v = self.expect("offer", within)?;
+        let field = |k: &str| {
+            v[k].as_str()
+                .map(str::to_owned)
+                .ok_or(format!("offer without {k}"))
+        };
+        Ok(Offer {
+            account: field("account")?,
+            sdp: field("sdp")?,
+        })
+    }
+
     /// The next event the child sends, within `within`.
-    pub fn next(&mut self, within: Duration) -> Result<Value, String> {
+    fn next(&mut self, within: Duration) -> Result<Value, String> {
         self.events
             .recv_timeout(within)
             .map_err(|e| format!("senders: no event within {within:?} ({e})"))

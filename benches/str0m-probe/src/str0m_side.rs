@@ -30,6 +30,7 @@ use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::rings::MemberFeed;
+use crate::senders::Offer;
 
 /// The thread of this side.
 pub const THREAD: &str = "str0m-rx";
@@ -91,17 +92,12 @@ impl Str0mSide {
         Ok(())
     }
 
-    /// Answers `member`'s offer with a new str0m peer on the shared socket.
-    pub fn answer(
-        &mut self,
-        member: &str,
-        offer: &str,
-        feed: Arc<MemberFeed>,
-    ) -> Result<String, String> {
+    /// Answers a member's offer with a new str0m peer on the shared socket.
+    pub fn answer(&mut self, offer: &Offer, feed: Arc<MemberFeed>) -> Result<String, String> {
         let (reply, answered) = mpsc::channel();
         self.command(Cmd::Offer {
-            member: member.into(),
-            sdp: offer.to_owned(),
+            member: offer.account.as_str().into(),
+            sdp: offer.sdp.clone(),
             feed,
             reply,
         })?;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::rings::MemberFeed;
+use crate::senders::Offer;
 use obs_psn_party::runtime::RuntimeRef;
 use obs_psn_party::voice::peer::webrtc_rs::WebrtcPeer;
 use obs_psn_party::voice::peer::{PeerEvent, PeerOptions, VoicePeer};
@@ -32,16 +33,13 @@ impl WebrtcSide {
         })
     }
 
-    /// Answers `member`'s offer with a new peer whose track feeds `feed`.
-    pub fn answer(
-        &mut self,
-        member: &str,
-        offer: &str,
-        feed: Arc<MemberFeed>,
-    ) -> Result<String, String> {
+    /// Answers a member's offer with a new peer whose track feeds `feed`.
+    pub fn answer(&mut self, offer: &Offer, feed: Arc<MemberFeed>) -> Result<String, String> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-        let peer =
-            Arc::new(WebrtcPeer::new(member.into(), PeerOptions::loopback(), tx).with_sinks(feed));
+        let peer = Arc::new(
+            WebrtcPeer::new(offer.account.as_str().into(), PeerOptions::loopback(), tx)
+                .with_sinks(feed),
+        );
         // What the party follower's loop would get: state changes, and packets of tracks
         // nobody routed (none here: every feed is routed before the offer is answered).
         let unrouted = self.unrouted.clone();
@@ -52,7 +50,7 @@ impl WebrtcSide {
                 }
             }
         });
-        let (p, offer) = (peer.clone(), offer.to_owned());
+        let (p, offer) = (peer.clone(), offer.sdp.clone());
         let answered = self
             .rt
             .handle()
