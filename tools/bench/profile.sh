@@ -18,10 +18,11 @@ grep '^RESULT   plugin total\|^RESULT   bare libopus' "$work/steady.log" | sed '
 # The bench stages the module in a temporary plugin folder and removes it at the end: put it
 # back where perf saw it, so its symbols resolve.
 staged=$(perf script -i "$work/perf.data" --show-mmap-events 2>/dev/null \
-    | grep -o '/[^ ]*/plugins/obs-psn-party/bin/64bit/obs-psn-party.so' | head -1)
+    | grep -o '/[^ ]*/plugins/obs-psn-party/bin/64bit/obs-psn-party.so' | head -1 || true)
 if [[ -n $staged ]]; then
     mkdir -p "$(dirname "$staged")"
     cp target/release/deps/libobs_psn_party.so "$staged"
+    trap 'rm -rf "$work" "${staged%/plugins/*}"' EXIT
 fi
 perf report -i "$work/perf.data" --no-children --comm psn-rt,psn-playout,psn-delivery \
     --sort comm,dso,sym -g none -q 2>/dev/null | grep -v '^$' | awk -v secs="$seconds" '
