@@ -76,6 +76,7 @@ fn main() {
     for t in [
         "obs_source_info",
         "obs_source_audio",
+        "obs_audio_info",
         "obs_data_type",
         "obs_module_t",
     ] {

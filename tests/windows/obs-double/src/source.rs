@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::data::{obs_data, obs_data_release};
-use crate::types::{obs_source_audio, obs_source_info};
+use crate::types::{obs_audio_info, obs_source_audio, obs_source_info, speaker_layout};
 use crate::{bstrdup, log_line, string_from};
 
 #[link(name = "kernel32")]
@@ -383,7 +383,20 @@ pub unsafe extern "C" fn obs_source_update_properties(_source: *mut obs_source) 
 #[no_mangle]
 pub unsafe extern "C" fn obs_source_set_sync_offset(_source: *mut obs_source, _offset: i64) {}
 
-/// Captures plane 0 (the plugin outputs mono float) while the host records.
+/// OBS's default audio, as a fresh OBS Studio sets it up: 48 kHz stereo. The plugin hands its
+/// mono blocks over in this layout (both planes on the same samples).
+#[no_mangle]
+pub unsafe extern "C" fn obs_get_audio_info(info: *mut obs_audio_info) -> bool {
+    let Some(info) = info.as_mut() else {
+        return false;
+    };
+    info.samples_per_sec = 48_000;
+    info.speakers = speaker_layout::SPEAKERS_STEREO;
+    true
+}
+
+/// Captures plane 0 (the plugin's mono samples, in every layout it hands them over in) while
+/// the host records.
 #[no_mangle]
 pub unsafe extern "C" fn obs_source_output_audio(
     source: *mut obs_source,
