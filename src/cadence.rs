@@ -16,7 +16,10 @@ use std::sync::LazyLock;
 pub const PERIOD: Duration = Duration::from_millis(10);
 /// The network's passes per playout tick (docs/decisions/0013-network-in-passes.md measured
 /// one and two).
-const PASSES_PER_TICK: u64 = 1;
+const PASSES_PER_TICK: u32 = 1;
+/// The time between two network passes.
+const PASS_PERIOD: Duration =
+    Duration::from_nanos(PERIOD.as_nanos() as u64 / PASSES_PER_TICK as u64);
 /// How long before a tick the network pass comes: a pass takes well under a millisecond.
 const PASS_LEAD: Duration = Duration::from_millis(2);
 
@@ -46,10 +49,10 @@ pub fn playout_ticks_at(at: Instant) {
 pub fn next_network_pass(now: Instant) -> Instant {
     let phase = TICK_PHASE.load(Ordering::Relaxed);
     if phase == 0 {
-        return now + PERIOD / PASSES_PER_TICK as u32;
+        return now + PASS_PERIOD;
     }
     let period = PERIOD.as_nanos() as u64;
-    let pass_period = period / PASSES_PER_TICK;
+    let pass_period = PASS_PERIOD.as_nanos() as u64;
     let pass_phase = (phase - 1 + period - PASS_LEAD.as_nanos() as u64) % pass_period;
     let into_pass = (phase_of(now) + period - pass_phase) % pass_period;
     now + Duration::from_nanos(pass_period - into_pass)
@@ -73,10 +76,9 @@ pub fn network_pass_begins(previous: Instant) {
 /// (at most a pass period back, for a pass that came late on a busy machine). Anywhere else
 /// (tests driving a peer on a runtime of their own) it is `now`.
 pub fn packet_arrival(now: Instant) -> Instant {
-    let pass_period = PERIOD / PASSES_PER_TICK as u32;
     match PREVIOUS_PASS.with(Cell::get) {
         Some(previous) => {
-            let window = now.saturating_duration_since(previous).min(2 * pass_period);
+            let window = now.saturating_duration_since(previous).min(2 * PASS_PERIOD);
             now - window / 2
         }
         None => now,
@@ -96,9 +98,9 @@ mod tests {
         network_pass_begins(now - Duration::from_millis(10));
         assert_eq!(packet_arrival(now), now - Duration::from_millis(5));
         network_pass_begins(now - Duration::from_secs(1));
-        assert_eq!(packet_arrival(now), now - PERIOD / PASSES_PER_TICK as u32);
+        assert_eq!(packet_arrival(now), now - PASS_PERIOD);
         // A pass 2 ms before the tick, then every pass period after that.
-        let pass_period = PERIOD / PASSES_PER_TICK as u32;
+        let pass_period = PASS_PERIOD;
         assert_eq!(next_network_pass(now), tick - PASS_LEAD);
         let at_pass = tick - PASS_LEAD;
         assert_eq!(next_network_pass(at_pass), at_pass + pass_period);

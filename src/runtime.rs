@@ -38,9 +38,10 @@ impl Drop for SharedRuntime {
             return;
         };
         driver.thread().unpark();
-        if std::thread::current().id() == driver.thread().id() {
-            // Dropped from inside one of its own tasks: the driver ends its pass, sees the
-            // stop and shuts the runtime down itself (a thread cannot join itself).
+        if std::thread::current().id() == driver.thread().id() || Handle::try_current().is_ok() {
+            // Dropped from inside one of its own tasks (a thread cannot join itself), or from
+            // its blocking pool (the shutdown would wait for this very task): the driver ends
+            // its pass, sees the stop and shuts the runtime down itself.
             return;
         }
         let _ = driver.join();
